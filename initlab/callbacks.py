@@ -1,0 +1,97 @@
+"""Callback plumbing shared by recorders and the run: schedules, progress, checkpoints, live log.
+
+A callback is any object with methods named after trainer events (see
+``initlab.trainer.EVENTS``); this module holds the ones that are not measurements.
+"""
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class LogSchedule:
+    """Log epochs as data: every ``every`` epochs, plus the last epoch of the fit
+    (the planned last one, or the one where a stop was requested)."""
+
+    every: int
+
+    def due(self, epoch: int, trainer) -> bool:
+        return (
+            epoch % self.every == 0
+            or epoch == trainer.epochs
+            or trainer.state.stop_reason is not None
+        )
+
+
+def cpu_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A detached host copy of the model's parameters, safe to keep while training goes on."""
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
+class Checkpointer:
+    """Keeps the state right after initialization, the best-on-dev state and the last state.
+
+    The copies live in memory and are written once, by the run, at the end; the best
+    copy is refreshed only on epochs where dev accuracy improved.
+    """
+
+    def __init__(self):
+        self.init_state: dict[str, torch.Tensor] | None = None
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.last_state: dict[str, torch.Tensor] | None = None
+
+    def before_fit(self, trainer) -> None:
+        self.init_state = cpu_state_dict(trainer.model)
+
+    def after_eval(self, trainer) -> None:
+        if trainer.state.improved:
+            self.best_state = cpu_state_dict(trainer.model)
+
+    def after_fit(self, trainer) -> None:
+        self.last_state = cpu_state_dict(trainer.model)
+        if self.best_state is None:  # stopped before any evaluation
+            self.best_state = self.last_state
+
+
+class ProgressBar:
+    """A rich progress bar over epochs, showing the latest train loss and dev accuracy.
+
+    Refreshed at most ~100 times per fit, so a 10 000-epoch run does not pay for
+    10 000 redraws.
+    """
+
+    def __init__(self, console, description: str = "training"):
+        self.console = console
+        self.description = description
+        self._progress = None
+        self._task = None
+        self._every = 1
+
+    def before_fit(self, trainer) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+        from rich.progress import TimeElapsedColumn
+
+        self._every = max(1, trainer.epochs // 100)
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[status]}"),
+            TimeElapsedColumn(),
+            console=self.console,
+            transient=False,
+        )
+        self._task = self._progress.add_task(self.description, total=trainer.epochs, status="")
+        self._progress.start()
+
+    def after_epoch(self, trainer) -> None:
+        epoch = trainer.state.epoch
+        if epoch % self._every == 0 or epoch == trainer.epochs:
+            m = trainer.state.history[-1]
+            status = f"loss {m.train_loss:.4f}  dev acc {m.dev_acc:.3f}"
+            self._progress.update(self._task, completed=epoch, status=status)
+
+    def after_fit(self, trainer) -> None:
+        self._progress.update(self._task, completed=trainer.state.epoch)
+        self._progress.stop()

@@ -1,0 +1,139 @@
+"""The `initlab` command: a small dispatcher over subcommands, and the thin @hydra.main wrapper.
+
+``initlab run [HYDRA FLAGS] [OVERRIDES]`` hands everything after ``run`` to Hydra, so
+multirun, ``--cfg``, ``-cn``, ``hydra.*`` overrides and shell completion all keep working.
+Nothing here imports torch or matplotlib at module level: ``--help``, ``--cfg job`` and
+completion queries must stay fast.
+"""
+
+import os
+import sys
+from importlib import resources
+from pathlib import Path
+
+from initlab import __version__
+
+USAGE = """\
+usage: initlab <command> [args]
+
+A lab for how weight initialization and activation functions shape a network's
+gradients, activations and learning.
+
+commands:
+  run [HYDRA FLAGS] [OVERRIDES]   train and record one run (or a sweep with -m)
+                                  `initlab run --help` lists every config group
+  report PATH                     re-render the tables and figures of a saved run
+
+options:
+  -h, --help      show this message
+  --version       show the version
+
+examples:
+  initlab run                                   healthy default run
+  initlab run init=zeros act=sigmoid            the zero-init failure
+  initlab run -m act=sigmoid,relu,lrelu         one run per activation
+  initlab run -m experiment=dead_relu           a textbook comparison
+"""
+
+COMMANDS = ("run", "report")
+
+
+def config_groups_listing() -> str:
+    """One line per config group and its options, read from the shipped YAML files."""
+    root = resources.files("initlab.conf")
+    lines = []
+    for group in sorted(p.name for p in root.iterdir() if p.is_dir() and p.name[0] not in "_."):
+        options = sorted(
+            f.name[: -len(".yaml")] for f in root.joinpath(group).iterdir() if f.name.endswith(".yaml")
+        )
+        lines.append(f"{group}: {', '.join(options)}")
+    return "\n".join(lines)
+
+
+def _register_resolvers() -> None:
+    from omegaconf import OmegaConf
+
+    # The help template asks for this instead of Hydra's $APP_CONFIG_GROUPS, which
+    # would also list the dataclass schemas stored in the ConfigStore.
+    OmegaConf.register_new_resolver("initlab_groups", config_groups_listing, replace=True)
+
+
+def _hydra_entry() -> None:
+    """Build and call the @hydra.main function; sys.argv is already `initlab <hydra args>`."""
+    import hydra
+    from omegaconf import DictConfig
+
+    from initlab.config import register_configs
+
+    register_configs()
+    _register_resolvers()
+
+    @hydra.main(version_base="1.3", config_path="pkg://initlab.conf", config_name="config")
+    def hydra_main(cfg: DictConfig) -> None:
+        from initlab.run import run_from_hydra
+
+        run_from_hydra(cfg)
+
+    hydra_main()
+
+
+def _strip_run_from_completion_line() -> None:
+    # Hydra's bash completion calls `initlab -sc query=bash` with the whole command line
+    # in COMP_LINE ("initlab run act=re"); Hydra expects the app name then overrides.
+    line = os.environ.get("COMP_LINE", "")
+    words = line.split(" ")
+    if len(words) > 1 and words[1] == "run":
+        os.environ["COMP_LINE"] = " ".join([words[0], *words[2:]])
+
+
+def _report(args: list[str]) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="initlab report", description="Re-render the tables and figures of a saved run."
+    )
+    parser.add_argument("path", type=Path, help="a run directory (holds summary.json)")
+    ns = parser.parse_args(args)
+    from initlab.record import RecordError
+    from initlab.report import render_run
+
+    try:
+        render_run(ns.path)
+    except RecordError as e:
+        print(f"initlab report: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    prog = sys.argv[0]
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE, end="")
+        return 0
+    if argv[0] == "--version":
+        print(f"initlab {__version__}")
+        return 0
+    command, rest = argv[0], argv[1:]
+    if command in ("-sc", "--shell-completion"):
+        # Completion installed by `initlab run -sc install=bash` calls us like this.
+        _strip_run_from_completion_line()
+        sys.argv = [prog, *argv]
+        _hydra_entry()
+        return 0
+    if command == "run":
+        sys.argv = [prog, *rest]
+        _hydra_entry()
+        return 0
+    if command == "report":
+        return _report(rest)
+    print(
+        f"initlab: error: unknown command {command!r} (choose from: {', '.join(COMMANDS)}); "
+        "see `initlab --help`",
+        file=sys.stderr,
+    )
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

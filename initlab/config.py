@@ -1,0 +1,259 @@
+"""Configuration schemas, their ConfigStore registration, and cross-field checks.
+
+Every config group has a dataclass schema here; each YAML option under ``conf/`` lists
+its schema first in its defaults, so a misspelled key or a wrong type fails while Hydra
+composes the config, before any code runs. Checks Hydra cannot express (ranges, a split
+larger than the data set, a device that is not there) live in :func:`validate`, which
+raises :class:`ConfigError` with one line that names the valid range or choices.
+
+This module must not import torch: ``initlab run --help`` and ``--cfg job`` load it.
+"""
+
+from dataclasses import dataclass, field
+from typing import Any, List, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+ACTIVATIONS = ("sigmoid", "tanh", "relu", "lrelu", "elu", "selu", "gelu", "silu", "identity")
+INITS = (
+    "zeros",
+    "constant",
+    "normal",
+    "uniform",
+    "xavier_uniform",
+    "xavier_normal",
+    "kaiming_uniform",
+    "kaiming_normal",
+    "orthogonal",
+)
+DATASETS = ("moons", "circles", "xor")
+OPTIMIZERS = ("sgd", "adam")
+RECORDERS = ("grad_norms", "weights", "activations")
+DEVICES = ("cpu", "cuda", "auto")
+
+
+class ConfigError(ValueError):
+    """A configuration value is out of range; the message is one line for the user."""
+
+
+# ----------------------------------------------------------------------------- data
+@dataclass
+class DataConfig:
+    name: str = MISSING
+    n_samples: int = 1000
+    noise: float = 0.2
+    shuffle: bool = True
+    n_train: int = 640
+    n_dev: int = 160
+    n_test: int = 200
+
+
+@dataclass
+class CirclesConfig(DataConfig):
+    name: str = "circles"
+    factor: float = 0.5  # radius of the inner circle relative to the outer one
+
+
+# ---------------------------------------------------------------------------- model
+@dataclass
+class ModelConfig:
+    name: str = "mlp"
+    depth: int = 3  # number of Linear layers: fc1 .. fc{depth}
+    width: int = 16  # units in every hidden layer
+    in_features: int = 2
+
+
+# ----------------------------------------------------------------------- activation
+@dataclass
+class ActConfig:
+    name: str = MISSING
+
+
+@dataclass
+class LeakyReLUConfig(ActConfig):
+    name: str = "lrelu"
+    negative_slope: float = 0.01
+
+
+@dataclass
+class ELUConfig(ActConfig):
+    name: str = "elu"
+    alpha: float = 1.0
+
+
+# ----------------------------------------------------------------------------- init
+@dataclass
+class InitConfig:
+    name: str = MISSING
+    bias: float = 0.0  # every bias starts at this constant
+
+
+@dataclass
+class ConstantInitConfig(InitConfig):
+    name: str = "constant"
+    value: float = 0.0
+
+
+@dataclass
+class NormalInitConfig(InitConfig):
+    name: str = "normal"
+    mean: float = 0.0
+    std: float = 1.0
+
+
+@dataclass
+class UniformInitConfig(InitConfig):
+    name: str = "uniform"
+    low: float = -1.0
+    high: float = 1.0
+
+
+@dataclass
+class XavierInitConfig(InitConfig):
+    gain: Optional[float] = None  # null: the recommended gain of the chosen activation
+
+
+@dataclass
+class KaimingInitConfig(InitConfig):
+    mode: str = "fan_in"  # fan_in keeps forward variance, fan_out backward variance
+
+
+@dataclass
+class OrthogonalInitConfig(InitConfig):
+    name: str = "orthogonal"
+    gain: Optional[float] = None
+
+
+# ---------------------------------------------------------------------------- optim
+@dataclass
+class OptimConfig:
+    name: str = MISSING
+    lr: float = 0.01
+    weight_decay: float = 0.0
+
+
+@dataclass
+class SGDConfig(OptimConfig):
+    name: str = "sgd"
+    momentum: float = 0.0
+
+
+@dataclass
+class AdamConfig(OptimConfig):
+    name: str = "adam"
+    betas: List[float] = field(default_factory=lambda: [0.9, 0.999])
+
+
+# -------------------------------------------------------------------------- trainer
+@dataclass
+class TrainerConfig:
+    epochs: int = 200
+    batch_size: Optional[int] = None  # null: full batch, as in the textbook
+    log_every: int = 20  # epochs between weight snapshots, activation stats, table rows
+    device: str = "cpu"
+    recorders: List[str] = field(default_factory=lambda: list(RECORDERS))
+    weights_max_params: int = 200  # snapshot full weights only for models this small
+    progress: bool = True
+
+
+@dataclass
+class Config:
+    data: DataConfig = MISSING
+    model: ModelConfig = MISSING
+    act: ActConfig = MISSING
+    init: InitConfig = MISSING
+    optim: OptimConfig = MISSING
+    trainer: TrainerConfig = MISSING
+    seed: int = 0
+
+
+def register_configs() -> None:
+    """Store the schemas so YAML options can name them as their first default."""
+    cs = ConfigStore.instance()
+    cs.store(name="config_schema", node=Config)
+    cs.store(group="data", name="data_schema", node=DataConfig)
+    cs.store(group="data", name="circles_schema", node=CirclesConfig)
+    cs.store(group="model", name="model_schema", node=ModelConfig)
+    cs.store(group="act", name="act_schema", node=ActConfig)
+    cs.store(group="act", name="lrelu_schema", node=LeakyReLUConfig)
+    cs.store(group="act", name="elu_schema", node=ELUConfig)
+    cs.store(group="init", name="init_schema", node=InitConfig)
+    cs.store(group="init", name="constant_schema", node=ConstantInitConfig)
+    cs.store(group="init", name="normal_schema", node=NormalInitConfig)
+    cs.store(group="init", name="uniform_schema", node=UniformInitConfig)
+    cs.store(group="init", name="xavier_schema", node=XavierInitConfig)
+    cs.store(group="init", name="kaiming_schema", node=KaimingInitConfig)
+    cs.store(group="init", name="orthogonal_schema", node=OrthogonalInitConfig)
+    cs.store(group="optim", name="sgd_schema", node=SGDConfig)
+    cs.store(group="optim", name="adam_schema", node=AdamConfig)
+    cs.store(group="trainer", name="trainer_schema", node=TrainerConfig)
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+def _one_of(key: str, value: Any, choices: tuple) -> None:
+    _check(value in choices, f"{key}={value!r} is not one of: {', '.join(choices)}")
+
+
+def validate(cfg: Any) -> None:
+    """Check what the schemas cannot: ranges, choices and cross-field constraints.
+
+    ``cfg`` is the composed DictConfig (or anything with the same attributes).
+    Raises ConfigError with a one-line message naming the key, value and valid range.
+    """
+    d, m, a, i, o, t = cfg.data, cfg.model, cfg.act, cfg.init, cfg.optim, cfg.trainer
+    _one_of("data.name", d.name, DATASETS)
+    _check(d.n_samples >= 2, f"data.n_samples must be >= 2 (got {d.n_samples})")
+    _check(d.noise >= 0, f"data.noise must be >= 0 (got {d.noise})")
+    for split in ("n_train", "n_dev", "n_test"):
+        n = d[split]
+        _check(n >= 1, f"data.{split} must be >= 1 (got {n})")
+    total = d.n_train + d.n_dev + d.n_test
+    _check(
+        total <= d.n_samples,
+        f"data split {d.n_train}+{d.n_dev}+{d.n_test}={total} is larger than "
+        f"data.n_samples={d.n_samples}",
+    )
+    if d.name == "circles":
+        _check(0 < d.factor < 1, f"data.factor must be in (0, 1) (got {d.factor})")
+
+    _check(m.depth >= 1, f"model.depth must be >= 1 (got {m.depth})")
+    _check(m.width >= 1, f"model.width must be >= 1 (got {m.width})")
+    _check(m.in_features == 2, f"model.in_features must be 2 for 2-D data (got {m.in_features})")
+
+    _one_of("act.name", a.name, ACTIVATIONS)
+    if a.name == "lrelu":
+        _check(a.negative_slope >= 0, f"act.negative_slope must be >= 0 (got {a.negative_slope})")
+
+    _one_of("init.name", i.name, INITS)
+    if i.name == "normal":
+        _check(i.std >= 0, f"init.std must be >= 0 (got {i.std})")
+    if i.name == "uniform":
+        _check(i.low < i.high, f"init.low must be < init.high (got {i.low} >= {i.high})")
+    if i.name.startswith("kaiming"):
+        _one_of("init.mode", i.mode, ("fan_in", "fan_out"))
+    if i.name.startswith("xavier") or i.name == "orthogonal":
+        _check(i.gain is None or i.gain > 0, f"init.gain must be > 0 or null (got {i.gain})")
+
+    _one_of("optim.name", o.name, OPTIMIZERS)
+    _check(o.lr > 0, f"optim.lr must be > 0 (got {o.lr})")
+    _check(o.weight_decay >= 0, f"optim.weight_decay must be >= 0 (got {o.weight_decay})")
+    if o.name == "sgd":
+        _check(o.momentum >= 0, f"optim.momentum must be >= 0 (got {o.momentum})")
+    if o.name == "adam":
+        ok = len(o.betas) == 2 and all(0 <= b < 1 for b in o.betas)
+        _check(ok, f"optim.betas must be two numbers in [0, 1) (got {list(o.betas)})")
+
+    _check(t.epochs >= 1, f"trainer.epochs must be >= 1 (got {t.epochs})")
+    _check(
+        t.batch_size is None or t.batch_size >= 1,
+        f"trainer.batch_size must be >= 1 or null for full batch (got {t.batch_size})",
+    )
+    _check(t.log_every >= 1, f"trainer.log_every must be >= 1 (got {t.log_every})")
+    _one_of("trainer.device", t.device, DEVICES)
+    for name in t.recorders:
+        _one_of("trainer.recorders entry", name, RECORDERS)

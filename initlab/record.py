@@ -1,0 +1,165 @@
+"""The run record: the files of a run directory, their one writer and their one reader.
+
+The record is the only bridge between training and reporting. Its layout is a contract
+(tests and other tools read it)::
+
+    summary.json        status, seed, epochs_run, metrics, best_epoch, timing, device, versions
+    metrics.csv         one row per epoch
+    grad_norms.csv      one row per parameter per optimizer step (step 0 = first step)
+    activations.csv     one row per hidden layer per log epoch
+    weights.csv         one row per weight value per log epoch (small models only)
+    checkpoints/        init.pt, best.pt, last.pt   (plain state dicts)
+    data.pt             the tensors trained and evaluated on
+    tables/*.txt        every table printed at the end, as text
+    figures/*.png       every figure
+
+The reader needs neither torch nor matplotlib: it reads JSON and CSV only.
+"""
+
+import csv
+import json
+import math
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+# Every CSV's columns, declared once.
+COLUMNS = {
+    "metrics.csv": ("epoch", "train_loss", "train_acc", "dev_loss", "dev_acc"),
+    "grad_norms.csv": ("step", "epoch", "param", "norm"),
+    "activations.csv": ("epoch", "layer", "mean", "std", "frac_zero", "frac_saturated"),
+    "weights.csv": ("epoch", "param", "index", "value"),
+}
+SUMMARY = "summary.json"
+STATUS_RUNNING = "running"
+STATUS_COMPLETED = "completed"
+STATUS_FAILED = "failed"
+
+
+class RecordError(Exception):
+    """A path is not a readable run record; the message is one line for the user."""
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    # Write then rename, so a reader never sees half a file and a crash keeps the old one.
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+class RecordWriter:
+    """Writes the files of one run directory."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        _atomic_write_text(self.run_dir / SUMMARY, json.dumps(summary, indent=2) + "\n")
+
+    def write_csv(self, name: str, rows: Iterable[Iterable[Any]]) -> None:
+        path = self.run_dir / name
+        tmp = path.with_name(path.name + ".tmp")
+        with tmp.open("w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(COLUMNS[name])
+            writer.writerows(rows)
+        os.replace(tmp, path)
+
+    def save_tensors(self, relpath: str, tensors: dict) -> None:
+        import torch
+
+        path = self.run_dir / relpath
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(tensors, path)
+
+    def write_table(self, name: str, text: str) -> None:
+        tables = self.run_dir / "tables"
+        tables.mkdir(exist_ok=True)
+        _atomic_write_text(tables / f"{name}.txt", text)
+
+
+def _number(text: str) -> float:
+    return float(text) if text != "" else math.nan
+
+
+@dataclass
+class RunRecord:
+    """Everything a reporter needs from a run directory, as plain Python values."""
+
+    run_dir: Path
+    summary: dict[str, Any]
+    config: dict[str, Any]
+    overrides: list[str]
+    metrics: list[dict[str, float]] = field(default_factory=list)
+    grad_norms: list[dict[str, Any]] = field(default_factory=list)
+    activations: list[dict[str, Any]] = field(default_factory=list)
+    weights: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def figures_dir(self) -> Path:
+        return self.run_dir / "figures"
+
+    @property
+    def param_names(self) -> list[str]:
+        return list(self.summary.get("param_shapes", {}))
+
+    def grad_norm_series(self) -> dict[str, list[tuple[int, float]]]:
+        """param -> [(step, norm), ...] in step order."""
+        series: dict[str, list[tuple[int, float]]] = {name: [] for name in self.param_names}
+        for row in self.grad_norms:
+            series.setdefault(row["param"], []).append((row["step"], row["norm"]))
+        return series
+
+
+def _read_csv(path: Path, text_columns: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    with path.open(newline="") as f:
+        return [
+            {k: (v if k in text_columns else _number(v)) for k, v in row.items()}
+            for row in csv.DictReader(f)
+        ]
+
+
+def _int_columns(rows: list[dict[str, Any]], *columns: str) -> list[dict[str, Any]]:
+    for row in rows:
+        for c in columns:
+            row[c] = int(row[c])
+    return rows
+
+
+def read_record(run_dir: Path) -> RunRecord:
+    """Load a run directory; raises RecordError when ``run_dir`` is not a run record."""
+    run_dir = Path(run_dir)
+    summary_path = run_dir / SUMMARY
+    if not run_dir.is_dir():
+        raise RecordError(f"{run_dir} is not a directory")
+    if not summary_path.exists():
+        raise RecordError(f"{run_dir} is not an initlab run directory (no {SUMMARY})")
+    try:
+        summary = json.loads(summary_path.read_text())
+    except json.JSONDecodeError as e:
+        raise RecordError(f"{summary_path} is not valid JSON ({e})") from None
+    config, overrides = {}, []
+    hydra_dir = run_dir / ".hydra"
+    if (hydra_dir / "config.yaml").exists():
+        from omegaconf import OmegaConf
+
+        config = OmegaConf.to_container(OmegaConf.load(hydra_dir / "config.yaml"))
+        if (hydra_dir / "overrides.yaml").exists():
+            overrides = list(OmegaConf.load(hydra_dir / "overrides.yaml"))
+    return RunRecord(
+        run_dir=run_dir,
+        summary=summary,
+        config=config,
+        overrides=overrides,
+        metrics=_int_columns(_read_csv(run_dir / "metrics.csv"), "epoch"),
+        grad_norms=_int_columns(
+            _read_csv(run_dir / "grad_norms.csv", ("param",)), "step", "epoch"
+        ),
+        activations=_int_columns(_read_csv(run_dir / "activations.csv", ("layer",)), "epoch"),
+        weights=_int_columns(_read_csv(run_dir / "weights.csv", ("param",)), "epoch", "index"),
+    )

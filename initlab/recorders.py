@@ -1,0 +1,172 @@
+"""Recorders: callbacks that measure the network during training and hand rows to the record.
+
+- :class:`GradNormRecorder` — L2 norm of every parameter's gradient at every step, after
+  backward and before the optimizer step. The norms of one step are computed in one
+  fused call and written into a preallocated device buffer; the buffer goes to the host
+  when it is full and at the end, never one ``.item()`` per parameter per step.
+- :class:`WeightRecorder` — full weight snapshots at log epochs (small models only).
+- :class:`ActivationRecorder` — per hidden layer statistics of the activations on the
+  whole training set at log epochs: mean, std, fraction exactly zero, fraction saturated.
+
+Recorders only observe; what they measured is read through their ``rows()`` methods.
+"""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+from initlab.callbacks import LogSchedule
+
+# |2a - 1| > 0.97 for sigmoid is the same flat tail as |a| > 0.97 for tanh
+# (sigmoid(x) = (tanh(x / 2) + 1) / 2); 0.97 is the threshold of Karpathy's makemore notes.
+SATURATION_THRESHOLD = 0.97
+
+
+def _grad_norms(grads: list[torch.Tensor]) -> list[torch.Tensor]:
+    foreach_norm = getattr(torch, "_foreach_norm", None)
+    if foreach_norm is not None:
+        return foreach_norm(grads)
+    return [g.norm() for g in grads]  # older torch: one kernel per tensor
+
+
+class GradNormRecorder:
+    """L2 norm of each parameter's gradient at every optimizer step."""
+
+    def __init__(self, model: nn.Module, chunk_steps: int = 4096):
+        self.names = [name for name, _ in model.named_parameters()]
+        self._params = [p for _, p in model.named_parameters()]
+        self._chunk_steps = chunk_steps
+        self._buffer: torch.Tensor | None = None
+        self._row = 0
+        self._host_chunks: list[torch.Tensor] = []
+
+    def before_fit(self, trainer) -> None:
+        device = self._params[0].device
+        rows = min(self._chunk_steps, trainer.epochs * trainer.steps_per_epoch)
+        self._buffer = torch.empty(rows, len(self._params), device=device)
+        self._row = 0
+        self._host_chunks = []
+
+    def after_backward(self, trainer) -> None:
+        grads = [
+            p.grad if p.grad is not None else torch.zeros((), device=p.device)
+            for p in self._params
+        ]
+        torch.stack(_grad_norms(grads), out=self._buffer[self._row])
+        self._row += 1
+        if self._row == self._buffer.shape[0]:
+            self._flush()
+
+    def after_fit(self, trainer) -> None:
+        self._flush()
+
+    def _flush(self) -> None:
+        if self._row:
+            self._host_chunks.append(self._buffer[: self._row].to("cpu", copy=True))
+        self._row = 0
+
+    def norms(self) -> torch.Tensor:
+        """(steps, params) float tensor of every recorded norm, on the host."""
+        if not self._host_chunks:
+            return torch.empty(0, len(self.names))
+        return torch.cat(self._host_chunks)
+
+
+class WeightRecorder:
+    """Every weight and bias value at epoch 0 and at each log epoch."""
+
+    def __init__(self, model: nn.Module, schedule: LogSchedule):
+        self.schedule = schedule
+        self.names = [name for name, _ in model.named_parameters()]
+        self._params = [p for _, p in model.named_parameters()]
+        self.snapshots: list[tuple[int, list[torch.Tensor]]] = []
+
+    def _snapshot(self, epoch: int) -> None:
+        flat = torch.cat([p.detach().reshape(-1) for p in self._params]).cpu()
+        sizes = [p.numel() for p in self._params]
+        self.snapshots.append((epoch, list(flat.split(sizes))))
+
+    def before_fit(self, trainer) -> None:
+        self._snapshot(0)
+
+    def after_epoch(self, trainer) -> None:
+        if self.schedule.due(trainer.state.epoch, trainer):
+            self._snapshot(trainer.state.epoch)
+
+    def rows(self) -> Iterator[tuple[int, str, int, float]]:
+        """(epoch, param, flat index, value) for every recorded value."""
+        for epoch, tensors in self.snapshots:
+            for name, values in zip(self.names, tensors):
+                for index, value in enumerate(values.tolist()):
+                    yield epoch, name, index, value
+
+
+@contextmanager
+def capture_outputs(modules: dict[str, nn.Module]):
+    """Forward hooks that store each module's output under its key; always removed."""
+    outputs: dict[str, torch.Tensor] = {}
+    handles = []
+    try:
+        for key, module in modules.items():
+            handles.append(module.register_forward_hook(
+                lambda _m, _inp, out, key=key: outputs.__setitem__(key, out.detach())
+            ))
+        yield outputs
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def activation_stats(a: torch.Tensor, bounded: str | None) -> torch.Tensor:
+    """[mean, std, fraction exactly zero, fraction saturated] of one layer's activations.
+
+    ``bounded`` is "sigmoid" or "tanh" for bounded activations, else None (the saturated
+    fraction is then NaN: unbounded units have no flat tail to be stuck in).
+    """
+    if bounded == "sigmoid":
+        saturated = ((2 * a - 1).abs() > SATURATION_THRESHOLD).float().mean()
+    elif bounded == "tanh":
+        saturated = (a.abs() > SATURATION_THRESHOLD).float().mean()
+    else:
+        saturated = torch.tensor(float("nan"), device=a.device)
+    return torch.stack((a.mean(), a.std(unbiased=False), (a == 0).float().mean(), saturated))
+
+
+class ActivationRecorder:
+    """Statistics of every hidden layer's activations on the full training set."""
+
+    def __init__(self, model: nn.Module, X_train: torch.Tensor, bounded: str | None,
+                 schedule: LogSchedule):
+        self.model = model
+        self.X_train = X_train
+        self.bounded = bounded
+        self.schedule = schedule
+        self.layers = list(model.hidden_activations())
+        self.snapshots: list[tuple[int, torch.Tensor]] = []  # (epoch, (layers, 4))
+
+    @torch.no_grad()
+    def _measure(self, epoch: int) -> None:
+        if not self.layers:
+            return
+        was_training = self.model.training
+        self.model.eval()
+        with capture_outputs(self.model.hidden_activations()) as outputs:
+            self.model(self.X_train)
+        self.model.train(was_training)
+        stats = torch.stack([activation_stats(outputs[k], self.bounded) for k in self.layers])
+        self.snapshots.append((epoch, stats.cpu()))
+
+    def before_fit(self, trainer) -> None:
+        self._measure(0)
+
+    def after_epoch(self, trainer) -> None:
+        if self.schedule.due(trainer.state.epoch, trainer):
+            self._measure(trainer.state.epoch)
+
+    def rows(self) -> Iterator[tuple]:
+        """(epoch, layer, mean, std, frac_zero, frac_saturated) per layer per log epoch."""
+        for epoch, stats in self.snapshots:
+            for layer, values in zip(self.layers, stats.tolist()):
+                yield (epoch, layer, *values)

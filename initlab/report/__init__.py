@@ -1,0 +1,23 @@
+"""Reporters: tables and figures rendered from a run record, never from a live model.
+
+``render_run(run_dir)`` is what the end of a run and ``initlab report RUN_DIR`` call.
+"""
+
+from pathlib import Path
+
+from initlab.record import read_record
+
+
+def render_run(run_dir: Path, console=None, fmt: str = "png", dpi: int = 120) -> list[Path]:
+    """Print and save every table of the run, then draw every figure; returns the figures."""
+    from rich.console import Console
+
+    from initlab.report.figures import render_figures
+    from initlab.report.tables import print_and_save, run_tables
+
+    record = read_record(Path(run_dir))
+    console = console or Console()
+    print_and_save(run_tables(record), console, record.run_dir / "tables")
+    figures = render_figures(record, fmt=fmt, dpi=dpi)
+    console.print(f"[bold]Run record:[/bold] {record.run_dir}  ({len(figures)} figures)")
+    return figures

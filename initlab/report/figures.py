@@ -1,0 +1,248 @@
+"""Figures of one run, drawn from its record (CSV/JSON; checkpoints and data for the
+histogram and the decision boundary). Each function saves one file and returns its path.
+"""
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: no display is ever needed
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+from initlab.record import RunRecord  # noqa: E402
+from initlab.report.tables import describe_init  # noqa: E402
+
+# Okabe & Ito (2008): distinguishable with every common colour-vision deficiency.
+PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
+TRAIN_COLOR, DEV_COLOR = PALETTE[0], PALETTE[1]
+
+
+def color(i: int) -> str:
+    return PALETTE[i % len(PALETTE)]
+
+
+def _style() -> None:
+    plt.rcParams.update({
+        "figure.dpi": 100,
+        "axes.grid": True,
+        "grid.alpha": 0.3,
+        "axes.spines.top": False,
+        "axes.spines.right": False,
+        "axes.prop_cycle": matplotlib.cycler(color=PALETTE),
+        "legend.frameon": False,
+        "font.size": 10,
+    })
+
+
+def _save(fig, path: Path, dpi: int) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def run_title(record: RunRecord) -> str:
+    """A short description of the run for figure titles: 'sigmoid, normal(std=0.01), bias 1.0'."""
+    c = record.summary.get("config", {})
+    act, init, model = c.get("act", {}), c.get("init", {}), c.get("model", {})
+    return (f"{model.get('depth')}-layer MLP, {act.get('name')}, "
+            f"{describe_init(init)}, bias {init.get('bias')}")
+
+
+def loss_and_accuracy(record: RunRecord, path: Path, dpi: int) -> Path:
+    epochs = [m["epoch"] for m in record.metrics]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
+    for ax, key, label in ((ax_loss, "loss", "binary cross-entropy"), (ax_acc, "acc", "accuracy")):
+        ax.plot(epochs, [m[f"train_{key}"] for m in record.metrics], color=TRAIN_COLOR,
+                label="train", marker="o" if len(epochs) < 3 else None)
+        ax.plot(epochs, [m[f"dev_{key}"] for m in record.metrics], color=DEV_COLOR,
+                label="dev", linestyle="--", marker="o" if len(epochs) < 3 else None)
+        best = record.summary.get("best_epoch")
+        if best:
+            ax.axvline(best, color="grey", linestyle=":", linewidth=1, label=f"best dev (epoch {best})")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.legend()
+    ax_acc.set_ylim(-0.02, 1.02)
+    ax_loss.set_title("Loss")
+    ax_acc.set_title("Accuracy")
+    fig.suptitle(run_title(record))
+    return _save(fig, path, dpi)
+
+
+def _layer_of(param: str) -> str:
+    return param.rsplit(".", 1)[0]
+
+
+def _log_floor(values: list[float]) -> float:
+    positive = [v for v in values if v > 0 and math.isfinite(v)]
+    return min(positive) / 10 if positive else 1e-12
+
+
+def grad_norm_by_layer(record: RunRecord, path: Path, dpi: int) -> Path:
+    """The textbook's figure: gradient L2 norm per layer on a log scale, first (and last) step.
+
+    Exact zeros cannot sit on a log axis; they are drawn as hollow markers on the
+    bottom edge and labelled "= 0", so a dead layer is visible rather than missing.
+    """
+    series = record.grad_norm_series()
+    layers = list(dict.fromkeys(_layer_of(p) for p in series))
+    steps = [s for s, _ in next(iter(series.values()), [])]
+    moments = [("first step", 0)] + ([("last step", -1)] if len(steps) > 1 else [])
+    all_values = [v for pts in series.values() for _, v in pts]
+    floor = _log_floor(all_values)
+    fig, ax = plt.subplots(figsize=(7, 4.5), constrained_layout=True)
+    x = range(len(layers))
+    for m, (moment, idx) in enumerate(moments):
+        for kind, style in (("weight", "-"), ("bias", "--")):
+            values = []
+            for layer in layers:
+                pts = series.get(f"{layer}.{kind}", [])
+                values.append(pts[idx][1] if pts else math.nan)
+            label = f"{kind} ({moment}, step {steps[idx]})" if steps else kind
+            shown = [v if v > 0 else floor for v in values]
+            c = color(2 * m + (kind == "bias"))
+            ax.plot(x, shown, linestyle=style, marker="o", color=c, label=label)
+            for xi, v in zip(x, values):
+                if v == 0:
+                    ax.plot(xi, floor, marker="o", markersize=10, markerfacecolor="white",
+                            markeredgecolor=c, zorder=3)
+                    ax.annotate("= 0", (xi, floor), textcoords="offset points", xytext=(6, 4),
+                                fontsize=8, color=c)
+    ax.set_yscale("log")
+    ax.set_xticks(list(x), layers)
+    ax.set_xlabel("layer (input → output)")
+    ax.set_ylabel("gradient L2 norm")
+    ax.set_title(f"Gradient norm by layer\n{run_title(record)}", fontsize=10)
+    ax.legend(fontsize=8)
+    return _save(fig, path, dpi)
+
+
+def grad_norm_over_time(record: RunRecord, path: Path, dpi: int) -> Path:
+    series = record.grad_norm_series()
+    fig, ax = plt.subplots(figsize=(8, 4.5), constrained_layout=True)
+    all_values = [v for pts in series.values() for _, v in pts]
+    floor = _log_floor(all_values)
+    layers = list(dict.fromkeys(_layer_of(p) for p in series))
+    for name, pts in series.items():
+        c = color(layers.index(_layer_of(name)))
+        ax.plot([s for s, _ in pts], [v if v > 0 else floor for _, v in pts], color=c,
+                linestyle="-" if name.endswith("weight") else "--", linewidth=1.2, label=name)
+    ax.set_yscale("log")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("gradient L2 norm")
+    ax.set_title(f"Gradient norm per parameter over training\n{run_title(record)}", fontsize=10)
+    ax.legend(fontsize=8, ncol=2 if len(series) > 6 else 1, loc="best")
+    return _save(fig, path, dpi)
+
+
+def weights_over_time(record: RunRecord, path: Path, dpi: int) -> Path:
+    """Every weight of a small model as a line over log epochs, one panel per parameter."""
+    shapes = record.summary.get("param_shapes", {})
+    names = list(shapes)
+    cols = 2
+    rows = math.ceil(len(names) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(10, 2.8 * rows), squeeze=False,
+                             constrained_layout=True)
+    for ax, name in zip(axes.flat, names):
+        by_index: dict[int, list[tuple[int, float]]] = {}
+        for w in record.weights:
+            if w["param"] == name:
+                by_index.setdefault(w["index"], []).append((w["epoch"], w["value"]))
+        for i, pts in sorted(by_index.items()):
+            ax.plot([e for e, _ in pts], [v for _, v in pts], color=color(i), linewidth=1.2)
+        ax.set_title(f"{name} ({len(by_index)} values)", fontsize=9)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("value")
+    for ax in list(axes.flat)[len(names):]:
+        ax.set_visible(False)
+    fig.suptitle(f"Weights over training (lines that coincide are symmetric units)\n"
+                 f"{run_title(record)}", fontsize=10)
+    return _save(fig, path, dpi)
+
+
+def initial_weight_histogram(record: RunRecord, path: Path, dpi: int) -> Path | None:
+    """Histogram of every initial weight (biases excluded), one colour per layer."""
+    init_path = record.run_dir / "checkpoints" / "init.pt"
+    if not init_path.exists():
+        return None
+    import torch
+
+    state = torch.load(init_path, weights_only=True)
+    weights = {k: v.flatten().tolist() for k, v in state.items() if k.endswith("weight")}
+    everything = [v for vs in weights.values() for v in vs]
+    lo, hi = min(everything), max(everything)
+    if lo == hi:  # constant init: one bar, centred, visible
+        lo, hi = lo - 0.5, hi + 0.5
+    fig, ax = plt.subplots(figsize=(7, 4), constrained_layout=True)
+    ax.hist(list(weights.values()), bins=40, range=(lo, hi), stacked=True,
+            color=[color(i) for i in range(len(weights))], label=list(weights))
+    init = record.summary.get("config", {}).get("init", {})
+    ax.set_xlabel("initial weight value")
+    ax.set_ylabel("number of weights")
+    ax.set_title(f"Initial weights: {describe_init(init)}  ({len(everything)} weights)")
+    ax.legend(fontsize=8)
+    return _save(fig, path, dpi)
+
+
+def decision_boundary(record: RunRecord, path: Path, dpi: int) -> Path | None:
+    """P(y=1) of the best-on-dev model over the plane, with the test points on top."""
+    run_dir = record.run_dir
+    if not (run_dir / "checkpoints" / "best.pt").exists() or not (run_dir / "data.pt").exists():
+        return None
+    import torch
+    from omegaconf import OmegaConf
+
+    from initlab.model import build_model
+
+    cfg = OmegaConf.create(record.summary["config"])
+    model = build_model(cfg.model, cfg.act)
+    model.load_state_dict(torch.load(run_dir / "checkpoints" / "best.pt", weights_only=True))
+    model.eval()
+    data = torch.load(run_dir / "data.pt", weights_only=True)
+    X_all = torch.cat([data["X_train"], data["X_dev"], data["X_test"]])
+    pad = 0.5
+    x0, x1 = X_all[:, 0].min().item() - pad, X_all[:, 0].max().item() + pad
+    y0, y1 = X_all[:, 1].min().item() - pad, X_all[:, 1].max().item() + pad
+    gx, gy = torch.meshgrid(torch.linspace(x0, x1, 200), torch.linspace(y0, y1, 200), indexing="xy")
+    with torch.no_grad():
+        prob = torch.sigmoid(model(torch.stack([gx.flatten(), gy.flatten()], 1))).reshape(gx.shape)
+    fig, ax = plt.subplots(figsize=(6, 5), constrained_layout=True)
+    mesh = ax.contourf(gx, gy, prob, levels=torch.linspace(0, 1, 11).tolist(), cmap="RdBu_r",
+                       alpha=0.6)
+    if prob.min() < 0.5 < prob.max():
+        ax.contour(gx, gy, prob, levels=[0.5], colors="black", linewidths=1.5)
+    fig.colorbar(mesh, ax=ax, label="P(class 1)")
+    Xt, yt = data["X_test"], data["y_test"]
+    for label, marker, c in ((0, "o", PALETTE[0]), (1, "^", PALETTE[3])):
+        pts = Xt[yt == label]
+        ax.scatter(pts[:, 0], pts[:, 1], marker=marker, s=18, color=c, edgecolor="white",
+                   linewidth=0.5, label=f"test, class {label}")
+    acc = record.summary.get("metrics", {}).get("test", {}).get("acc")
+    ax.set_title(f"Decision boundary (best-on-dev model, test acc {acc:.3f})" if acc is not None
+                 else "Decision boundary")
+    ax.set_xlabel("$x_1$")
+    ax.set_ylabel("$x_2$")
+    ax.legend(loc="upper right", fontsize=8)
+    return _save(fig, path, dpi)
+
+
+def render_figures(record: RunRecord, fmt: str = "png", dpi: int = 120) -> list[Path]:
+    """Draw every figure the record has data for; returns the files written."""
+    _style()
+    out = record.figures_dir
+    written: list[Path | None] = []
+    if record.metrics:
+        written.append(loss_and_accuracy(record, out / f"loss_accuracy.{fmt}", dpi))
+    if record.grad_norms:
+        written.append(grad_norm_by_layer(record, out / f"grad_norm_by_layer.{fmt}", dpi))
+        if record.grad_norms[-1]["step"] > 0:
+            written.append(grad_norm_over_time(record, out / f"grad_norm_over_time.{fmt}", dpi))
+    if record.weights:
+        written.append(weights_over_time(record, out / f"weights_over_time.{fmt}", dpi))
+    written.append(initial_weight_histogram(record, out / f"initial_weights.{fmt}", dpi))
+    written.append(decision_boundary(record, out / f"decision_boundary.{fmt}", dpi))
+    return [p for p in written if p is not None]

@@ -1,0 +1,191 @@
+"""Rich tables of one run, built from its record alone.
+
+Each builder returns a ``rich.table.Table``; :func:`print_and_save` shows a table and
+writes the same text to ``tables/<name>.txt`` in the run directory.
+"""
+
+import io
+import math
+from collections.abc import Iterator
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from initlab.record import RunRecord
+
+
+def fmt(value: float, digits: int = 4) -> str:
+    """A number as a reader wants it: fixed for ordinary sizes, scientific for tiny/huge."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if value == 0:
+        return "0"
+    if not math.isfinite(value):
+        return str(value)
+    if 1e-3 <= abs(value) < 1e4:
+        return f"{value:.{digits}f}"
+    return f"{value:.{digits - 1}e}"
+
+
+def describe_init(init_cfg: dict) -> str:
+    name = init_cfg.get("name", "?")
+    params = {
+        "constant": ("value",),
+        "normal": ("mean", "std"),
+        "uniform": ("low", "high"),
+        "xavier_uniform": ("gain",),
+        "xavier_normal": ("gain",),
+        "orthogonal": ("gain",),
+        "kaiming_uniform": ("mode",),
+        "kaiming_normal": ("mode",),
+    }.get(name, ())
+    args = ", ".join(f"{k}={init_cfg[k]}" for k in params if init_cfg.get(k) is not None)
+    return f"{name}({args})" if args else name
+
+
+def config_table(record: RunRecord) -> Table:
+    c = record.config or record.summary.get("config", {})
+    s = record.summary
+    table = Table(title="Run configuration", show_header=False)
+    table.add_column("setting", style="bold")
+    table.add_column("value")
+    data, model, act, init = c.get("data", {}), c.get("model", {}), c.get("act", {}), c.get("init", {})
+    optim, trainer = c.get("optim", {}), c.get("trainer", {})
+    depth, width = model.get("depth"), model.get("width")
+    if depth is not None:
+        sizes = [model.get("in_features", 2)] + [width] * (depth - 1) + [1]
+        table.add_row("model", f"MLP {'-'.join(map(str, sizes))} ({depth} Linear layers)")
+    table.add_row("activation", ", ".join(f"{k}={v}" for k, v in act.items()))
+    table.add_row("init", f"{describe_init(init)}, bias={init.get('bias')}")
+    opt = {k: v for k, v in optim.items() if k != "name"}
+    table.add_row("optimizer", f"{optim.get('name')}({', '.join(f'{k}={v}' for k, v in opt.items())})")
+    table.add_row(
+        "data",
+        f"{data.get('name')}: {data.get('n_train')} train / {data.get('n_dev')} dev / "
+        f"{data.get('n_test')} test, noise {data.get('noise')}",
+    )
+    batch = trainer.get("batch_size") or "full"
+    table.add_row("training", f"{trainer.get('epochs')} epochs, batch {batch}")
+    table.add_row("seed / device", f"{s.get('seed')} / {s.get('device')}")
+    if record.overrides:
+        table.add_row("overrides", " ".join(record.overrides))
+    return table
+
+
+def metrics_table(record: RunRecord) -> Table:
+    s = record.summary
+    table = Table(title=f"Final metrics (best-on-dev model, epoch {s.get('best_epoch')})")
+    for col in ("split", "loss", "accuracy"):
+        table.add_column(col, justify="right" if col != "split" else "left")
+    for split in ("train", "dev", "test"):
+        m = s.get("metrics", {}).get(split)
+        if m:
+            table.add_row(split, fmt(m["loss"]), f"{m['acc']:.3f}")
+    return table
+
+
+def training_log_table(record: RunRecord) -> Table:
+    log_every = record.summary.get("config", {}).get("trainer", {}).get("log_every", 1)
+    table = Table(title="Training log")
+    for col in ("epoch", "train loss", "train acc", "dev loss", "dev acc"):
+        table.add_column(col, justify="right")
+    last = record.metrics[-1]["epoch"] if record.metrics else None
+    for m in record.metrics:
+        if m["epoch"] % log_every == 0 or m["epoch"] in (1, last):
+            table.add_row(str(m["epoch"]), fmt(m["train_loss"]), f"{m['train_acc']:.3f}",
+                          fmt(m["dev_loss"]), f"{m['dev_acc']:.3f}")
+    return table
+
+
+def grad_norm_table(record: RunRecord) -> Table:
+    series = record.grad_norm_series()
+    steps = [s for s, _ in next(iter(series.values()), [])]
+    first, last = (steps[0], steps[-1]) if steps else (0, 0)
+    table = Table(title="Gradient L2 norms (after backward, before the step)")
+    table.add_column("parameter")
+    table.add_column(f"step {first}", justify="right")
+    if last != first:
+        table.add_column(f"step {last}", justify="right")
+    for name, points in series.items():
+        if not points:
+            continue
+        cells = [fmt(points[0][1])] + ([fmt(points[-1][1])] if last != first else [])
+        table.add_row(name, *cells)
+    return table
+
+
+def _units(values: list[float], shape: list[int]) -> Iterator[tuple[str, list[float]]]:
+    if len(shape) == 2:
+        cols = shape[1]
+        for r in range(shape[0]):
+            yield f"[{r}]", values[r * cols : (r + 1) * cols]
+    else:
+        yield "", values
+
+
+def weights_table(record: RunRecord) -> Table | None:
+    """Initial and final weights, one row per unit (the textbook's print_weight)."""
+    if not record.weights:
+        return None
+    epochs = sorted({w["epoch"] for w in record.weights})
+    first, last = epochs[0], epochs[-1]
+    by_epoch: dict[int, dict[str, list[float]]] = {first: {}, last: {}}
+    for w in record.weights:
+        if w["epoch"] in by_epoch:
+            by_epoch[w["epoch"]].setdefault(w["param"], []).append(w["value"])
+    table = Table(title=f"Weights per unit, epoch {first} and epoch {last}")
+    table.add_column("parameter")
+    table.add_column(f"epoch {first}")
+    table.add_column(f"epoch {last}")
+    shapes = record.summary.get("param_shapes", {})
+    for name, shape in shapes.items():
+        init_units = dict(_units(by_epoch[first].get(name, []), shape))
+        for unit, values in _units(by_epoch[last].get(name, []), shape):
+            table.add_row(
+                f"{name}{unit}",
+                " ".join(f"{v:+.4f}" for v in init_units.get(unit, [])),
+                " ".join(f"{v:+.4f}" for v in values),
+            )
+    return table
+
+
+def activation_table(record: RunRecord) -> Table | None:
+    if not record.activations:
+        return None
+    last = max(a["epoch"] for a in record.activations)
+    table = Table(title=f"Hidden activations on the training set, epoch {last}")
+    for col in ("layer", "mean", "std", "frac zero", "frac saturated"):
+        table.add_column(col, justify="right" if col != "layer" else "left")
+    for a in record.activations:
+        if a["epoch"] == last:
+            table.add_row(a["layer"], fmt(a["mean"]), fmt(a["std"]), f"{a['frac_zero']:.3f}",
+                          "–" if math.isnan(a["frac_saturated"]) else f"{a['frac_saturated']:.3f}")
+    return table
+
+
+def run_tables(record: RunRecord) -> dict[str, Table]:
+    """Every table of a run, by the file name it is saved under."""
+    tables = {
+        "config": config_table(record),
+        "training_log": training_log_table(record),
+        "grad_norms": grad_norm_table(record),
+        "weights": weights_table(record),
+        "activations": activation_table(record),
+        "metrics": metrics_table(record),
+    }
+    return {name: t for name, t in tables.items() if t is not None and t.row_count}
+
+
+def table_text(table: Table, width: int = 120) -> str:
+    """The table as plain text, exactly as a terminal of ``width`` columns shows it."""
+    console = Console(width=width, record=True, file=io.StringIO(), color_system=None)
+    console.print(table)
+    return console.export_text()
+
+
+def print_and_save(tables: dict[str, Table], console: Console, tables_dir: Path) -> None:
+    tables_dir.mkdir(parents=True, exist_ok=True)
+    for name, table in tables.items():
+        console.print(table)
+        (tables_dir / f"{name}.txt").write_text(table_text(table))

@@ -1,0 +1,235 @@
+"""One run, start to end: seed -> data -> model -> init -> trainer -> record -> report.
+
+:func:`run` is pure with respect to Hydra: it takes a composed config and an output
+directory, so tests call it directly. :func:`run_from_hydra` is the body of the
+``@hydra.main`` function: it finds the output directory and turns failures into one
+line for the user and a ``failed`` summary, never a traceback.
+"""
+
+import platform
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from initlab import __version__
+from initlab.callbacks import Checkpointer, LogSchedule, ProgressBar
+from initlab.config import ConfigError, validate
+from initlab.data import make_splits
+from initlab.init import apply_init
+from initlab.model import BOUNDED_ACTIVATIONS, build_model
+from initlab.record import (
+    STATUS_COMPLETED,
+    STATUS_FAILED,
+    STATUS_RUNNING,
+    RecordWriter,
+)
+from initlab.recorders import ActivationRecorder, GradNormRecorder, WeightRecorder
+from initlab.trainer import Trainer, evaluate
+
+STATUS_DIVERGED = "diverged"
+
+# Independent random streams, so changing one part (say the init) leaves the others alone.
+DATA_STREAM, INIT_STREAM, SHUFFLE_STREAM = 0, 1, 2
+
+
+def _generator(seed: int, stream: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 1000 + stream)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(
+            "trainer.device=cuda but no CUDA GPU is available here; "
+            "use trainer.device=cpu or trainer.device=auto"
+        )
+    return torch.device(name)
+
+
+def make_optimizer(optim_cfg, params) -> torch.optim.Optimizer:
+    if optim_cfg.name == "sgd":
+        return torch.optim.SGD(params, lr=optim_cfg.lr, momentum=optim_cfg.momentum,
+                               weight_decay=optim_cfg.weight_decay)
+    if optim_cfg.name == "adam":
+        return torch.optim.Adam(params, lr=optim_cfg.lr, betas=tuple(optim_cfg.betas),
+                                weight_decay=optim_cfg.weight_decay)
+    raise ConfigError(f"optim.name={optim_cfg.name!r} is not one of: sgd, adam")
+
+
+def library_versions() -> dict[str, str]:
+    import hydra
+    import matplotlib
+    import omegaconf
+    import rich
+
+    return {
+        "initlab": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "hydra": hydra.__version__,
+        "omegaconf": omegaconf.__version__,
+        "matplotlib": matplotlib.__version__,
+        "rich": getattr(rich, "__version__", "unknown"),
+    }
+
+
+def _console(quiet: bool):
+    from rich.console import Console
+
+    return Console(quiet=quiet, stderr=False)
+
+
+def run(cfg: DictConfig, out_dir: Path, quiet: bool = False) -> dict[str, Any]:
+    """Train the configured network, write its record to ``out_dir``, render its report.
+
+    Returns the summary written to ``summary.json``. Raises ConfigError for a bad config
+    before anything is written.
+    """
+    started = time.perf_counter()
+    validate(cfg)
+    device = resolve_device(cfg.trainer.device)
+    out_dir = Path(out_dir)
+    writer = RecordWriter(out_dir)
+    summary: dict[str, Any] = {
+        "status": STATUS_RUNNING,
+        "seed": cfg.seed,
+        "device": str(device),
+        "config": OmegaConf.to_container(cfg, resolve=True),
+        "versions": library_versions(),
+    }
+    writer.write_summary(summary)
+    console = _console(quiet)
+
+    torch.manual_seed(cfg.seed)
+    splits = make_splits(cfg.data, cfg.seed * 1000 + DATA_STREAM)
+    model = build_model(cfg.model, cfg.act)
+    apply_init(model, cfg.init, cfg.act, _generator(cfg.seed, INIT_STREAM))
+    model.to(device)
+    device_splits = splits.to(device)
+    optimizer = make_optimizer(cfg.optim, model.parameters())
+
+    schedule = LogSchedule(cfg.trainer.log_every)
+    checkpointer = Checkpointer()
+    recorders: dict[str, Any] = {}
+    wanted = set(cfg.trainer.recorders)
+    n_params = sum(p.numel() for p in model.parameters())
+    if "grad_norms" in wanted:
+        recorders["grad_norms"] = GradNormRecorder(model)
+    if "weights" in wanted and n_params <= cfg.trainer.weights_max_params:
+        recorders["weights"] = WeightRecorder(model, schedule)
+    if "activations" in wanted:
+        bounded = cfg.act.name if cfg.act.name in BOUNDED_ACTIVATIONS else None
+        recorders["activations"] = ActivationRecorder(model, device_splits.X_train, bounded, schedule)
+    callbacks: list[Any] = [checkpointer, *recorders.values()]
+    if cfg.trainer.progress and not quiet:
+        callbacks.append(ProgressBar(console))
+
+    trainer = Trainer(
+        model,
+        optimizer,
+        device_splits,
+        epochs=cfg.trainer.epochs,
+        batch_size=cfg.trainer.batch_size,
+        callbacks=callbacks,
+        shuffle_gen=_generator(cfg.seed, SHUFFLE_STREAM),
+    )
+    state = trainer.fit()
+
+    # Final metrics are those of the best-on-dev model, as the textbook's runner reports.
+    model.load_state_dict(checkpointer.best_state)
+    final = {}
+    for split in ("train", "dev", "test"):
+        X, y = getattr(device_splits, f"X_{split}"), getattr(device_splits, f"y_{split}")
+        loss, acc = evaluate(model, X, y)
+        final[split] = {"loss": loss, "acc": acc}
+
+    writer.write_csv(
+        "metrics.csv",
+        ((m.epoch, m.train_loss, m.train_acc, m.dev_loss, m.dev_acc) for m in state.history),
+    )
+    if "grad_norms" in recorders:
+        rec = recorders["grad_norms"]
+        norms = rec.norms().tolist()
+        writer.write_csv(
+            "grad_norms.csv",
+            (
+                (step, step // trainer.steps_per_epoch + 1, name, value)
+                for step, row in enumerate(norms)
+                for name, value in zip(rec.names, row)
+            ),
+        )
+    if "activations" in recorders:
+        writer.write_csv("activations.csv", recorders["activations"].rows())
+    if "weights" in recorders:
+        writer.write_csv("weights.csv", recorders["weights"].rows())
+    writer.save_tensors("checkpoints/init.pt", checkpointer.init_state)
+    writer.save_tensors("checkpoints/best.pt", checkpointer.best_state)
+    writer.save_tensors("checkpoints/last.pt", checkpointer.last_state)
+    writer.save_tensors("data.pt", {k: v.contiguous() for k, v in splits.as_dict().items()})
+
+    summary.update(
+        status=STATUS_COMPLETED if state.stop_reason is None else STATUS_DIVERGED,
+        stop_reason=state.stop_reason,
+        epochs_run=state.epoch,
+        steps_run=state.step,
+        best_epoch=state.best_epoch,
+        metrics=final,
+        param_shapes={k: list(v.shape) for k, v in checkpointer.init_state.items()},
+        n_params=n_params,
+        timing={"train_s": state.train_s},
+    )
+    writer.write_summary(summary)
+
+    from initlab.report import render_run
+
+    render_run(out_dir, console=console)
+    summary["timing"]["total_s"] = time.perf_counter() - started
+    writer.write_summary(summary)
+    return summary
+
+
+def _mark_failed(out_dir: Path, message: str) -> None:
+    """Keep what the summary already says (seed, config) and mark it failed."""
+    import json
+
+    path = out_dir / "summary.json"
+    summary = json.loads(path.read_text()) if path.exists() else {}
+    summary.update(status=STATUS_FAILED, error=message)
+    RecordWriter(out_dir).write_summary(summary)
+
+
+def _fail(out_dir: Path, message: str, multirun: bool) -> None:
+    _mark_failed(out_dir, message)
+    print(f"initlab: error: {message}", file=sys.stderr)
+    if not multirun:
+        sys.exit(2)
+    from hydra.errors import CompactHydraException
+
+    # Compact: Hydra prints the message alone, and the other jobs of the sweep still run.
+    raise CompactHydraException(message)
+
+
+def run_from_hydra(cfg: DictConfig) -> None:
+    """Body of the @hydra.main function: run into Hydra's output dir; fail in one line."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    hydra_cfg = HydraConfig.get()
+    out_dir = Path(hydra_cfg.runtime.output_dir)
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    try:
+        run(cfg, out_dir)
+    except ConfigError as e:
+        _fail(out_dir, str(e), multirun)
+    except KeyboardInterrupt:
+        _mark_failed(out_dir, "interrupted")
+        raise
+    except Exception as e:
+        (out_dir / "error.txt").write_text(traceback.format_exc())
+        _fail(out_dir, f"{type(e).__name__}: {e} (traceback in {out_dir / 'error.txt'})", multirun)
