@@ -78,8 +78,11 @@ def _layer_of(param: str) -> str:
 
 
 def _log_floor(values: list[float]) -> float:
+    """Where exact zeros are drawn on a log axis: two decades below the smallest positive value."""
     positive = [v for v in values if v > 0 and math.isfinite(v)]
-    return min(positive) / 10 if positive else 1e-12
+    if not positive:
+        return 1e-12
+    return 10 ** (math.floor(math.log10(min(positive))) - 2)
 
 
 def grad_norm_by_layer(record: RunRecord, path: Path, dpi: int) -> Path:
@@ -102,7 +105,7 @@ def grad_norm_by_layer(record: RunRecord, path: Path, dpi: int) -> Path:
             for layer in layers:
                 pts = series.get(f"{layer}.{kind}", [])
                 values.append(pts[idx][1] if pts else math.nan)
-            label = f"{kind} ({moment}, step {steps[idx]})" if steps else kind
+            label = f"{kind} ({moment}, step {steps[idx]})" if len(moments) > 1 else kind
             shown = [v if v > 0 else floor for v in values]
             c = color(2 * m + (kind == "bias"))
             ax.plot(x, shown, linestyle=style, marker="o", color=c, label=label)
@@ -154,7 +157,8 @@ def weights_over_time(record: RunRecord, path: Path, dpi: int) -> Path:
                 by_index.setdefault(w["index"], []).append((w["epoch"], w["value"]))
         for i, pts in sorted(by_index.items()):
             ax.plot([e for e, _ in pts], [v for _, v in pts], color=color(i), linewidth=1.2)
-        ax.set_title(f"{name} ({len(by_index)} values)", fontsize=9)
+        n = len(by_index)
+        ax.set_title(f"{name} ({n} value{'s' if n != 1 else ''})", fontsize=9)
         ax.set_xlabel("epoch")
         ax.set_ylabel("value")
     for ax in list(axes.flat)[len(names):]:
@@ -178,7 +182,7 @@ def initial_weight_histogram(record: RunRecord, path: Path, dpi: int) -> Path | 
     if lo == hi:  # constant init: one bar, centred, visible
         lo, hi = lo - 0.5, hi + 0.5
     fig, ax = plt.subplots(figsize=(7, 4), constrained_layout=True)
-    ax.hist(list(weights.values()), bins=40, range=(lo, hi), stacked=True,
+    ax.hist(list(weights.values()), bins=41, range=(lo, hi), stacked=True,
             color=[color(i) for i in range(len(weights))], label=list(weights))
     init = record.summary.get("config", {}).get("init", {})
     ax.set_xlabel("initial weight value")
