@@ -157,6 +157,55 @@ class TrainerConfig:
     progress: bool = True
 
 
+# ------------------------------------------------------------------------- diagnose
+@dataclass
+class DiagnoseConfig:
+    """Thresholds of the findings in :mod:`initlab.diagnose`; docs/diagnosis.md explains each.
+
+    Sources: AutoTrainer (Zhang et al., ICSE 2021, `AutoTrainer/utils/monitor.py` defaults
+    beta_1, beta_2, beta_3, Theta) and the Amazon SageMaker Debugger built-in rules
+    (VanishingGradient, DeadRelu, SaturatedActivation). Where initlab departs from them
+    the comment says why.
+    """
+
+    # symmetric_weights: two hidden units are duplicates when their incoming weights, bias
+    # and outgoing weights differ by at most this fraction of the layer's largest |value|.
+    # Random inits differ by O(1); units of a zero/constant init are bit-identical.
+    symmetric_rtol: float = 1e-4
+    # vanishing_gradient: AutoTrainer's rule. The first layer's weight-gradient norm over the
+    # last layer's (median over steps) is below `vanishing_ratio` (beta_1 = 1e-3) AND the
+    # first layer's norm itself is below `vanishing_norm` (beta_2 = 1e-4).
+    vanishing_ratio: float = 1e-3
+    vanishing_norm: float = 1e-4
+    # exploding_gradient: toward the input, the same ratio above AutoTrainer's beta_3 = 70;
+    # over time (or from the start), any layer's weight-gradient norm above `exploding_norm`.
+    # The absolute bound is initlab's own: the sources have none (SageMaker's ExplodingTensor
+    # only looks for NaN/Inf). Healthy runs of this lab stay below ~3 (docs/diagnosis.md).
+    exploding_ratio: float = 70.0
+    exploding_norm: float = 100.0
+    # dead_units: a unit is dead when it is non-zero on at most this fraction of the
+    # training examples. 0 is the textbook definition (zero on every example); SageMaker's
+    # DeadRelu uses 1% (threshold_inactivity = 1.0).
+    dead_unit_max_active: float = 0.0
+    # dead_units / saturation: a layer is reported when more than this fraction of its units
+    # are dead (or saturated): SageMaker's threshold_layer = 50%.
+    layer_fraction: float = 0.5
+    # saturation: a unit of a sigmoid/tanh layer is saturated when it is in the flat tail
+    # (|tanh| > 0.97, the recorders' SATURATION_THRESHOLD) on at least this fraction of the
+    # training examples: "most examples". SageMaker's SaturatedActivation asks for 99%; at
+    # 0.99 the verdict on a tanh net with huge init hinges on the third decimal.
+    saturated_unit_min_fraction: float = 0.9
+    # not_learning: judged only after this many epochs (AutoTrainer waits for 30% of the
+    # planned epochs; a 1-epoch textbook run is too short to call).
+    not_learning_min_epochs: int = 10
+    # not_learning: best dev accuracy below chance (the dev majority class) plus this margin.
+    # AutoTrainer's Theta asks for 0.7 on any task; chance + 0.1 is that for balanced classes.
+    chance_margin: float = 0.1
+    # not_learning: training loss falling by less than this fraction of its first-epoch value
+    # (SageMaker's LossNotDecreasing compares losses num_steps apart in the same spirit).
+    flat_loss_fraction: float = 0.01
+
+
 @dataclass
 class Config:
     data: DataConfig = MISSING
@@ -165,6 +214,7 @@ class Config:
     init: InitConfig = MISSING
     optim: OptimConfig = MISSING
     trainer: TrainerConfig = MISSING
+    diagnose: DiagnoseConfig = field(default_factory=DiagnoseConfig)
     seed: int = 0
 
 
@@ -188,6 +238,7 @@ def register_configs() -> None:
     cs.store(group="optim", name="sgd_schema", node=SGDConfig)
     cs.store(group="optim", name="adam_schema", node=AdamConfig)
     cs.store(group="trainer", name="trainer_schema", node=TrainerConfig)
+    cs.store(group="diagnose", name="diagnose_schema", node=DiagnoseConfig)
 
 
 def _check(ok: bool, message: str) -> None:
@@ -257,3 +308,18 @@ def validate(cfg: Any) -> None:
     _one_of("trainer.device", t.device, DEVICES)
     for name in t.recorders:
         _one_of("trainer.recorders entry", name, RECORDERS)
+    if "diagnose" in cfg:
+        validate_diagnose(cfg.diagnose)
+
+
+def validate_diagnose(g: Any) -> None:
+    """Ranges of the diagnosis thresholds (see :class:`DiagnoseConfig`)."""
+    for key in ("symmetric_rtol", "vanishing_ratio", "vanishing_norm", "exploding_ratio",
+                "exploding_norm", "chance_margin", "flat_loss_fraction"):
+        _check(g[key] > 0, f"diagnose.{key} must be > 0 (got {g[key]})")
+    for key in ("dead_unit_max_active", "layer_fraction"):
+        _check(0 <= g[key] < 1, f"diagnose.{key} must be in [0, 1) (got {g[key]})")
+    key = "saturated_unit_min_fraction"
+    _check(0 < g[key] <= 1, f"diagnose.{key} must be in (0, 1] (got {g[key]})")
+    _check(g.not_learning_min_epochs >= 1,
+           f"diagnose.not_learning_min_epochs must be >= 1 (got {g.not_learning_min_epochs})")

@@ -7,6 +7,7 @@ The record is the only bridge between training and reporting. Its layout is a co
     metrics.csv         one row per epoch
     grad_norms.csv      one row per parameter per optimizer step (step 0 = first step)
     activations.csv     one row per hidden layer per log epoch
+    units.csv           one row per hidden unit per log epoch (activity over the train set)
     weights.csv         one row per weight value per log epoch (small models only)
     checkpoints/        init.pt, best.pt, last.pt   (plain state dicts)
     data.pt             the tensors trained and evaluated on
@@ -31,6 +32,7 @@ COLUMNS = {
     "grad_norms.csv": ("step", "epoch", "param", "norm"),
     "activations.csv": ("epoch", "layer", "mean", "std", "frac_zero", "frac_saturated"),
     "weights.csv": ("epoch", "param", "index", "value"),
+    "units.csv": ("epoch", "layer", "unit", "frac_active", "frac_saturated"),
 }
 SUMMARY = "summary.json"
 STATUS_RUNNING = "running"
@@ -97,6 +99,7 @@ class RunRecord:
     grad_norms: list[dict[str, Any]] = field(default_factory=list)
     activations: list[dict[str, Any]] = field(default_factory=list)
     weights: list[dict[str, Any]] = field(default_factory=list)
+    units: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def figures_dir(self) -> Path:
@@ -162,4 +165,5 @@ def read_record(run_dir: Path) -> RunRecord:
         ),
         activations=_int_columns(_read_csv(run_dir / "activations.csv", ("layer",)), "epoch"),
         weights=_int_columns(_read_csv(run_dir / "weights.csv", ("param",)), "epoch", "index"),
+        units=_int_columns(_read_csv(run_dir / "units.csv", ("layer",)), "epoch", "unit"),
     )

@@ -7,6 +7,9 @@
 - :class:`WeightRecorder` — full weight snapshots at log epochs (small models only).
 - :class:`ActivationRecorder` — per hidden layer statistics of the activations on the
   whole training set at log epochs: mean, std, fraction exactly zero, fraction saturated.
+- :class:`UnitActivityRecorder` — the same full training set, per hidden *unit*: on what
+  fraction of the examples the unit is non-zero, and on what fraction it is saturated
+  (what the diagnosis needs to call a unit dead or stuck).
 
 Recorders only observe; what they measured is read through their ``rows()`` methods.
 """
@@ -32,7 +35,13 @@ def _grad_norms(grads: list[torch.Tensor]) -> list[torch.Tensor]:
 
 
 class GradNormRecorder:
-    """L2 norm of each parameter's gradient at every optimizer step."""
+    """L2 norm of each parameter's gradient at every optimizer step.
+
+    It also counts the non-finite norms of each epoch on the device (:meth:`epoch_nonfinite`),
+    which the trainer folds into its one host copy per epoch to stop a diverging fit.
+    """
+
+    watches = "gradient norms"  # named in the trainer's stop reason
 
     def __init__(self, model: nn.Module, chunk_steps: int = 4096):
         self.names = [name for name, _ in model.named_parameters()]
@@ -41,6 +50,10 @@ class GradNormRecorder:
         self._buffer: torch.Tensor | None = None
         self._row = 0
         self._host_chunks: list[torch.Tensor] = []
+        # Non-finite count of the epoch's rows already flushed, and where the epoch's
+        # unflushed rows start in the buffer.
+        self._epoch_flushed_nonfinite: torch.Tensor | None = None
+        self._epoch_start_row = 0
 
     def before_fit(self, trainer) -> None:
         device = self._params[0].device
@@ -62,10 +75,25 @@ class GradNormRecorder:
     def after_fit(self, trainer) -> None:
         self._flush()
 
+    def before_epoch(self, trainer) -> None:
+        self._epoch_flushed_nonfinite = torch.zeros((), device=self._buffer.device)
+        self._epoch_start_row = self._row
+
+    def _unflushed_nonfinite(self) -> torch.Tensor:
+        rows = self._buffer[self._epoch_start_row : self._row]
+        return (~torch.isfinite(rows)).sum()
+
+    def epoch_nonfinite(self, trainer) -> torch.Tensor:
+        """How many gradient norms of this epoch are NaN or Inf, as a device scalar (no sync)."""
+        return self._epoch_flushed_nonfinite + self._unflushed_nonfinite()
+
     def _flush(self) -> None:
         if self._row:
+            if self._epoch_flushed_nonfinite is not None:
+                self._epoch_flushed_nonfinite += self._unflushed_nonfinite()
             self._host_chunks.append(self._buffer[: self._row].to("cpu", copy=True))
         self._row = 0
+        self._epoch_start_row = 0
 
     def norms(self) -> torch.Tensor:
         """(steps, params) float tensor of every recorded norm, on the host."""
@@ -119,6 +147,16 @@ def capture_outputs(modules: dict[str, nn.Module]):
             handle.remove()
 
 
+def saturated_mask(a: torch.Tensor, bounded: str | None) -> torch.Tensor | None:
+    """Where a bounded activation is in its flat tail (same rule as :func:`activation_stats`);
+    None for unbounded activations, which have no flat tail."""
+    if bounded == "sigmoid":
+        return (2 * a - 1).abs() > SATURATION_THRESHOLD
+    if bounded == "tanh":
+        return a.abs() > SATURATION_THRESHOLD
+    return None
+
+
 def activation_stats(a: torch.Tensor, bounded: str | None) -> torch.Tensor:
     """[mean, std, fraction exactly zero, fraction saturated] of one layer's activations.
 
@@ -170,3 +208,57 @@ class ActivationRecorder:
         for epoch, stats in self.snapshots:
             for layer, values in zip(self.layers, stats.tolist()):
                 yield (epoch, layer, *values)
+
+
+class UnitActivityRecorder:
+    """Per hidden unit, over the whole training set at epoch 0 and each log epoch: the
+    fraction of examples on which the unit's output is non-zero (0 = a dead unit) and the
+    fraction on which it is saturated (NaN for unbounded activations).
+
+    A unit counts as dead only if it is zero on *every* training example, so this looks at
+    the full training set in one forward pass, never at a mini-batch.
+    """
+
+    def __init__(self, model: nn.Module, X_train: torch.Tensor, bounded: str | None,
+                 schedule: LogSchedule):
+        self.model = model
+        self.X_train = X_train
+        self.bounded = bounded
+        self.schedule = schedule
+        self.layers = list(model.hidden_activations())
+        self.snapshots: list[tuple[int, list[torch.Tensor]]] = []  # (epoch, per layer (units, 2))
+
+    @torch.no_grad()
+    def _measure(self, epoch: int) -> None:
+        if not self.layers:
+            return
+        was_training = self.model.training
+        self.model.eval()
+        with capture_outputs(self.model.hidden_activations()) as outputs:
+            self.model(self.X_train)
+        self.model.train(was_training)
+        per_layer = []
+        for key in self.layers:
+            a = outputs[key]
+            active = (a != 0).float().mean(0)
+            saturated = saturated_mask(a, self.bounded)
+            saturated = (saturated.float().mean(0) if saturated is not None
+                         else torch.full_like(active, float("nan")))
+            per_layer.append(torch.stack((active, saturated), dim=1))
+        # One host copy per log epoch for all layers.
+        sizes = [t.shape[0] for t in per_layer]
+        self.snapshots.append((epoch, list(torch.cat(per_layer).cpu().split(sizes))))
+
+    def before_fit(self, trainer) -> None:
+        self._measure(0)
+
+    def after_epoch(self, trainer) -> None:
+        if self.schedule.due(trainer.state.epoch, trainer):
+            self._measure(trainer.state.epoch)
+
+    def rows(self) -> Iterator[tuple]:
+        """(epoch, layer, unit, frac_active, frac_saturated) per unit per log epoch."""
+        for epoch, per_layer in self.snapshots:
+            for layer, values in zip(self.layers, per_layer, strict=True):
+                for unit, (active, saturated) in enumerate(values.tolist()):
+                    yield epoch, layer, unit, active, saturated

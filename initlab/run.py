@@ -27,8 +27,14 @@ from initlab.record import (
     STATUS_FAILED,
     STATUS_RUNNING,
     RecordWriter,
+    read_record,
 )
-from initlab.recorders import ActivationRecorder, GradNormRecorder, WeightRecorder
+from initlab.recorders import (
+    ActivationRecorder,
+    GradNormRecorder,
+    UnitActivityRecorder,
+    WeightRecorder,
+)
 from initlab.trainer import Trainer, evaluate
 
 STATUS_DIVERGED = "diverged"
@@ -126,6 +132,8 @@ def run(cfg: DictConfig, out_dir: Path, quiet: bool = False) -> dict[str, Any]:
     if "activations" in wanted:
         bounded = cfg.act.name if cfg.act.name in BOUNDED_ACTIVATIONS else None
         recorders["activations"] = ActivationRecorder(model, device_splits.X_train, bounded, schedule)
+        # Per-unit activity for the diagnosis (dead and saturated units).
+        recorders["units"] = UnitActivityRecorder(model, device_splits.X_train, bounded, schedule)
     callbacks: list[Any] = [checkpointer, *recorders.values()]
     if cfg.trainer.progress and not quiet:
         callbacks.append(ProgressBar(console))
@@ -168,6 +176,8 @@ def run(cfg: DictConfig, out_dir: Path, quiet: bool = False) -> dict[str, Any]:
         writer.write_csv("activations.csv", recorders["activations"].rows())
     if "weights" in recorders:
         writer.write_csv("weights.csv", recorders["weights"].rows())
+    if "units" in recorders:
+        writer.write_csv("units.csv", recorders["units"].rows())
     writer.save_tensors("checkpoints/init.pt", checkpointer.init_state)
     writer.save_tensors("checkpoints/best.pt", checkpointer.best_state)
     writer.save_tensors("checkpoints/last.pt", checkpointer.last_state)
@@ -184,6 +194,12 @@ def run(cfg: DictConfig, out_dir: Path, quiet: bool = False) -> dict[str, Any]:
         n_params=n_params,
         timing={"train_s": state.train_s},
     )
+    writer.write_summary(summary)
+    from initlab.diagnose import diagnose
+
+    # render_run diagnoses the record again (and stores it); kept here so the final
+    # summary written below still holds it.
+    summary["diagnosis"] = [f.as_dict() for f in diagnose(read_record(out_dir))]
     writer.write_summary(summary)
 
     from initlab.report import render_run

@@ -15,7 +15,10 @@ the :class:`Trainer`. Callbacks observe the trainer's state; the one change they
 ask for is a stop, through :meth:`Trainer.request_stop`.
 
 Per-epoch metrics leave the device once per epoch, as one 4-float copy; nothing is
-copied per step or per parameter.
+copied per step or per parameter. A callback may also offer ``epoch_nonfinite(trainer)``:
+a device scalar counting the NaN/Inf values it saw during the epoch (e.g. gradient norms).
+Those counts ride along in the same host copy, and a non-zero count stops the fit, as a
+non-finite training loss does.
 """
 
 import math
@@ -107,6 +110,11 @@ class Trainer:
             event: [getattr(cb, event) for cb in self.callbacks if hasattr(cb, event)]
             for event in EVENTS
         }
+        self._nonfinite_counters = [
+            (getattr(cb, "watches", type(cb).__name__), cb.epoch_nonfinite)
+            for cb in self.callbacks
+            if hasattr(cb, "epoch_nonfinite")
+        ]
 
     def fire(self, event: str) -> None:
         for handler in self._handlers[event]:
@@ -162,8 +170,10 @@ class Trainer:
             self.fire("before_epoch")
             train_totals = self._train_epoch()
             dev_totals = self._dev_totals()
-            # The one host copy of the epoch: four numbers.
-            tl, tc, dl, dc = torch.cat((train_totals, dev_totals)).tolist()
+            # The one host copy of the epoch: four numbers, plus one count per non-finite check.
+            counts = [count(self).reshape(1).to(train_totals.dtype)
+                      for _, count in self._nonfinite_counters]
+            tl, tc, dl, dc, *nonfinite = torch.cat((train_totals, dev_totals, *counts)).tolist()
             state.epoch = epoch
             metrics = EpochMetrics(epoch, tl / n_train, tc / n_train, dl / n_dev, dc / n_dev)
             state.history.append(metrics)
@@ -172,6 +182,9 @@ class Trainer:
                 state.best_dev_acc, state.best_epoch = metrics.dev_acc, epoch
             if not math.isfinite(metrics.train_loss):
                 self.request_stop(f"non-finite training loss at epoch {epoch}")
+            for (watched, _), n in zip(self._nonfinite_counters, nonfinite, strict=True):
+                if n:
+                    self.request_stop(f"{int(n)} non-finite {watched} at epoch {epoch}")
             self.fire("after_eval")
             self.fire("after_epoch")
             if state.stop_reason is not None:

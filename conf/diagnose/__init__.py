@@ -1,0 +1,1 @@
+"""Hydra configuration files; a package only so they ship inside the wheel."""

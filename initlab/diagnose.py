@@ -1,0 +1,669 @@
+"""Diagnosis: what went wrong in a run, in plain words, with the evidence and a fix.
+
+This module owns the findings: pure functions over a :class:`~initlab.record.RunRecord`
+(never a live model), so ``initlab report DIR`` re-diagnoses any saved run. Each finding
+has a stable ``code`` (see :data:`CODES`), the layers concerned, the first epoch it was
+seen, the measured value, the threshold it crossed, a one-sentence message and a fix.
+Thresholds come from the run's ``diagnose`` config (:class:`initlab.config.DiagnoseConfig`,
+whose comments and docs/diagnosis.md give each default and its source).
+
+Rules shared by every finding:
+- A message states only what the record shows (numbers, steps, epochs), never a guess.
+- Once a value turned NaN/Inf, later snapshots describe a broken network, not the
+  configuration: activity and weight findings look only at epochs before the first
+  non-finite value, gradient findings only at finite norms.
+- Activity and weight findings describe the end of the run (the last trusted snapshot);
+  ``first_epoch`` is where the condition started holding without a break until then.
+"""
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from initlab.config import DiagnoseConfig
+from initlab.record import RecordWriter, RunRecord
+
+# In the order they are reported: a broken run first, then causes, then the symptom.
+CODES = (
+    "non_finite",
+    "symmetric_weights",
+    "dead_units",
+    "saturation",
+    "vanishing_gradient",
+    "exploding_gradient",
+    "not_learning",
+)
+NO_PROBLEMS = "no problems found"
+
+# Slope of tanh where |tanh| = 0.97 (the recorders' saturation threshold), relative to its
+# peak of 1: 1 - 0.97**2 = 0.059. Sigmoid is a scaled tanh, so the same share holds for it.
+SATURATED_SLOPE_SHARE = 1 - 0.97**2
+# Relative differences below float32's resolution are rounding, not learning.
+FLOAT32_EPS = 2.0**-23
+
+
+@dataclass
+class Finding:
+    """One problem seen in a run; ``as_dict`` is what ``summary.json["diagnosis"]`` holds."""
+
+    code: str
+    layers: list[str]
+    first_epoch: int | None
+    value: float | None
+    threshold: float | None
+    message: str
+    fix: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# ------------------------------------------------------------------------ the run's facts
+def thresholds_of(record: RunRecord) -> dict[str, Any]:
+    """The run's diagnose config over the schema defaults (old runs have none saved)."""
+    saved = (record.summary.get("config") or record.config or {}).get("diagnose") or {}
+    return {**asdict(DiagnoseConfig()), **saved}
+
+
+def _layer_index(name: str) -> int:
+    return int(name.split(".")[0][2:])  # "fc12.weight" -> 12
+
+
+def _layer(param: str) -> str:
+    return param.split(".")[0]
+
+
+def _g(x: float) -> str:
+    """A number in a sentence: 3 significant digits, scientific when tiny or huge."""
+    if x is None or not math.isfinite(x):
+        return str(x)
+    if x == 0:
+        return "0"
+    if 1e-3 <= abs(x) < 1e4:
+        return f"{x:.3g}"
+    return f"{x:.2e}"
+
+
+def _names(items: Iterable[str]) -> str:
+    items = list(items)
+    if len(items) <= 2:
+        return " and ".join(items)
+    return ", ".join(items[:-1]) + " and " + items[-1]
+
+
+@dataclass
+class RunFacts:
+    """What every rule needs from the record, indexed once."""
+
+    record: RunRecord
+    t: dict[str, Any]
+    config: dict[str, Any]
+    params: list[str]
+    weight_params: list[str]  # fc1.weight .. fcN.weight, input to output
+    hidden_layers: list[str]  # fc1 .. fc{N-1}
+    steps: dict[int, dict[str, float]]  # step -> param -> gradient norm
+    step_epoch: dict[int, int]
+    first_nonfinite_epoch: int | None = None
+    _checkpoints: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, record: RunRecord) -> "RunFacts":
+        steps: dict[int, dict[str, float]] = {}
+        step_epoch: dict[int, int] = {}
+        for row in record.grad_norms:
+            steps.setdefault(row["step"], {})[row["param"]] = row["norm"]
+            step_epoch[row["step"]] = row["epoch"]
+        params = record.param_names or list(dict.fromkeys(r["param"] for r in record.grad_norms))
+        weights = sorted((p for p in params if p.endswith(".weight")), key=_layer_index)
+        facts = cls(
+            record=record,
+            t=thresholds_of(record),
+            config=record.summary.get("config") or record.config or {},
+            params=params,
+            weight_params=weights,
+            hidden_layers=[_layer(p) for p in weights[:-1]],
+            steps=dict(sorted(steps.items())),
+            step_epoch=step_epoch,
+        )
+        facts.first_nonfinite_epoch = facts._first_nonfinite_epoch()
+        return facts
+
+    def _first_nonfinite_epoch(self) -> int | None:
+        epochs = [self.step_epoch[s] for s, row in self.steps.items()
+                  if not all(math.isfinite(v) for v in row.values())]
+        epochs += [m["epoch"] for m in self.record.metrics
+                   if not (math.isfinite(m["train_loss"]) and math.isfinite(m["dev_loss"]))]
+        return min(epochs, default=None)
+
+    def trusted(self, epoch: int) -> bool:
+        """Snapshots from the epoch of the first non-finite value on show a broken network."""
+        return self.first_nonfinite_epoch is None or epoch < self.first_nonfinite_epoch
+
+    @property
+    def act(self) -> str:
+        return self.config.get("act", {}).get("name", "?")
+
+    @property
+    def epochs_run(self) -> int:
+        return self.record.summary.get("epochs_run") or len(self.record.metrics)
+
+    def checkpoint(self, name: str) -> dict | None:
+        """checkpoints/<name>.pt as a state dict, or None (torch is imported only here)."""
+        if name not in self._checkpoints:
+            path = self.record.run_dir / "checkpoints" / f"{name}.pt"
+            state = None
+            if path.exists():
+                import torch
+
+                state = torch.load(path, weights_only=True)
+            self._checkpoints[name] = state
+        return self._checkpoints[name]
+
+
+def _holding_since(epochs: list[int], holds: Callable[[int], bool]) -> int | None:
+    """First epoch of the unbroken run of epochs, ending at the last one, where ``holds``."""
+    since = None
+    for epoch in reversed(epochs):
+        if not holds(epoch):
+            break
+        since = epoch
+    return since
+
+
+# ---------------------------------------------------------------------------- fixes
+def _fix_init(facts: RunFacts) -> str:
+    """The variance-preserving init that suits the run's activation, as an override."""
+    if facts.act in ("sigmoid", "tanh"):
+        return "init=xavier_normal"
+    return "init=kaiming_normal"
+
+
+def _fix_lr(facts: RunFacts, factor: float = 0.1) -> str:
+    lr = facts.config.get("optim", {}).get("lr")
+    return f"optim.lr={lr * factor:g}" if isinstance(lr, (int, float)) else "a smaller optim.lr"
+
+
+def _bias(facts: RunFacts) -> float:
+    return float(facts.config.get("init", {}).get("bias") or 0.0)
+
+
+# ---------------------------------------------------------------------------- rules
+def non_finite(facts: RunFacts) -> Finding | None:
+    """NaN or Inf in a gradient norm, a loss or the last weights: counted, never dropped."""
+    bad = [(s, p, v) for s, row in facts.steps.items() for p, v in row.items()
+           if not math.isfinite(v)]
+    bad_losses = [m for m in facts.record.metrics
+                  if not (math.isfinite(m["train_loss"]) and math.isfinite(m["dev_loss"]))]
+    bad_weights: dict[str, int] = {}
+    last = facts.checkpoint("last")
+    if last is not None:
+        import torch
+
+        for name, tensor in last.items():
+            n = int((~torch.isfinite(tensor)).sum())
+            if n:
+                bad_weights[name] = n
+    if not (bad or bad_losses or bad_weights):
+        return None
+
+    parts, layers, first_epoch = [], [], None
+    status = facts.record.summary.get("status")
+    if status == "diverged":
+        parts.append(f"training stopped at epoch {facts.epochs_run} (status diverged)")
+    if bad:
+        first_step = bad[0][0]
+        at_first = [(p, v) for s, p, v in bad if s == first_step]
+        first_epoch = facts.step_epoch[first_step]
+        where = ("every parameter" if len(at_first) == len(facts.params)
+                 else _names(p for p, _ in at_first))
+        kinds = "/".join(sorted({str(v) for _, v in at_first}))
+        n_nan = sum(math.isnan(v) for _, _, v in bad)
+        parts.append(
+            f"the first non-finite gradient norm ({kinds}) appeared at step {first_step} "
+            f"(epoch {first_epoch}) in {where}; {n_nan} NaN and {len(bad) - n_nan} Inf "
+            f"of {sum(len(r) for r in facts.steps.values())} recorded gradient norms"
+        )
+        layers = list(dict.fromkeys(_layer(p) for p, _ in at_first))
+    if bad_losses:
+        m = bad_losses[0]
+        loss = m["train_loss"] if not math.isfinite(m["train_loss"]) else m["dev_loss"]
+        which = "training" if not math.isfinite(m["train_loss"]) else "dev"
+        parts.append(f"the {which} loss was {loss} at epoch {m['epoch']} "
+                     f"({len(bad_losses)} epoch{'s' if len(bad_losses) != 1 else ''} "
+                     "with a non-finite loss)")
+        first_epoch = m["epoch"] if first_epoch is None else min(first_epoch, m["epoch"])
+    if bad_weights:
+        parts.append(f"the last weights hold {sum(bad_weights.values())} NaN/Inf values "
+                     f"in {_names(bad_weights)}")
+        layers = layers or list(dict.fromkeys(_layer(p) for p in bad_weights))
+        first_epoch = facts.epochs_run if first_epoch is None else first_epoch
+    count = len(bad) + len(bad_losses) + sum(bad_weights.values())
+    message = "; ".join(parts) + "."
+    return Finding("non_finite", layers, first_epoch, float(count), 0.0,
+                   message[0].upper() + message[1:],
+                   f"Lower the learning rate ({_fix_lr(facts)}) and check the init scale "
+                   f"({_fix_init(facts)}); the figures show the steps before it broke.")
+
+
+def _weight_snapshots(facts: RunFacts) -> list[tuple[int, dict[str, Any]]]:
+    """(epoch, {param: tensor}) from weights.csv (every log epoch, small models), else from
+    checkpoints init.pt (epoch 0) and last.pt (the last epoch)."""
+    import torch
+
+    shapes = facts.record.summary.get("param_shapes", {})
+    if facts.record.weights and shapes:
+        flat: dict[int, dict[str, list[float]]] = {}
+        for w in facts.record.weights:
+            flat.setdefault(w["epoch"], {}).setdefault(w["param"], []).append(w["value"])
+        return [(epoch, {p: torch.tensor(v, dtype=torch.float64).reshape(shapes[p])
+                         for p, v in params.items()})
+                for epoch, params in sorted(flat.items())]
+    snapshots = []
+    for name, epoch in (("init", 0), ("last", facts.epochs_run)):
+        state = facts.checkpoint(name)
+        if state is not None:
+            snapshots.append((epoch, {k: v.double() for k, v in state.items()}))
+    return snapshots
+
+
+def _duplicate_units(state: dict[str, Any], layer: str, next_layer: str, rtol: float):
+    """(units with a near-twin, units, largest difference between twins / layer scale).
+
+    A unit is its incoming weights, its bias and its outgoing weights; two units are twins
+    when those differ nowhere by more than ``rtol`` times the largest |value| among them.
+    """
+    import torch
+
+    incoming, bias = state[f"{layer}.weight"], state[f"{layer}.bias"][:, None]
+    units = torch.cat((incoming, bias, state[f"{next_layer}.weight"].T), dim=1)
+    scale = units.abs().max()
+    distance = torch.cdist(units, units, p=math.inf)  # largest elementwise difference
+    twins = distance <= rtol * scale  # NaN compares False: a broken layer has no twins
+    twins.fill_diagonal_(False)
+    n_twins = int(twins.any(1).sum())
+    spread = float(distance[twins].max() / scale) if n_twins and scale > 0 else 0.0
+    return n_twins, units.shape[0], spread
+
+
+def symmetric_weights(facts: RunFacts) -> Finding | None:
+    """Hidden units that are exact or near duplicates: the symmetry was never broken."""
+    rtol = facts.t["symmetric_rtol"]
+    snapshots = [(e, s) for e, s in _weight_snapshots(facts) if facts.trusted(e)]
+    if not snapshots or not facts.hidden_layers:
+        return None
+    layer_names = [_layer(p) for p in facts.weight_params]
+    per_epoch: dict[int, dict[str, tuple[int, int, float]]] = {}
+    for epoch, state in snapshots:
+        per_epoch[epoch] = {
+            layer: _duplicate_units(state, layer, layer_names[i + 1], rtol)
+            for i, layer in enumerate(facts.hidden_layers)
+        }
+    epochs = sorted(per_epoch)
+    last = per_epoch[epochs[-1]]
+    flagged = [layer for layer in facts.hidden_layers if last[layer][0] >= 2]
+    if not flagged:
+        return None
+    since = min(_holding_since(epochs, lambda e, lay=lay: per_epoch[e][lay][0] >= 2)
+                for lay in flagged)
+    clauses = []
+    for layer in flagged:
+        n, units, spread = last[layer]
+        if spread <= FLOAT32_EPS:
+            kind = "identical" + (" (up to float32 rounding)" if spread else "")
+        else:
+            kind = f"near-identical (they differ by ≤{_g(spread)} of the layer's largest weight)"
+        clauses.append(f"{n} of {units} units in {layer} are {kind}")
+    spread = max(last[lay][2] for lay in flagged)
+    whole = [lay for lay in flagged if last[lay][0] == last[lay][1]]
+    consequence = (f"{_names(whole)} compute{'s' if len(whole) == 1 else ''} one function "
+                   "over and over" if len(whole) == len(flagged)
+                   else "the duplicates compute the same function")
+    message = (f"{_names(clauses)}: same incoming weights, bias and outgoing weights from "
+               f"epoch {since} to the last check (epoch {epochs[-1]}), so {consequence}.")
+    message = message[0].upper() + message[1:]
+    init = facts.config.get("init", {}).get("name", "?")
+    return Finding(
+        "symmetric_weights", flagged, since, spread, rtol, message,
+        f"Break the symmetry with a random init ({_fix_init(facts)} instead of init={init}); "
+        "gradient descent can never make identical units differ.",
+    )
+
+
+def _unit_table(facts: RunFacts, column: str) -> dict[int, dict[str, list[float]]]:
+    """epoch -> layer -> per-unit values of ``column`` from units.csv, trusted epochs only."""
+    table: dict[int, dict[str, list[float]]] = {}
+    for row in facts.record.units:
+        if facts.trusted(row["epoch"]):
+            table.setdefault(row["epoch"], {}).setdefault(row["layer"], []).append(row[column])
+    return table
+
+
+def _flagged_layers(table: dict[int, dict[str, list[float]]], is_bad: Callable[[float], bool],
+                    layer_fraction: float):
+    """Layers where more than ``layer_fraction`` of the units are bad at the last epoch;
+    returns (epochs, {layer: (bad units, units, since epoch)})."""
+    epochs = sorted(table)
+    if not epochs:
+        return epochs, {}
+
+    def bad_share(epoch: int, layer: str) -> float:
+        values = table[epoch].get(layer, [])
+        return sum(map(is_bad, values)) / len(values) if values else 0.0
+
+    flagged = {}
+    for layer, values in table[epochs[-1]].items():
+        if bad_share(epochs[-1], layer) > layer_fraction:
+            since = _holding_since(epochs, lambda e, lay=layer: bad_share(e, lay) > layer_fraction)
+            flagged[layer] = (sum(map(is_bad, values)), len(values), since)
+    return epochs, flagged
+
+
+def _dead_from_layer_stats(facts: RunFacts) -> dict[int, dict[str, list[float]]]:
+    """Old records without units.csv: a layer whose activations are all exactly zero has
+    every unit dead (partial counts cannot be recovered from layer statistics)."""
+    table: dict[int, dict[str, list[float]]] = {}
+    for row in facts.record.activations:
+        if facts.trusted(row["epoch"]) and row["frac_zero"] == 1.0:
+            width = facts.config.get("model", {}).get("width", 1)
+            table.setdefault(row["epoch"], {})[row["layer"]] = [0.0] * width
+        elif facts.trusted(row["epoch"]):
+            table.setdefault(row["epoch"], {})[row["layer"]] = [1.0]
+    return table
+
+
+def _always_zero_gradients(facts: RunFacts) -> list[str]:
+    """Parameters whose gradient norm is exactly 0 at every trusted recorded step."""
+    rows = [row for s, row in facts.steps.items() if facts.trusted(facts.step_epoch[s])]
+    if not rows:
+        return []
+    return [p for p in facts.params if all(row.get(p) == 0 for row in rows)]
+
+
+def dead_units(facts: RunFacts) -> Finding | None:
+    """Units that are zero on every training example (counted per unit, whole train set)."""
+    max_active = facts.t["dead_unit_max_active"]
+    table = _unit_table(facts, "frac_active") or _dead_from_layer_stats(facts)
+    epochs, flagged = _flagged_layers(table, lambda a: a <= max_active, facts.t["layer_fraction"])
+    if not flagged:
+        return None
+    since = min(s for _, _, s in flagged.values())
+    last = epochs[-1]
+    whole = [layer for layer, (n, units, _) in flagged.items() if n == units]
+    clauses = []
+    if whole:
+        sizes = sorted({flagged[layer][1] for layer in whole})
+        each = f"{sizes[0]} each" if len(sizes) == 1 and len(whole) > 1 else None
+        clauses.append(f"all units of {_names(whole)}" + (f" ({each})" if each else
+                       f" ({_names(str(flagged[layer][1]) for layer in whole)})"))
+    clauses += [f"{n} of {units} units of {layer}"
+                for layer, (n, units, _) in flagged.items() if n < units]
+    zero_meaning = ("zero on every training example" if max_active == 0
+                    else f"non-zero on at most {max_active:.1%} of the training examples")
+    when = ("from initialization (epoch 0: born dead)" if since == 0
+            else f"from epoch {since} (they died during training)")
+    sentence = f"{_names(clauses)} are {zero_meaning} {when} to the last check (epoch {last})"
+    fully_dead = [layer for layer, rows in table[last].items()
+                  if rows and all(a == 0 for a in rows)]
+    if fully_dead:
+        sentence += (f"; since {fully_dead[0]} outputs 0 for every input, the network outputs "
+                     "the same value for every input")
+    zero = _always_zero_gradients(facts)
+    if zero:
+        others = [p for p in facts.params if p not in zero]
+        if others and len(others) <= 2:
+            sentence += f", and every gradient is exactly 0 except {_names(others)}'s"
+        else:
+            sentence += f", and {_names(zero)} get exactly 0 gradient at every recorded step"
+    sentence += "."
+    worst = max(n / units for n, units, _ in flagged.values())
+    fixes = []
+    if _bias(facts) < 0:
+        fixes.append(f"start the biases at 0 (init.bias=0 instead of {_bias(facts):g})")
+    if facts.act == "relu":
+        fixes.append("use act=lrelu, whose negative slope keeps a gradient flowing")
+    if since > 0:
+        fixes.append(f"lower the learning rate ({_fix_lr(facts)}) so one step cannot push "
+                     "units off for good")
+    if not fixes:
+        fixes.append(f"use {_fix_init(facts)} with init.bias=0")
+    return Finding("dead_units", list(flagged), since, worst, facts.t["layer_fraction"],
+                   sentence[0].upper() + sentence[1:], "; ".join(fixes).capitalize() + ".")
+
+
+def saturation(facts: RunFacts) -> Finding | None:
+    """Sigmoid/tanh units stuck in their flat tails for most training examples."""
+    minimum = facts.t["saturated_unit_min_fraction"]
+    table = _unit_table(facts, "frac_saturated")
+    table = {e: {lay: v for lay, v in layers.items() if not any(map(math.isnan, v))}
+             for e, layers in table.items()}
+    epochs, flagged = _flagged_layers(table, lambda s: s >= minimum, facts.t["layer_fraction"])
+    if not flagged:
+        return None
+    since = min(s for _, _, s in flagged.values())
+    tail = "|a| > 0.97" if facts.act == "tanh" else "a < 0.015 or a > 0.985"
+    clauses = [f"{n} of {units} units of {layer}" for layer, (n, units, _) in flagged.items()]
+    message = (
+        f"{_names(clauses)} sit in the flat tail of {facts.act} ({tail}) on at least "
+        f"{minimum:.0%} of the training examples from epoch {since} to epoch {epochs[-1]}; "
+        f"there the activation's slope is below {SATURATED_SLOPE_SHARE:.0%} of its peak, "
+        "so little gradient passes through them."
+    )
+    fixes = [f"smaller initial weights ({_fix_init(facts)})"]
+    if _bias(facts) != 0:
+        fixes.append(f"biases near 0 (init.bias=0 instead of {_bias(facts):g})")
+    fixes.append("or act=relu, which has no flat tail for positive inputs")
+    worst = max(n / units for n, units, _ in flagged.values())
+    return Finding("saturation", list(flagged), since, worst, facts.t["layer_fraction"],
+                   message[0].upper() + message[1:], "Use " + ", ".join(fixes) + ".")
+
+
+def _gradient_profile(facts: RunFacts):
+    """Per trusted step with finite weight-gradient norms: (step, first, last, ratio)."""
+    if len(facts.weight_params) < 2:
+        return []
+    first, last = facts.weight_params[0], facts.weight_params[-1]
+    profile = []
+    for step, row in facts.steps.items():
+        g1, gn = row.get(first), row.get(last)
+        if g1 is None or gn is None or not (math.isfinite(g1) and math.isfinite(gn)) or gn == 0:
+            continue  # no ratio: dead units leave the last layer's gradient exactly 0
+        profile.append((step, g1, gn, g1 / gn))
+    return profile
+
+
+def _weight_change(facts: RunFacts, param: str) -> float | None:
+    """||W_last - W_init|| / ||W_init|| of one parameter, from the checkpoints."""
+    init, last = facts.checkpoint("init"), facts.checkpoint("last")
+    if init is None or last is None or param not in init:
+        return None
+    w0, w1 = init[param].double(), last[param].double()
+    norm = float(w0.norm())
+    return float((w1 - w0).norm()) / norm if norm > 0 else None
+
+
+def vanishing_gradient(facts: RunFacts) -> Finding | None:
+    """AutoTrainer's rule: the first layer's weight gradient is both tiny next to the last
+    layer's (ratio) and tiny in itself (norm), at some recorded step."""
+    ratio_max, norm_max = facts.t["vanishing_ratio"], facts.t["vanishing_norm"]
+    profile = _gradient_profile(facts)
+    # An exactly-zero first-layer gradient is blocked (zero outgoing weights, dead units),
+    # not shrunk layer by layer; symmetric_weights and dead_units report those.
+    hits = [p for p in profile if 0 < p[3] < ratio_max and p[1] < norm_max]
+    if not hits:
+        return None
+    step, g1, gn, ratio = hits[0]
+    hops = len(facts.weight_params) - 1
+    per_layer = ratio ** (1 / hops)
+    first, last = facts.weight_params[0], facts.weight_params[-1]
+    row = facts.steps[step]
+    small = [_layer(p) for p in facts.weight_params[:-1] if row[p] < norm_max]
+    message = (
+        f"At step {step} the weight-gradient norm shrinks by ×{_g(per_layer)} per layer on "
+        f"the way back from {_layer(last)} to {_layer(first)} ({last} {_g(gn)}, {first} "
+        f"{_g(g1)}: ×{_g(ratio)} over {hops} layer{'s' if hops != 1 else ''}); this holds at "
+        f"{len(hits)} of {len(profile)} recorded steps"
+    )
+    change = _weight_change(facts, first)
+    span = f"{facts.epochs_run} epoch{'s' if facts.epochs_run != 1 else ''}"
+    if change == 0:
+        message += f", and {_layer(first)}'s weights did not change at all in {span}"
+    elif change is not None:
+        message += (f", and {_layer(first)}'s weights moved by {_g(change)} of their initial "
+                    f"size in {span}")
+    fixes = []
+    if facts.act in ("sigmoid", "tanh"):
+        fixes.append(f"act=relu (the slope of {facts.act} is at most "
+                     f"{'0.25' if facts.act == 'sigmoid' else '1'} and shrinks off-centre)")
+    init = facts.config.get("init", {})
+    if init.get("name") in ("normal", "uniform", "constant", "zeros"):
+        fixes.append(f"a variance-preserving init ({_fix_init(facts)})")
+    if _bias(facts) != 0:
+        fixes.append(f"init.bias=0 (instead of {_bias(facts):g})")
+    if not fixes:
+        fixes.append("fewer layers (a smaller model.depth)")
+    return Finding("vanishing_gradient", small, facts.step_epoch[step], ratio, ratio_max,
+                   message + ".", "Try " + ", or ".join(fixes) + ".")
+
+
+def exploding_gradient(facts: RunFacts) -> Finding | None:
+    """Gradient norms growing toward the input (AutoTrainer's ratio) or past an absolute
+    bound at some step (from the start, or growing there over time)."""
+    ratio_min, norm_max = facts.t["exploding_ratio"], facts.t["exploding_norm"]
+    profile = _gradient_profile(facts)
+    ratio_hits = [p for p in profile if p[3] > ratio_min]
+    big = [(s, p, v) for s, row in facts.steps.items() for p, v in row.items()
+           if p.endswith(".weight") and math.isfinite(v) and v > norm_max]
+    if not (ratio_hits or big):
+        return None
+    first_recorded = next(iter(facts.steps))
+    crossings = []  # (step, value, threshold, layers, sentence), one per rule that fired
+    if big:
+        step, param, norm = big[0]
+        peak_step, peak_param, peak = max(big, key=lambda b: b[2])
+        start_max = max((v for p, v in facts.steps[first_recorded].items()
+                         if p.endswith(".weight")), default=0.0)
+        growth = (f", up from {_g(start_max)} at step {first_recorded}"
+                  if step != first_recorded else "")
+        crossings.append((
+            step, peak, norm_max, list(dict.fromkeys(_layer(p) for _, p, _ in big)),
+            f"the gradient norm of {param} reached {_g(norm)} at step {step} (above "
+            f"{_g(norm_max)}){growth}; the largest was {_g(peak)} ({peak_param}, step {peak_step})",
+        ))
+    if ratio_hits:
+        step, g1, gn, ratio = ratio_hits[0]
+        hops = len(facts.weight_params) - 1
+        first, last = facts.weight_params[0], facts.weight_params[-1]
+        crossings.append((
+            step, ratio, ratio_min, [_layer(first)],
+            f"at step {step} the weight-gradient norm grows by ×{_g(ratio ** (1 / hops))} per "
+            f"layer on the way back to {_layer(first)} ({last} {_g(gn)}, {first} {_g(g1)}: "
+            f"×{_g(ratio)}), at {len(ratio_hits)} of {len(profile)} recorded steps",
+        ))
+    # The rule that fired first gives the value, threshold and layers; both are described.
+    first_step, value, threshold, layers, _ = min(crossings, key=lambda c: c[0])
+    message = "; ".join(c[4] for c in sorted(crossings, key=lambda c: c[0])) + "."
+    grows_over_time = first_step != first_recorded
+    fix = (f"Lower the learning rate ({_fix_lr(facts)})" if grows_over_time
+           else f"Use a smaller init scale ({_fix_init(facts)})")
+    return Finding("exploding_gradient", layers, facts.step_epoch[first_step], value, threshold,
+                   message[0].upper() + message[1:],
+                   fix + "; large gradients make each step overshoot.")
+
+
+def _chance_accuracy(facts: RunFacts) -> tuple[float, str]:
+    """Dev accuracy of always predicting the dev set's majority class (0.5 without data.pt)."""
+    path = facts.record.run_dir / "data.pt"
+    if path.exists():
+        import torch
+
+        y = torch.load(path, weights_only=True)["y_dev"]
+        if y.numel():
+            share = float(y.float().mean())
+            return max(share, 1 - share), "always predicting the dev set's majority class"
+    return 0.5, "guessing between two balanced classes"
+
+
+def not_learning(facts: RunFacts, earlier: list[Finding]) -> Finding | None:
+    """After enough epochs: dev accuracy near chance, or a training loss that did not fall."""
+    min_epochs = facts.t["not_learning_min_epochs"]
+    metrics = [m for m in facts.record.metrics if facts.trusted(m["epoch"])]
+    if facts.epochs_run < min_epochs or len(metrics) < min_epochs:
+        return None  # too short to call: a 1-epoch textbook run has not had its chance
+    chance, chance_means = _chance_accuracy(facts)
+    margin = facts.t["chance_margin"]
+    best = max(m["dev_acc"] for m in metrics)
+    first_loss, last_loss = metrics[0]["train_loss"], metrics[-1]["train_loss"]
+    drop = (first_loss - last_loss) / first_loss if first_loss > 0 else 0.0
+    near_chance = best < chance + margin
+    flat = drop < facts.t["flat_loss_fraction"]
+    if not (near_chance or flat):
+        return None
+    epochs = metrics[-1]["epoch"]
+    loss = (f"the training loss went from {_g(first_loss)} (epoch 1) to {_g(last_loss)} "
+            f"(epoch {epochs}), a {drop:.2%} drop")
+    if near_chance:
+        message = (f"After {epochs} epochs the best dev accuracy is {best:.3f}, less than "
+                   f"{margin:g} above chance ({chance:.3f}, {chance_means}); {loss}.")
+        value, threshold = best, chance + margin
+    else:
+        message = (f"After {epochs} epochs {loss}, under the {facts.t['flat_loss_fraction']:.0%}"
+                   f" that counts as learning (best dev accuracy {best:.3f}).")
+        value, threshold = drop, facts.t["flat_loss_fraction"]
+    causes = [f.code for f in earlier if f.code != "not_learning"]
+    fix = (f"Fix the {_names(causes)} finding{'s' if len(causes) > 1 else ''} first: "
+           f"{'they explain' if len(causes) > 1 else 'it explains'} why it cannot learn."
+           if causes
+           else f"Train longer (trainer.epochs) or raise the learning rate ({_fix_lr(facts, 10)}).")
+    return Finding("not_learning", [], epochs, value, threshold, message, fix)
+
+
+RULES: tuple[Callable[[RunFacts], Finding | None], ...] = (
+    non_finite,
+    symmetric_weights,
+    dead_units,
+    saturation,
+    vanishing_gradient,
+    exploding_gradient,
+)
+
+
+def diagnose(record: RunRecord) -> list[Finding]:
+    """Every finding of the run, in :data:`CODES` order; an empty list for a healthy run."""
+    facts = RunFacts.of(record)
+    findings = [f for rule in RULES if (f := rule(facts)) is not None]
+    last = not_learning(facts, findings)
+    return findings + ([last] if last else [])
+
+
+def store_diagnosis(record: RunRecord, findings: list[Finding]) -> None:
+    """Write the findings into the run's summary.json under ``diagnosis``."""
+    summary = {**record.summary, "diagnosis": [f.as_dict() for f in findings]}
+    record.summary = summary
+    RecordWriter(Path(record.run_dir)).write_summary(summary)
+
+
+def diagnosis_table(findings: list[Finding]):
+    """A rich table of the findings, or one row saying no problems were found."""
+    from rich.table import Table
+
+    from initlab.report.tables import fmt
+
+    if not findings:
+        table = Table(title="Diagnosis", show_header=False,
+                      caption="checked: " + ", ".join(CODES))
+        table.add_column("verdict", style="bold green")
+        table.add_row(NO_PROBLEMS)
+        return table
+    table = Table(title=f"Diagnosis: {len(findings)} problem{'s' if len(findings) > 1 else ''}",
+                  show_lines=True)
+    table.add_column("finding", style="bold red", no_wrap=True)
+    table.add_column("what the record shows", ratio=3)
+    table.add_column("try", ratio=2)
+    for f in findings:
+        where = ", ".join(f.layers) if f.layers else "whole network"
+        label = (f"{f.code}\n{where}\nepoch {f.first_epoch}\n"
+                 f"{fmt(f.value, 3)} vs {fmt(f.threshold, 3)}")
+        table.add_row(label, f.message, f.fix)
+    return table
