@@ -421,6 +421,9 @@ def dead_units(facts: RunFacts) -> Finding | None:
     fixes = []
     if _bias(facts) < 0:
         fixes.append(f"start the biases at 0 (init.bias=0 instead of {_bias(facts):g})")
+    init = facts.config.get("init", {}).get("name", "?")
+    if facts.act not in ("sigmoid", "tanh") and not init.startswith("kaiming"):
+        fixes.append(f"use init=kaiming_normal, whose variance suits ReLU (not init={init})")
     if facts.act == "relu":
         fixes.append("use act=lrelu, whose negative slope keeps a gradient flowing")
     if since > 0:
@@ -473,6 +476,12 @@ def _gradient_profile(facts: RunFacts):
     return profile
 
 
+def _persistent(hits: list, profile: list) -> bool:
+    """A ratio rule describes the network, not one noisy step, when it holds at the first
+    recorded step (the init) or at least half of the recorded steps."""
+    return bool(hits) and (hits[0][0] == profile[0][0] or 2 * len(hits) >= len(profile))
+
+
 def _weight_change(facts: RunFacts, param: str) -> float | None:
     """||W_last - W_init|| / ||W_init|| of one parameter, from the checkpoints."""
     init, last = facts.checkpoint("init"), facts.checkpoint("last")
@@ -491,7 +500,7 @@ def vanishing_gradient(facts: RunFacts) -> Finding | None:
     # An exactly-zero first-layer gradient is blocked (zero outgoing weights, dead units),
     # not shrunk layer by layer; symmetric_weights and dead_units report those.
     hits = [p for p in profile if 0 < p[3] < ratio_max and p[1] < norm_max]
-    if not hits:
+    if not _persistent(hits, profile):
         return None
     step, g1, gn, ratio = hits[0]
     hops = len(facts.weight_params) - 1
@@ -533,6 +542,7 @@ def exploding_gradient(facts: RunFacts) -> Finding | None:
     ratio_min, norm_max = facts.t["exploding_ratio"], facts.t["exploding_norm"]
     profile = _gradient_profile(facts)
     ratio_hits = [p for p in profile if p[3] > ratio_min]
+    ratio_hits = ratio_hits if _persistent(ratio_hits, profile) else []
     big = [(s, p, v) for s, row in facts.steps.items() for p, v in row.items()
            if p.endswith(".weight") and math.isfinite(v) and v > norm_max]
     if not (ratio_hits or big):
@@ -602,7 +612,7 @@ def not_learning(facts: RunFacts, earlier: list[Finding]) -> Finding | None:
         return None
     epochs = metrics[-1]["epoch"]
     loss = (f"the training loss went from {_g(first_loss)} (epoch 1) to {_g(last_loss)} "
-            f"(epoch {epochs}), a {drop:.2%} drop")
+            f"(epoch {epochs}), " + (f"a {drop:.2%} drop" if drop > 0 else "no drop at all"))
     if near_chance:
         message = (f"After {epochs} epochs the best dev accuracy is {best:.3f}, less than "
                    f"{margin:g} above chance ({chance:.3f}, {chance_means}); {loss}.")
@@ -648,8 +658,6 @@ def diagnosis_table(findings: list[Finding]):
     """A rich table of the findings, or one row saying no problems were found."""
     from rich.table import Table
 
-    from initlab.report.tables import fmt
-
     if not findings:
         table = Table(title="Diagnosis", show_header=False,
                       caption="checked: " + ", ".join(CODES))
@@ -663,7 +671,7 @@ def diagnosis_table(findings: list[Finding]):
     table.add_column("try", ratio=2)
     for f in findings:
         where = ", ".join(f.layers) if f.layers else "whole network"
-        label = (f"{f.code}\n{where}\nepoch {f.first_epoch}\n"
-                 f"{fmt(f.value, 3)} vs {fmt(f.threshold, 3)}")
+        label = (f"{f.code}\n{where}\nsince epoch {f.first_epoch}\n"
+                 f"{_g(f.value)} vs {_g(f.threshold)}")
         table.add_row(label, f.message, f.fix)
     return table

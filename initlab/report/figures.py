@@ -9,6 +9,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # headless: no display is ever needed
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.transforms  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from initlab.record import RunRecord  # noqa: E402
@@ -59,6 +60,10 @@ def loss_and_accuracy(record: RunRecord, path: Path, dpi: int) -> Path:
                 label="train", marker="o" if len(epochs) < 3 else None)
         ax.plot(epochs, [m[f"dev_{key}"] for m in record.metrics], color=DEV_COLOR,
                 label="dev", linestyle="--", marker="o" if len(epochs) < 3 else None)
+        _note_non_finite(ax, sum(
+            _mark_non_finite(ax, epochs, [m[f"{split}_{key}"] for m in record.metrics], c)
+            for split, c in (("train", TRAIN_COLOR), ("dev", DEV_COLOR))
+        ))
         best = record.summary.get("best_epoch")
         if best:
             ax.axvline(best, color="grey", linestyle=":", linewidth=1, label=f"best dev (epoch {best})")
@@ -71,6 +76,25 @@ def loss_and_accuracy(record: RunRecord, path: Path, dpi: int) -> Path:
     ax_acc.set_title("Accuracy")
     fig.suptitle(run_title(record))
     return _save(fig, path, dpi)
+
+
+def _mark_non_finite(ax, xs, values, c: str) -> int:
+    """Draw NaN/Inf values (which a plot would silently skip) as crosses on the top edge,
+    the first one labelled; returns how many there were."""
+    bad = [(x, v) for x, v in zip(xs, values, strict=True) if not math.isfinite(v)]
+    if bad:
+        top = matplotlib.transforms.blended_transform_factory(ax.transData, ax.transAxes)
+        ax.scatter([x for x, _ in bad], [0.97] * len(bad), marker="x", s=40, color=c,
+                   transform=top, zorder=4, clip_on=False)
+        ax.annotate(str(bad[0][1]), (bad[0][0], 0.97), xycoords=top, textcoords="offset points",
+                    xytext=(5, -12), fontsize=8, color=c)
+    return len(bad)
+
+
+def _note_non_finite(ax, count: int) -> None:
+    """A legend entry for the crosses of :func:`_mark_non_finite` (call before ``legend``)."""
+    if count:
+        ax.scatter([], [], marker="x", color="grey", label=f"NaN/Inf ({count} values)")
 
 
 def _layer_of(param: str) -> str:
@@ -99,6 +123,7 @@ def grad_norm_by_layer(record: RunRecord, path: Path, dpi: int) -> Path:
     floor = _log_floor(all_values)
     fig, ax = plt.subplots(figsize=(7, 4.5), constrained_layout=True)
     x = range(len(layers))
+    non_finite = 0
     for m, (moment, idx) in enumerate(moments):
         for kind, style in (("weight", "-"), ("bias", "--")):
             values = []
@@ -109,6 +134,7 @@ def grad_norm_by_layer(record: RunRecord, path: Path, dpi: int) -> Path:
             shown = [v if v > 0 else floor for v in values]
             c = color(2 * m + (kind == "bias"))
             ax.plot(x, shown, linestyle=style, marker="o", color=c, label=label)
+            non_finite += _mark_non_finite(ax, list(x), values, c)
             for xi, v in zip(x, values):
                 if v == 0:
                     ax.plot(xi, floor, marker="o", markersize=10, markerfacecolor="white",
@@ -117,6 +143,7 @@ def grad_norm_by_layer(record: RunRecord, path: Path, dpi: int) -> Path:
                                 fontsize=8, color=c)
     ax.set_yscale("log")
     ax.set_xticks(list(x), layers)
+    _note_non_finite(ax, non_finite)
     ax.set_xlabel("layer (input → output)")
     ax.set_ylabel("gradient L2 norm")
     ax.set_title(f"Gradient norm by layer\n{run_title(record)}", fontsize=10)
@@ -130,10 +157,13 @@ def grad_norm_over_time(record: RunRecord, path: Path, dpi: int) -> Path:
     all_values = [v for pts in series.values() for _, v in pts]
     floor = _log_floor(all_values)
     layers = list(dict.fromkeys(_layer_of(p) for p in series))
+    non_finite = 0
     for name, pts in series.items():
         c = color(layers.index(_layer_of(name)))
         ax.plot([s for s, _ in pts], [v if v > 0 else floor for _, v in pts], color=c,
                 linestyle="-" if name.endswith("weight") else "--", linewidth=1.2, label=name)
+        non_finite += _mark_non_finite(ax, [s for s, _ in pts], [v for _, v in pts], c)
+    _note_non_finite(ax, non_finite)
     ax.set_yscale("log")
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("gradient L2 norm")

@@ -17,8 +17,10 @@ from initlab.record import RunRecord
 
 def fmt(value: float, digits: int = 4) -> str:
     """A number as a reader wants it: fixed for ordinary sizes, scientific for tiny/huge."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if value is None:
         return "–"
+    if isinstance(value, float) and math.isnan(value):
+        return "NaN"  # shown, never hidden: a NaN is a finding (see initlab.diagnose)
     if value == 0:
         return "0"
     if not math.isfinite(value):
