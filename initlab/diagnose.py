@@ -86,6 +86,11 @@ def _g(x: float) -> str:
     return f"{x:.2e}"
 
 
+def _sentence(text: str) -> str:
+    """Capitalize the first letter only (str.capitalize would lower-case "ReLU")."""
+    return text[0].upper() + text[1:] + ("" if text.endswith(".") else ".")
+
+
 def _names(items: Iterable[str]) -> str:
     items = list(items)
     if len(items) <= 2:
@@ -230,10 +235,24 @@ def non_finite(facts: RunFacts) -> Finding | None:
         m = bad_losses[0]
         loss = m["train_loss"] if not math.isfinite(m["train_loss"]) else m["dev_loss"]
         which = "training" if not math.isfinite(m["train_loss"]) else "dev"
-        parts.append(f"the {which} loss was {loss} at epoch {m['epoch']} "
+        epoch_steps = [s for s, e in facts.step_epoch.items() if e == m["epoch"]]
+        after = (f", after step {max(epoch_steps)}" if which == "dev" and epoch_steps else "")
+        parts.append(f"the {which} loss was {loss} at epoch {m['epoch']}{after} "
                      f"({len(bad_losses)} epoch{'s' if len(bad_losses) != 1 else ''} "
                      "with a non-finite loss)")
-        first_epoch = m["epoch"] if first_epoch is None else min(first_epoch, m["epoch"])
+        if first_epoch is None or m["epoch"] < first_epoch:
+            # The loss came first: the forward pass overflowed. Where, the activation
+            # statistics of that epoch tell: the first layer whose activations are NaN/Inf.
+            overflowed = [a["layer"] for a in facts.record.activations
+                          if a["epoch"] >= m["epoch"]
+                          and not (math.isfinite(a["mean"]) and math.isfinite(a["std"]))]
+            origin = overflowed[0] if overflowed else _layer(facts.weight_params[-1])
+            parts.append(f"the first non-finite activations at epoch {m['epoch']} are in "
+                         f"{origin}" if overflowed
+                         else f"every hidden activation was finite, so it was {origin}'s "
+                         "output (the logits)")
+            layers = [origin]
+            first_epoch = m["epoch"]
     if bad_weights:
         parts.append(f"the last weights hold {sum(bad_weights.values())} NaN/Inf values "
                      f"in {_names(bad_weights)}")
@@ -269,21 +288,24 @@ def _weight_snapshots(facts: RunFacts) -> list[tuple[int, dict[str, Any]]]:
 
 
 def _duplicate_units(state: dict[str, Any], layer: str, next_layer: str, rtol: float):
-    """(units with a near-twin, units, largest difference between twins / layer scale).
+    """(units with a near-twin, units, largest relative difference between twins).
 
     A unit is its incoming weights, its bias and its outgoing weights; two units are twins
-    when those differ nowhere by more than ``rtol`` times the largest |value| among them.
+    when those differ nowhere by more than ``rtol`` times the larger |value| of the pair
+    (relative to the pair, not the layer: one huge unit must not make small ones look alike).
     """
     import torch
 
     incoming, bias = state[f"{layer}.weight"], state[f"{layer}.bias"][:, None]
     units = torch.cat((incoming, bias, state[f"{next_layer}.weight"].T), dim=1)
-    scale = units.abs().max()
+    size = units.abs().amax(dim=1)
+    pair_size = torch.maximum(size[:, None], size[None, :])
     distance = torch.cdist(units, units, p=math.inf)  # largest elementwise difference
-    twins = distance <= rtol * scale  # NaN compares False: a broken layer has no twins
+    twins = distance <= rtol * pair_size  # NaN compares False: a broken layer has no twins
     twins.fill_diagonal_(False)
     n_twins = int(twins.any(1).sum())
-    spread = float(distance[twins].max() / scale) if n_twins and scale > 0 else 0.0
+    relative = distance / pair_size.clamp_min(torch.finfo(units.dtype).tiny)
+    spread = float(relative[twins].max()) if n_twins else 0.0
     return n_twins, units.shape[0], spread
 
 
@@ -313,7 +335,7 @@ def symmetric_weights(facts: RunFacts) -> Finding | None:
         if spread <= FLOAT32_EPS:
             kind = "identical" + (" (up to float32 rounding)" if spread else "")
         else:
-            kind = f"near-identical (they differ by ≤{_g(spread)} of the layer's largest weight)"
+            kind = f"near-identical (they differ by ≤{_g(spread)} of their largest weight)"
         clauses.append(f"{n} of {units} units in {layer} are {kind}")
     spread = max(last[lay][2] for lay in flagged)
     whole = [lay for lay in flagged if last[lay][0] == last[lay][1]]
@@ -324,11 +346,13 @@ def symmetric_weights(facts: RunFacts) -> Finding | None:
                f"epoch {since} to the last check (epoch {epochs[-1]}), so {consequence}.")
     message = message[0].upper() + message[1:]
     init = facts.config.get("init", {}).get("name", "?")
-    return Finding(
-        "symmetric_weights", flagged, since, spread, rtol, message,
-        f"Break the symmetry with a random init ({_fix_init(facts)} instead of init={init}); "
-        "gradient descent can never make identical units differ.",
-    )
+    if init in ("zeros", "constant"):
+        fix = (f"Break the symmetry with a random init ({_fix_init(facts)} instead of "
+               f"init={init}); gradient descent can never make identical units differ.")
+    else:
+        fix = ("The init was random, so training made these units alike; look at the other "
+               f"findings, and try a smaller learning rate ({_fix_lr(facts)}).")
+    return Finding("symmetric_weights", flagged, since, spread, rtol, message, fix)
 
 
 def _unit_table(facts: RunFacts, column: str) -> dict[int, dict[str, list[float]]]:
@@ -432,7 +456,7 @@ def dead_units(facts: RunFacts) -> Finding | None:
     if not fixes:
         fixes.append(f"use {_fix_init(facts)} with init.bias=0")
     return Finding("dead_units", list(flagged), since, worst, facts.t["layer_fraction"],
-                   sentence[0].upper() + sentence[1:], "; ".join(fixes).capitalize() + ".")
+                   sentence[0].upper() + sentence[1:], _sentence("; ".join(fixes)))
 
 
 def saturation(facts: RunFacts) -> Finding | None:

@@ -180,11 +180,14 @@ class Trainer:
             state.improved = metrics.dev_acc > state.best_dev_acc
             if state.improved:
                 state.best_dev_acc, state.best_epoch = metrics.dev_acc, epoch
-            if not math.isfinite(metrics.train_loss):
-                self.request_stop(f"non-finite training loss at epoch {epoch}")
+            # Gradients first: a bad gradient precedes the losses its step spoils.
             for (watched, _), n in zip(self._nonfinite_counters, nonfinite, strict=True):
                 if n:
                     self.request_stop(f"{int(n)} non-finite {watched} at epoch {epoch}")
+            if not math.isfinite(metrics.train_loss):
+                self.request_stop(f"non-finite training loss at epoch {epoch}")
+            elif not math.isfinite(metrics.dev_loss):  # inf BCE-with-logits = inf logits
+                self.request_stop(f"non-finite dev loss at epoch {epoch}")
             self.fire("after_eval")
             self.fire("after_epoch")
             if state.stop_reason is not None:

@@ -1,0 +1,236 @@
+"""The diagnosis rules on hand-made records (findings known by construction), the per-unit
+activity recorder against an independent computation, and the findings table."""
+
+import json
+import math
+
+import pytest
+import torch
+from _diagnose_support import layer_norms, write_record
+
+from initlab.callbacks import LogSchedule
+from initlab.config import DiagnoseConfig
+from initlab.diagnose import CODES, NO_PROBLEMS, diagnose, diagnosis_table, store_diagnosis
+from initlab.record import read_record
+from initlab.recorders import SATURATION_THRESHOLD, UnitActivityRecorder
+from initlab.report.tables import table_text
+
+
+def codes(run_dir) -> list[str]:
+    return [f.code for f in diagnose(read_record(run_dir))]
+
+
+def only(run_dir, code):
+    findings = diagnose(read_record(run_dir))
+    assert [f.code for f in findings] == [code]
+    return findings[0]
+
+
+# ----------------------------------------------------------------- vanishing / exploding
+def test_vanishing_gradient_reports_the_per_layer_factor(tmp_path):
+    # fc1 1e-8, fc4 1e-1: a ratio of 1e-7 over 3 hops, i.e. x(1e-7)^(1/3) per layer.
+    steps = {s: layer_norms(4, [1e-8, 1e-6, 1e-4, 1e-1]) for s in range(3)}
+    f = only(write_record(tmp_path, depth=4, grad_norms=steps), "vanishing_gradient")
+    assert f.value == pytest.approx(1e-7, rel=1e-5)
+    assert f.threshold == DiagnoseConfig.vanishing_ratio
+    assert f.first_epoch == 1
+    assert f.layers == ["fc1", "fc2"]  # the layers whose gradient is below vanishing_norm
+    assert f"×{(1e-7) ** (1 / 3):.3g} per layer" in f.message
+    assert "3 of 3 recorded steps" in f.message
+
+
+@pytest.mark.parametrize(("first", "fires"), [(0.9e-4, True), (1.1e-4, False)])
+def test_vanishing_needs_the_first_layer_norm_below_the_bound_too(tmp_path, first, fires):
+    # Ratio 1e-5 in both cases; only the absolute norm of fc1 decides (AutoTrainer's beta_2).
+    steps = {0: layer_norms(3, [first, first * 100, first * 1e5])}
+    assert codes(write_record(tmp_path, grad_norms=steps)) == (
+        ["vanishing_gradient"] if fires else [])
+
+
+def test_an_exactly_zero_first_gradient_is_blocked_not_vanishing(tmp_path):
+    # Zero init: fc1's gradient is exactly 0 because fc2's weights are 0. No layer-by-layer
+    # shrinking happened, so vanishing_gradient must stay silent.
+    steps = {0: layer_norms(3, [0.0, 1e-10, 1e-3])}
+    assert codes(write_record(tmp_path, grad_norms=steps)) == []
+
+
+def test_a_ratio_seen_at_one_later_step_only_is_noise(tmp_path):
+    healthy = layer_norms(3, [0.1, 0.1, 0.1])
+    steps = {s: dict(healthy) for s in range(10)}
+    steps[5] = layer_norms(3, [0.5, 0.1, 0.001])  # ratio 500 > 70, once, mid-run
+    assert codes(write_record(tmp_path, grad_norms=steps)) == []
+    steps.update({s: layer_norms(3, [0.5, 0.1, 0.001]) for s in range(5, 10)})  # half the run
+    f = only(write_record(tmp_path / "b", grad_norms=steps), "exploding_gradient")
+    assert f.value == pytest.approx(500, rel=1e-5) and f.threshold == 70
+    assert f.first_epoch == 6
+
+
+def test_exploding_gradient_by_absolute_norm_says_when_it_grew(tmp_path):
+    steps = {0: layer_norms(3, [0.2, 0.3, 0.3]), 1: layer_norms(3, [5.0, 250.0, 40.0]),
+             2: layer_norms(3, [9.0, 900.0, 80.0])}
+    f = only(write_record(tmp_path, grad_norms=steps), "exploding_gradient")
+    assert (f.value, f.threshold, f.first_epoch, f.layers) == (900.0, 100.0, 2, ["fc2"])
+    assert "fc2.weight reached 250 at step 1" in f.message
+    assert "up from 0.3 at step 0" in f.message
+    assert "Lower the learning rate" in f.fix
+
+
+# ----------------------------------------------------------------------- dead / saturated
+def unit_rows(epoch, layer, actives, saturated=math.nan):
+    return [(epoch, layer, i, a, saturated) for i, a in enumerate(actives)]
+
+
+def test_dead_units_count_per_unit_and_need_more_than_the_layer_fraction(tmp_path):
+    half = [0.0] * 8 + [0.5] * 8  # exactly 50%: SageMaker's threshold_layer is "more than"
+    assert codes(write_record(tmp_path / "a", width=16, units=unit_rows(0, "fc1", half))) == []
+    most = [0.0] * 9 + [0.5] * 7
+    f = only(write_record(tmp_path / "b", width=16, units=unit_rows(0, "fc1", most)),
+             "dead_units")
+    assert f.value == pytest.approx(9 / 16)
+    assert "9 of 16 units of fc1" in f.message and "born dead" in f.message
+    # A unit active on a single example is alive: the count is over the whole train set.
+    one_example = [0.0] * 8 + [1 / 640] + [0.5] * 7
+    assert codes(write_record(tmp_path / "c", width=16,
+                              units=unit_rows(0, "fc1", one_example))) == []
+
+
+def test_units_that_die_during_training_are_dated_from_the_first_epoch_they_stay_dead(tmp_path):
+    units = (unit_rows(0, "fc1", [0.5] * 4) + unit_rows(20, "fc1", [0.0, 0.0, 0.0, 0.4])
+             + unit_rows(40, "fc1", [0.5] * 4) + unit_rows(60, "fc1", [0.0, 0.0, 0.0, 0.4])
+             + unit_rows(80, "fc1", [0.0, 0.0, 0.0, 0.3]))
+    f = only(write_record(tmp_path, units=units), "dead_units")
+    assert f.first_epoch == 60  # dead at 20, revived at 40: the unbroken stretch starts at 60
+    assert "died during training" in f.message
+
+
+def test_a_fully_dead_layer_means_a_constant_output(tmp_path):
+    units = unit_rows(0, "fc1", [0.0] * 4) + unit_rows(0, "fc2", [0.0, 0.0, 0.0, 0.7])
+    f = only(write_record(tmp_path, units=units), "dead_units")
+    assert f.layers == ["fc1", "fc2"]
+    assert "All units of fc1" in f.message and "3 of 4 units of fc2" in f.message
+    assert "same value for every input" in f.message
+
+
+def test_saturation_counts_units_stuck_on_most_examples(tmp_path):
+    units = [(0, "fc1", i, 1.0, s) for i, s in enumerate([0.95, 0.92, 0.91, 0.5])]
+    f = only(write_record(tmp_path, act="tanh", units=units), "saturation")
+    assert f.value == pytest.approx(3 / 4) and f.threshold == 0.5
+    assert "3 of 4 units of fc1" in f.message and "|a| > 0.97" in f.message
+    units = [(0, "fc1", i, 1.0, s) for i, s in enumerate([0.95, 0.89, 0.89, 0.5])]
+    assert codes(write_record(tmp_path / "b", act="tanh", units=units)) == []
+
+
+def test_thresholds_come_from_the_runs_saved_diagnose_config(tmp_path):
+    units = [(0, "fc1", i, 1.0, s) for i, s in enumerate([0.95, 0.95, 0.95, 0.5])]
+    strict = {"saturated_unit_min_fraction": 0.99}
+    assert codes(write_record(tmp_path, act="tanh", units=units, diagnose=strict)) == []
+
+
+# ------------------------------------------------------------------------- not_learning
+def flat_metrics(epochs, loss=0.6931, acc=0.5):
+    return [(e, loss, acc, loss, acc) for e in range(1, epochs + 1)]
+
+
+def test_not_learning_waits_for_enough_epochs(tmp_path):
+    assert codes(write_record(tmp_path / "short", metrics=flat_metrics(9))) == []
+    f = only(write_record(tmp_path / "long", metrics=flat_metrics(10)), "not_learning")
+    assert f.value == 0.5 and f.threshold == pytest.approx(0.6)  # chance 0.5 without data.pt
+    assert "After 10 epochs the best dev accuracy is 0.500" in f.message
+    assert "no drop at all" in f.message
+
+
+def test_a_flat_loss_is_not_learning_even_above_chance(tmp_path):
+    rows = [(e, 0.50 - 0.0001 * e, 0.8, 0.5, 0.8) for e in range(1, 21)]
+    f = only(write_record(tmp_path, metrics=rows), "not_learning")
+    assert f.threshold == DiagnoseConfig.flat_loss_fraction
+    assert f.value == pytest.approx((0.4999 - 0.498) / 0.4999, rel=1e-3)
+
+
+# --------------------------------------------------------------------------- non_finite
+def test_non_finite_names_the_first_step_and_layer_and_counts_every_value(tmp_path):
+    steps = {s: layer_norms(3, [0.1, 0.1, 0.1]) for s in range(4)}
+    steps[2]["fc2.weight"] = math.inf
+    steps[3] = {p: math.nan for p in steps[3]}
+    metrics = [(1, 0.6, 0.7, 0.6, 0.7), (2, 0.5, 0.7, 0.5, 0.7), (3, 0.5, 0.7, 0.5, 0.7),
+               (4, math.nan, 0.5, math.nan, 0.5)]
+    f = only(write_record(tmp_path, grad_norms=steps, metrics=metrics, status="diverged"),
+             "non_finite")
+    assert (f.first_epoch, f.layers, f.value) == (3, ["fc2"], 1 + 6 + 1)
+    assert "step 2 (epoch 3) in fc2.weight" in f.message
+    assert "6 NaN and 1 Inf of 24 recorded gradient norms" in f.message
+    assert "training loss was nan at epoch 4" in f.message
+    assert "status diverged" in f.message
+
+
+def test_snapshots_after_the_first_non_finite_value_are_not_diagnosed(tmp_path):
+    # After the blow-up the units read as dead; that describes the wreck, not the config.
+    steps = {0: layer_norms(3, [0.1, 0.1, 0.1]), 1: layer_norms(3, [math.inf] * 3)}
+    units = unit_rows(0, "fc1", [0.5] * 4) + unit_rows(2, "fc1", [0.0] * 4)
+    assert codes(write_record(tmp_path, grad_norms=steps, units=units)) == ["non_finite"]
+
+
+# ------------------------------------------------------------------ table and summary
+def test_healthy_record_prints_no_problems_and_lists_what_was_checked(tmp_path):
+    run_dir = write_record(tmp_path, grad_norms={0: layer_norms(3, [0.1, 0.2, 0.3])})
+    record = read_record(run_dir)
+    findings = diagnose(record)
+    text = table_text(diagnosis_table(findings))
+    assert NO_PROBLEMS in text
+    assert all(code in text for code in CODES)
+    store_diagnosis(record, findings)
+    assert json.loads((run_dir / "summary.json").read_text())["diagnosis"] == []
+
+
+def test_stored_findings_have_the_contract_fields(tmp_path):
+    run_dir = write_record(tmp_path, metrics=flat_metrics(12))
+    record = read_record(run_dir)
+    store_diagnosis(record, diagnose(record))
+    (stored,) = json.loads((run_dir / "summary.json").read_text())["diagnosis"]
+    assert set(stored) == {"code", "layers", "first_epoch", "value", "threshold", "message",
+                           "fix"}
+    assert stored["code"] == "not_learning"
+
+
+# -------------------------------------------------------------- the unit-activity recorder
+class FakeTrainer:
+    epochs = 1
+
+    class state:  # noqa: N801 - mimics TrainerState's attributes
+        epoch = 0
+        stop_reason = None
+
+
+@pytest.mark.parametrize("act", ["relu", "tanh"])
+def test_unit_activity_matches_an_independent_forward_pass(act):
+    from omegaconf import OmegaConf
+
+    from initlab.model import build_model
+
+    torch.manual_seed(0)
+    model = build_model(OmegaConf.create({"in_features": 2, "width": 6, "depth": 3}),
+                        OmegaConf.create({"name": act}))
+    with torch.no_grad():
+        model.fc1.bias[:2] = -50.0  # two units of fc1 off (relu) / saturated (tanh) everywhere
+    X = torch.randn(300, 2)
+    recorder = UnitActivityRecorder(model, X, "tanh" if act == "tanh" else None, LogSchedule(1))
+    recorder.before_fit(FakeTrainer())
+    rows = list(recorder.rows())
+    assert len(rows) == 2 * 6
+
+    f = torch.relu if act == "relu" else torch.tanh
+    h1 = f(X @ model.fc1.weight.T + model.fc1.bias).detach()
+    h2 = f(h1 @ model.fc2.weight.T + model.fc2.bias).detach()
+    for layer, h in (("fc1", h1), ("fc2", h2)):
+        got = [r for r in rows if r[1] == layer]
+        for _, _, unit, active, saturated in got:
+            assert active == pytest.approx((h[:, unit] != 0).double().mean().item())
+            if act == "tanh":
+                expected = (h[:, unit].abs() > SATURATION_THRESHOLD).double().mean().item()
+                assert saturated == pytest.approx(expected)
+            else:
+                assert math.isnan(saturated)
+    fc1 = {unit: (a, s) for _, layer, unit, a, s in rows if layer == "fc1"}
+    if act == "relu":
+        assert fc1[0][0] == fc1[1][0] == 0.0
+    else:
+        assert fc1[0][1] == fc1[1][1] == 1.0
