@@ -37,6 +37,8 @@ def _grad_norms(grads: list[torch.Tensor]) -> list[torch.Tensor]:
 class GradNormRecorder:
     """L2 norm of each parameter's gradient at every optimizer step.
 
+    A step costs one fused norm call; its 0-d results stay on the device in a list and
+    are stacked and copied to the host once per ``chunk_steps`` steps and at the end.
     It also counts the non-finite norms of each epoch on the device (:meth:`epoch_nonfinite`),
     which the trainer folds into its one host copy per epoch to stop a diverging fit.
     """
@@ -47,53 +49,46 @@ class GradNormRecorder:
         self.names = [name for name, _ in model.named_parameters()]
         self._params = [p for _, p in model.named_parameters()]
         self._chunk_steps = chunk_steps
-        self._buffer: torch.Tensor | None = None
-        self._row = 0
+        self._pending: list[torch.Tensor] = []  # 0-d norms, step-major
         self._host_chunks: list[torch.Tensor] = []
-        # Non-finite count of the epoch's rows already flushed, and where the epoch's
-        # unflushed rows start in the buffer.
+        # Non-finite count of the epoch's norms already flushed, and where the epoch's
+        # unflushed norms start in the pending list.
         self._epoch_flushed_nonfinite: torch.Tensor | None = None
-        self._epoch_start_row = 0
+        self._epoch_start = 0
 
     def before_fit(self, trainer) -> None:
-        device = self._params[0].device
-        rows = min(self._chunk_steps, trainer.epochs * trainer.steps_per_epoch)
-        self._buffer = torch.empty(rows, len(self._params), device=device)
-        self._row = 0
+        self._pending = []
         self._host_chunks = []
+        self._no_grad = torch.zeros((), device=self._params[0].device)  # norm of a missing grad
 
     def after_backward(self, trainer) -> None:
-        grads = [
-            p.grad if p.grad is not None else torch.zeros((), device=p.device)
-            for p in self._params
-        ]
-        torch.stack(_grad_norms(grads), out=self._buffer[self._row])
-        self._row += 1
-        if self._row == self._buffer.shape[0]:
+        grads = [p.grad if p.grad is not None else self._no_grad for p in self._params]
+        self._pending.extend(_grad_norms(grads))
+        if len(self._pending) >= self._chunk_steps * len(self._params):
             self._flush()
 
     def after_fit(self, trainer) -> None:
         self._flush()
 
     def before_epoch(self, trainer) -> None:
-        self._epoch_flushed_nonfinite = torch.zeros((), device=self._buffer.device)
-        self._epoch_start_row = self._row
-
-    def _unflushed_nonfinite(self) -> torch.Tensor:
-        rows = self._buffer[self._epoch_start_row : self._row]
-        return (~torch.isfinite(rows)).sum()
+        self._epoch_flushed_nonfinite = torch.zeros((), device=self._no_grad.device)
+        self._epoch_start = len(self._pending)
 
     def epoch_nonfinite(self, trainer) -> torch.Tensor:
         """How many gradient norms of this epoch are NaN or Inf, as a device scalar (no sync)."""
-        return self._epoch_flushed_nonfinite + self._unflushed_nonfinite()
+        unflushed = self._pending[self._epoch_start :]
+        if not unflushed:
+            return self._epoch_flushed_nonfinite
+        return self._epoch_flushed_nonfinite + (~torch.isfinite(torch.stack(unflushed))).sum()
 
     def _flush(self) -> None:
-        if self._row:
+        if self._pending:
+            flat = torch.stack(self._pending)
             if self._epoch_flushed_nonfinite is not None:
-                self._epoch_flushed_nonfinite += self._unflushed_nonfinite()
-            self._host_chunks.append(self._buffer[: self._row].to("cpu", copy=True))
-        self._row = 0
-        self._epoch_start_row = 0
+                self._epoch_flushed_nonfinite += (~torch.isfinite(flat[self._epoch_start :])).sum()
+            self._host_chunks.append(flat.view(-1, len(self._params)).to("cpu", copy=True))
+        self._pending = []
+        self._epoch_start = 0
 
     def norms(self) -> torch.Tensor:
         """(steps, params) float tensor of every recorded norm, on the host."""

@@ -6,7 +6,6 @@ import math
 
 import pytest
 import torch
-from _diagnose_support import layer_norms, write_record
 
 from initlab.callbacks import LogSchedule
 from initlab.config import DiagnoseConfig
@@ -14,6 +13,7 @@ from initlab.diagnose import CODES, NO_PROBLEMS, diagnose, diagnosis_table, stor
 from initlab.record import read_record
 from initlab.recorders import SATURATION_THRESHOLD, UnitActivityRecorder
 from initlab.report.tables import table_text
+from tests._diagnose_support import layer_norms, write_record
 
 
 def codes(run_dir) -> list[str]:

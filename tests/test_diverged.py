@@ -8,12 +8,12 @@ import math
 
 import pytest
 import torch
-from _diagnose_support import run_quietly
 
 from initlab.data import make_splits
 from initlab.model import build_model
 from initlab.recorders import GradNormRecorder
 from initlab.trainer import Trainer
+from tests._diagnose_support import run_quietly
 
 
 def grad_norm_rows(run_dir):
