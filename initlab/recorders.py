@@ -39,11 +39,14 @@ class GradNormRecorder:
 
     A step costs one fused norm call; its 0-d results stay on the device in a list and
     are stacked and copied to the host once per ``chunk_steps`` steps and at the end.
-    It also counts the non-finite norms of each epoch on the device (:meth:`epoch_nonfinite`),
-    which the trainer folds into its one host copy per epoch to stop a diverging fit.
+    It also hands the trainer the epoch's norms (:meth:`epoch_must_be_finite`), which ride
+    along in its one host copy per epoch, so a NaN/Inf gradient stops the fit that epoch.
     """
 
     watches = "gradient norms"  # named in the trainer's stop reason
+    # More norms than this in one epoch are checked through their sum, which is NaN/Inf iff
+    # one of them is (barring an overflow of the sum that only exploding norms reach).
+    max_epoch_values = 1024
 
     def __init__(self, model: nn.Module, chunk_steps: int = 4096):
         self.names = [name for name, _ in model.named_parameters()]
@@ -51,9 +54,8 @@ class GradNormRecorder:
         self._chunk_steps = chunk_steps
         self._pending: list[torch.Tensor] = []  # 0-d norms, step-major
         self._host_chunks: list[torch.Tensor] = []
-        # Non-finite count of the epoch's norms already flushed, and where the epoch's
-        # unflushed norms start in the pending list.
-        self._epoch_flushed_nonfinite: torch.Tensor | None = None
+        # Sums of this epoch's norms already flushed, and where its unflushed norms start.
+        self._epoch_flushed: list[torch.Tensor] | None = None
         self._epoch_start = 0
 
     def before_fit(self, trainer) -> None:
@@ -71,21 +73,25 @@ class GradNormRecorder:
         self._flush()
 
     def before_epoch(self, trainer) -> None:
-        self._epoch_flushed_nonfinite = torch.zeros((), device=self._no_grad.device)
+        self._epoch_flushed = []
         self._epoch_start = len(self._pending)
 
-    def epoch_nonfinite(self, trainer) -> torch.Tensor:
-        """How many gradient norms of this epoch are NaN or Inf, as a device scalar (no sync)."""
-        unflushed = self._pending[self._epoch_start :]
-        if not unflushed:
-            return self._epoch_flushed_nonfinite
-        return self._epoch_flushed_nonfinite + (~torch.isfinite(torch.stack(unflushed))).sum()
+    def epoch_must_be_finite(self, trainer) -> list[torch.Tensor]:
+        """0-d device tensors that are all finite iff every gradient norm of this epoch is.
+
+        Usually the norms themselves: the trainer stacks them with its own four numbers,
+        so checking costs no extra kernel and no extra host copy.
+        """
+        values = self._epoch_flushed + self._pending[self._epoch_start :]
+        if len(values) > self.max_epoch_values:
+            return [torch.stack(values).sum()]
+        return values
 
     def _flush(self) -> None:
         if self._pending:
             flat = torch.stack(self._pending)
-            if self._epoch_flushed_nonfinite is not None:
-                self._epoch_flushed_nonfinite += (~torch.isfinite(flat[self._epoch_start :])).sum()
+            if self._epoch_flushed is not None and len(flat) > self._epoch_start:
+                self._epoch_flushed.append(flat[self._epoch_start :].sum())
             self._host_chunks.append(flat.view(-1, len(self._params)).to("cpu", copy=True))
         self._pending = []
         self._epoch_start = 0

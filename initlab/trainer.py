@@ -15,10 +15,9 @@ the :class:`Trainer`. Callbacks observe the trainer's state; the one change they
 ask for is a stop, through :meth:`Trainer.request_stop`.
 
 Per-epoch metrics leave the device once per epoch, as one 4-float copy; nothing is
-copied per step or per parameter. A callback may also offer ``epoch_nonfinite(trainer)``:
-a device scalar counting the NaN/Inf values it saw during the epoch (e.g. gradient norms).
-Those counts ride along in the same host copy, and a non-zero count stops the fit, as a
-non-finite training loss does.
+copied per step or per parameter. A callback may also offer ``epoch_must_be_finite(trainer)``:
+0-d device tensors (e.g. the epoch's gradient norms) that ride along in that same copy; one
+NaN/Inf among them stops the fit, as a non-finite training or dev loss does.
 """
 
 import math
@@ -119,10 +118,10 @@ class Trainer:
             event: [getattr(cb, event) for cb in self.callbacks if hasattr(cb, event)]
             for event in EVENTS
         }
-        self._nonfinite_counters = [
-            (getattr(cb, "watches", type(cb).__name__), cb.epoch_nonfinite)
+        self._finite_checks = [
+            (getattr(cb, "watches", type(cb).__name__), cb.epoch_must_be_finite)
             for cb in self.callbacks
-            if hasattr(cb, "epoch_nonfinite")
+            if hasattr(cb, "epoch_must_be_finite")
         ]
 
     def fire(self, event: str) -> None:
@@ -189,11 +188,10 @@ class Trainer:
             self.fire("before_epoch")
             train_loss, train_correct = self._train_epoch()
             dev_loss, dev_correct = self._dev_metrics()
-            # The one host copy of the epoch: four numbers, plus one count per non-finite check.
-            counts = [count(self).reshape(()).to(train_loss.dtype)
-                      for _, count in self._nonfinite_counters]
-            tl, tc, dl, dc, *nonfinite = torch.stack(
-                (train_loss, train_correct, dev_loss, dev_correct, *counts)
+            # The one host copy of the epoch: four numbers, plus the values callbacks need finite.
+            checked = [values(self) for _, values in self._finite_checks]
+            tl, tc, dl, dc, *must_be_finite = torch.stack(
+                (train_loss, train_correct, dev_loss, dev_correct, *(v for vs in checked for v in vs))
             ).tolist()
             state.epoch = epoch
             metrics = EpochMetrics(epoch, tl, tc / n_train, dl, dc / n_dev)
@@ -202,9 +200,11 @@ class Trainer:
             if state.improved:
                 state.best_dev_acc, state.best_epoch = metrics.dev_acc, epoch
             # Gradients first: a bad gradient precedes the losses its step spoils.
-            for (watched, _), n in zip(self._nonfinite_counters, nonfinite, strict=True):
-                if n:
-                    self.request_stop(f"{int(n)} non-finite {watched} at epoch {epoch}")
+            offset = 0
+            for (watched, _), values in zip(self._finite_checks, checked, strict=True):
+                if not all(map(math.isfinite, must_be_finite[offset : offset + len(values)])):
+                    self.request_stop(f"non-finite {watched} at epoch {epoch}")
+                offset += len(values)
             if not math.isfinite(metrics.train_loss):
                 self.request_stop(f"non-finite training loss at epoch {epoch}")
             elif not math.isfinite(metrics.dev_loss):  # inf BCE-with-logits = inf logits
