@@ -22,7 +22,7 @@ gradients, activations and learning.
 commands:
   run [HYDRA FLAGS] [OVERRIDES]   train and record one run (or a sweep with -m)
                                   `initlab run --help` lists every config group
-  report PATH                     re-render the tables and figures of a saved run
+  report PATH                     re-render the tables, figures and diagnosis of a saved run
 
 options:
   -h, --help      show this message
@@ -156,7 +156,7 @@ def _report(args: list[str]) -> int:
     import argparse
 
     parser = argparse.ArgumentParser(
-        prog="initlab report", description="Re-render the tables and figures of a saved run."
+        prog="initlab report", description="Re-render the tables, figures and diagnosis of a saved run."
     )
     parser.add_argument("path", type=Path, help="a run directory (holds summary.json)")
     ns = parser.parse_args(args)
