@@ -69,8 +69,13 @@ class ProgressBar:
         self._every = 1
 
     def before_fit(self, trainer) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-        from rich.progress import TimeElapsedColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
 
         self._every = max(1, trainer.epochs // 100)
         self._progress = Progress(

@@ -44,14 +44,80 @@ COMMANDS = ("run", "report", "list")
 
 def config_groups_listing() -> str:
     """One line per config group and its options, read from the shipped YAML files."""
+    return "\n".join(f"{g}: {', '.join(o)}" for g, o in sorted(group_options().items()))
+
+
+def group_options() -> dict[str, list[str]]:
+    """Config group -> its option names, from the shipped YAML files."""
     root = resources.files("initlab.conf")
-    lines = []
-    for group in sorted(p.name for p in root.iterdir() if p.is_dir() and p.name[0] not in "_."):
-        options = sorted(
-            f.name[: -len(".yaml")] for f in root.joinpath(group).iterdir() if f.name.endswith(".yaml")
-        )
-        lines.append(f"{group}: {', '.join(options)}")
-    return "\n".join(lines)
+    return {
+        group.name: sorted(f.name[: -len(".yaml")] for f in group.iterdir() if f.name.endswith(".yaml"))
+        for group in root.iterdir()
+        if group.is_dir() and group.name[0] not in "_."
+    }
+
+
+# Hydra flags after which a config is composed and a job runs; with any other flag
+# (--help, --cfg, -sc, --info, ...) Hydra does something else and we stay out of its way.
+_RUN_FLAGS = {"-m", "--multirun", "-cn", "--config-name"}
+
+
+# Lines of Hydra/OmegaConf errors that say where, not what; dropped from the one-line form.
+_NOISE_PREFIXES = ("reference_type=", "object_type=", "provider=", "Config search path")
+
+
+def _one_line(message: str) -> str:
+    lines = [line.strip() for line in str(message).splitlines()]
+    return "; ".join(x for x in lines if x and not x.startswith(_NOISE_PREFIXES))
+
+
+def preflight(args: list[str]) -> str | None:
+    """Check the overrides of `initlab run` before Hydra creates any directory.
+
+    Returns a one-line error, or None when the run may start. Group options are checked
+    for single runs and sweeps; a single run is also composed and range-checked, so bad
+    values fail here in one line instead of in Hydra's multi-line report.
+    """
+    flags = [a for a in args if a.startswith("-")]
+    if any(f.split("=")[0] not in _RUN_FLAGS for f in flags):
+        return None
+    config_name, overrides, multirun = "config", [], False
+    it = iter(args)
+    for arg in it:
+        if arg in ("-cn", "--config-name"):
+            config_name = next(it, "config")
+        elif arg.startswith("--config-name="):
+            config_name = arg.split("=", 1)[1]
+        elif arg in ("-m", "--multirun"):
+            multirun = True
+        else:
+            overrides.append(arg)
+    options = group_options()
+    for override in overrides:
+        key, sep, value = override.lstrip("+~").partition("=")
+        if not sep or key not in options or any(c in value for c in "()[]{}$"):
+            continue
+        for choice in value.split(","):
+            if choice != "null" and choice not in options[key]:
+                return (f"{key}={choice} is not an option of '{key}' "
+                        f"(choose from: {', '.join(options[key])})")
+    if multirun:
+        return None  # sweep syntax (a,b / range()) is Hydra's to expand
+    from hydra import compose, initialize_config_module
+
+    from initlab.config import ConfigError, register_configs, validate
+
+    register_configs()
+    _register_resolvers()
+    try:
+        with initialize_config_module("initlab.conf", version_base="1.3"):
+            cfg = compose(config_name, overrides=overrides)
+        validate(cfg)
+    except ConfigError as e:
+        return str(e)
+    except Exception as e:  # Hydra/OmegaConf composition errors: keep their words, one line
+        return _one_line(f"{e}; {e.__cause__}" if e.__cause__ else str(e))
+    return None
 
 
 def _register_resolvers() -> None:
@@ -140,6 +206,10 @@ def main(argv: list[str] | None = None) -> int:
         _hydra_entry()
         return 0
     if command == "run":
+        error = preflight(rest)
+        if error:
+            print(f"initlab run: error: {error}", file=sys.stderr)
+            return 2
         sys.argv = [prog, *rest]
         _hydra_entry()
         return 0

@@ -10,7 +10,7 @@ This module must not import torch: ``initlab run --help`` and ``--cfg job`` load
 """
 
 from dataclasses import dataclass, field
-from typing import Any, List, Optional
+from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
@@ -142,7 +142,7 @@ class SGDConfig(OptimConfig):
 @dataclass
 class AdamConfig(OptimConfig):
     name: str = "adam"
-    betas: List[float] = field(default_factory=lambda: [0.9, 0.999])
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
 
 
 # -------------------------------------------------------------------------- trainer
@@ -152,7 +152,7 @@ class TrainerConfig:
     batch_size: Optional[int] = None  # null: full batch, as in the textbook
     log_every: int = 20  # epochs between weight snapshots, activation stats, table rows
     device: str = "cpu"
-    recorders: List[str] = field(default_factory=lambda: list(RECORDERS))
+    recorders: list[str] = field(default_factory=lambda: list(RECORDERS))
     weights_max_params: int = 200  # snapshot full weights only for models this small
     progress: bool = True
 

@@ -1,0 +1,116 @@
+"""The real `initlab` command in subprocesses: help, bad input, a run, a sweep, the smoke config."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import initlab_cli, read_summary
+
+BAD_INPUTS = [
+    (["act=foo"], "choose from: elu, gelu"),
+    (["init=bar"], "choose from: constant"),
+    (["model.depth=0"], "model.depth must be >= 1"),
+    (["model.width=-1"], "model.width must be >= 1"),
+    (["optim.lr=abc"], "could not be converted to Float"),
+    (["optim.lr=-1"], "optim.lr must be > 0"),
+    (["data.noise=-1"], "data.noise must be >= 0"),
+    (["data.n_train=990"], "larger than data.n_samples=1000"),
+    (["nonsense_key=1"], "Key 'nonsense_key' not in 'Config'"),
+    (["model.depht=3"], "Key 'depht' not in 'ModelConfig'"),
+    (["-m", "act=relu,foo"], "act=foo is not an option"),
+]
+
+
+@pytest.mark.parametrize("args, message", BAD_INPUTS, ids=[" ".join(a) for a, _ in BAD_INPUTS])
+def test_bad_input_fails_in_one_line_without_a_record(tmp_path, args, message):
+    result = initlab_cli("run", *args, f"hydra.run.dir={tmp_path}/run",
+                         f"hydra.sweep.dir={tmp_path}/sweep", cwd=tmp_path)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr + result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.stderr
+    assert not (tmp_path / "run").exists() and not (tmp_path / "sweep").exists()
+
+
+def test_missing_gpu_fails_cleanly_and_marks_the_record_failed(tmp_path):
+    pytest.importorskip("torch")
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    result = initlab_cli("run", "trainer.device=cuda", f"hydra.run.dir={tmp_path}/run", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "no CUDA GPU is available" in result.stderr
+    assert read_summary(tmp_path / "run")["status"] == "failed"
+
+
+def test_help_lists_every_group_and_does_not_import_torch(tmp_path):
+    code = ("import sys; from initlab.cli import main\n"
+            "sys.argv = ['initlab', 'run', '--help']\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "print('TORCH_IMPORTED' if 'torch' in sys.modules else 'TORCH_NOT_IMPORTED')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=tmp_path).stdout
+    assert "TORCH_NOT_IMPORTED" in out
+    for line in ("act: elu, gelu, identity, lrelu, relu, selu, sigmoid, silu, tanh",
+                 "data: circles, moons, xor",
+                 "experiment: dead_relu, vanishing_gradient, zero_init",
+                 "optim: adam, sgd"):
+        assert line in out
+    assert "_schema" not in out
+
+
+def test_top_level_help_version_and_unknown_command(tmp_path):
+    assert "initlab run" in initlab_cli("--help", cwd=tmp_path).stdout
+    assert initlab_cli("--version", cwd=tmp_path).stdout.startswith("initlab ")
+    bad = initlab_cli("frobnicate", cwd=tmp_path)
+    assert bad.returncode == 2 and "unknown command" in bad.stderr
+
+
+def test_cfg_job_prints_the_composed_config(tmp_path):
+    out = initlab_cli("run", "--cfg", "job", "experiment=dead_relu", cwd=tmp_path).stdout
+    assert "bias: -8.0" in out and "depth: 5" in out and "name: relu" in out
+
+
+def test_shell_completion_sees_through_the_run_subcommand(tmp_path):
+    import os
+
+    env = {**os.environ, "COMP_LINE": "initlab run act=re", "COMP_POINT": "18"}
+    script = __import__("pathlib").Path(sys.executable).with_name("initlab")
+    out = subprocess.run([str(script), "-sc", "query=bash"], env=env, capture_output=True,
+                         text=True, cwd=tmp_path).stdout
+    assert out.split() == ["act=relu"]
+
+
+def test_single_run_end_to_end(tmp_path):
+    result = initlab_cli("run", "init=zeros", "act=sigmoid", "trainer.epochs=30",
+                         f"hydra.run.dir={tmp_path}/run", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    run_dir = tmp_path / "run"
+    summary = read_summary(run_dir)
+    assert summary["status"] == "completed" and summary["epochs_run"] == 30
+    assert (run_dir / ".hydra" / "overrides.yaml").exists()
+    assert "Final metrics" in result.stdout
+    assert (run_dir / "tables" / "metrics.txt").read_text().strip() in result.stdout
+
+
+def test_two_job_sweep_of_the_smoke_config(tmp_path):
+    result = initlab_cli("run", "-m", "-cn", "smoke", "act=sigmoid,relu",
+                         f"hydra.sweep.dir={tmp_path}/sweep", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    for job, act in (("0", "sigmoid"), ("1", "relu")):
+        summary = read_summary(tmp_path / "sweep" / job)
+        assert summary["status"] == "completed"
+        assert summary["config"]["act"]["name"] == act
+        assert (tmp_path / "sweep" / job / "figures" / "grad_norm_by_layer.png").exists()
+
+
+def test_default_outputs_go_under_outputs_runs(tmp_path):
+    result = initlab_cli("run", "-cn", "smoke", "trainer.epochs=2", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    summaries = list((tmp_path / "outputs" / "runs").glob("*/*/summary.json"))
+    assert len(summaries) == 1
+    assert json.loads(summaries[0].read_text())["status"] == "completed"

@@ -1,0 +1,99 @@
+"""The run record contract, determinism, and the data it was trained on."""
+
+import csv
+import json
+import math
+
+import pytest
+import torch
+
+from initlab.record import COLUMNS
+
+
+def header(path):
+    with open(path) as f:
+        return tuple(next(csv.reader(f)))
+
+
+def test_smoke_run_writes_the_complete_record(run_lab):
+    run_dir, summary = run_lab(config_name="smoke")
+    assert summary == json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "completed"
+    assert summary["seed"] == 0 and summary["epochs_run"] == 20 and summary["device"] == "cpu"
+    assert 1 <= summary["best_epoch"] <= 20
+    assert {"train_s", "total_s"} <= set(summary["timing"])
+    assert summary["timing"]["train_s"] < summary["timing"]["total_s"]
+    assert {"torch", "hydra", "omegaconf"} <= set(summary["versions"])
+    for split in ("train", "dev", "test"):
+        assert set(summary["metrics"][split]) == {"loss", "acc"}
+    for name, columns in COLUMNS.items():
+        assert header(run_dir / name) == columns, name
+    with open(run_dir / "grad_norms.csv") as f:
+        rows = list(csv.DictReader(f))
+    params = summary["param_shapes"]
+    assert len(rows) == 20 * len(params)  # full batch: one step per epoch, every parameter
+    assert rows[0]["step"] == "0" and rows[0]["epoch"] == "1" and rows[0]["param"] == "fc1.weight"
+    for name in ("init", "best", "last"):
+        state = torch.load(run_dir / "checkpoints" / f"{name}.pt", weights_only=True)
+        assert {k: list(v.shape) for k, v in state.items()} == params
+    data = torch.load(run_dir / "data.pt", weights_only=True)
+    assert {k: tuple(v.shape) for k, v in data.items()} == {
+        "X_train": (120, 2), "y_train": (120,), "X_dev": (40, 2), "y_dev": (40,),
+        "X_test": (40, 2), "y_test": (40,)}
+    assert all(v.dtype == torch.float32 for v in data.values())
+    figures = {p.name for p in (run_dir / "figures").iterdir()}
+    assert {"loss_accuracy.png", "grad_norm_by_layer.png", "grad_norm_over_time.png",
+            "weights_over_time.png", "initial_weights.png", "decision_boundary.png"} <= figures
+    tables = {p.stem for p in (run_dir / "tables").iterdir()}
+    assert {"config", "metrics", "grad_norms", "weights", "activations"} <= tables
+    with open(run_dir / "activations.csv") as f:
+        epochs = sorted({int(r["epoch"]) for r in csv.DictReader(f)})
+    assert epochs == [0, 5, 10, 15, 20]  # init, every log_every=5 epochs
+
+
+def test_init_checkpoint_is_the_state_before_any_step(run_lab):
+    run_dir, _ = run_lab("init=normal", "init.std=0.5", "init.bias=0.25", config_name="smoke")
+    init = torch.load(run_dir / "checkpoints" / "init.pt", weights_only=True)
+    assert all(torch.all(v == 0.25) for k, v in init.items() if k.endswith("bias"))
+    assert init["fc1.weight"].std().item() == pytest.approx(0.5, rel=0.5)
+
+
+def test_same_config_and_seed_give_identical_records(run_lab):
+    a, _ = run_lab("trainer.batch_size=32", config_name="smoke")
+    b, _ = run_lab("trainer.batch_size=32", config_name="smoke")
+    c, _ = run_lab("trainer.batch_size=32", "seed=1", config_name="smoke")
+    for name in ("metrics.csv", "grad_norms.csv", "activations.csv", "weights.csv"):
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+    assert (a / "metrics.csv").read_bytes() != (c / "metrics.csv").read_bytes()
+
+
+def test_moons_follow_the_textbook_formula(cfg_factory):
+    from initlab.data import make_splits
+
+    cfg = cfg_factory("data.noise=0", "data.shuffle=false")
+    s = make_splits(cfg.data, 0)
+    X = torch.cat([s.X_train, s.X_dev, s.X_test])
+    y = torch.cat([s.y_train, s.y_dev, s.y_test])
+    assert (s.X_train.shape[0], s.X_dev.shape[0], s.X_test.shape[0]) == (640, 160, 200)
+    t = torch.linspace(0, math.pi, 500)
+    assert torch.allclose(X[:500], torch.stack([torch.cos(t), torch.sin(t)], 1), atol=1e-6)
+    assert torch.allclose(X[500:], torch.stack([1 - torch.cos(t), 0.5 - torch.sin(t)], 1), atol=1e-6)
+    assert torch.equal(y, torch.cat([torch.zeros(500), torch.ones(500)]))
+    noisy = make_splits(cfg_factory().data, 0)
+    assert 0.4 < noisy.y_train.mean().item() < 0.6  # shuffled: both moons in train
+
+
+@pytest.mark.parametrize("name", ["circles", "xor"])
+def test_other_datasets_are_balanced_and_seeded(cfg_factory, name):
+    from initlab.data import make_splits
+
+    cfg = cfg_factory(f"data={name}")
+    a, b = make_splits(cfg.data, 3), make_splits(cfg.data, 3)
+    assert torch.equal(a.X_train, b.X_train)
+    assert 0.35 < a.y_train.mean().item() < 0.65
+
+
+def test_default_run_is_healthy(run_lab):
+    _, summary = run_lab()
+    assert summary["metrics"]["dev"]["acc"] >= 0.85
+    assert summary["timing"]["train_s"] < 30
