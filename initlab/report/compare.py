@@ -209,7 +209,7 @@ def seed_groups(jobs: list[Job]) -> list[Series] | None:
         return None
     labels, _ = distinguishing_labels([list(k) for k in groups])
     if len(groups) == 1:
-        labels = ["all seeds"]
+        labels = ["all jobs"]
     return [Series(f"{label} ({len(members)} seeds)", members)
             for label, members in zip(labels, groups.values(), strict=True)]
 
@@ -230,8 +230,9 @@ def finding_frequencies(series: Series) -> list[tuple[str, int]]:
 
 
 def describe_findings(series: Series) -> str:
+    """One line per finding: "dead_units in 7 of 10 seeds"."""
     n = len(series.jobs)
-    return "; ".join(f"{code} in {k} of {n} seeds" for code, k in finding_frequencies(series))
+    return "\n".join(f"{code} in {k} of {n} seeds" for code, k in finding_frequencies(series))
 
 
 def param_columns(jobs: list[Job]) -> list[str]:
@@ -355,14 +356,15 @@ def grad_norm_table(jobs: list[Job]):
 
 def seed_table(groups: list[Series]):
     table = wide_table("Across seeds: mean ± std of the final (best-on-dev) metrics")
-    table.add_column("overrides")
+    table.add_column("overrides", overflow="fold", min_width=10)
     table.add_column("finished", justify="right")
-    for col in ("train acc", "dev acc", "test acc", "test loss"):
-        table.add_column(col, justify="right")
-    table.add_column("findings")
+    # Train metrics are in seed_summary.csv; a "0.912 ± 0.010" cell must not wrap.
+    for col in ("dev acc", "test acc", "test loss"):
+        table.add_column(col, justify="right", no_wrap=True)
+    table.add_column("findings", overflow="fold", min_width=12)
     for g in groups:
         cells = []
-        for split, key in (("train", "acc"), ("dev", "acc"), ("test", "acc"), ("test", "loss")):
+        for split, key in (("dev", "acc"), ("test", "acc"), ("test", "loss")):
             m, s = mean_std([j.final(split, key) for j in g.jobs])
             cells.append("–" if math.isnan(m) else f"{m:.3f} ± {s:.3f}")
         table.add_row(g.label, f"{len(g.finished_jobs)} of {len(g.jobs)}", *cells,

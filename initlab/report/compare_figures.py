@@ -70,7 +70,9 @@ def grad_norm_by_layer(series: list[Series], shared: str, path: Path, dpi: int) 
     several_steps = any((j.last_step or 0) > 0 for s in series for j in s.jobs)
     moments = [("grad_first", "first step (step 0)")]
     if several_steps:
-        moments.append(("grad_last", "last step"))
+        last_steps = {j.last_step for s in series for j in s.jobs if j.last_step is not None}
+        moments.append(("grad_last", f"last step (step {last_steps.pop()})"
+                        if len(last_steps) == 1 else "last step of each job"))
     every = [v for s in series for j in s.jobs for d in (j.grad_first, j.grad_last)
              for v in d.values()]
     floor = _log_floor(every)
@@ -113,7 +115,9 @@ def grad_norm_by_layer(series: list[Series], shared: str, path: Path, dpi: int) 
         ax.set_title(moment, fontsize=10)
     axes[0][0].set_ylabel("gradient L2 norm of the layer's weights")
     _legend(axes[0][-1], len(series))
-    fig.suptitle("Gradient norm by layer" + _subtitle(shared), fontsize=11)
+    band = (" (geometric mean across seeds, band ± 1 std of log10)"
+            if any(len(s.jobs) > 1 for s in series) else "")
+    fig.suptitle("Gradient norm by layer" + band + _subtitle(shared), fontsize=11)
     _missing_note(fig, series, lambda j: bool(j.grad_first))
     return _save(fig, path, dpi)
 
@@ -205,7 +209,7 @@ def final_accuracy(series: list[Series], shared: str, path: Path, dpi: int) -> P
             ax.text(min(mean + std, 1.0) + 0.01, i + offset, f"{mean:.3f}", va="center",
                     fontsize=8)
     ax.set_yticks(y, [s.label for s in series])
-    ax.invert_yaxis()
+    ax.set_ylim(n - 0.5, -0.5)  # first job on top; rows without bars keep their room
     ax.set_xlim(0, 1.1)
     ax.set_xticks(np.linspace(0, 1, 6))
     ax.axvline(0.5, color="grey", linestyle=":", linewidth=1)

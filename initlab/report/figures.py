@@ -108,7 +108,8 @@ def layer_colors(n: int) -> list[str]:
     if n <= len(PALETTE):
         return PALETTE[:n]
     cmap = matplotlib.colormaps["viridis"]
-    return [matplotlib.colors.to_hex(cmap(i / (n - 1))) for i in range(n)]
+    # Stop short of viridis' pale yellow end, which is hard to see on white.
+    return [matplotlib.colors.to_hex(cmap(0.88 * i / (n - 1))) for i in range(n)]
 
 
 def grad_norm_by_layer(record: RunRecord, path: Path, dpi: int) -> Path:
@@ -149,15 +150,19 @@ def grad_norm_over_time(record: RunRecord, path: Path, dpi: int) -> Path:
     all_values = [v for pts in series.values() for _, v in pts]
     floor = _log_floor(all_values)
     layers = list(dict.fromkeys(_layer_of(p) for p in series))
+    colors = dict(zip(layers, layer_colors(len(layers)), strict=True))
     for name, pts in series.items():
-        c = color(layers.index(_layer_of(name)))
-        ax.plot([s for s, _ in pts], [v if v > 0 else floor for _, v in pts], color=c,
+        ax.plot([s for s, _ in pts], [v if v > 0 else floor for _, v in pts],
+                color=colors[_layer_of(name)],
                 linestyle="-" if name.endswith("weight") else "--", linewidth=1.2, label=name)
     ax.set_yscale("log")
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("gradient L2 norm")
     ax.set_title(f"Gradient norm per parameter over training\n{run_title(record)}", fontsize=10)
-    ax.legend(fontsize=8, ncol=2 if len(series) > 6 else 1, loc="best")
+    if len(series) > 8:  # a legend this long would cover the lines: put it beside them
+        ax.legend(fontsize=8, ncol=2, loc="upper left", bbox_to_anchor=(1.01, 1))
+    else:
+        ax.legend(fontsize=8, loc="best")
     return _save(fig, path, dpi)
 
 
