@@ -157,3 +157,35 @@ def test_report_on_a_folder_lists_runs_and_sweeps_newest_first(act_sweep, run_la
     assert "2 jobs: 2 completed" in out and "act=sigmoid,relu" in out
     listing = initlab_cli("list", str(outputs), cwd=tmp_path)
     assert listing.returncode == 0 and "runs/newer" in listing.stdout
+
+
+def test_unfinished_and_record_less_jobs_are_listed_not_fatal(act_sweep, tmp_path):
+    _, original = act_sweep
+    sweep_dir = tmp_path / "copy"
+    shutil.copytree(original, sweep_dir)
+    # Job 2 never wrote a record (killed before starting); job 1 is still running.
+    (sweep_dir / "2" / ".hydra").mkdir(parents=True)
+    overrides = (sweep_dir / "0" / ".hydra" / "overrides.yaml").read_text()
+    (sweep_dir / "2" / ".hydra" / "overrides.yaml").write_text(
+        overrides.replace("act=sigmoid", "act=tanh"))
+    summary = json.loads((sweep_dir / "1" / "summary.json").read_text())
+    (sweep_dir / "1" / "summary.json").write_text(json.dumps(
+        {k: summary[k] for k in ("seed", "config", "device")} | {"status": "running"}))
+    render_sweep(sweep_dir)
+    rows = read_comparison(sweep_dir)
+    assert [(r["label"], r["status"]) for r in rows] == [
+        ("act=sigmoid", "completed"), ("act=relu", "running"), ("act=tanh", "no record")]
+    assert float(rows[0]["test_acc"]) > 0 and rows[1]["test_acc"] == ""
+
+
+def test_reading_a_sweep_does_not_need_torch(act_sweep, tmp_path):
+    import subprocess
+    import sys
+
+    _, original = act_sweep
+    code = ("import sys; from initlab.report.compare import read_sweep\n"
+            f"jobs, _ = read_sweep({str(original)!r})\n"
+            "assert len(jobs) == 2 and all(j.grad_first for j in jobs)\n"
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.stdout.strip() == "False", out.stderr
