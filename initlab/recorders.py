@@ -36,40 +36,38 @@ def _grad_norms(grads: list[torch.Tensor]) -> list[torch.Tensor]:
 
 
 class GradNormRecorder:
-    """L2 norm of each parameter's gradient at every optimizer step."""
+    """L2 norm of each parameter's gradient at every optimizer step.
+
+    A step costs one fused norm call; its 0-d results stay on the device in a list and
+    are stacked and copied to the host once per ``chunk_steps`` steps and at the end.
+    """
 
     def __init__(self, model: nn.Module, chunk_steps: int = 4096):
         self.names = [name for name, _ in model.named_parameters()]
         self._params = [p for _, p in model.named_parameters()]
         self._chunk_steps = chunk_steps
-        self._buffer: torch.Tensor | None = None
-        self._row = 0
+        self._pending: list[torch.Tensor] = []  # 0-d norms, step-major
         self._host_chunks: list[torch.Tensor] = []
 
     def before_fit(self, trainer) -> None:
-        device = self._params[0].device
-        rows = min(self._chunk_steps, trainer.epochs * trainer.steps_per_epoch)
-        self._buffer = torch.empty(rows, len(self._params), device=device)
-        self._row = 0
+        self._pending = []
         self._host_chunks = []
+        self._no_grad = torch.zeros((), device=self._params[0].device)  # norm of a missing grad
 
     def after_backward(self, trainer) -> None:
-        grads = [
-            p.grad if p.grad is not None else torch.zeros((), device=p.device)
-            for p in self._params
-        ]
-        torch.stack(_grad_norms(grads), out=self._buffer[self._row])
-        self._row += 1
-        if self._row == self._buffer.shape[0]:
+        grads = [p.grad if p.grad is not None else self._no_grad for p in self._params]
+        self._pending.extend(_grad_norms(grads))
+        if len(self._pending) >= self._chunk_steps * len(self._params):
             self._flush()
 
     def after_fit(self, trainer) -> None:
         self._flush()
 
     def _flush(self) -> None:
-        if self._row:
-            self._host_chunks.append(self._buffer[: self._row].to("cpu", copy=True))
-        self._row = 0
+        if self._pending:
+            chunk = torch.stack(self._pending).view(-1, len(self._params))
+            self._host_chunks.append(chunk.to("cpu", copy=True))
+        self._pending = []
 
     def norms(self) -> torch.Tensor:
         """(steps, params) float tensor of every recorded norm, on the host."""

@@ -28,6 +28,8 @@ from torch import nn
 
 from initlab.data import Splits
 
+MODE_DEPENDENT_LAYERS = (nn.Dropout, nn.modules.batchnorm._BatchNorm)
+
 EVENTS = (
     "before_fit",
     "before_epoch",
@@ -63,10 +65,13 @@ class TrainerState:
     train_s: float = 0.0
 
 
-def binary_loss_and_correct(logits: torch.Tensor, y: torch.Tensor):
-    """Summed BCE (of sigmoid(logits) against y) and number of correct 0.5-threshold calls."""
-    loss = nn.functional.binary_cross_entropy_with_logits(logits, y, reduction="sum")
-    correct = ((logits > 0) == (y > 0.5)).sum()
+def binary_loss_and_correct(logits: torch.Tensor, y: torch.Tensor, y_is_one: torch.Tensor):
+    """Mean BCE (of sigmoid(logits) against y) and the number of correct 0.5-threshold calls.
+
+    ``y_is_one`` is ``y > 0.5``, computed once per split rather than once per step.
+    """
+    loss = nn.functional.binary_cross_entropy_with_logits(logits, y)
+    correct = (logits.detach() > 0).eq(y_is_one).sum()
     return loss, correct
 
 
@@ -74,9 +79,8 @@ def binary_loss_and_correct(logits: torch.Tensor, y: torch.Tensor):
 def evaluate(model: nn.Module, X: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
     """Mean BCE loss and accuracy of ``model`` on (X, y), as Python floats."""
     model.eval()
-    loss, correct = binary_loss_and_correct(model(X), y)
-    n = X.shape[0]
-    return loss.item() / n, correct.item() / n
+    loss, correct = binary_loss_and_correct(model(X), y, y > 0.5)
+    return loss.item(), correct.item() / X.shape[0]
 
 
 class Trainer:
@@ -102,6 +106,11 @@ class Trainer:
         self.shuffle_gen = shuffle_gen
         self.callbacks = list(callbacks)
         self.state = TrainerState()
+        # train()/eval() walk every module (~10 us each for a tiny net, twice an epoch);
+        # skip them for models whose layers behave the same in both modes, as our MLP does.
+        self._mode_matters = any(isinstance(m, MODE_DEPENDENT_LAYERS) for m in model.modules())
+        self._train_is_one = splits.y_train > 0.5
+        self._dev_is_one = splits.y_dev > 0.5
         # Bound methods per event, looked up once: firing an event is a short loop.
         self._handlers = {
             event: [getattr(cb, event) for cb in self.callbacks if hasattr(cb, event)]
@@ -118,54 +127,64 @@ class Trainer:
             self.state.stop_reason = reason
 
     def _batches(self):
-        X, y = self.splits.X_train, self.splits.y_train
+        X, y, y_is_one = self.splits.X_train, self.splits.y_train, self._train_is_one
         n = X.shape[0]
         if self.batch_size >= n:
-            yield X, y  # full batch, in data order, as the textbook trains
-            return
+            return ((X, y, y_is_one),)  # full batch, in data order, as the textbook trains
         order = torch.randperm(n, generator=self.shuffle_gen).to(X.device)
-        for start in range(0, n, self.batch_size):
-            idx = order[start : start + self.batch_size]
-            yield X[idx], y[idx]
+        return (
+            (X[idx], y[idx], y_is_one[idx])
+            for idx in order.split(self.batch_size)
+        )
 
-    def _train_epoch(self) -> torch.Tensor:
-        """One pass over the training set; returns (summed loss, correct) on the device."""
+    def _train_epoch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """One pass over the training set; returns (mean loss, correct) as device scalars.
+
+        Both come from the forward pass before each step, as the textbook's runner logs them.
+        """
         model, opt, state = self.model, self.optimizer, self.state
-        model.train()
-        totals = torch.zeros(2, device=self.splits.X_train.device)
-        for xb, yb in self._batches():
-            logits = model(xb)
-            loss_sum, correct = binary_loss_and_correct(logits, yb)
+        if self._mode_matters:
+            model.train()
+        loss_total = correct_total = None
+        for xb, yb, yb_is_one in self._batches():
+            loss, correct = binary_loss_and_correct(model(xb), yb, yb_is_one)
             opt.zero_grad(set_to_none=True)
-            (loss_sum / xb.shape[0]).backward()
+            loss.backward()
             self.fire("after_backward")
             opt.step()
             self.fire("after_step")
             state.step += 1
-            # Metrics of the forward pass before the step, as the textbook's runner logs them.
-            totals += torch.stack((loss_sum.detach(), correct))
-        return totals
+            if self.steps_per_epoch == 1:
+                return loss.detach(), correct
+            weighted = loss.detach() * xb.shape[0]
+            if loss_total is None:
+                loss_total, correct_total = weighted, correct
+            else:
+                loss_total, correct_total = loss_total + weighted, correct_total + correct
+        return loss_total / self.splits.X_train.shape[0], correct_total
 
     @torch.no_grad()
-    def _dev_totals(self) -> torch.Tensor:
-        self.model.eval()
-        loss_sum, correct = binary_loss_and_correct(self.model(self.splits.X_dev), self.splits.y_dev)
-        return torch.stack((loss_sum, correct))
+    def _dev_metrics(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._mode_matters:
+            self.model.eval()
+        return binary_loss_and_correct(self.model(self.splits.X_dev), self.splits.y_dev,
+                                       self._dev_is_one)
 
     def fit(self) -> TrainerState:
         state = self.state
         n_train = self.splits.X_train.shape[0]
         n_dev = self.splits.X_dev.shape[0]
         start = time.perf_counter()
+        self.model.train()
         self.fire("before_fit")
         for epoch in range(1, self.epochs + 1):
             self.fire("before_epoch")
-            train_totals = self._train_epoch()
-            dev_totals = self._dev_totals()
+            train_loss, train_correct = self._train_epoch()
+            dev_loss, dev_correct = self._dev_metrics()
             # The one host copy of the epoch: four numbers.
-            tl, tc, dl, dc = torch.cat((train_totals, dev_totals)).tolist()
+            tl, tc, dl, dc = torch.stack((train_loss, train_correct, dev_loss, dev_correct)).tolist()
             state.epoch = epoch
-            metrics = EpochMetrics(epoch, tl / n_train, tc / n_train, dl / n_dev, dc / n_dev)
+            metrics = EpochMetrics(epoch, tl, tc / n_train, dl, dc / n_dev)
             state.history.append(metrics)
             state.improved = metrics.dev_acc > state.best_dev_acc
             if state.improved:

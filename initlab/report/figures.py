@@ -192,6 +192,19 @@ def weights_over_time(record: RunRecord, path: Path, dpi: int) -> Path:
     return _save(fig, path, dpi)
 
 
+def _scheme_density(init: dict, lo: float, hi: float):
+    """(xs, pdf) of the layer-independent schemes (normal, uniform), else None."""
+    name = init.get("name")
+    xs = [lo + (hi - lo) * i / 400 for i in range(401)]
+    if name == "normal" and init.get("std", 0) > 0:
+        m, s = init["mean"], init["std"]
+        return xs, [math.exp(-0.5 * ((x - m) / s) ** 2) / (s * math.sqrt(2 * math.pi)) for x in xs]
+    if name == "uniform":
+        a, b = init["low"], init["high"]
+        return xs, [1 / (b - a) if a <= x <= b else 0.0 for x in xs]
+    return None
+
+
 def initial_weight_histogram(record: RunRecord, path: Path, dpi: int) -> Path | None:
     """Histogram of every initial weight (biases excluded), one colour per layer."""
     init_path = record.run_dir / "checkpoints" / "init.pt"
@@ -203,12 +216,25 @@ def initial_weight_histogram(record: RunRecord, path: Path, dpi: int) -> Path | 
     weights = {k: v.flatten().tolist() for k, v in state.items() if k.endswith("weight")}
     everything = [v for vs in weights.values() for v in vs]
     lo, hi = min(everything), max(everything)
+    init = record.summary.get("config", {}).get("init", {})
+    if init.get("name") == "normal":  # show the whole bell, not just where the few draws fell
+        lo = min(lo, init["mean"] - 3 * init["std"])
+        hi = max(hi, init["mean"] + 3 * init["std"])
+    elif init.get("name") == "uniform":
+        lo, hi = min(lo, init["low"]), max(hi, init["high"])
     if lo == hi:  # constant init: one bar, centred, visible
         lo, hi = lo - 0.5, hi + 0.5
     fig, ax = plt.subplots(figsize=(7, 4), constrained_layout=True)
-    ax.hist(list(weights.values()), bins=41, range=(lo, hi), stacked=True,
+    ax.hist(list(weights.values()), bins=41, range=(lo, hi), histtype="barstacked",
             color=[color(i) for i in range(len(weights))], label=list(weights))
-    init = record.summary.get("config", {}).get("init", {})
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    density = _scheme_density(init, lo, hi)
+    if density is not None:
+        # Expected count per bin = N * pdf * bin width: where the draws should pile up.
+        xs, pdf = density
+        bin_width = (hi - lo) / 41
+        ax.plot(xs, [len(everything) * p * bin_width for p in pdf], color="black",
+                linewidth=1.5, label=f"{init.get('name')} density")
     ax.set_xlabel("initial weight value")
     ax.set_ylabel("number of weights")
     ax.set_title(f"Initial weights: {describe_init(init)}  ({len(everything)} weights)")
