@@ -130,8 +130,13 @@ def overview_table(entries: list[Entry], folder: Path):
     from initlab.report.compare import _status_cell, wide_table
 
     table = wide_table(f"Runs and sweeps under {folder} (newest first)")
-    for col in ("started", "kind", "path", "overrides", "status", "epochs", "test acc"):
-        table.add_column(col, justify="right" if col in ("epochs", "test acc") else "left")
+    table.add_column("started")
+    table.add_column("kind")
+    table.add_column("path", overflow="fold")
+    table.add_column("overrides", overflow="fold")  # the point of the row: never cut to "…"
+    table.add_column("status")
+    table.add_column("epochs", justify="right")
+    table.add_column("test acc", justify="right", no_wrap=True)
     for e in entries:
         try:
             path = str(e.path.relative_to(folder))
