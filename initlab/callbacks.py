@@ -100,3 +100,34 @@ class ProgressBar:
     def after_fit(self, trainer) -> None:
         self._progress.update(self._task, completed=trainer.state.epoch)
         self._progress.stop()
+
+
+def spread_log_epochs(every: int, epochs: int, count: int) -> list[int]:
+    """At most ``count`` log epochs (0 = right after init), evenly spread, first and last kept."""
+    log_epochs = sorted({0, *range(every, epochs + 1, every), epochs})
+    if len(log_epochs) <= count:
+        return log_epochs
+    last = len(log_epochs) - 1
+    return sorted({log_epochs[round(i * last / (count - 1))] for i in range(count)})
+
+
+class EpochCheckpointer:
+    """Host copies of the model at a few chosen epochs, plus the epoch a stop was asked at.
+
+    They feed figures of how the model changed (the decision boundary at several log
+    epochs). The copies stay in memory and are written once at the end, so the run
+    enables this only for small models and a handful of epochs.
+    """
+
+    def __init__(self, epochs: list[int]):
+        self.epochs = set(epochs)
+        self.states: dict[int, dict[str, torch.Tensor]] = {}
+
+    def before_fit(self, trainer) -> None:
+        if 0 in self.epochs:
+            self.states[0] = cpu_state_dict(trainer.model)
+
+    def after_epoch(self, trainer) -> None:
+        epoch = trainer.state.epoch
+        if epoch in self.epochs or trainer.state.stop_reason is not None:
+            self.states[epoch] = cpu_state_dict(trainer.model)

@@ -22,7 +22,11 @@ gradients, activations and learning.
 commands:
   run [HYDRA FLAGS] [OVERRIDES]   train and record one run (or a sweep with -m)
                                   `initlab run --help` lists every config group
-  report PATH                     re-render the tables, figures and diagnosis of a saved run
+  report PATH [--format F] [--dpi N]
+                                  re-render a run's tables, figures and diagnosis, compare the
+                                  jobs of a sweep, or list a folder of runs and sweeps
+  list [FOLDER]                   runs and sweeps under FOLDER (default: outputs),
+                                  newest first
 
 options:
   -h, --help      show this message
@@ -35,7 +39,7 @@ examples:
   initlab run -m experiment=dead_relu           a textbook comparison
 """
 
-COMMANDS = ("run", "report")
+COMMANDS = ("run", "report", "list")
 
 
 def config_groups_listing() -> str:
@@ -152,21 +156,35 @@ def _strip_run_from_completion_line() -> None:
         os.environ["COMP_LINE"] = " ".join([words[0], *words[2:]])
 
 
-def _report(args: list[str]) -> int:
+def _report(args: list[str], prog: str = "initlab report") -> int:
     import argparse
 
+    from initlab.report import FIGURE_FORMATS
+
+    listing = prog.endswith("list")
     parser = argparse.ArgumentParser(
-        prog="initlab report", description="Re-render the tables, figures and diagnosis of a saved run."
+        prog=prog,
+        description="List the runs and sweeps under a folder, newest first." if listing else
+        "Re-render the tables, figures and diagnosis of a saved run (PATH holds summary.json), "
+        "compare the jobs of a sweep (PATH holds multirun.yaml), or list the runs and "
+        "sweeps under any other folder. Nothing is trained.",
     )
-    parser.add_argument("path", type=Path, help="a run directory (holds summary.json)")
+    parser.add_argument("path", type=Path, nargs="?" if listing else None,
+                        default=Path("outputs"), help="a run, a sweep, or a folder of them")
+    if not listing:
+        parser.add_argument("--format", choices=FIGURE_FORMATS, default="png",
+                            help="figure file format (default: png)")
+        parser.add_argument("--dpi", type=int, default=120, help="figure resolution (default: 120)")
     ns = parser.parse_args(args)
+    if not listing and ns.dpi < 1:
+        parser.error(f"--dpi must be >= 1 (got {ns.dpi})")
     from initlab.record import RecordError
-    from initlab.report import render_run
+    from initlab.report import render_path
 
     try:
-        render_run(ns.path)
+        render_path(ns.path, fmt=getattr(ns, "format", "png"), dpi=getattr(ns, "dpi", 120))
     except RecordError as e:
-        print(f"initlab report: error: {e}", file=sys.stderr)
+        print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
     return 0
 
@@ -197,6 +215,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if command == "report":
         return _report(rest)
+    if command == "list":
+        return _report(rest, prog="initlab list")
     print(
         f"initlab: error: unknown command {command!r} (choose from: {', '.join(COMMANDS)}); "
         "see `initlab --help`",

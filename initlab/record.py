@@ -7,9 +7,12 @@ The record is the only bridge between training and reporting. Its layout is a co
     metrics.csv         one row per epoch
     grad_norms.csv      one row per parameter per optimizer step (step 0 = first step)
     activations.csv     one row per hidden layer per log epoch
+    activation_hists.csv  one row per histogram bin per hidden layer per log epoch
     units.csv           one row per hidden unit per log epoch (activity over the train set)
     weights.csv         one row per weight value per log epoch (small models only)
+    weight_stats.csv    quantiles of each weight matrix per log epoch (any model size)
     checkpoints/        init.pt, best.pt, last.pt   (plain state dicts)
+                        epochs.pt: {epoch: state dict} at a few log epochs (small models)
     data.pt             the tensors trained and evaluated on
     tables/*.txt        every table printed at the end, as text
     figures/*.png       every figure
@@ -32,8 +35,12 @@ COLUMNS = {
     "grad_norms.csv": ("step", "epoch", "param", "norm"),
     "activations.csv": ("epoch", "layer", "mean", "std", "frac_zero", "frac_saturated"),
     "weights.csv": ("epoch", "param", "index", "value"),
+    # Each (epoch, layer) histogram spans that layer's own finite [min, max] at that epoch.
+    "activation_hists.csv": ("epoch", "layer", "bin", "low", "high", "count"),
+    "weight_stats.csv": ("epoch", "param", "min", "p05", "p25", "p50", "p75", "p95", "max"),
     "units.csv": ("epoch", "layer", "unit", "frac_active", "frac_saturated"),
 }
+EPOCH_CHECKPOINTS = "checkpoints/epochs.pt"
 SUMMARY = "summary.json"
 STATUS_RUNNING = "running"
 STATUS_COMPLETED = "completed"
@@ -99,6 +106,8 @@ class RunRecord:
     grad_norms: list[dict[str, Any]] = field(default_factory=list)
     activations: list[dict[str, Any]] = field(default_factory=list)
     weights: list[dict[str, Any]] = field(default_factory=list)
+    activation_hists: list[dict[str, Any]] = field(default_factory=list)
+    weight_stats: list[dict[str, Any]] = field(default_factory=list)
     units: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -117,20 +126,33 @@ class RunRecord:
         return series
 
 
+def layer_number(layer: str) -> int:
+    """fc12 -> 12, so layers sort in depth order rather than as text (fc2 before fc10)."""
+    digits = "".join(ch for ch in layer if ch.isdigit())
+    return int(digits) if digits else 0
+
+
 def _read_csv(path: Path, text_columns: tuple[str, ...] = ()) -> list[dict[str, Any]]:
     if not path.exists():
         return []
-    with path.open(newline="") as f:
-        return [
-            {k: (v if k in text_columns else _number(v)) for k, v in row.items()}
-            for row in csv.DictReader(f)
-        ]
+    try:
+        with path.open(newline="") as f:
+            return [
+                {k: (v if k in text_columns else _number(v)) for k, v in row.items()}
+                for row in csv.DictReader(f)
+            ]
+    except (ValueError, TypeError, csv.Error) as e:
+        # A truncated or hand-edited file is bad input: one line, not a traceback.
+        raise RecordError(f"{path} is not a valid initlab CSV ({e})") from None
 
 
 def _int_columns(rows: list[dict[str, Any]], *columns: str) -> list[dict[str, Any]]:
     for row in rows:
         for c in columns:
-            row[c] = int(row[c])
+            try:
+                row[c] = int(row[c])
+            except (ValueError, TypeError, OverflowError):
+                raise RecordError(f"column {c!r} holds {row[c]!r}, not a whole number") from None
     return rows
 
 
@@ -165,5 +187,9 @@ def read_record(run_dir: Path) -> RunRecord:
         ),
         activations=_int_columns(_read_csv(run_dir / "activations.csv", ("layer",)), "epoch"),
         weights=_int_columns(_read_csv(run_dir / "weights.csv", ("param",)), "epoch", "index"),
+        activation_hists=_int_columns(
+            _read_csv(run_dir / "activation_hists.csv", ("layer",)), "epoch", "bin"
+        ),
+        weight_stats=_int_columns(_read_csv(run_dir / "weight_stats.csv", ("param",)), "epoch"),
         units=_int_columns(_read_csv(run_dir / "units.csv", ("layer",)), "epoch", "unit"),
     )

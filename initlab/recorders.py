@@ -10,6 +10,10 @@
 - :class:`UnitActivityRecorder` — the same full training set, per hidden *unit*: on what
   fraction of the examples the unit is non-zero, and on what fraction it is saturated
   (what the diagnosis needs to call a unit dead or stuck).
+- :class:`ActivationHistogramRecorder` — per hidden layer histogram of those activations
+  at log epochs (each over the layer's own range, binned on the device).
+- :class:`WeightStatsRecorder` — quantiles of every weight matrix at log epochs, for
+  models of any size (the full snapshots above are for small models only).
 
 Recorders only observe; what they measured is read through their ``rows()`` methods.
 """
@@ -148,6 +152,17 @@ def capture_outputs(modules: dict[str, nn.Module]):
             handle.remove()
 
 
+@torch.no_grad()
+def hidden_outputs(model: nn.Module, X: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Every hidden layer's activations on ``X`` in eval mode (the training mode is restored)."""
+    was_training = model.training
+    model.eval()
+    with capture_outputs(model.hidden_activations()) as outputs:
+        model(X)
+    model.train(was_training)
+    return outputs
+
+
 def saturated_mask(a: torch.Tensor, bounded: str | None) -> torch.Tensor | None:
     """Where a bounded activation is in its flat tail (same rule as :func:`activation_stats`);
     None for unbounded activations, which have no flat tail."""
@@ -189,11 +204,7 @@ class ActivationRecorder:
     def _measure(self, epoch: int) -> None:
         if not self.layers:
             return
-        was_training = self.model.training
-        self.model.eval()
-        with capture_outputs(self.model.hidden_activations()) as outputs:
-            self.model(self.X_train)
-        self.model.train(was_training)
+        outputs = hidden_outputs(self.model, self.X_train)
         stats = torch.stack([activation_stats(outputs[k], self.bounded) for k in self.layers])
         self.snapshots.append((epoch, stats.cpu()))
 
@@ -233,11 +244,7 @@ class UnitActivityRecorder:
     def _measure(self, epoch: int) -> None:
         if not self.layers:
             return
-        was_training = self.model.training
-        self.model.eval()
-        with capture_outputs(self.model.hidden_activations()) as outputs:
-            self.model(self.X_train)
-        self.model.train(was_training)
+        outputs = hidden_outputs(self.model, self.X_train)
         per_layer = []
         for key in self.layers:
             a = outputs[key]
@@ -263,3 +270,104 @@ class UnitActivityRecorder:
             for layer, values in zip(self.layers, per_layer, strict=True):
                 for unit, (active, saturated) in enumerate(values.tolist()):
                     yield epoch, layer, unit, active, saturated
+
+
+HISTOGRAM_BINS = 40
+
+
+def histogram_on_own_range(a: torch.Tensor, bins: int) -> torch.Tensor:
+    """[low, high, count_1 .. count_bins] of ``a``'s finite values over their own range.
+
+    The values are mapped onto [0, 1] on the device, so ``torch.histc`` needs no range
+    from the host (no sync); non-finite values fall outside and are not counted. A
+    constant tensor has low == high and every count in the first bin.
+    """
+    a = a.reshape(-1).float()
+    finite = torch.isfinite(a)
+    low = torch.where(finite, a, torch.inf).amin()
+    high = torch.where(finite, a, -torch.inf).amax()
+    span = (high - low).clamp_min(torch.finfo(torch.float32).tiny)
+    counts = torch.histc((a - low) / span, bins=bins, min=0.0, max=1.0)
+    return torch.cat((torch.stack((low, high)), counts))
+
+
+class ActivationHistogramRecorder:
+    """Histogram of every hidden layer's activations on the training set at log epochs.
+
+    Each histogram spans its layer's range at that epoch, so no range is guessed before
+    training; the figure re-bins them onto one grid per layer. One host copy per log epoch.
+    """
+
+    def __init__(self, model: nn.Module, X_train: torch.Tensor, schedule: LogSchedule,
+                 bins: int = HISTOGRAM_BINS):
+        self.model = model
+        self.X_train = X_train
+        self.schedule = schedule
+        self.bins = bins
+        self.layers = list(model.hidden_activations())
+        self.snapshots: list[tuple[int, torch.Tensor]] = []  # (epoch, (layers, 2 + bins))
+
+    @torch.no_grad()
+    def _measure(self, epoch: int) -> None:
+        if not self.layers:
+            return
+        outputs = hidden_outputs(self.model, self.X_train)
+        hists = torch.stack([histogram_on_own_range(outputs[k], self.bins) for k in self.layers])
+        self.snapshots.append((epoch, hists.cpu()))
+
+    def before_fit(self, trainer) -> None:
+        self._measure(0)
+
+    def after_epoch(self, trainer) -> None:
+        if self.schedule.due(trainer.state.epoch, trainer):
+            self._measure(trainer.state.epoch)
+
+    def rows(self) -> Iterator[tuple]:
+        """(epoch, layer, bin, low, high, count) per bin per layer per log epoch."""
+        for epoch, hists in self.snapshots:
+            for layer, values in zip(self.layers, hists.tolist()):
+                low, high, counts = values[0], values[1], values[2:]
+                width = (high - low) / self.bins
+                for b, count in enumerate(counts):
+                    yield epoch, layer, b, low + b * width, low + (b + 1) * width, count
+
+
+WEIGHT_QUANTILES = (0.0, 0.05, 0.25, 0.5, 0.75, 0.95, 1.0)  # the columns of weight_stats.csv
+# torch.quantile refuses larger inputs; a strided sample keeps the quantiles honest.
+QUANTILE_MAX_VALUES = 1 << 24
+
+
+class WeightStatsRecorder:
+    """Quantiles of every weight matrix (biases excluded) at epoch 0 and each log epoch."""
+
+    def __init__(self, model: nn.Module, schedule: LogSchedule):
+        self.schedule = schedule
+        named = [(n, p) for n, p in model.named_parameters() if n.endswith("weight")]
+        self.names = [n for n, _ in named]
+        self._params = [p for _, p in named]
+        self._q: torch.Tensor | None = None
+        self.snapshots: list[tuple[int, torch.Tensor]] = []  # (epoch, (params, quantiles))
+
+    @torch.no_grad()
+    def _snapshot(self, epoch: int) -> None:
+        rows = []
+        for p in self._params:
+            w = p.detach().reshape(-1).float()
+            if w.numel() > QUANTILE_MAX_VALUES:
+                w = w[:: -(-w.numel() // QUANTILE_MAX_VALUES)]
+            rows.append(torch.quantile(w, self._q))
+        self.snapshots.append((epoch, torch.stack(rows).cpu()))
+
+    def before_fit(self, trainer) -> None:
+        self._q = torch.tensor(WEIGHT_QUANTILES, device=self._params[0].device)
+        self._snapshot(0)
+
+    def after_epoch(self, trainer) -> None:
+        if self.schedule.due(trainer.state.epoch, trainer):
+            self._snapshot(trainer.state.epoch)
+
+    def rows(self) -> Iterator[tuple]:
+        """(epoch, param, min, p05, p25, p50, p75, p95, max) per weight matrix per log epoch."""
+        for epoch, stats in self.snapshots:
+            for name, values in zip(self.names, stats.tolist()):
+                yield (epoch, name, *values)

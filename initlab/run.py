@@ -17,12 +17,19 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from initlab import __version__
-from initlab.callbacks import Checkpointer, LogSchedule, ProgressBar
+from initlab.callbacks import (
+    Checkpointer,
+    EpochCheckpointer,
+    LogSchedule,
+    ProgressBar,
+    spread_log_epochs,
+)
 from initlab.config import ConfigError, validate
 from initlab.data import make_splits
 from initlab.init import apply_init
 from initlab.model import BOUNDED_ACTIVATIONS, build_model
 from initlab.record import (
+    EPOCH_CHECKPOINTS,
     STATUS_COMPLETED,
     STATUS_FAILED,
     STATUS_RUNNING,
@@ -30,10 +37,12 @@ from initlab.record import (
     read_record,
 )
 from initlab.recorders import (
+    ActivationHistogramRecorder,
     ActivationRecorder,
     GradNormRecorder,
     UnitActivityRecorder,
     WeightRecorder,
+    WeightStatsRecorder,
 )
 from initlab.trainer import Trainer, evaluate
 
@@ -41,6 +50,11 @@ STATUS_DIVERGED = "diverged"
 
 # Independent random streams, so changing one part (say the init) leaves the others alone.
 DATA_STREAM, INIT_STREAM, SHUFFLE_STREAM = 0, 1, 2
+
+# Model copies at a few log epochs (for decision-boundary small multiples) cost
+# EPOCH_CHECKPOINT_COUNT x params of host memory and disk, so only small models keep them.
+EPOCH_CHECKPOINT_COUNT = 6
+EPOCH_CHECKPOINT_MAX_PARAMS = 100_000
 
 
 def _generator(seed: int, stream: int) -> torch.Generator:
@@ -132,8 +146,17 @@ def run(cfg: DictConfig, out_dir: Path, quiet: bool = False) -> dict[str, Any]:
     if "activations" in wanted:
         bounded = cfg.act.name if cfg.act.name in BOUNDED_ACTIVATIONS else None
         recorders["activations"] = ActivationRecorder(model, device_splits.X_train, bounded, schedule)
+        recorders["activation_hists"] = ActivationHistogramRecorder(
+            model, device_splits.X_train, schedule
+        )
         # Per-unit activity for the diagnosis (dead and saturated units).
         recorders["units"] = UnitActivityRecorder(model, device_splits.X_train, bounded, schedule)
+    if "weights" in wanted:
+        recorders["weight_stats"] = WeightStatsRecorder(model, schedule)
+    if n_params <= EPOCH_CHECKPOINT_MAX_PARAMS:
+        recorders["epoch_checkpoints"] = EpochCheckpointer(
+            spread_log_epochs(cfg.trainer.log_every, cfg.trainer.epochs, EPOCH_CHECKPOINT_COUNT)
+        )
     callbacks: list[Any] = [checkpointer, *recorders.values()]
     if cfg.trainer.progress and not quiet:
         callbacks.append(ProgressBar(console))
@@ -176,6 +199,12 @@ def run(cfg: DictConfig, out_dir: Path, quiet: bool = False) -> dict[str, Any]:
         writer.write_csv("activations.csv", recorders["activations"].rows())
     if "weights" in recorders:
         writer.write_csv("weights.csv", recorders["weights"].rows())
+    if "activation_hists" in recorders:
+        writer.write_csv("activation_hists.csv", recorders["activation_hists"].rows())
+    if "weight_stats" in recorders:
+        writer.write_csv("weight_stats.csv", recorders["weight_stats"].rows())
+    if "epoch_checkpoints" in recorders:
+        writer.save_tensors(EPOCH_CHECKPOINTS, recorders["epoch_checkpoints"].states)
     if "units" in recorders:
         writer.write_csv("units.csv", recorders["units"].rows())
     writer.save_tensors("checkpoints/init.pt", checkpointer.init_state)

@@ -109,6 +109,33 @@ def _log_floor(values: list[float]) -> float:
     return 10 ** (math.floor(math.log10(min(positive))) - 2)
 
 
+def plot_log_values(ax, x, values, floor: float, color: str, zero_label_dy: float = 4,
+                    **line_kw) -> None:
+    """Plot ``values`` on a log y-axis, with exact zeros visible rather than missing.
+
+    A zero is drawn at ``floor`` (see :func:`_log_floor`) as a hollow marker labelled
+    "= 0"; NaN (no value) leaves a gap. ``zero_label_dy`` (points) lets several lines
+    that are all zero at one x keep their labels apart.
+    """
+    shown = [v if (v > 0 or math.isnan(v)) else floor for v in values]
+    ax.plot(list(x), shown, color=color, **line_kw)
+    for xi, v in zip(x, values):
+        if v == 0:
+            ax.plot(xi, floor, marker="o", markersize=10, markerfacecolor="white",
+                    markeredgecolor=color, zorder=3)
+            ax.annotate("= 0", (xi, floor), textcoords="offset points",
+                        xytext=(6, zero_label_dy), fontsize=8, color=color)
+
+
+def layer_colors(n: int) -> list[str]:
+    """One colour per layer: the palette for up to 8 layers, else viridis in depth order."""
+    if n <= len(PALETTE):
+        return PALETTE[:n]
+    cmap = matplotlib.colormaps["viridis"]
+    # Stop short of viridis' pale yellow end, which is hard to see on white.
+    return [matplotlib.colors.to_hex(cmap(0.88 * i / (n - 1))) for i in range(n)]
+
+
 def grad_norm_by_layer(record: RunRecord, path: Path, dpi: int) -> Path:
     """The textbook's figure: gradient L2 norm per layer on a log scale, first (and last) step.
 
@@ -131,19 +158,15 @@ def grad_norm_by_layer(record: RunRecord, path: Path, dpi: int) -> Path:
                 pts = series.get(f"{layer}.{kind}", [])
                 values.append(pts[idx][1] if pts else math.nan)
             label = f"{kind} ({moment}, step {steps[idx]})" if len(moments) > 1 else kind
-            shown = [v if v > 0 else floor for v in values]
-            c = color(2 * m + (kind == "bias"))
-            ax.plot(x, shown, linestyle=style, marker="o", color=c, label=label)
-            non_finite += _mark_non_finite(ax, list(x), values, c)
-            for xi, v in zip(x, values):
-                if v == 0:
-                    ax.plot(xi, floor, marker="o", markersize=10, markerfacecolor="white",
-                            markeredgecolor=c, zorder=3)
-                    ax.annotate("= 0", (xi, floor), textcoords="offset points", xytext=(6, 4),
-                                fontsize=8, color=c)
+            plot_log_values(ax, x, values, floor, color(2 * m + (kind == "bias")),
+                            linestyle=style, marker="o", label=label)
+            recorded = [(xi, v) for xi, v, layer in zip(x, values, layers, strict=True)
+                        if series.get(f"{layer}.{kind}")]  # NaN here means "no such param"
+            non_finite += _mark_non_finite(ax, [xi for xi, _ in recorded],
+                                           [v for _, v in recorded], color(2 * m + (kind == "bias")))
+    _note_non_finite(ax, non_finite)
     ax.set_yscale("log")
     ax.set_xticks(list(x), layers)
-    _note_non_finite(ax, non_finite)
     ax.set_xlabel("layer (input → output)")
     ax.set_ylabel("gradient L2 norm")
     ax.set_title(f"Gradient norm by layer\n{run_title(record)}", fontsize=10)
@@ -157,18 +180,23 @@ def grad_norm_over_time(record: RunRecord, path: Path, dpi: int) -> Path:
     all_values = [v for pts in series.values() for _, v in pts]
     floor = _log_floor(all_values)
     layers = list(dict.fromkeys(_layer_of(p) for p in series))
+    colors = dict(zip(layers, layer_colors(len(layers)), strict=True))
     non_finite = 0
     for name, pts in series.items():
-        c = color(layers.index(_layer_of(name)))
-        ax.plot([s for s, _ in pts], [v if v > 0 else floor for _, v in pts], color=c,
+        ax.plot([s for s, _ in pts], [v if v > 0 else floor for _, v in pts],
+                color=colors[_layer_of(name)],
                 linestyle="-" if name.endswith("weight") else "--", linewidth=1.2, label=name)
-        non_finite += _mark_non_finite(ax, [s for s, _ in pts], [v for _, v in pts], c)
+        non_finite += _mark_non_finite(ax, [s for s, _ in pts], [v for _, v in pts],
+                                       colors[_layer_of(name)])
     _note_non_finite(ax, non_finite)
     ax.set_yscale("log")
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("gradient L2 norm")
     ax.set_title(f"Gradient norm per parameter over training\n{run_title(record)}", fontsize=10)
-    ax.legend(fontsize=8, ncol=2 if len(series) > 6 else 1, loc="best")
+    if len(series) > 8:  # a legend this long would cover the lines: put it beside them
+        ax.legend(fontsize=8, ncol=2, loc="upper left", bbox_to_anchor=(1.01, 1))
+    else:
+        ax.legend(fontsize=8, loc="best")
     return _save(fig, path, dpi)
 
 
@@ -248,39 +276,64 @@ def initial_weight_histogram(record: RunRecord, path: Path, dpi: int) -> Path | 
     return _save(fig, path, dpi)
 
 
-def decision_boundary(record: RunRecord, path: Path, dpi: int) -> Path | None:
-    """P(y=1) of the best-on-dev model over the plane, with the test points on top."""
-    run_dir = record.run_dir
-    if not (run_dir / "checkpoints" / "best.pt").exists() or not (run_dir / "data.pt").exists():
-        return None
-    import torch
+def load_model(record: RunRecord, state: dict):
+    """The run's MLP with ``state`` loaded, in eval mode (for figures drawn from checkpoints)."""
     from omegaconf import OmegaConf
 
     from initlab.model import build_model
 
     cfg = OmegaConf.create(record.summary["config"])
     model = build_model(cfg.model, cfg.act)
-    model.load_state_dict(torch.load(run_dir / "checkpoints" / "best.pt", weights_only=True))
+    model.load_state_dict(state)
     model.eval()
-    data = torch.load(run_dir / "data.pt", weights_only=True)
+    return model
+
+
+def plane_grid(data: dict, pad: float = 0.5, n: int = 200):
+    """An n x n grid (gx, gy) over every point of the data set, ``pad`` wider on each side."""
+    import torch
+
     X_all = torch.cat([data["X_train"], data["X_dev"], data["X_test"]])
-    pad = 0.5
     x0, x1 = X_all[:, 0].min().item() - pad, X_all[:, 0].max().item() + pad
     y0, y1 = X_all[:, 1].min().item() - pad, X_all[:, 1].max().item() + pad
-    gx, gy = torch.meshgrid(torch.linspace(x0, x1, 200), torch.linspace(y0, y1, 200), indexing="xy")
+    return torch.meshgrid(torch.linspace(x0, x1, n), torch.linspace(y0, y1, n), indexing="xy")
+
+
+def draw_probability(ax, model, gx, gy):
+    """P(class 1) of ``model`` over the grid, the 0.5 contour where it crosses; returns the
+    filled contour (for a colour bar)."""
+    import torch
+
     with torch.no_grad():
         prob = torch.sigmoid(model(torch.stack([gx.flatten(), gy.flatten()], 1))).reshape(gx.shape)
-    fig, ax = plt.subplots(figsize=(6, 5), constrained_layout=True)
     mesh = ax.contourf(gx, gy, prob, levels=torch.linspace(0, 1, 11).tolist(), cmap="RdBu_r",
                        alpha=0.6)
     if prob.min() < 0.5 < prob.max():
         ax.contour(gx, gy, prob, levels=[0.5], colors="black", linewidths=1.5)
-    fig.colorbar(mesh, ax=ax, label="P(class 1)")
-    Xt, yt = data["X_test"], data["y_test"]
+    return mesh
+
+
+def scatter_classes(ax, X, y, split: str, size: float = 18) -> None:
     for label, marker, c in ((0, "o", PALETTE[0]), (1, "^", PALETTE[3])):
-        pts = Xt[yt == label]
-        ax.scatter(pts[:, 0], pts[:, 1], marker=marker, s=18, color=c, edgecolor="white",
-                   linewidth=0.5, label=f"test, class {label}")
+        pts = X[y == label]
+        ax.scatter(pts[:, 0], pts[:, 1], marker=marker, s=size, color=c, edgecolor="white",
+                   linewidth=0.5, label=f"{split}, class {label}")
+
+
+def decision_boundary(record: RunRecord, path: Path, dpi: int) -> Path | None:
+    """P(y=1) of the best-on-dev model over the plane, with the test points on top."""
+    run_dir = record.run_dir
+    if not (run_dir / "checkpoints" / "best.pt").exists() or not (run_dir / "data.pt").exists():
+        return None
+    import torch
+
+    model = load_model(record, torch.load(run_dir / "checkpoints" / "best.pt", weights_only=True))
+    data = torch.load(run_dir / "data.pt", weights_only=True)
+    gx, gy = plane_grid(data)
+    fig, ax = plt.subplots(figsize=(6, 5), constrained_layout=True)
+    mesh = draw_probability(ax, model, gx, gy)
+    fig.colorbar(mesh, ax=ax, label="P(class 1)")
+    scatter_classes(ax, data["X_test"], data["y_test"], "test")
     acc = record.summary.get("metrics", {}).get("test", {}).get("acc")
     ax.set_title(f"Decision boundary (best-on-dev model, test acc {acc:.3f})" if acc is not None
                  else "Decision boundary")
@@ -305,4 +358,7 @@ def render_figures(record: RunRecord, fmt: str = "png", dpi: int = 120) -> list[
         written.append(weights_over_time(record, out / f"weights_over_time.{fmt}", dpi))
     written.append(initial_weight_histogram(record, out / f"initial_weights.{fmt}", dpi))
     written.append(decision_boundary(record, out / f"decision_boundary.{fmt}", dpi))
+    from initlab.report.layer_figures import render_layer_figures
+
+    written.extend(render_layer_figures(record, fmt=fmt, dpi=dpi))
     return [p for p in written if p is not None]

@@ -17,10 +17,8 @@ from initlab.record import RunRecord
 
 def fmt(value: float, digits: int = 4) -> str:
     """A number as a reader wants it: fixed for ordinary sizes, scientific for tiny/huge."""
-    if value is None:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
-    if isinstance(value, float) and math.isnan(value):
-        return "NaN"  # shown, never hidden: a NaN is a finding (see initlab.diagnose)
     if value == 0:
         return "0"
     if not math.isfinite(value):
@@ -28,6 +26,14 @@ def fmt(value: float, digits: int = 4) -> str:
     if 1e-3 <= abs(value) < 1e4:
         return f"{value:.{digits}f}"
     return f"{value:.{digits - 1}e}"
+
+
+def fmt_measured(value: float, digits: int = 4) -> str:
+    """:func:`fmt` for values that were measured: a NaN is shown as NaN, never hidden as a
+    missing value (initlab.diagnose counts them)."""
+    if isinstance(value, float) and math.isnan(value):
+        return "NaN"
+    return fmt(value, digits)
 
 
 def describe_init(init_cfg: dict) -> str:
@@ -83,7 +89,7 @@ def metrics_table(record: RunRecord) -> Table:
     for split in ("train", "dev", "test"):
         m = s.get("metrics", {}).get(split)
         if m:
-            table.add_row(split, fmt(m["loss"]), f"{m['acc']:.3f}")
+            table.add_row(split, fmt_measured(m["loss"]), f"{m['acc']:.3f}")
     return table
 
 
@@ -95,8 +101,8 @@ def training_log_table(record: RunRecord) -> Table:
     last = record.metrics[-1]["epoch"] if record.metrics else None
     for m in record.metrics:
         if m["epoch"] % log_every == 0 or m["epoch"] in (1, last):
-            table.add_row(str(m["epoch"]), fmt(m["train_loss"]), f"{m['train_acc']:.3f}",
-                          fmt(m["dev_loss"]), f"{m['dev_acc']:.3f}")
+            table.add_row(str(m["epoch"]), fmt_measured(m["train_loss"]), f"{m['train_acc']:.3f}",
+                          fmt_measured(m["dev_loss"]), f"{m['dev_acc']:.3f}")
     return table
 
 
@@ -112,7 +118,8 @@ def grad_norm_table(record: RunRecord) -> Table:
     for name, points in series.items():
         if not points:
             continue
-        cells = [fmt(points[0][1])] + ([fmt(points[-1][1])] if last != first else [])
+        cells = [fmt_measured(points[0][1])] + (
+            [fmt_measured(points[-1][1])] if last != first else [])
         table.add_row(name, *cells)
     return table
 
@@ -161,7 +168,8 @@ def activation_table(record: RunRecord) -> Table | None:
         table.add_column(col, justify="right" if col != "layer" else "left")
     for a in record.activations:
         if a["epoch"] == last:
-            table.add_row(a["layer"], fmt(a["mean"]), fmt(a["std"]), f"{a['frac_zero']:.3f}",
+            table.add_row(a["layer"], fmt_measured(a["mean"]), fmt_measured(a["std"]),
+                          f"{a['frac_zero']:.3f}",
                           "–" if math.isnan(a["frac_saturated"]) else f"{a['frac_saturated']:.3f}")
     return table
 

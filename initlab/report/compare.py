@@ -1,0 +1,449 @@
+"""Sweep comparison: a CSV, rich tables and overlay figures at the root of a sweep.
+
+Jobs are read from their directories under the sweep root, never from a launcher's
+return values, so the comparison is the same whichever launcher ran them (Hydra's
+basic one, joblib, submitit) and whatever state each job is in: completed, diverged,
+failed, still running, or without any record. :class:`SweepComparison` is the Hydra
+callback that renders it when a multirun ends; ``initlab report SWEEP_DIR`` renders it
+on demand.
+
+A sweep over seeds (``seed=range(0,10)``) is also summarised per remaining override
+combination: the mean and spread across seeds (bands in the figures) and how often each
+diagnosis finding occurs ("dead_units in 7 of 10 seeds").
+
+Files written at the sweep root::
+
+    comparison.csv       one row per job
+    seed_summary.csv     one row per override combination (seed sweeps only)
+    tables/*.txt         the tables as printed
+    figures/*.<fmt>      see initlab.report.compare_figures
+"""
+
+import atexit
+import csv
+import math
+import os
+import statistics
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+
+from initlab.record import SUMMARY, RecordError, layer_number, read_record
+
+MULTIRUN_FILE = "multirun.yaml"  # Hydra writes it at the root of every sweep
+STATUS_NO_RECORD = "no record"  # a job directory without summary.json (never started, or killed)
+FINISHED = ("completed", "diverged")  # statuses whose final metrics mean something
+SEED_KEY = "seed"
+SPLITS = ("train", "dev", "test")
+# Directories under a sweep root that are the comparison's own output, not jobs.
+NOT_JOB_DIRS = {"figures", "tables"}
+
+COMPARISON_COLUMNS = (
+    "job", "overrides", "label", "status", "error", "epochs_run", "best_epoch",
+    "train_loss", "train_acc", "dev_loss", "dev_acc", "test_loss", "test_acc",
+    "findings", "last_step",
+)  # then first_grad_norm:<param> and last_grad_norm:<param> for every parameter
+SEED_SUMMARY_COLUMNS = (
+    "group", "overrides", "seeds", "finished",
+    *(f"{split}_{key}_{stat}" for split in SPLITS for key in ("loss", "acc")
+      for stat in ("mean", "std")),
+    "findings",
+)
+
+
+@dataclass
+class Job:
+    """One job of a sweep as read from its directory."""
+
+    name: str  # its directory relative to the sweep root: "0", "1", ...
+    job_dir: Path
+    overrides: list[str]
+    status: str
+    error: str = ""
+    summary: dict[str, Any] = field(default_factory=dict)
+    metrics: list[dict[str, float]] = field(default_factory=list)
+    grad_first: dict[str, float] = field(default_factory=dict)  # param -> norm at step 0
+    grad_last: dict[str, float] = field(default_factory=dict)  # param -> norm at last step
+    last_step: int | None = None
+    findings: list[str] = field(default_factory=list)  # diagnosis codes, in order
+    label: str = ""  # the overrides that tell this job apart from the others
+
+    def final(self, split: str, key: str) -> float:
+        """Final (best-on-dev) loss or acc of ``split``; NaN when the job has none."""
+        value = self.summary.get("metrics", {}).get(split, {}).get(key)
+        return math.nan if value is None else float(value)
+
+    def override(self, key: str) -> str | None:
+        return parse_overrides(self.overrides).get(key)
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED
+
+
+@dataclass
+class Series:
+    """What one line of a comparison figure stands for: one job, or the seeds of a group."""
+
+    label: str
+    jobs: list[Job]
+
+    @property
+    def finished_jobs(self) -> list[Job]:
+        return [j for j in self.jobs if j.finished]
+
+
+# --------------------------------------------------------------------------- reading
+def _natural_key(path: Path) -> tuple:
+    # "10" after "9": job numbers sort as numbers.
+    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in path.parts)
+
+
+def find_job_dirs(sweep_dir: Path) -> list[Path]:
+    """Every job directory under ``sweep_dir`` (one with summary.json or .hydra/), in job order.
+
+    Walking the tree rather than assuming ``<sweep>/<num>`` keeps custom
+    ``hydra.sweep.subdir`` patterns working.
+    """
+    sweep_dir = Path(sweep_dir)
+    found = []
+    for root, dirs, files in os.walk(sweep_dir):
+        here = Path(root)
+        if here != sweep_dir and (SUMMARY in files or ".hydra" in dirs):
+            found.append(here)
+            dirs[:] = []
+            continue
+        dirs[:] = [d for d in dirs if not d.startswith(".") and d not in NOT_JOB_DIRS]
+    return sorted(found, key=lambda p: _natural_key(p.relative_to(sweep_dir)))
+
+
+def _load_overrides(job_dir: Path) -> list[str]:
+    path = job_dir / ".hydra" / "overrides.yaml"
+    if not path.exists():
+        return []
+    from omegaconf import OmegaConf
+
+    return [str(o) for o in OmegaConf.load(path)]
+
+
+def read_job(job_dir: Path, sweep_dir: Path) -> Job:
+    """A job's record, reduced to what the comparison shows; never raises for a bad job."""
+    name = str(job_dir.relative_to(sweep_dir))
+    if not (job_dir / SUMMARY).exists():
+        return Job(name, job_dir, _load_overrides(job_dir), STATUS_NO_RECORD,
+                   error="no summary.json: the job never started or was killed")
+    try:
+        record = read_record(job_dir)
+    except RecordError as e:
+        return Job(name, job_dir, _load_overrides(job_dir), "unreadable", error=str(e))
+    summary = record.summary
+    job = Job(
+        name=name,
+        job_dir=job_dir,
+        overrides=record.overrides,
+        status=str(summary.get("status", "unknown")),
+        error=str(summary.get("error") or summary.get("stop_reason") or ""),
+        summary=summary,
+        metrics=record.metrics,
+        findings=list(dict.fromkeys(
+            str(d.get("code")) for d in summary.get("diagnosis", []) if isinstance(d, dict)
+        )),
+    )
+    for param, points in record.grad_norm_series().items():
+        if points:
+            job.grad_first[param] = points[0][1]
+            job.grad_last[param] = points[-1][1]
+            job.last_step = max(job.last_step or 0, points[-1][0])
+    return job
+
+
+def parse_overrides(overrides: list[str]) -> dict[str, str | None]:
+    """``["act=relu", "+x=1"]`` -> ``{"act": "relu", "+x": "1"}`` (order kept)."""
+    parsed: dict[str, str | None] = {}
+    for o in overrides:
+        key, sep, value = o.partition("=")
+        parsed[key] = value if sep else None
+    return parsed
+
+
+def _join(parsed: dict[str, str | None], keys) -> str:
+    return " ".join(k if parsed[k] is None else f"{k}={parsed[k]}" for k in keys if k in parsed)
+
+
+def distinguishing_labels(override_lists: list[list[str]]) -> tuple[list[str], str]:
+    """A label per list made of the overrides that differ between lists, and the overrides
+    every list shares (for a title). A lone list is labelled by all its overrides."""
+    parsed = [parse_overrides(o) for o in override_lists]
+    keys = list(dict.fromkeys(k for p in parsed for k in p))
+    varying = [k for k in keys if len({p.get(k, "\0absent") for p in parsed}) > 1]
+    common = [k for k in keys if k not in varying]
+    shared = _join(parsed[0], common) if parsed else ""
+    if len(parsed) == 1:
+        return [shared or "defaults"], shared
+    return [_join(p, varying) or "defaults" for p in parsed], shared
+
+
+def read_sweep(sweep_dir: Path) -> tuple[list[Job], str]:
+    """Every job of the sweep with its label, and the overrides all jobs share."""
+    jobs = [read_job(d, Path(sweep_dir)) for d in find_job_dirs(Path(sweep_dir))]
+    labels, shared = distinguishing_labels([j.overrides for j in jobs])
+    for job, label in zip(jobs, labels, strict=True):
+        job.label = label
+    return jobs, shared
+
+
+def seed_groups(jobs: list[Job]) -> list[Series] | None:
+    """Jobs grouped by every override but the seed, when the sweep varied the seed and some
+    combination ran with more than one seed; else None."""
+    if len({j.override(SEED_KEY) for j in jobs} - {None}) < 2:
+        return None
+    groups: dict[tuple[str, ...], list[Job]] = {}
+    for job in jobs:
+        key = tuple(o for o in job.overrides if o.partition("=")[0] != SEED_KEY)
+        groups.setdefault(key, []).append(job)
+    if all(len(members) == 1 for members in groups.values()):
+        return None
+    labels, _ = distinguishing_labels([list(k) for k in groups])
+    if len(groups) == 1:
+        labels = ["all jobs"]
+    return [Series(f"{label} ({len(members)} seeds)", members)
+            for label, members in zip(labels, groups.values(), strict=True)]
+
+
+# --------------------------------------------------------------------------- numbers
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample std of the finite values (std 0 for one value; NaN for none)."""
+    finite = [v for v in values if math.isfinite(v)]
+    if not finite:
+        return math.nan, math.nan
+    return statistics.fmean(finite), statistics.stdev(finite) if len(finite) > 1 else 0.0
+
+
+def finding_frequencies(series: Series) -> list[tuple[str, int]]:
+    """(code, number of seeds it occurred in), most frequent first."""
+    counts = Counter(code for job in series.jobs for code in job.findings)
+    return counts.most_common()
+
+
+def describe_findings(series: Series) -> str:
+    """One line per finding: "dead_units in 7 of 10 seeds"."""
+    n = len(series.jobs)
+    return "\n".join(f"{code} in {k} of {n} seeds" for code, k in finding_frequencies(series))
+
+
+def param_columns(jobs: list[Job]) -> list[str]:
+    """Every parameter of any job, in depth order (fc2 before fc10), weight before bias."""
+    params = {p for j in jobs for p in j.grad_first}
+    return sorted(params, key=lambda p: (layer_number(p.rsplit(".", 1)[0]), p))
+
+
+# --------------------------------------------------------------------------- outputs
+def _csv_number(value: Any) -> Any:
+    if isinstance(value, float) and math.isnan(value):
+        return ""
+    return value
+
+
+def write_comparison_csv(jobs: list[Job], path: Path) -> Path:
+    params = param_columns(jobs)
+    header = [*COMPARISON_COLUMNS, *(f"first_grad_norm:{p}" for p in params),
+              *(f"last_grad_norm:{p}" for p in params)]
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        for j in jobs:
+            row = [
+                j.name, " ".join(j.overrides), j.label, j.status, j.error,
+                j.summary.get("epochs_run", ""), j.summary.get("best_epoch", ""),
+                *(j.final(split, key) for split in SPLITS for key in ("loss", "acc")),
+                " ".join(j.findings), "" if j.last_step is None else j.last_step,
+                *(j.grad_first.get(p, math.nan) for p in params),
+                *(j.grad_last.get(p, math.nan) for p in params),
+            ]
+            writer.writerow([_csv_number(v) for v in row])
+    return path
+
+
+def write_seed_summary_csv(groups: list[Series], path: Path) -> Path:
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(SEED_SUMMARY_COLUMNS)
+        for i, g in enumerate(groups):
+            stats = []
+            for split in SPLITS:
+                for key in ("loss", "acc"):
+                    stats.extend(mean_std([j.final(split, key) for j in g.jobs]))
+            overrides = " ".join(o for o in g.jobs[0].overrides
+                                 if o.partition("=")[0] != SEED_KEY)
+            findings = "; ".join(f"{c}:{k}/{len(g.jobs)}" for c, k in finding_frequencies(g))
+            writer.writerow([i, overrides, len(g.jobs), len(g.finished_jobs),
+                             *(_csv_number(v) for v in stats), findings])
+    return path
+
+
+STATUS_STYLE = {"completed": "green", "diverged": "yellow", "running": "cyan"}
+
+
+def wide_table(title: str):
+    """A table without vertical rules: a sweep's tables have many columns, and an 80-column
+    terminal should still show every one of them."""
+    from rich import box
+    from rich.table import Table
+
+    return Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, padding=(0, 1, 0, 0))
+
+
+def _status_cell(status: str) -> str:
+    return f"[{STATUS_STYLE.get(status, 'bold red')}]{status}[/]"
+
+
+def comparison_table(jobs: list[Job], title: str):
+    """One row per job; the train and dev losses are in comparison.csv, to stay narrow."""
+    from initlab.report.tables import fmt
+
+    table = wide_table(title)
+    # Numbers and statuses never shrink to "compl…"; long overrides and findings fold.
+    table.add_column("job", no_wrap=True)
+    table.add_column("overrides", overflow="fold", min_width=10)
+    table.add_column("status", min_width=9)
+    # Two-line headers: one-word lines keep the number columns as narrow as their numbers.
+    for split in SPLITS:
+        table.add_column(f"{split}\nacc", justify="right")
+    table.add_column("test\nloss", justify="right")
+    table.add_column("best\nepoch", justify="right")
+    table.add_column("findings", overflow="fold", min_width=6)
+    for j in jobs:
+        accs = [j.final(s, "acc") for s in SPLITS]
+        table.add_row(
+            j.name, j.label, _status_cell(j.status),
+            *("–" if math.isnan(a) else f"{a:.3f}" for a in accs),
+            fmt(j.final("test", "loss")),
+            str(j.summary.get("best_epoch", "–")),
+            " ".join(j.findings) or "–",
+        )
+    return table
+
+
+def grad_norm_table(jobs: list[Job]):
+    """Weight-gradient norm per layer (columns) and job (rows): first step, then last."""
+    from initlab.report.tables import fmt
+
+    weights = [p for p in param_columns(jobs) if p.endswith("weight")]
+    several_steps = any((j.last_step or 0) > 0 for j in jobs)
+    title = "Weight-gradient L2 norm by layer" + (
+        " (first step, then → last step)" if several_steps else " (first step)")
+    table = wide_table(title)
+    table.add_column("job", no_wrap=True)
+    table.add_column("overrides", overflow="fold")
+    for p in weights:
+        table.add_column(p.rsplit(".", 1)[0], justify="right")
+    for j in jobs:
+        if not j.grad_first:
+            continue
+        cells = []
+        for p in weights:
+            cell = fmt(j.grad_first.get(p, math.nan), 3)
+            if several_steps and p in j.grad_last:
+                cell += f"\n→ {fmt(j.grad_last[p], 3)}"
+            cells.append(cell)
+        table.add_row(j.name, j.label, *cells)
+    return table
+
+
+def seed_table(groups: list[Series]):
+    table = wide_table("Across seeds: mean ± std of the final (best-on-dev) metrics")
+    table.add_column("overrides", overflow="fold", min_width=10)
+    table.add_column("finished", justify="right")
+    # Train metrics are in seed_summary.csv; a "0.912 ± 0.010" cell must not wrap.
+    for col in ("dev acc", "test acc", "test loss"):
+        table.add_column(col, justify="right", no_wrap=True)
+    table.add_column("findings", overflow="fold", min_width=12)
+    for g in groups:
+        cells = []
+        for split, key in (("dev", "acc"), ("test", "acc"), ("test", "loss")):
+            m, s = mean_std([j.final(split, key) for j in g.jobs])
+            cells.append("–" if math.isnan(m) else f"{m:.3f} ± {s:.3f}")
+        table.add_row(g.label, f"{len(g.finished_jobs)} of {len(g.jobs)}", *cells,
+                      describe_findings(g) or "–")
+    return table
+
+
+def render_sweep(sweep_dir: Path, console=None, fmt: str = "png", dpi: int = 120) -> list[Path]:
+    """Write the comparison of every job under ``sweep_dir``; print its tables.
+
+    Returns the files written. Raises RecordError when there is no job to compare.
+    """
+    from rich.console import Console
+
+    from initlab.report.compare_figures import render_comparison_figures
+    from initlab.report.tables import print_and_save
+
+    sweep_dir = Path(sweep_dir)
+    if not sweep_dir.is_dir():
+        raise RecordError(f"{sweep_dir} is not a directory")
+    console = console or Console()
+    jobs, shared = read_sweep(sweep_dir)
+    if not jobs:
+        raise RecordError(f"{sweep_dir} has no job directories (nothing ran yet?)")
+    groups = seed_groups(jobs)
+    title = f"Sweep comparison ({len(jobs)} jobs{'; all: ' + shared if shared else ''})"
+    tables = {"comparison": comparison_table(jobs, title)}
+    if any(j.grad_first for j in jobs):
+        tables["comparison_grad_norms"] = grad_norm_table(jobs)
+    if groups:
+        tables["seed_summary"] = seed_table(groups)
+    print_and_save(tables, console, sweep_dir / "tables")
+    for j in jobs:
+        if j.status not in FINISHED and j.error:
+            console.print(f"[bold red]job {j.name}[/] ({j.label}) {j.status}: {j.error}",
+                          highlight=False)
+    written = [write_comparison_csv(jobs, sweep_dir / "comparison.csv")]
+    if groups:
+        written.append(write_seed_summary_csv(groups, sweep_dir / "seed_summary.csv"))
+    series = groups or [Series(j.label, [j]) for j in jobs]
+    written += render_comparison_figures(series, shared, sweep_dir / "figures", fmt, dpi)
+    console.print(f"[bold]Sweep comparison:[/bold] {sweep_dir}  "
+                  f"({len(jobs)} jobs, {len(written) - 1 - bool(groups)} figures)")
+    return written
+
+
+# ---------------------------------------------------------------------- the callback
+class SweepComparison(Callback):
+    """Hydra callback: render the sweep comparison at the sweep root when a multirun ends.
+
+    Hydra 1.3 calls ``on_multirun_end`` only when every job succeeded: a failed job's
+    exception leaves the sweeper first. So ``on_multirun_start`` also registers an exit
+    hook that renders the comparison if ``on_multirun_end`` never came, and a sweep with
+    a failed or interrupted job still ends with its comparison (and its non-zero exit).
+    Launchers pickle callbacks into their workers; only plain attributes live here.
+    """
+
+    def __init__(self, fmt: str = "png", dpi: int = 120) -> None:
+        self.fmt = fmt
+        self.dpi = dpi
+        self._sweep_dir: str | None = None
+        self._pending = False
+
+    def on_multirun_start(self, config, **kwargs) -> None:
+        self._sweep_dir = str(config.hydra.sweep.dir)
+        self._pending = True
+        atexit.register(self._render_once)
+
+    def on_multirun_end(self, config, **kwargs) -> None:
+        self._render_once()
+
+    def _render_once(self) -> None:
+        if not self._pending or self._sweep_dir is None:
+            return
+        self._pending = False
+        try:
+            render_sweep(Path(self._sweep_dir), fmt=self.fmt, dpi=self.dpi)
+        except RecordError as e:
+            print(f"initlab: no sweep comparison: {e}", file=sys.stderr)
+        except Exception as e:  # a reporting bug must not hide how the sweep itself went
+            print(f"initlab: the sweep comparison failed: {type(e).__name__}: {e} "
+                  f"(retry with `initlab report {self._sweep_dir}`)", file=sys.stderr)

@@ -1,0 +1,191 @@
+"""Sweep comparison through real sweeps of the `initlab` command (Hydra's basic launcher).
+
+The sweeps are tiny (smoke config, 3 epochs, gradient norms only) so the suite stays fast;
+what they check is the comparison a user gets at the sweep root: comparison.csv, the
+printed tables, the overlay figures, failed jobs, seed bands and finding frequencies.
+"""
+
+import csv
+import json
+import math
+import shutil
+from pathlib import Path
+
+import pytest
+
+from initlab.report.compare import distinguishing_labels, render_sweep
+from tests.conftest import initlab_cli
+
+# Small and quick; gradient norms and metrics are all the comparison needs.
+TINY = ("-cn", "smoke", "trainer.epochs=3", "trainer.log_every=1",
+        "trainer.recorders=[grad_norms]", "trainer.progress=false")
+COMPARISON_FIGURES = {"grad_norm_by_layer.png", "loss_accuracy.png", "final_accuracy.png"}
+
+
+def sweep(tmp_path: Path, *overrides: str, launcher: str | None = None):
+    """Run `initlab run -m TINY overrides` into tmp_path/sweep; returns (result, sweep_dir)."""
+    sweep_dir = tmp_path / "sweep"
+    extra = [f"hydra/launcher={launcher}"] if launcher else []
+    result = initlab_cli("run", "-m", *TINY, *overrides, *extra, f"hydra.sweep.dir={sweep_dir}",
+                         cwd=tmp_path)
+    return result, sweep_dir
+
+
+def read_comparison(sweep_dir: Path) -> list[dict[str, str]]:
+    with (sweep_dir / "comparison.csv").open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def assert_complete_comparison(sweep_dir: Path, labels: list[str]) -> list[dict[str, str]]:
+    """One row per job, labelled by its overrides, with metrics and every gradient norm."""
+    rows = read_comparison(sweep_dir)
+    assert [r["label"] for r in rows] == labels
+    for row in rows:
+        assert row["status"] == "completed", row
+        for split in ("train", "dev", "test"):
+            assert 0 <= float(row[f"{split}_acc"]) <= 1
+            assert math.isfinite(float(row[f"{split}_loss"]))
+        grads = {k: v for k, v in row.items() if k.startswith(("first_grad_norm:",
+                                                                "last_grad_norm:"))}
+        # smoke model: fc1..fc3, weight and bias, first and last step
+        assert len(grads) == 12 and all(float(v) >= 0 for v in grads.values()), grads
+    assert {p.name for p in (sweep_dir / "figures").iterdir()} == COMPARISON_FIGURES
+    assert (sweep_dir / "tables" / "comparison.txt").exists()
+    return rows
+
+
+@pytest.fixture(scope="module")
+def act_sweep(tmp_path_factory):
+    """One real two-job sweep shared by the tests that only read it."""
+    tmp = tmp_path_factory.mktemp("act_sweep")
+    result, sweep_dir = sweep(tmp, "act=sigmoid,relu")
+    return result, sweep_dir
+
+
+def test_basic_sweep_ends_with_a_complete_comparison(act_sweep):
+    result, sweep_dir = act_sweep
+    assert result.returncode == 0, result.stderr
+    rows = assert_complete_comparison(sweep_dir, ["act=sigmoid", "act=relu"])
+    assert [r["job"] for r in rows] == ["0", "1"]
+    assert "Sweep comparison" in result.stdout and "act=sigmoid" in result.stdout
+    table = (sweep_dir / "tables" / "comparison.txt").read_text()
+    assert "act=relu" in table and "completed" in table
+
+
+def test_report_on_a_sweep_rebuilds_its_comparison(act_sweep, tmp_path):
+    _, original = act_sweep
+    sweep_dir = tmp_path / "copy"
+    shutil.copytree(original, sweep_dir)
+    shutil.rmtree(sweep_dir / "figures")
+    (sweep_dir / "comparison.csv").unlink()
+    result = initlab_cli("report", str(sweep_dir), "--format", "svg", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert read_comparison(sweep_dir) == read_comparison(original)
+    assert {p.name for p in (sweep_dir / "figures").iterdir()} == {
+        n.replace(".png", ".svg") for n in COMPARISON_FIGURES}
+
+
+def test_a_sweep_with_a_failed_job_still_compares_the_others(tmp_path):
+    # model.depth=0 is invalid for that job only: Hydra runs job 0, job 1 fails.
+    result, sweep_dir = sweep(tmp_path, "model.depth=2,0")
+    assert result.returncode != 0
+    assert "Traceback" not in result.stdout + result.stderr
+    rows = read_comparison(sweep_dir)
+    assert [(r["label"], r["status"]) for r in rows] == [
+        ("model.depth=2", "completed"), ("model.depth=0", "failed")]
+    assert "model.depth must be >= 1" in rows[1]["error"]
+    assert rows[1]["test_acc"] == "" and float(rows[0]["test_acc"]) > 0
+    assert "failed" in result.stdout and "Sweep comparison" in result.stdout
+    assert {p.name for p in (sweep_dir / "figures").iterdir()} == COMPARISON_FIGURES
+
+
+def _add_finding(job_dir: Path, code: str) -> None:
+    # The diagnosis of a run (issue 4) lands in summary.json in this shape.
+    path = job_dir / "summary.json"
+    summary = json.loads(path.read_text())
+    summary.setdefault("diagnosis", []).append({"code": code, "layers": ["fc1"]})
+    path.write_text(json.dumps(summary))
+
+
+def test_a_seed_sweep_reports_mean_spread_and_how_often_each_finding_occurs(tmp_path):
+    result, sweep_dir = sweep(tmp_path, "seed=0,1,2")
+    assert result.returncode == 0, result.stderr
+    assert "Across seeds" in result.stdout
+    rows = read_comparison(sweep_dir)
+    accs = [float(r["test_acc"]) for r in rows]
+    with (sweep_dir / "seed_summary.csv").open(newline="") as f:
+        (group,) = list(csv.DictReader(f))
+    assert int(group["seeds"]) == 3 and int(group["finished"]) == 3
+    assert float(group["test_acc_mean"]) == pytest.approx(sum(accs) / 3)
+    mean = sum(accs) / 3
+    std = math.sqrt(sum((a - mean) ** 2 for a in accs) / 2)
+    assert float(group["test_acc_std"]) == pytest.approx(std)
+
+    # Findings written by the diagnosis are counted per seed; runs without one count as none.
+    _add_finding(sweep_dir / "0", "dead_units")
+    _add_finding(sweep_dir / "2", "dead_units")
+    _add_finding(sweep_dir / "2", "vanishing_gradients")
+    render_sweep(sweep_dir)
+    rows = read_comparison(sweep_dir)
+    assert [r["findings"] for r in rows] == ["dead_units", "", "dead_units vanishing_gradients"]
+    seed_text = (sweep_dir / "tables" / "seed_summary.txt").read_text()
+    assert "dead_units in 2 of 3 seeds" in seed_text
+    assert "vanishing_gradients in 1 of 3 seeds" in seed_text
+
+
+def test_labels_name_only_the_overrides_that_differ():
+    labels, shared = distinguishing_labels([
+        ["experiment=dead_relu", "act=relu"],
+        ["experiment=dead_relu", "act=lrelu"],
+    ])
+    assert labels == ["act=relu", "act=lrelu"] and shared == "experiment=dead_relu"
+    assert distinguishing_labels([["act=relu"]]) == (["act=relu"], "act=relu")
+    assert distinguishing_labels([[], ["seed=1"]])[0] == ["defaults", "seed=1"]
+
+
+def test_report_on_a_folder_lists_runs_and_sweeps_newest_first(act_sweep, run_lab, tmp_path):
+    _, sweep_dir = act_sweep
+    outputs = tmp_path / "outputs"
+    shutil.copytree(sweep_dir, outputs / "multirun" / "older")
+    run_dir, _ = run_lab(config_name="smoke")
+    shutil.copytree(run_dir, outputs / "runs" / "newer")
+    result = initlab_cli("report", str(outputs), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "runs/newer" in out and "multirun/older" in out
+    assert out.index("runs/newer") < out.index("multirun/older")
+    assert "2 jobs: 2 completed" in out and "act=sigmoid,relu" in out
+    listing = initlab_cli("list", str(outputs), cwd=tmp_path)
+    assert listing.returncode == 0 and "runs/newer" in listing.stdout
+
+
+def test_unfinished_and_record_less_jobs_are_listed_not_fatal(act_sweep, tmp_path):
+    _, original = act_sweep
+    sweep_dir = tmp_path / "copy"
+    shutil.copytree(original, sweep_dir)
+    # Job 2 never wrote a record (killed before starting); job 1 is still running.
+    (sweep_dir / "2" / ".hydra").mkdir(parents=True)
+    overrides = (sweep_dir / "0" / ".hydra" / "overrides.yaml").read_text()
+    (sweep_dir / "2" / ".hydra" / "overrides.yaml").write_text(
+        overrides.replace("act=sigmoid", "act=tanh"))
+    summary = json.loads((sweep_dir / "1" / "summary.json").read_text())
+    (sweep_dir / "1" / "summary.json").write_text(json.dumps(
+        {k: summary[k] for k in ("seed", "config", "device")} | {"status": "running"}))
+    render_sweep(sweep_dir)
+    rows = read_comparison(sweep_dir)
+    assert [(r["label"], r["status"]) for r in rows] == [
+        ("act=sigmoid", "completed"), ("act=relu", "running"), ("act=tanh", "no record")]
+    assert float(rows[0]["test_acc"]) > 0 and rows[1]["test_acc"] == ""
+
+
+def test_reading_a_sweep_does_not_need_torch(act_sweep, tmp_path):
+    import subprocess
+    import sys
+
+    _, original = act_sweep
+    code = ("import sys; from initlab.report.compare import read_sweep\n"
+            f"jobs, _ = read_sweep({str(original)!r})\n"
+            "assert len(jobs) == 2 and all(j.grad_first for j in jobs)\n"
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.stdout.strip() == "False", out.stderr
