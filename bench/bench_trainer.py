@@ -8,8 +8,10 @@ Two bare loops are timed, so the overhead of each part is visible:
   bare_step  forward, loss, backward, optimizer step — nothing else;
   bare_eval  the same plus what the textbook's runner also does every epoch: train
              accuracy, dev loss and accuracy, and a best-on-dev check (one .item()).
-The trainer does all of bare_eval plus the recorders (grad norms every step, weights and
-activation statistics every log epoch, init/best/last state copies).
+The trainer does all of bare_eval plus every recorder `initlab run` attaches: grad norms
+every step (and the finiteness check of them each epoch); weights, weight quantiles,
+activation statistics, per-unit activity and activation histograms every log epoch;
+init/best/last state copies and model copies at a few log epochs.
 
 Run:  python bench/bench_trainer.py [--epochs 2000] [--repeats 5]
 """
@@ -21,13 +23,13 @@ import time
 import torch
 from torch.nn import functional as F
 
-from initlab.callbacks import Checkpointer, LogSchedule, ProgressBar
+from initlab.callbacks import Checkpointer, ProgressBar
 from initlab.cli import _register_resolvers
 from initlab.config import register_configs
 from initlab.data import make_splits
 from initlab.init import apply_init
 from initlab.model import build_model
-from initlab.recorders import ActivationRecorder, GradNormRecorder, WeightRecorder
+from initlab.run import build_recorders
 from initlab.trainer import Trainer
 
 
@@ -83,13 +85,8 @@ def bare_eval(model, splits, lr, epochs):
 
 
 def initlab_trainer(model, splits, cfg, progress: bool):
-    schedule = LogSchedule(cfg.trainer.log_every)
-    callbacks = [
-        Checkpointer(),
-        GradNormRecorder(model),
-        WeightRecorder(model, schedule),
-        ActivationRecorder(model, splits.X_train, "sigmoid", schedule),
-    ]
+    # Exactly the recorders `initlab run` attaches for this config (all of them).
+    callbacks = [Checkpointer(), *build_recorders(cfg, model, splits.X_train).values()]
     if progress:
         from rich.console import Console
 

@@ -1,21 +1,16 @@
-"""Recorders: callbacks that measure the network during training and hand rows to the record.
+"""Recorders: callbacks that measure the network during training and save what they saw.
 
 - :class:`GradNormRecorder` — L2 norm of every parameter's gradient at every step, after
-  backward and before the optimizer step. The norms of one step are computed in one
-  fused call and written into a preallocated device buffer; the buffer goes to the host
-  when it is full and at the end, never one ``.item()`` per parameter per step.
+  backward and before the optimizer step: one fused norm call per step whose results
+  stay on the device and go to the host in chunks, never one ``.item()`` per parameter.
 - :class:`WeightRecorder` — full weight snapshots at log epochs (small models only).
-- :class:`ActivationRecorder` — per hidden layer statistics of the activations on the
-  whole training set at log epochs: mean, std, fraction exactly zero, fraction saturated.
-- :class:`UnitActivityRecorder` — the same full training set, per hidden *unit*: on what
-  fraction of the examples the unit is non-zero, and on what fraction it is saturated
-  (what the diagnosis needs to call a unit dead or stuck).
-- :class:`ActivationHistogramRecorder` — per hidden layer histogram of those activations
-  at log epochs (each over the layer's own range, binned on the device).
-- :class:`WeightStatsRecorder` — quantiles of every weight matrix at log epochs, for
-  models of any size (the full snapshots above are for small models only).
+- :class:`WeightStatsRecorder` — quantiles of every weight matrix at log epochs (any size).
+- :class:`ActivationRecorder` — one forward pass over the whole training set per log
+  epoch: per layer mean/std/fraction zero/fraction saturated, per unit activity (what the
+  diagnosis needs to call a unit dead or stuck), and per layer histograms.
 
-Recorders only observe; what they measured is read through their ``rows()`` methods.
+Log-epoch recorders share :class:`LogEpochRecorder`'s schedule. Recorders only observe;
+each writes its files through the run's record writer with ``save(writer)``.
 """
 
 from collections.abc import Iterator
@@ -36,6 +31,23 @@ def _grad_norms(grads: list[torch.Tensor]) -> list[torch.Tensor]:
     if foreach_norm is not None:
         return foreach_norm(grads)
     return [g.norm() for g in grads]  # older torch: one kernel per tensor
+
+
+class LogEpochRecorder:
+    """A recorder that measures at epoch 0 (right after init) and at each log epoch."""
+
+    def __init__(self, schedule: LogSchedule):
+        self.schedule = schedule
+
+    def measure(self, epoch: int) -> None:
+        raise NotImplementedError
+
+    def before_fit(self, trainer) -> None:
+        self.measure(0)
+
+    def after_epoch(self, trainer) -> None:
+        if self.schedule.due(trainer.state.epoch, trainer):
+            self.measure(trainer.state.epoch)
 
 
 class GradNormRecorder:
@@ -63,6 +75,7 @@ class GradNormRecorder:
         self._epoch_start = 0
 
     def before_fit(self, trainer) -> None:
+        self._steps_per_epoch = trainer.steps_per_epoch
         self._pending = []
         self._host_chunks = []
         self._no_grad = torch.zeros((), device=self._params[0].device)  # norm of a missing grad
@@ -106,27 +119,27 @@ class GradNormRecorder:
             return torch.empty(0, len(self.names))
         return torch.cat(self._host_chunks)
 
+    def save(self, writer) -> None:
+        writer.write_csv("grad_norms.csv", (
+            (step, step // self._steps_per_epoch + 1, name, value)
+            for step, row in enumerate(self.norms().tolist())
+            for name, value in zip(self.names, row)
+        ))
 
-class WeightRecorder:
-    """Every weight and bias value at epoch 0 and at each log epoch."""
+
+class WeightRecorder(LogEpochRecorder):
+    """Every weight and bias value at epoch 0 and at each log epoch (small models only)."""
 
     def __init__(self, model: nn.Module, schedule: LogSchedule):
-        self.schedule = schedule
+        super().__init__(schedule)
         self.names = [name for name, _ in model.named_parameters()]
         self._params = [p for _, p in model.named_parameters()]
         self.snapshots: list[tuple[int, list[torch.Tensor]]] = []
 
-    def _snapshot(self, epoch: int) -> None:
+    def measure(self, epoch: int) -> None:
         flat = torch.cat([p.detach().reshape(-1) for p in self._params]).cpu()
         sizes = [p.numel() for p in self._params]
         self.snapshots.append((epoch, list(flat.split(sizes))))
-
-    def before_fit(self, trainer) -> None:
-        self._snapshot(0)
-
-    def after_epoch(self, trainer) -> None:
-        if self.schedule.due(trainer.state.epoch, trainer):
-            self._snapshot(trainer.state.epoch)
 
     def rows(self) -> Iterator[tuple[int, str, int, float]]:
         """(epoch, param, flat index, value) for every recorded value."""
@@ -134,6 +147,9 @@ class WeightRecorder:
             for name, values in zip(self.names, tensors):
                 for index, value in enumerate(values.tolist()):
                     yield epoch, name, index, value
+
+    def save(self, writer) -> None:
+        writer.write_csv("weights.csv", self.rows())
 
 
 @contextmanager
@@ -164,8 +180,8 @@ def hidden_outputs(model: nn.Module, X: torch.Tensor) -> dict[str, torch.Tensor]
 
 
 def saturated_mask(a: torch.Tensor, bounded: str | None) -> torch.Tensor | None:
-    """Where a bounded activation is in its flat tail (same rule as :func:`activation_stats`);
-    None for unbounded activations, which have no flat tail."""
+    """Where a bounded activation is in its flat tail; None for unbounded activations
+    (they have no flat tail)."""
     if bounded == "sigmoid":
         return (2 * a - 1).abs() > SATURATION_THRESHOLD
     if bounded == "tanh":
@@ -173,103 +189,25 @@ def saturated_mask(a: torch.Tensor, bounded: str | None) -> torch.Tensor | None:
     return None
 
 
-def activation_stats(a: torch.Tensor, bounded: str | None) -> torch.Tensor:
+def activation_stats(a: torch.Tensor, units: torch.Tensor) -> torch.Tensor:
     """[mean, std, fraction exactly zero, fraction saturated] of one layer's activations.
 
-    ``bounded`` is "sigmoid" or "tanh" for bounded activations, else None (the saturated
-    fraction is then NaN: unbounded units have no flat tail to be stuck in).
+    ``units`` is the layer's :func:`unit_activity`; the layer's fractions are the means of
+    its units' (every unit sees the same examples), so they cost no pass over ``a``.
     """
-    if bounded == "sigmoid":
-        saturated = ((2 * a - 1).abs() > SATURATION_THRESHOLD).float().mean()
-    elif bounded == "tanh":
-        saturated = (a.abs() > SATURATION_THRESHOLD).float().mean()
-    else:
-        saturated = torch.tensor(float("nan"), device=a.device)
-    return torch.stack((a.mean(), a.std(unbiased=False), (a == 0).float().mean(), saturated))
+    std, mean = torch.std_mean(a, correction=0)
+    frac_active, frac_saturated = units.mean(0)
+    return torch.stack((mean, std, 1 - frac_active, frac_saturated))
 
 
-class ActivationRecorder:
-    """Statistics of every hidden layer's activations on the full training set."""
-
-    def __init__(self, model: nn.Module, X_train: torch.Tensor, bounded: str | None,
-                 schedule: LogSchedule):
-        self.model = model
-        self.X_train = X_train
-        self.bounded = bounded
-        self.schedule = schedule
-        self.layers = list(model.hidden_activations())
-        self.snapshots: list[tuple[int, torch.Tensor]] = []  # (epoch, (layers, 4))
-
-    @torch.no_grad()
-    def _measure(self, epoch: int) -> None:
-        if not self.layers:
-            return
-        outputs = hidden_outputs(self.model, self.X_train)
-        stats = torch.stack([activation_stats(outputs[k], self.bounded) for k in self.layers])
-        self.snapshots.append((epoch, stats.cpu()))
-
-    def before_fit(self, trainer) -> None:
-        self._measure(0)
-
-    def after_epoch(self, trainer) -> None:
-        if self.schedule.due(trainer.state.epoch, trainer):
-            self._measure(trainer.state.epoch)
-
-    def rows(self) -> Iterator[tuple]:
-        """(epoch, layer, mean, std, frac_zero, frac_saturated) per layer per log epoch."""
-        for epoch, stats in self.snapshots:
-            for layer, values in zip(self.layers, stats.tolist()):
-                yield (epoch, layer, *values)
-
-
-class UnitActivityRecorder:
-    """Per hidden unit, over the whole training set at epoch 0 and each log epoch: the
-    fraction of examples on which the unit's output is non-zero (0 = a dead unit) and the
-    fraction on which it is saturated (NaN for unbounded activations).
-
-    A unit counts as dead only if it is zero on *every* training example, so this looks at
-    the full training set in one forward pass, never at a mini-batch.
-    """
-
-    def __init__(self, model: nn.Module, X_train: torch.Tensor, bounded: str | None,
-                 schedule: LogSchedule):
-        self.model = model
-        self.X_train = X_train
-        self.bounded = bounded
-        self.schedule = schedule
-        self.layers = list(model.hidden_activations())
-        self.snapshots: list[tuple[int, list[torch.Tensor]]] = []  # (epoch, per layer (units, 2))
-
-    @torch.no_grad()
-    def _measure(self, epoch: int) -> None:
-        if not self.layers:
-            return
-        outputs = hidden_outputs(self.model, self.X_train)
-        per_layer = []
-        for key in self.layers:
-            a = outputs[key]
-            active = (a != 0).float().mean(0)
-            saturated = saturated_mask(a, self.bounded)
-            saturated = (saturated.float().mean(0) if saturated is not None
-                         else torch.full_like(active, float("nan")))
-            per_layer.append(torch.stack((active, saturated), dim=1))
-        # One host copy per log epoch for all layers.
-        sizes = [t.shape[0] for t in per_layer]
-        self.snapshots.append((epoch, list(torch.cat(per_layer).cpu().split(sizes))))
-
-    def before_fit(self, trainer) -> None:
-        self._measure(0)
-
-    def after_epoch(self, trainer) -> None:
-        if self.schedule.due(trainer.state.epoch, trainer):
-            self._measure(trainer.state.epoch)
-
-    def rows(self) -> Iterator[tuple]:
-        """(epoch, layer, unit, frac_active, frac_saturated) per unit per log epoch."""
-        for epoch, per_layer in self.snapshots:
-            for layer, values in zip(self.layers, per_layer, strict=True):
-                for unit, (active, saturated) in enumerate(values.tolist()):
-                    yield epoch, layer, unit, active, saturated
+def unit_activity(a: torch.Tensor, bounded: str | None) -> torch.Tensor:
+    """(units, 2): per unit, the fraction of examples with a non-zero output (0 = dead)
+    and the fraction in the flat tail (NaN for unbounded activations)."""
+    active = (a != 0).float().mean(0)
+    saturated = saturated_mask(a, bounded)
+    saturated = (saturated.float().mean(0) if saturated is not None
+                 else torch.full_like(active, float("nan")))
+    return torch.stack((active, saturated), dim=1)
 
 
 HISTOGRAM_BINS = 40
@@ -291,45 +229,71 @@ def histogram_on_own_range(a: torch.Tensor, bins: int) -> torch.Tensor:
     return torch.cat((torch.stack((low, high)), counts))
 
 
-class ActivationHistogramRecorder:
-    """Histogram of every hidden layer's activations on the training set at log epochs.
+class ActivationRecorder(LogEpochRecorder):
+    """Every hidden layer's activations on the full training set, at log epochs.
 
-    Each histogram spans its layer's range at that epoch, so no range is guessed before
-    training; the figure re-bins them onto one grid per layer. One host copy per log epoch.
+    One forward pass per log epoch gives three views, copied to the host together:
+    - ``stats``: per layer mean, std, fraction exactly zero, fraction saturated;
+    - ``units``: per unit fraction active and fraction saturated — a unit counts as dead
+      only if it is zero on *every* training example, so this is never a mini-batch;
+    - ``histograms``: per layer histogram over the layer's own range at that epoch (no
+      range guessed before training; the figure re-bins them onto one grid per layer).
     """
 
-    def __init__(self, model: nn.Module, X_train: torch.Tensor, schedule: LogSchedule,
-                 bins: int = HISTOGRAM_BINS):
+    def __init__(self, model: nn.Module, X_train: torch.Tensor, bounded: str | None,
+                 schedule: LogSchedule, bins: int = HISTOGRAM_BINS):
+        super().__init__(schedule)
         self.model = model
         self.X_train = X_train
-        self.schedule = schedule
+        self.bounded = bounded
         self.bins = bins
         self.layers = list(model.hidden_activations())
-        self.snapshots: list[tuple[int, torch.Tensor]] = []  # (epoch, (layers, 2 + bins))
+        self.stats: list[tuple[int, torch.Tensor]] = []  # (epoch, (layers, 4))
+        self.units: list[tuple[int, list[torch.Tensor]]] = []  # (epoch, per layer (units, 2))
+        self.histograms: list[tuple[int, torch.Tensor]] = []  # (epoch, (layers, 2 + bins))
 
     @torch.no_grad()
-    def _measure(self, epoch: int) -> None:
+    def measure(self, epoch: int) -> None:
         if not self.layers:
             return
         outputs = hidden_outputs(self.model, self.X_train)
-        hists = torch.stack([histogram_on_own_range(outputs[k], self.bins) for k in self.layers])
-        self.snapshots.append((epoch, hists.cpu()))
+        acts = [outputs[k] for k in self.layers]
+        units = [unit_activity(a, self.bounded) for a in acts]
+        stats = torch.stack([activation_stats(a, u) for a, u in zip(acts, units)])
+        hists = torch.stack([histogram_on_own_range(a, self.bins) for a in acts])
+        parts = [stats, hists, *units]
+        # One host copy per log epoch for all three views.
+        host = torch.cat([t.reshape(-1) for t in parts]).cpu().split([t.numel() for t in parts])
+        self.stats.append((epoch, host[0].view(stats.shape)))
+        self.histograms.append((epoch, host[1].view(hists.shape)))
+        self.units.append((epoch, [h.view(u.shape) for h, u in zip(host[2:], units)]))
 
-    def before_fit(self, trainer) -> None:
-        self._measure(0)
+    def stats_rows(self) -> Iterator[tuple]:
+        """(epoch, layer, mean, std, frac_zero, frac_saturated) per layer per log epoch."""
+        for epoch, stats in self.stats:
+            for layer, values in zip(self.layers, stats.tolist()):
+                yield (epoch, layer, *values)
 
-    def after_epoch(self, trainer) -> None:
-        if self.schedule.due(trainer.state.epoch, trainer):
-            self._measure(trainer.state.epoch)
+    def unit_rows(self) -> Iterator[tuple]:
+        """(epoch, layer, unit, frac_active, frac_saturated) per unit per log epoch."""
+        for epoch, per_layer in self.units:
+            for layer, values in zip(self.layers, per_layer, strict=True):
+                for unit, (active, saturated) in enumerate(values.tolist()):
+                    yield epoch, layer, unit, active, saturated
 
-    def rows(self) -> Iterator[tuple]:
+    def histogram_rows(self) -> Iterator[tuple]:
         """(epoch, layer, bin, low, high, count) per bin per layer per log epoch."""
-        for epoch, hists in self.snapshots:
+        for epoch, hists in self.histograms:
             for layer, values in zip(self.layers, hists.tolist()):
                 low, high, counts = values[0], values[1], values[2:]
                 width = (high - low) / self.bins
                 for b, count in enumerate(counts):
                     yield epoch, layer, b, low + b * width, low + (b + 1) * width, count
+
+    def save(self, writer) -> None:
+        writer.write_csv("activations.csv", self.stats_rows())
+        writer.write_csv("units.csv", self.unit_rows())
+        writer.write_csv("activation_hists.csv", self.histogram_rows())
 
 
 WEIGHT_QUANTILES = (0.0, 0.05, 0.25, 0.5, 0.75, 0.95, 1.0)  # the columns of weight_stats.csv
@@ -337,19 +301,19 @@ WEIGHT_QUANTILES = (0.0, 0.05, 0.25, 0.5, 0.75, 0.95, 1.0)  # the columns of wei
 QUANTILE_MAX_VALUES = 1 << 24
 
 
-class WeightStatsRecorder:
+class WeightStatsRecorder(LogEpochRecorder):
     """Quantiles of every weight matrix (biases excluded) at epoch 0 and each log epoch."""
 
     def __init__(self, model: nn.Module, schedule: LogSchedule):
-        self.schedule = schedule
+        super().__init__(schedule)
         named = [(n, p) for n, p in model.named_parameters() if n.endswith("weight")]
         self.names = [n for n, _ in named]
         self._params = [p for _, p in named]
-        self._q: torch.Tensor | None = None
+        self._q = torch.tensor(WEIGHT_QUANTILES, device=self._params[0].device)
         self.snapshots: list[tuple[int, torch.Tensor]] = []  # (epoch, (params, quantiles))
 
     @torch.no_grad()
-    def _snapshot(self, epoch: int) -> None:
+    def measure(self, epoch: int) -> None:
         rows = []
         for p in self._params:
             w = p.detach().reshape(-1).float()
@@ -358,16 +322,11 @@ class WeightStatsRecorder:
             rows.append(torch.quantile(w, self._q))
         self.snapshots.append((epoch, torch.stack(rows).cpu()))
 
-    def before_fit(self, trainer) -> None:
-        self._q = torch.tensor(WEIGHT_QUANTILES, device=self._params[0].device)
-        self._snapshot(0)
-
-    def after_epoch(self, trainer) -> None:
-        if self.schedule.due(trainer.state.epoch, trainer):
-            self._snapshot(trainer.state.epoch)
-
     def rows(self) -> Iterator[tuple]:
         """(epoch, param, min, p05, p25, p50, p75, p95, max) per weight matrix per log epoch."""
         for epoch, stats in self.snapshots:
             for name, values in zip(self.names, stats.tolist()):
                 yield (epoch, name, *values)
+
+    def save(self, writer) -> None:
+        writer.write_csv("weight_stats.csv", self.rows())

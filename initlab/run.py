@@ -29,7 +29,6 @@ from initlab.data import make_splits
 from initlab.init import apply_init
 from initlab.model import BOUNDED_ACTIVATIONS, build_model
 from initlab.record import (
-    EPOCH_CHECKPOINTS,
     STATUS_COMPLETED,
     STATUS_FAILED,
     STATUS_RUNNING,
@@ -37,10 +36,8 @@ from initlab.record import (
     read_record,
 )
 from initlab.recorders import (
-    ActivationHistogramRecorder,
     ActivationRecorder,
     GradNormRecorder,
-    UnitActivityRecorder,
     WeightRecorder,
     WeightStatsRecorder,
 )
@@ -80,6 +77,28 @@ def make_optimizer(optim_cfg, params) -> torch.optim.Optimizer:
         return torch.optim.Adam(params, lr=optim_cfg.lr, betas=tuple(optim_cfg.betas),
                                 weight_decay=optim_cfg.weight_decay)
     raise ConfigError(f"optim.name={optim_cfg.name!r} is not one of: sgd, adam")
+
+
+def build_recorders(cfg: DictConfig, model: torch.nn.Module, X_train: torch.Tensor) -> dict[str, Any]:
+    """The recorders ``cfg.trainer.recorders`` asks for, sized to the model."""
+    schedule = LogSchedule(cfg.trainer.log_every)
+    wanted = set(cfg.trainer.recorders)
+    n_params = sum(p.numel() for p in model.parameters())
+    recorders: dict[str, Any] = {}
+    if "grad_norms" in wanted:
+        recorders["grad_norms"] = GradNormRecorder(model)
+    if "weights" in wanted:
+        if n_params <= cfg.trainer.weights_max_params:
+            recorders["weights"] = WeightRecorder(model, schedule)
+        recorders["weight_stats"] = WeightStatsRecorder(model, schedule)
+    if "activations" in wanted:
+        bounded = cfg.act.name if cfg.act.name in BOUNDED_ACTIVATIONS else None
+        recorders["activations"] = ActivationRecorder(model, X_train, bounded, schedule)
+    if n_params <= EPOCH_CHECKPOINT_MAX_PARAMS:
+        recorders["epoch_checkpoints"] = EpochCheckpointer(
+            spread_log_epochs(cfg.trainer.log_every, cfg.trainer.epochs, EPOCH_CHECKPOINT_COUNT)
+        )
+    return recorders
 
 
 def library_versions() -> dict[str, str]:
@@ -134,29 +153,9 @@ def run(cfg: DictConfig, out_dir: Path, quiet: bool = False) -> dict[str, Any]:
     device_splits = splits.to(device)
     optimizer = make_optimizer(cfg.optim, model.parameters())
 
-    schedule = LogSchedule(cfg.trainer.log_every)
     checkpointer = Checkpointer()
-    recorders: dict[str, Any] = {}
-    wanted = set(cfg.trainer.recorders)
+    recorders = build_recorders(cfg, model, device_splits.X_train)
     n_params = sum(p.numel() for p in model.parameters())
-    if "grad_norms" in wanted:
-        recorders["grad_norms"] = GradNormRecorder(model)
-    if "weights" in wanted and n_params <= cfg.trainer.weights_max_params:
-        recorders["weights"] = WeightRecorder(model, schedule)
-    if "activations" in wanted:
-        bounded = cfg.act.name if cfg.act.name in BOUNDED_ACTIVATIONS else None
-        recorders["activations"] = ActivationRecorder(model, device_splits.X_train, bounded, schedule)
-        recorders["activation_hists"] = ActivationHistogramRecorder(
-            model, device_splits.X_train, schedule
-        )
-        # Per-unit activity for the diagnosis (dead and saturated units).
-        recorders["units"] = UnitActivityRecorder(model, device_splits.X_train, bounded, schedule)
-    if "weights" in wanted:
-        recorders["weight_stats"] = WeightStatsRecorder(model, schedule)
-    if n_params <= EPOCH_CHECKPOINT_MAX_PARAMS:
-        recorders["epoch_checkpoints"] = EpochCheckpointer(
-            spread_log_epochs(cfg.trainer.log_every, cfg.trainer.epochs, EPOCH_CHECKPOINT_COUNT)
-        )
     callbacks: list[Any] = [checkpointer, *recorders.values()]
     if cfg.trainer.progress and not quiet:
         callbacks.append(ProgressBar(console))
@@ -184,29 +183,8 @@ def run(cfg: DictConfig, out_dir: Path, quiet: bool = False) -> dict[str, Any]:
         "metrics.csv",
         ((m.epoch, m.train_loss, m.train_acc, m.dev_loss, m.dev_acc) for m in state.history),
     )
-    if "grad_norms" in recorders:
-        rec = recorders["grad_norms"]
-        norms = rec.norms().tolist()
-        writer.write_csv(
-            "grad_norms.csv",
-            (
-                (step, step // trainer.steps_per_epoch + 1, name, value)
-                for step, row in enumerate(norms)
-                for name, value in zip(rec.names, row)
-            ),
-        )
-    if "activations" in recorders:
-        writer.write_csv("activations.csv", recorders["activations"].rows())
-    if "weights" in recorders:
-        writer.write_csv("weights.csv", recorders["weights"].rows())
-    if "activation_hists" in recorders:
-        writer.write_csv("activation_hists.csv", recorders["activation_hists"].rows())
-    if "weight_stats" in recorders:
-        writer.write_csv("weight_stats.csv", recorders["weight_stats"].rows())
-    if "epoch_checkpoints" in recorders:
-        writer.save_tensors(EPOCH_CHECKPOINTS, recorders["epoch_checkpoints"].states)
-    if "units" in recorders:
-        writer.write_csv("units.csv", recorders["units"].rows())
+    for recorder in recorders.values():
+        recorder.save(writer)
     writer.save_tensors("checkpoints/init.pt", checkpointer.init_state)
     writer.save_tensors("checkpoints/best.pt", checkpointer.best_state)
     writer.save_tensors("checkpoints/last.pt", checkpointer.last_state)
@@ -224,16 +202,13 @@ def run(cfg: DictConfig, out_dir: Path, quiet: bool = False) -> dict[str, Any]:
         timing={"train_s": state.train_s},
     )
     writer.write_summary(summary)
-    from initlab.diagnose import diagnose
-
-    # render_run diagnoses the record again (and stores it); kept here so the final
-    # summary written below still holds it.
-    summary["diagnosis"] = [f.as_dict() for f in diagnose(read_record(out_dir))]
-    writer.write_summary(summary)
 
     from initlab.report import render_run
 
+    # Tables, figures and the diagnosis all come from the record just written; the
+    # diagnosis lands in summary.json, so the final summary is read back from there.
     render_run(out_dir, console=console)
+    summary = read_record(out_dir).summary
     summary["timing"]["total_s"] = time.perf_counter() - started
     writer.write_summary(summary)
     return summary

@@ -73,7 +73,8 @@ def binary_loss_and_correct(logits: torch.Tensor, y: torch.Tensor, y_is_one: tor
     ``y_is_one`` is ``y > 0.5``, computed once per split rather than once per step.
     """
     loss = nn.functional.binary_cross_entropy_with_logits(logits, y)
-    correct = (logits.detach() > 0).eq(y_is_one).sum()
+    # float32 counts (exact below 2**24 examples) keep the epoch's one stack single-dtype
+    correct = (logits.detach() > 0).eq(y_is_one).sum(dtype=torch.float32)
     return loss, correct
 
 

@@ -11,7 +11,7 @@ from initlab.callbacks import LogSchedule
 from initlab.config import DiagnoseConfig
 from initlab.diagnose import CODES, NO_PROBLEMS, diagnose, diagnosis_table, store_diagnosis
 from initlab.record import read_record
-from initlab.recorders import SATURATION_THRESHOLD, UnitActivityRecorder
+from initlab.recorders import SATURATION_THRESHOLD, ActivationRecorder
 from initlab.report.tables import table_text
 from tests._diagnose_support import layer_norms, write_record
 
@@ -212,9 +212,9 @@ def test_unit_activity_matches_an_independent_forward_pass(act):
     with torch.no_grad():
         model.fc1.bias[:2] = -50.0  # two units of fc1 off (relu) / saturated (tanh) everywhere
     X = torch.randn(300, 2)
-    recorder = UnitActivityRecorder(model, X, "tanh" if act == "tanh" else None, LogSchedule(1))
+    recorder = ActivationRecorder(model, X, "tanh" if act == "tanh" else None, LogSchedule(1))
     recorder.before_fit(FakeTrainer())
-    rows = list(recorder.rows())
+    rows = list(recorder.unit_rows())
     assert len(rows) == 2 * 6
 
     f = torch.relu if act == "relu" else torch.tanh
