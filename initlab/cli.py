@@ -113,6 +113,12 @@ def preflight(args: list[str]) -> str | None:
         with initialize_config_module("initlab.conf", version_base="1.3"):
             cfg = compose(config_name, overrides=overrides)
         validate(cfg)
+        if cfg.trainer.device == "cuda":  # torch only for this check, not for every run
+            import torch
+
+            if not torch.cuda.is_available():
+                raise ConfigError("trainer.device=cuda but no CUDA GPU is available here; "
+                                  "use trainer.device=cpu or trainer.device=auto")
     except ConfigError as e:
         return str(e)
     except Exception as e:  # Hydra/OmegaConf composition errors: keep their words, one line

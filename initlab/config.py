@@ -152,6 +152,9 @@ class TrainerConfig:
     batch_size: Optional[int] = None  # null: full batch, as in the textbook
     log_every: int = 20  # epochs between weight snapshots, activation stats, table rows
     device: str = "cpu"
+    # CPU threads for torch; null = torch's default (one per core). One is fastest for the
+    # lab's small nets and keeps parallel sweep jobs from fighting over cores.
+    threads: Optional[int] = 1
     recorders: list[str] = field(default_factory=lambda: list(RECORDERS))
     weights_max_params: int = 200  # snapshot full weights only for models this small
     progress: bool = True
@@ -306,6 +309,8 @@ def validate(cfg: Any) -> None:
     )
     _check(t.log_every >= 1, f"trainer.log_every must be >= 1 (got {t.log_every})")
     _one_of("trainer.device", t.device, DEVICES)
+    _check(t.threads is None or t.threads >= 1,
+           f"trainer.threads must be >= 1 or null for torch's default (got {t.threads})")
     for name in t.recorders:
         _one_of("trainer.recorders entry", name, RECORDERS)
     if "diagnose" in cfg:

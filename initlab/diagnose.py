@@ -678,21 +678,48 @@ def store_diagnosis(record: RunRecord, findings: list[Finding]) -> None:
     RecordWriter(Path(record.run_dir)).write_summary(summary)
 
 
-def diagnosis_table(findings: list[Finding]):
-    """A rich table of the findings, or one row saying no problems were found."""
+def unchecked_rules(record: RunRecord) -> dict[str, str]:
+    """Finding codes the record holds no data for, with why; a rule without data stays
+    silent, so "no problems found" must not be claimed for it."""
+    missing: dict[str, str] = {}
+    if not record.grad_norms:
+        for code in ("vanishing_gradient", "exploding_gradient"):
+            missing[code] = "gradient norms not recorded"
+    if not record.units and not record.activations:
+        for code in ("dead_units", "saturation"):
+            missing[code] = "activations not recorded"
+    if not record.metrics:
+        missing["not_learning"] = "no epoch finished"
+    return missing
+
+
+def diagnosis_table(findings: list[Finding], unchecked: dict[str, str] | None = None):
+    """A rich table of the findings, or one row saying no problems were found; the caption
+    says which rules had no data to check."""
     from rich.table import Table
 
+    unchecked = unchecked or {}
+    checked = [c for c in CODES if c not in unchecked]
+    caption = "checked: " + ", ".join(checked)
+    if unchecked:
+        reasons: dict[str, list[str]] = {}
+        for code, why in unchecked.items():
+            reasons.setdefault(why, []).append(code)
+        caption += "; not checked: " + "; ".join(
+            f"{', '.join(codes)} ({why})" for why, codes in reasons.items())
     if not findings:
-        table = Table(title="Diagnosis", show_header=False,
-                      caption="checked: " + ", ".join(CODES))
+        verdict = NO_PROBLEMS if not unchecked else f"{NO_PROBLEMS} by the rules that had data"
+        table = Table(title="Diagnosis", show_header=False, caption=caption, min_width=72)
         table.add_column("verdict", style="bold green")
-        table.add_row(NO_PROBLEMS)
+        table.add_row(verdict)
         return table
     table = Table(title=f"Diagnosis: {len(findings)} problem{'s' if len(findings) > 1 else ''}",
                   show_lines=True)
     table.add_column("finding", style="bold red", no_wrap=True)
     table.add_column("what the record shows", ratio=3)
     table.add_column("try", ratio=2)
+    if unchecked:
+        table.caption = caption
     for f in findings:
         where = ", ".join(f.layers) if f.layers else "whole network"
         label = (f"{f.code}\n{where}\nsince epoch {f.first_epoch}\n"

@@ -6,6 +6,7 @@ directory, so tests call it directly. :func:`run_from_hydra` is the body of the
 line for the user and a ``failed`` summary, never a traceback.
 """
 
+import json
 import platform
 import sys
 import time
@@ -32,8 +33,8 @@ from initlab.record import (
     STATUS_COMPLETED,
     STATUS_FAILED,
     STATUS_RUNNING,
+    SUMMARY,
     RecordWriter,
-    read_record,
 )
 from initlab.recorders import (
     ActivationRecorder,
@@ -54,8 +55,12 @@ EPOCH_CHECKPOINT_COUNT = 6
 EPOCH_CHECKPOINT_MAX_PARAMS = 100_000
 
 
+def stream_seed(seed: int, stream: int) -> int:
+    return seed * 1000 + stream
+
+
 def _generator(seed: int, stream: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed * 1000 + stream)
+    return torch.Generator().manual_seed(stream_seed(seed, stream))
 
 
 def resolve_device(name: str) -> torch.device:
@@ -145,8 +150,10 @@ def run(cfg: DictConfig, out_dir: Path, quiet: bool = False) -> dict[str, Any]:
     writer.write_summary(summary)
     console = _console(quiet)
 
+    if device.type == "cpu" and cfg.trainer.threads is not None:
+        torch.set_num_threads(cfg.trainer.threads)
     torch.manual_seed(cfg.seed)
-    splits = make_splits(cfg.data, cfg.seed * 1000 + DATA_STREAM)
+    splits = make_splits(cfg.data, stream_seed(cfg.seed, DATA_STREAM))
     model = build_model(cfg.model, cfg.act)
     apply_init(model, cfg.init, cfg.act, _generator(cfg.seed, INIT_STREAM))
     model.to(device)
@@ -208,7 +215,7 @@ def run(cfg: DictConfig, out_dir: Path, quiet: bool = False) -> dict[str, Any]:
     # Tables, figures and the diagnosis all come from the record just written; the
     # diagnosis lands in summary.json, so the final summary is read back from there.
     render_run(out_dir, console=console)
-    summary = read_record(out_dir).summary
+    summary = json.loads((out_dir / SUMMARY).read_text())
     summary["timing"]["total_s"] = time.perf_counter() - started
     writer.write_summary(summary)
     return summary
@@ -216,9 +223,7 @@ def run(cfg: DictConfig, out_dir: Path, quiet: bool = False) -> dict[str, Any]:
 
 def _mark_failed(out_dir: Path, message: str) -> None:
     """Keep what the summary already says (seed, config) and mark it failed."""
-    import json
-
-    path = out_dir / "summary.json"
+    path = out_dir / SUMMARY
     summary = json.loads(path.read_text()) if path.exists() else {}
     summary.update(status=STATUS_FAILED, error=message)
     RecordWriter(out_dir).write_summary(summary)

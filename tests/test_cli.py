@@ -34,7 +34,7 @@ def test_bad_input_fails_in_one_line_without_a_record(tmp_path, args, message):
     assert not (tmp_path / "run").exists() and not (tmp_path / "sweep").exists()
 
 
-def test_missing_gpu_fails_cleanly_and_marks_the_record_failed(tmp_path):
+def test_missing_gpu_fails_in_one_line_before_any_record(tmp_path):
     pytest.importorskip("torch")
     import torch
 
@@ -43,8 +43,9 @@ def test_missing_gpu_fails_cleanly_and_marks_the_record_failed(tmp_path):
     result = initlab_cli("run", "trainer.device=cuda", f"hydra.run.dir={tmp_path}/run", cwd=tmp_path)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
-    assert "no CUDA GPU is available" in result.stderr
-    assert read_summary(tmp_path / "run")["status"] == "failed"
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "no CUDA GPU is available" in lines[0]
+    assert not (tmp_path / "run").exists()
 
 
 def test_help_lists_every_group_and_does_not_import_torch(tmp_path):
@@ -58,7 +59,7 @@ def test_help_lists_every_group_and_does_not_import_torch(tmp_path):
     for line in ("act: elu, gelu, identity, lrelu, relu, selu, sigmoid, silu, tanh",
                  "data: circles, moons, xor",
                  "experiment: dead_relu, vanishing_gradient, zero_init",
-                 "optim: adam, sgd"):
+                 "optim: adam, momentum, sgd"):
         assert line in out
     assert "_schema" not in out
 

@@ -14,6 +14,8 @@ import torch
 
 from tests._diagnose_support import run_quietly
 
+# Entries that name optim=adam were calibrated with Adam (the default optimizer then);
+# they keep it so their verdicts do not move with the default.
 EXPERIMENT_ZOO = [
     # --- the textbook presets (NNDL 4.5) and their contrasts
     ("zero_init", ["experiment=zero_init"], ["symmetric_weights", "not_learning"]),
@@ -35,18 +37,19 @@ EXPERIMENT_ZOO = [
      ["dead_units", "not_learning"]),
     ("deep_relu_kaiming", ["model.depth=30", "model.width=32", "act=relu", "init=kaiming_normal",
                            "optim=sgd", "optim.lr=0.1", "trainer.epochs=100"], []),
-    ("huge_init_relu", ["init=normal", "init.std=10", "trainer.epochs=50"],
+    ("huge_init_relu", ["optim=adam", "init=normal", "init.std=10", "trainer.epochs=50"],
      ["exploding_gradient"]),
-    ("huge_init_tanh", ["act=tanh", "init=normal", "init.std=10", "trainer.epochs=50"],
+    ("huge_init_tanh", ["optim=adam", "act=tanh", "init=normal", "init.std=10", "trainer.epochs=50"],
      ["saturation"]),
-    ("constant_init", ["init=constant", "trainer.epochs=100"], ["symmetric_weights"]),
-    ("tanh_zero_init", ["act=tanh", "init=zeros", "trainer.epochs=100"],
+    ("constant_init", ["optim=adam", "init=constant", "trainer.epochs=100"], ["symmetric_weights"]),
+    ("tanh_zero_init", ["optim=adam", "act=tanh", "init=zeros", "trainer.epochs=100"],
      ["symmetric_weights", "dead_units", "not_learning"]),
     # --- biases and learning rates
-    ("negative_bias_sigmoid", ["act=sigmoid", "init=xavier_normal", "init.bias=-8",
+    ("negative_bias_sigmoid", ["optim=adam", "act=sigmoid", "init=xavier_normal", "init.bias=-8",
                                "trainer.epochs=50"],
      ["saturation", "vanishing_gradient", "not_learning"]),
-    ("negative_bias_relu", ["init.bias=-3", "trainer.epochs=100"], ["dead_units", "not_learning"]),
+    ("negative_bias_relu", ["optim=adam", "init.bias=-3", "trainer.epochs=100"],
+     ["dead_units", "not_learning"]),
     # LeakyReLU: with plain ReLU the units may all die before anything overflows.
     ("huge_lr", ["act=lrelu", "optim=sgd", "optim.lr=100", "trainer.epochs=50"],
      ["non_finite", "exploding_gradient"]),
@@ -54,9 +57,11 @@ EXPERIMENT_ZOO = [
     ("large_lr_kills_units", ["optim=sgd", "optim.lr=5", "trainer.epochs=100"], ["dead_units"]),
     # --- healthy runs
     ("default", [], []),
-    ("tanh_xavier", ["act=tanh", "init=xavier_normal", "trainer.epochs=100"], []),
-    ("sigmoid_xavier", ["act=sigmoid", "init=xavier_normal", "trainer.epochs=100"], []),
-    ("circles", ["data=circles", "trainer.epochs=100"], []),
+    # The README's second command: the healthy default net, but zero init and sigmoid.
+    ("default_zero_init_sigmoid", ["init=zeros", "act=sigmoid"], ["symmetric_weights", "not_learning"]),
+    ("tanh_xavier", ["optim=adam", "act=tanh", "init=xavier_normal", "trainer.epochs=100"], []),
+    ("sigmoid_xavier", ["optim=adam", "act=sigmoid", "init=xavier_normal", "trainer.epochs=100"], []),
+    ("circles", ["optim=adam", "data=circles", "trainer.epochs=100"], []),
 ]
 ZOO = [(name, overrides, expected, "config") for name, overrides, expected in EXPERIMENT_ZOO]
 ZOO.append(("smoke", [], [], "smoke"))

@@ -7,7 +7,7 @@ A run's tables end with its diagnosis (:mod:`initlab.diagnose`), re-derived from
 
 from pathlib import Path
 
-from initlab.record import SUMMARY, RecordError, read_record
+from initlab.record import STATUS_FAILED, STATUS_RUNNING, SUMMARY, RecordError, read_record
 
 FIGURE_FORMATS = ("png", "svg", "pdf")
 
@@ -16,17 +16,23 @@ def render_run(run_dir: Path, console=None, fmt: str = "png", dpi: int = 120) ->
     """Print and save every table of the run, then draw every figure; returns the figures."""
     from rich.console import Console
 
-    from initlab.diagnose import diagnose, diagnosis_table, store_diagnosis
+    from initlab.diagnose import diagnose, diagnosis_table, store_diagnosis, unchecked_rules
     from initlab.report.figures import render_figures
     from initlab.report.tables import print_and_save, run_tables
 
     record = read_record(Path(run_dir))
+    status = record.summary.get("status", "unknown")
+    if status in (STATUS_FAILED, STATUS_RUNNING) and not record.metrics:
+        why = record.summary.get("error") or "it never finished an epoch"
+        raise RecordError(f"{record.run_dir} holds no results: the run {status} ({why})")
     console = console or Console()
+    if status in (STATUS_FAILED, STATUS_RUNNING):
+        console.print(f"[bold red]status: {status}[/bold red] {record.summary.get('error', '')}")
     # The diagnosis is re-derived from the record, so an old run gets one too; it is
     # printed last and stored in summary.json["diagnosis"].
     findings = diagnose(record)
     store_diagnosis(record, findings)
-    tables = {**run_tables(record), "diagnosis": diagnosis_table(findings)}
+    tables = {**run_tables(record), "diagnosis": diagnosis_table(findings, unchecked_rules(record))}
     print_and_save(tables, console, record.run_dir / "tables")
     figures = render_figures(record, fmt=fmt, dpi=dpi)
     console.print(f"[bold]Run record:[/bold] {record.run_dir}  ({len(figures)} figures)")

@@ -117,14 +117,20 @@ def plot_log_values(ax, x, values, floor: float, color: str, zero_label_dy: floa
     "= 0"; NaN (no value) leaves a gap. ``zero_label_dy`` (points) lets several lines
     that are all zero at one x keep their labels apart.
     """
-    shown = [v if (v > 0 or math.isnan(v)) else floor for v in values]
+    # The line breaks at zeros: a segment from the floor to a real value would draw a
+    # slope that the data do not have.
+    shown = [v if v > 0 else math.nan for v in values]
     ax.plot(list(x), shown, color=color, **line_kw)
-    for xi, v in zip(x, values):
-        if v == 0:
-            ax.plot(xi, floor, marker="o", markersize=10, markerfacecolor="white",
-                    markeredgecolor=color, zorder=3)
-            ax.annotate("= 0", (xi, floor), textcoords="offset points",
-                        xytext=(6, zero_label_dy), fontsize=8, color=color)
+    zeros = [xi for xi, v in zip(x, values) if v == 0]
+    if zeros and not getattr(ax, "_initlab_zero_floor", False):
+        ax._initlab_zero_floor = True
+        ax.axhline(floor, color="grey", linestyle=":", linewidth=0.8, zorder=1)
+        ax.margins(x=0.08)  # room for the "= 0" labels at the ends
+    for xi in zeros:
+        ax.plot(xi, floor, marker="o", markersize=10, markerfacecolor="white",
+                markeredgecolor=color, zorder=3, linestyle="none")
+        ax.annotate("= 0", (xi, floor), textcoords="offset points",
+                    xytext=(6, zero_label_dy), fontsize=8, color=color)
 
 
 def layer_colors(n: int) -> list[str]:
