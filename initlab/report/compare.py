@@ -315,7 +315,8 @@ def comparison_table(jobs: list[Job], title: str):
         table.add_column(f"{split}\nacc", justify="right")
     table.add_column("test\nloss", justify="right")
     table.add_column("best\nepoch", justify="right")
-    table.add_column("findings", overflow="fold", min_width=6)
+    # One code per line; cut inside a code only on terminals too narrow for the table.
+    table.add_column("findings", overflow="fold", min_width=18)
     for j in jobs:
         accs = [j.final(s, "acc") for s in SPLITS]
         table.add_row(
@@ -323,7 +324,7 @@ def comparison_table(jobs: list[Job], title: str):
             *("–" if math.isnan(a) else f"{a:.3f}" for a in accs),
             fmt(j.final("test", "loss")),
             str(j.summary.get("best_epoch", "–")),
-            " ".join(j.findings) or "–",
+            "\n".join(j.findings) or "–",
         )
     return table
 
