@@ -122,8 +122,40 @@ def preflight(args: list[str]) -> str | None:
     except ConfigError as e:
         return str(e)
     except Exception as e:  # Hydra/OmegaConf composition errors: keep their words, one line
-        return _one_line(f"{e}; {e.__cause__}" if e.__cause__ else str(e))
+        return (_unknown_key(str(e), config_name, overrides)
+                or _one_line(f"{e}; {e.__cause__}" if e.__cause__ else str(e)))
     return None
+
+
+def _unknown_key(message: str, config_name: str, overrides: list[str]) -> str | None:
+    """For a key the config does not have, Hydra suggests `+key=value`, which would add a
+    key nothing reads. Say instead which keys there are, and which option has this one."""
+    import re
+    from dataclasses import fields
+
+    from hydra import compose, initialize_config_module
+
+    from initlab.config import OPTION_SCHEMAS
+
+    match = re.search(r"Could not override '([\w.]+)'", message)
+    if not match:
+        return None
+    dotted = match.group(1)
+    parent, _, key = dotted.rpartition(".")
+    rest = [o for o in overrides if not o.startswith(f"{dotted}=")]
+    try:
+        with initialize_config_module("initlab.conf", version_base="1.3"):
+            cfg = compose(config_name, overrides=rest)
+        node = cfg[parent] if parent else cfg
+        keys = ", ".join(k for k in node.keys() if not str(k).startswith("hydra"))
+    except Exception:
+        return None
+    if parent in OPTION_SCHEMAS:
+        owners = sorted(name for name, schema in OPTION_SCHEMAS[parent][0].items()
+                        if key in {f.name for f in fields(schema)})
+        hint = f"; it belongs to {parent}={' / '.join(owners)}" if owners else ""
+        return f"{dotted} does not apply to {parent}={node.name} (its keys: {keys}){hint}"
+    return f"{dotted} is not a config key (keys{' of ' + parent if parent else ''}: {keys})"
 
 
 def _register_resolvers() -> None:

@@ -9,7 +9,7 @@ raises :class:`ConfigError` with one line that names the valid range or choices.
 This module must not import torch: ``initlab run --help`` and ``--cfg job`` load it.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
@@ -244,6 +244,29 @@ def register_configs() -> None:
     cs.store(group="diagnose", name="diagnose_schema", node=DiagnoseConfig)
 
 
+# The schema of each group option whose keys differ from its group's base schema; a key
+# added with `+group.key=...` that the chosen option does not have is rejected by validate.
+OPTION_SCHEMAS = {
+    "data": ({"circles": CirclesConfig}, DataConfig),
+    "act": ({"lrelu": LeakyReLUConfig, "elu": ELUConfig}, ActConfig),
+    "init": ({"constant": ConstantInitConfig, "normal": NormalInitConfig,
+              "uniform": UniformInitConfig, "xavier_uniform": XavierInitConfig,
+              "xavier_normal": XavierInitConfig, "kaiming_uniform": KaimingInitConfig,
+              "kaiming_normal": KaimingInitConfig, "orthogonal": OrthogonalInitConfig}, InitConfig),
+    "optim": ({"sgd": SGDConfig, "adam": AdamConfig}, OptimConfig),
+}
+
+
+def _check_option_keys(cfg: Any) -> None:
+    for group, (by_name, base) in OPTION_SCHEMAS.items():
+        node = cfg[group]
+        schema = by_name.get(node.name, base)
+        allowed = [f.name for f in fields(schema)]
+        for key in node:
+            _check(key in allowed, f"{group}.{key} does not apply to {group}={node.name} "
+                                   f"(its keys: {', '.join(allowed)})")
+
+
 def _check(ok: bool, message: str) -> None:
     if not ok:
         raise ConfigError(message)
@@ -261,6 +284,10 @@ def validate(cfg: Any) -> None:
     """
     d, m, a, i, o, t = cfg.data, cfg.model, cfg.act, cfg.init, cfg.optim, cfg.trainer
     _one_of("data.name", d.name, DATASETS)
+    _one_of("act.name", a.name, ACTIVATIONS)
+    _one_of("init.name", i.name, INITS)
+    _one_of("optim.name", o.name, OPTIMIZERS)
+    _check_option_keys(cfg)
     _check(d.n_samples >= 2, f"data.n_samples must be >= 2 (got {d.n_samples})")
     _check(d.noise >= 0, f"data.noise must be >= 0 (got {d.noise})")
     for split in ("n_train", "n_dev", "n_test"):

@@ -178,11 +178,20 @@ def _holding_since(epochs: list[int], holds: Callable[[int], bool]) -> int | Non
 
 
 # ---------------------------------------------------------------------------- fixes
-def _fix_init(facts: RunFacts) -> str:
-    """The variance-preserving init that suits the run's activation, as an override."""
-    if facts.act in ("sigmoid", "tanh"):
-        return "init=xavier_normal"
-    return "init=kaiming_normal"
+def _fix_init(facts: RunFacts) -> str | None:
+    """The variance-preserving init that suits the run's activation, as an override;
+    None when the run already uses it with its recommended gain (nothing to suggest)."""
+    suited = "xavier_normal" if facts.act in ("sigmoid", "tanh") else "kaiming_normal"
+    init = facts.config.get("init", {})
+    if init.get("name") != suited:
+        return f"init={suited}"
+    if init.get("gain") is not None:
+        return "init.gain=null, the activation's recommended gain"
+    return None
+
+
+def _in_parens(advice: str | None) -> str:
+    return f" ({advice})" if advice else ""
 
 
 def _fix_lr(facts: RunFacts, factor: float = 0.1) -> str:
@@ -262,8 +271,9 @@ def non_finite(facts: RunFacts) -> Finding | None:
     message = "; ".join(parts) + "."
     return Finding("non_finite", layers, first_epoch, float(count), 0.0,
                    message[0].upper() + message[1:],
-                   f"Lower the learning rate ({_fix_lr(facts)}) and check the init scale "
-                   f"({_fix_init(facts)}); the figures show the steps before it broke.")
+                   f"Lower the learning rate ({_fix_lr(facts)})"
+                   + (f" and check the init scale ({_fix_init(facts)})" if _fix_init(facts) else "")
+                   + "; the figures show the steps before it broke.")
 
 
 def _weight_snapshots(facts: RunFacts) -> list[tuple[int, dict[str, Any]]]:
@@ -454,7 +464,8 @@ def dead_units(facts: RunFacts) -> Finding | None:
         fixes.append(f"lower the learning rate ({_fix_lr(facts)}) so one step cannot push "
                      "units off for good")
     if not fixes:
-        fixes.append(f"use {_fix_init(facts)} with init.bias=0")
+        fixes.append(f"use {_fix_init(facts)} with init.bias=0" if _fix_init(facts)
+                     else "use init.bias=0")
     return Finding("dead_units", list(flagged), since, worst, facts.t["layer_fraction"],
                    sentence[0].upper() + sentence[1:], _sentence("; ".join(fixes)))
 
@@ -477,7 +488,7 @@ def saturation(facts: RunFacts) -> Finding | None:
         f"there the activation's slope is below {SATURATED_SLOPE_SHARE:.0%} of its peak, "
         "so little gradient passes through them."
     )
-    fixes = [f"smaller initial weights ({_fix_init(facts)})"]
+    fixes = [f"smaller initial weights{_in_parens(_fix_init(facts))}"]
     if _bias(facts) != 0:
         fixes.append(f"biases near 0 (init.bias=0 instead of {_bias(facts):g})")
     fixes.append("or act=relu, which has no flat tail for positive inputs")
@@ -600,7 +611,7 @@ def exploding_gradient(facts: RunFacts) -> Finding | None:
     message = "; ".join(c[4] for c in sorted(crossings, key=lambda c: c[0])) + "."
     grows_over_time = first_step != first_recorded
     fix = (f"Lower the learning rate ({_fix_lr(facts)})" if grows_over_time
-           else f"Use a smaller init scale ({_fix_init(facts)})")
+           else f"Use a smaller init scale{_in_parens(_fix_init(facts))}")
     return Finding("exploding_gradient", layers, facts.step_epoch[first_step], value, threshold,
                    message[0].upper() + message[1:],
                    fix + "; large gradients make each step overshoot.")

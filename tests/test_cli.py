@@ -17,8 +17,12 @@ BAD_INPUTS = [
     (["optim.lr=-1"], "optim.lr must be > 0"),
     (["data.noise=-1"], "data.noise must be >= 0"),
     (["data.n_train=990"], "larger than data.n_samples=1000"),
-    (["nonsense_key=1"], "Key 'nonsense_key' not in 'Config'"),
-    (["model.depht=3"], "Key 'depht' not in 'ModelConfig'"),
+    (["nonsense_key=1"], "nonsense_key is not a config key (keys: data, model, act"),
+    (["model.depht=3"], "model.depht is not a config key (keys of model: name, depth, width"),
+    (["init.std=0.5"], "init.std does not apply to init=kaiming_normal (its keys: name, bias, mode); "
+                       "it belongs to init=normal"),
+    (["+init.std=0.5"], "init.std does not apply to init=kaiming_normal"),
+    (["trainer.threads=0"], "trainer.threads must be >= 1"),
     (["-m", "act=relu,foo"], "act=foo is not an option"),
 ]
 

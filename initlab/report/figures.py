@@ -72,6 +72,11 @@ def loss_and_accuracy(record: RunRecord, path: Path, dpi: int) -> Path:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend()
     ax_acc.set_ylim(-0.02, 1.02)
+    losses = [m[f"{split}_loss"] for m in record.metrics for split in ("train", "dev")]
+    finite = [v for v in losses if math.isfinite(v) and v > 0]
+    if finite and max(finite) / min(finite) > 1e3:  # a diverging loss would flatten the rest
+        ax_loss.set_yscale("log")
+        ax_loss.set_ylabel("binary cross-entropy (log scale)")
     ax_loss.set_title("Loss")
     ax_acc.set_title("Accuracy")
     fig.suptitle(run_title(record))
@@ -94,7 +99,8 @@ def _mark_non_finite(ax, xs, values, c: str) -> int:
 def _note_non_finite(ax, count: int) -> None:
     """A legend entry for the crosses of :func:`_mark_non_finite` (call before ``legend``)."""
     if count:
-        ax.scatter([], [], marker="x", color="grey", label=f"NaN/Inf ({count} values)")
+        ax.scatter([], [], marker="x", color="grey",
+                   label=f"NaN/Inf ({count} value{'s' if count != 1 else ''})")
 
 
 def _layer_of(param: str) -> str:
