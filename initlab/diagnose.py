@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from initlab.config import DiagnoseConfig
-from initlab.record import RecordWriter, RunRecord
+from initlab.record import RecordWriter, RunRecord, layer_number, layer_of
 
 # In the order they are reported: a broken run first, then causes, then the symptom.
 CODES = (
@@ -65,14 +65,6 @@ def thresholds_of(record: RunRecord) -> dict[str, Any]:
     """The run's diagnose config over the schema defaults (old runs have none saved)."""
     saved = (record.summary.get("config") or record.config or {}).get("diagnose") or {}
     return {**asdict(DiagnoseConfig()), **saved}
-
-
-def _layer_index(name: str) -> int:
-    return int(name.split(".")[0][2:])  # "fc12.weight" -> 12
-
-
-def _layer(param: str) -> str:
-    return param.split(".")[0]
 
 
 def _g(x: float) -> str:
@@ -121,14 +113,15 @@ class RunFacts:
             steps.setdefault(row["step"], {})[row["param"]] = row["norm"]
             step_epoch[row["step"]] = row["epoch"]
         params = record.param_names or list(dict.fromkeys(r["param"] for r in record.grad_norms))
-        weights = sorted((p for p in params if p.endswith(".weight")), key=_layer_index)
+        weights = sorted((p for p in params if p.endswith(".weight")),
+                         key=lambda p: layer_number(layer_of(p)))
         facts = cls(
             record=record,
             t=thresholds_of(record),
             config=record.summary.get("config") or record.config or {},
             params=params,
             weight_params=weights,
-            hidden_layers=[_layer(p) for p in weights[:-1]],
+            hidden_layers=[layer_of(p) for p in weights[:-1]],
             steps=dict(sorted(steps.items())),
             step_epoch=step_epoch,
         )
@@ -239,7 +232,7 @@ def non_finite(facts: RunFacts) -> Finding | None:
             f"(epoch {first_epoch}) in {where}; {n_nan} NaN and {len(bad) - n_nan} Inf "
             f"of {sum(len(r) for r in facts.steps.values())} recorded gradient norms"
         )
-        layers = list(dict.fromkeys(_layer(p) for p, _ in at_first))
+        layers = list(dict.fromkeys(layer_of(p) for p, _ in at_first))
     if bad_losses:
         m = bad_losses[0]
         loss = m["train_loss"] if not math.isfinite(m["train_loss"]) else m["dev_loss"]
@@ -255,7 +248,7 @@ def non_finite(facts: RunFacts) -> Finding | None:
             overflowed = [a["layer"] for a in facts.record.activations
                           if a["epoch"] >= m["epoch"]
                           and not (math.isfinite(a["mean"]) and math.isfinite(a["std"]))]
-            origin = overflowed[0] if overflowed else _layer(facts.weight_params[-1])
+            origin = overflowed[0] if overflowed else layer_of(facts.weight_params[-1])
             parts.append(f"the first non-finite activations at epoch {m['epoch']} are in "
                          f"{origin}" if overflowed
                          else f"every hidden activation was finite, so it was {origin}'s "
@@ -265,7 +258,7 @@ def non_finite(facts: RunFacts) -> Finding | None:
     if bad_weights:
         parts.append(f"the last weights hold {sum(bad_weights.values())} NaN/Inf values "
                      f"in {_names(bad_weights)}")
-        layers = layers or list(dict.fromkeys(_layer(p) for p in bad_weights))
+        layers = layers or list(dict.fromkeys(layer_of(p) for p in bad_weights))
         first_epoch = facts.epochs_run if first_epoch is None else first_epoch
     count = len(bad) + len(bad_losses) + sum(bad_weights.values())
     message = "; ".join(parts) + "."
@@ -325,7 +318,7 @@ def symmetric_weights(facts: RunFacts) -> Finding | None:
     snapshots = [(e, s) for e, s in _weight_snapshots(facts) if facts.trusted(e)]
     if not snapshots or not facts.hidden_layers:
         return None
-    layer_names = [_layer(p) for p in facts.weight_params]
+    layer_names = [layer_of(p) for p in facts.weight_params]
     per_epoch: dict[int, dict[str, tuple[int, int, float]]] = {}
     for epoch, state in snapshots:
         per_epoch[epoch] = {
@@ -542,19 +535,19 @@ def vanishing_gradient(facts: RunFacts) -> Finding | None:
     per_layer = ratio ** (1 / hops)
     first, last = facts.weight_params[0], facts.weight_params[-1]
     row = facts.steps[step]
-    small = [_layer(p) for p in facts.weight_params[:-1] if row[p] < norm_max]
+    small = [layer_of(p) for p in facts.weight_params[:-1] if row[p] < norm_max]
     message = (
         f"At step {step} the weight-gradient norm shrinks by ×{_g(per_layer)} per layer on "
-        f"the way back from {_layer(last)} to {_layer(first)} ({last} {_g(gn)}, {first} "
+        f"the way back from {layer_of(last)} to {layer_of(first)} ({last} {_g(gn)}, {first} "
         f"{_g(g1)}: ×{_g(ratio)} over {hops} layer{'s' if hops != 1 else ''}); this holds at "
         f"{len(hits)} of {len(profile)} recorded steps"
     )
     change = _weight_change(facts, first)
     span = f"{facts.epochs_run} epoch{'s' if facts.epochs_run != 1 else ''}"
     if change == 0:
-        message += f", and {_layer(first)}'s weights did not change at all in {span}"
+        message += f", and {layer_of(first)}'s weights did not change at all in {span}"
     elif change is not None:
-        message += (f", and {_layer(first)}'s weights moved by {_g(change)} of their initial "
+        message += (f", and {layer_of(first)}'s weights moved by {_g(change)} of their initial "
                     f"size in {span}")
     fixes = []
     if facts.act in ("sigmoid", "tanh"):
@@ -592,7 +585,7 @@ def exploding_gradient(facts: RunFacts) -> Finding | None:
         growth = (f", up from {_g(start_max)} at step {first_recorded}"
                   if step != first_recorded else "")
         crossings.append((
-            step, peak, norm_max, list(dict.fromkeys(_layer(p) for _, p, _ in big)),
+            step, peak, norm_max, list(dict.fromkeys(layer_of(p) for _, p, _ in big)),
             f"the gradient norm of {param} reached {_g(norm)} at step {step} (above "
             f"{_g(norm_max)}){growth}; the largest was {_g(peak)} ({peak_param}, step {peak_step})",
         ))
@@ -601,9 +594,9 @@ def exploding_gradient(facts: RunFacts) -> Finding | None:
         hops = len(facts.weight_params) - 1
         first, last = facts.weight_params[0], facts.weight_params[-1]
         crossings.append((
-            step, ratio, ratio_min, [_layer(first)],
+            step, ratio, ratio_min, [layer_of(first)],
             f"at step {step} the weight-gradient norm grows by ×{_g(ratio ** (1 / hops))} per "
-            f"layer on the way back to {_layer(first)} ({last} {_g(gn)}, {first} {_g(g1)}: "
+            f"layer on the way back to {layer_of(first)} ({last} {_g(gn)}, {first} {_g(g1)}: "
             f"×{_g(ratio)}), at {len(ratio_hits)} of {len(profile)} recorded steps",
         ))
     # The rule that fired first gives the value, threshold and layers; both are described.

@@ -84,11 +84,6 @@ class RecordWriter:
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.save(tensors, path)
 
-    def write_table(self, name: str, text: str) -> None:
-        tables = self.run_dir / "tables"
-        tables.mkdir(exist_ok=True)
-        _atomic_write_text(tables / f"{name}.txt", text)
-
 
 def _number(text: str) -> float:
     return float(text) if text != "" else math.nan
@@ -124,6 +119,11 @@ class RunRecord:
         for row in self.grad_norms:
             series.setdefault(row["param"], []).append((row["step"], row["norm"]))
         return series
+
+
+def layer_of(param: str) -> str:
+    """fc3.weight -> fc3."""
+    return param.rsplit(".", 1)[0]
 
 
 def layer_number(layer: str) -> int:

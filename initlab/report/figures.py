@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.transforms  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from initlab.record import RunRecord  # noqa: E402
+from initlab.record import RunRecord, layer_of  # noqa: E402
 from initlab.report.tables import describe_init  # noqa: E402
 
 # Okabe & Ito (2008): distinguishable with every common colour-vision deficiency.
@@ -103,10 +103,6 @@ def _note_non_finite(ax, count: int) -> None:
                    label=f"NaN/Inf ({count} value{'s' if count != 1 else ''})")
 
 
-def _layer_of(param: str) -> str:
-    return param.rsplit(".", 1)[0]
-
-
 def _log_floor(values: list[float]) -> float:
     """Where exact zeros are drawn on a log axis: two decades below the smallest positive value."""
     positive = [v for v in values if v > 0 and math.isfinite(v)]
@@ -155,7 +151,7 @@ def grad_norm_by_layer(record: RunRecord, path: Path, dpi: int) -> Path:
     bottom edge and labelled "= 0", so a dead layer is visible rather than missing.
     """
     series = record.grad_norm_series()
-    layers = list(dict.fromkeys(_layer_of(p) for p in series))
+    layers = list(dict.fromkeys(layer_of(p) for p in series))
     steps = [s for s, _ in next(iter(series.values()), [])]
     moments = [("first step", 0)] + ([("last step", -1)] if len(steps) > 1 else [])
     all_values = [v for pts in series.values() for _, v in pts]
@@ -191,15 +187,15 @@ def grad_norm_over_time(record: RunRecord, path: Path, dpi: int) -> Path:
     fig, ax = plt.subplots(figsize=(8, 4.5), constrained_layout=True)
     all_values = [v for pts in series.values() for _, v in pts]
     floor = _log_floor(all_values)
-    layers = list(dict.fromkeys(_layer_of(p) for p in series))
+    layers = list(dict.fromkeys(layer_of(p) for p in series))
     colors = dict(zip(layers, layer_colors(len(layers)), strict=True))
     non_finite = 0
     for name, pts in series.items():
         ax.plot([s for s, _ in pts], [v if v > 0 else floor for _, v in pts],
-                color=colors[_layer_of(name)],
+                color=colors[layer_of(name)],
                 linestyle="-" if name.endswith("weight") else "--", linewidth=1.2, label=name)
         non_finite += _mark_non_finite(ax, [s for s, _ in pts], [v for _, v in pts],
-                                       colors[_layer_of(name)])
+                                       colors[layer_of(name)])
     _note_non_finite(ax, non_finite)
     ax.set_yscale("log")
     ax.set_xlabel("optimizer step")

@@ -19,10 +19,9 @@ from matplotlib import colors as mcolors
 from matplotlib import pyplot as plt
 from matplotlib.ticker import MaxNLocator
 
-from initlab.record import EPOCH_CHECKPOINTS, RunRecord, layer_number
+from initlab.record import EPOCH_CHECKPOINTS, RunRecord, layer_number, layer_of
 from initlab.report.figures import (
     PALETTE,
-    _layer_of,
     _save,
     draw_probability,
     layer_colors,
@@ -211,7 +210,7 @@ def grad_norm_heatmap(record: RunRecord, path: Path, dpi: int) -> Path | None:
     sums: dict[tuple[str, int], list[float]] = defaultdict(lambda: [0.0, 0])
     for row in record.grad_norms:
         if row["param"].endswith("weight"):
-            acc = sums[(_layer_of(row["param"]), row["epoch"])]
+            acc = sums[(layer_of(row["param"]), row["epoch"])]
             acc[0] += row["norm"]
             acc[1] += 1
     layers = sorted({layer for layer, _ in sums}, key=layer_number)
@@ -294,7 +293,7 @@ def render_layer_figures(record: RunRecord, fmt: str = "png", dpi: int = 120) ->
         written.append(activation_histograms(record, out / f"activation_histograms.{fmt}", dpi))
     if record.weight_stats:
         written.append(weight_distribution(record, out / f"weight_distribution.{fmt}", dpi))
-    n_layers = len({_layer_of(p) for p in record.param_names})
+    n_layers = len({layer_of(p) for p in record.param_names})
     if record.grad_norms and n_layers > DEEP_NET_LAYERS:
         written.append(grad_norm_heatmap(record, out / f"grad_norm_heatmap.{fmt}", dpi))
     written.append(
