@@ -222,26 +222,31 @@ class Config:
 
 
 def register_configs() -> None:
-    """Store the schemas so YAML options can name them as their first default."""
+    """Store the schemas so YAML options can name them as their first default.
+
+    They are stored outside every config group (a YAML option names its schema with a
+    leading slash: ``- /act_schema``), so Hydra never offers ``act=act_schema`` as an
+    option: not in shell completion, not in its "Available options" error messages.
+    """
     cs = ConfigStore.instance()
     cs.store(name="config_schema", node=Config)
-    cs.store(group="data", name="data_schema", node=DataConfig)
-    cs.store(group="data", name="circles_schema", node=CirclesConfig)
-    cs.store(group="model", name="model_schema", node=ModelConfig)
-    cs.store(group="act", name="act_schema", node=ActConfig)
-    cs.store(group="act", name="lrelu_schema", node=LeakyReLUConfig)
-    cs.store(group="act", name="elu_schema", node=ELUConfig)
-    cs.store(group="init", name="init_schema", node=InitConfig)
-    cs.store(group="init", name="constant_schema", node=ConstantInitConfig)
-    cs.store(group="init", name="normal_schema", node=NormalInitConfig)
-    cs.store(group="init", name="uniform_schema", node=UniformInitConfig)
-    cs.store(group="init", name="xavier_schema", node=XavierInitConfig)
-    cs.store(group="init", name="kaiming_schema", node=KaimingInitConfig)
-    cs.store(group="init", name="orthogonal_schema", node=OrthogonalInitConfig)
-    cs.store(group="optim", name="sgd_schema", node=SGDConfig)
-    cs.store(group="optim", name="adam_schema", node=AdamConfig)
-    cs.store(group="trainer", name="trainer_schema", node=TrainerConfig)
-    cs.store(group="diagnose", name="diagnose_schema", node=DiagnoseConfig)
+    cs.store(name="data_schema", node=DataConfig)
+    cs.store(name="circles_schema", node=CirclesConfig)
+    cs.store(name="model_schema", node=ModelConfig)
+    cs.store(name="act_schema", node=ActConfig)
+    cs.store(name="lrelu_schema", node=LeakyReLUConfig)
+    cs.store(name="elu_schema", node=ELUConfig)
+    cs.store(name="init_schema", node=InitConfig)
+    cs.store(name="constant_schema", node=ConstantInitConfig)
+    cs.store(name="normal_schema", node=NormalInitConfig)
+    cs.store(name="uniform_schema", node=UniformInitConfig)
+    cs.store(name="xavier_schema", node=XavierInitConfig)
+    cs.store(name="kaiming_schema", node=KaimingInitConfig)
+    cs.store(name="orthogonal_schema", node=OrthogonalInitConfig)
+    cs.store(name="sgd_schema", node=SGDConfig)
+    cs.store(name="adam_schema", node=AdamConfig)
+    cs.store(name="trainer_schema", node=TrainerConfig)
+    cs.store(name="diagnose_schema", node=DiagnoseConfig)
 
 
 # The schema of each group option whose keys differ from its group's base schema; a key
