@@ -8,6 +8,7 @@ completion queries must stay fast.
 
 import os
 import sys
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
@@ -40,6 +41,7 @@ examples:
 """
 
 COMMANDS = ("run", "report", "list")
+CONFIG_PATH = "pkg://initlab.conf"
 
 
 def config_groups_listing() -> str:
@@ -71,27 +73,36 @@ def _one_line(message: str) -> str:
     return "; ".join(x for x in lines if x and not x.startswith(_NOISE_PREFIXES))
 
 
-def preflight(args: list[str]) -> str | None:
-    """Check the overrides of `initlab run` before Hydra creates any directory.
+@dataclass
+class RunArgs:
+    """The arguments of `initlab run`, split the way Hydra reads them."""
 
-    Returns a one-line error, or None when the run may start. Group options are checked
-    for single runs and sweeps; a single run is also composed and range-checked, so bad
-    values fail here in one line instead of in Hydra's multi-line report.
-    """
-    flags = [a for a in args if a.startswith("-")]
-    if any(f.split("=")[0] not in _RUN_FLAGS for f in flags):
-        return None
-    config_name, overrides, multirun = "config", [], False
+    config_name: str = "config"
+    overrides: list[str] = field(default_factory=list)
+    multirun: bool = False
+    # Any other Hydra flag (--help, --cfg, -sc, --info, ...): Hydra does something else
+    # than a run, and initlab stays out of its way.
+    other_flags: bool = False
+
+
+def parse_run_args(args: list[str]) -> RunArgs:
+    parsed = RunArgs()
+    parsed.other_flags = any(a.startswith("-") and a.split("=")[0] not in _RUN_FLAGS for a in args)
     it = iter(args)
     for arg in it:
         if arg in ("-cn", "--config-name"):
-            config_name = next(it, "config")
+            parsed.config_name = next(it, "config")
         elif arg.startswith("--config-name="):
-            config_name = arg.split("=", 1)[1]
+            parsed.config_name = arg.split("=", 1)[1]
         elif arg in ("-m", "--multirun"):
-            multirun = True
+            parsed.multirun = True
         else:
-            overrides.append(arg)
+            parsed.overrides.append(arg)
+    return parsed
+
+
+def check_group_options(overrides: list[str]) -> str | None:
+    """A one-line error for a config-group option that does not exist (sweeps included)."""
     options = group_options()
     for override in overrides:
         key, sep, value = override.lstrip("+~").partition("=")
@@ -101,17 +112,54 @@ def preflight(args: list[str]) -> str | None:
             if choice != "null" and choice not in options[key]:
                 return (f"{key}={choice} is not an option of '{key}' "
                         f"(choose from: {', '.join(options[key])})")
-    if multirun:
-        return None  # sweep syntax (a,b / range()) is Hydra's to expand
-    from hydra import compose, initialize_config_module
+    return None
 
-    from initlab.config import ConfigError, register_configs, validate
+
+def preflight(args: list[str]) -> str | None:
+    """Check the overrides of `initlab run` before Hydra creates any directory.
+
+    Returns a one-line error, or None when the run may start. Group options are checked
+    for single runs and sweeps; a single run is also composed and range-checked (see
+    :func:`compose_single_run`), so bad values fail in one line instead of in Hydra's
+    multi-line report.
+    """
+    parsed = parse_run_args(args)
+    if parsed.other_flags:
+        return None
+    error = check_group_options(parsed.overrides)
+    if error or parsed.multirun:
+        return error  # sweep syntax (a,b / range()) is Hydra's to expand, per job
+    return compose_single_run(parsed)[0]
+
+
+def _hydra_app():
+    """Hydra's app object for initlab's packaged configs (what @hydra.main would build)."""
+    from hydra._internal.hydra import Hydra
+    from hydra._internal.utils import create_config_search_path
+
+    from initlab.config import register_configs
 
     register_configs()
     _register_resolvers()
+    return Hydra.create_main_hydra2(task_name="initlab",
+                                    config_search_path=create_config_search_path(CONFIG_PATH))
+
+
+def compose_single_run(parsed: RunArgs):
+    """Compose a single run's config once, with Hydra's own node, and check it.
+
+    Returns ``(error, hydra_app, cfg)``: a one-line error (and no config) when the run must
+    not start. The same composition is then handed to the run (:func:`run_single`), so a
+    run pays for Hydra's composition once, not three times.
+    """
+    from hydra.types import RunMode
+
+    from initlab.config import ConfigError, validate
+
+    app = _hydra_app()
     try:
-        with initialize_config_module("initlab.conf", version_base="1.3"):
-            cfg = compose(config_name, overrides=overrides)
+        cfg = app.compose_config(parsed.config_name, parsed.overrides, run_mode=RunMode.RUN,
+                                 with_log_configuration=False)
         validate(cfg)
         if cfg.trainer.device == "cuda":  # torch only for this check, not for every run
             import torch
@@ -120,20 +168,44 @@ def preflight(args: list[str]) -> str | None:
                 raise ConfigError("trainer.device=cuda but no CUDA GPU is available here; "
                                   "use trainer.device=cpu or trainer.device=auto")
     except ConfigError as e:
-        return str(e)
+        return str(e), None, None
     except Exception as e:  # Hydra/OmegaConf composition errors: keep their words, one line
-        return (_unknown_key(str(e), config_name, overrides)
-                or _one_line(f"{e}; {e.__cause__}" if e.__cause__ else str(e)))
-    return None
+        return (_unknown_key(app, str(e), parsed.config_name, parsed.overrides)
+                or _one_line(f"{e}; {e.__cause__}" if e.__cause__ else str(e))), None, None
+    return None, app, cfg
 
 
-def _unknown_key(message: str, config_name: str, overrides: list[str]) -> str | None:
+def run_single(app, cfg, config_name: str) -> None:
+    """Run one job from an already composed config: the body of Hydra's own ``Hydra.run``
+    (callbacks, the job's output dir and ``.hydra/`` files, logging), minus its composition."""
+    from hydra._internal.callbacks import Callbacks
+    from hydra.core.utils import run_job
+    from hydra.types import HydraContext, RunMode
+
+    from initlab.run import run_from_hydra
+
+    cfg.hydra.mode = RunMode.RUN
+    callbacks = Callbacks(cfg)
+    callbacks.on_run_start(config=cfg, config_name=config_name)
+    ret = run_job(
+        hydra_context=HydraContext(config_loader=app.config_loader, callbacks=callbacks),
+        task_function=run_from_hydra,
+        config=cfg,
+        job_dir_key="hydra.run.dir",
+        job_subdir_key=None,
+        configure_logging=True,
+    )
+    callbacks.on_run_end(config=cfg, config_name=config_name, job_return=ret)
+    _ = ret.return_value  # re-raises what the job raised
+
+
+def _unknown_key(app, message: str, config_name: str, overrides: list[str]) -> str | None:
     """For a key the config does not have, Hydra suggests `+key=value`, which would add a
     key nothing reads. Say instead which keys there are, and which option has this one."""
     import re
     from dataclasses import fields
 
-    from hydra import compose, initialize_config_module
+    from hydra.types import RunMode
 
     from initlab.config import OPTION_SCHEMAS
 
@@ -144,8 +216,8 @@ def _unknown_key(message: str, config_name: str, overrides: list[str]) -> str | 
     parent, _, key = dotted.rpartition(".")
     rest = [o for o in overrides if not o.startswith(f"{dotted}=")]
     try:
-        with initialize_config_module("initlab.conf", version_base="1.3"):
-            cfg = compose(config_name, overrides=rest)
+        # Only on this error path is the config composed a second time.
+        cfg = app.compose_config(config_name, rest, run_mode=RunMode.RUN)
         node = cfg[parent] if parent else cfg
         keys = ", ".join(k for k in node.keys() if not str(k).startswith("hydra"))
     except Exception:
@@ -176,7 +248,7 @@ def _hydra_entry() -> None:
     register_configs()
     _register_resolvers()
 
-    @hydra.main(version_base="1.3", config_path="pkg://initlab.conf", config_name="config")
+    @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="config")
     def hydra_main(cfg: DictConfig) -> None:
         from initlab.run import run_from_hydra
 
@@ -244,10 +316,20 @@ def main(argv: list[str] | None = None) -> int:
         _hydra_entry()
         return 0
     if command == "run":
-        error = preflight(rest)
+        parsed = parse_run_args(rest)
+        error = None if parsed.other_flags else check_group_options(parsed.overrides)
+        if not error and not parsed.other_flags and not parsed.multirun:
+            error, app, cfg = compose_single_run(parsed)
+            if not error and cfg.hydra.mode is None:
+                run_single(app, cfg, parsed.config_name)
+                return 0
         if error:
             print(f"initlab run: error: {error}", file=sys.stderr)
             return 2
+        if not parsed.other_flags:
+            # Flags first: argparse cannot take `-cn NAME` after Hydra's positional overrides.
+            rest = [*(["-m"] if parsed.multirun else []), "-cn", parsed.config_name,
+                    *parsed.overrides]
         sys.argv = [prog, *rest]
         _hydra_entry()
         return 0

@@ -31,6 +31,11 @@ DATASETS = ("moons", "circles", "xor")
 OPTIMIZERS = ("sgd", "adam")
 RECORDERS = ("grad_norms", "weights", "activations")
 DEVICES = ("cpu", "cuda", "auto")
+# What the report step draws and prints; "auto" picks by context (see ReportConfig).
+FIGURE_SETS = ("auto", "none", "key", "full")
+TABLE_SETS = ("auto", "line", "brief", "full")
+FIGURE_FORMATS = ("png", "svg", "pdf")
+MAX_DPI = 1200
 
 
 class ConfigError(ValueError):
@@ -209,6 +214,25 @@ class DiagnoseConfig:
     flat_loss_fraction: float = 0.01
 
 
+# --------------------------------------------------------------------------- report
+@dataclass
+class ReportConfig:
+    """What the report step after a run draws and prints (`initlab report` draws the full set).
+
+    ``auto`` fits the context: a single run draws the key figures and prints brief tables;
+    a job inside ``-m`` draws nothing and prints one line, and the sweep root gets the
+    comparison. ``report=full`` draws and prints everything, ``report=minimal`` nothing but
+    the one line; ``report.quiet=true`` prints nothing at all (errors still go to stderr).
+    """
+
+    figures: str = "auto"  # auto | none | key | full
+    tables: str = "auto"  # auto | line | brief | full
+    sweep: bool = True  # the comparison (tables, figures) at the root of a sweep
+    quiet: bool = False
+    format: str = "png"  # png | svg | pdf
+    dpi: int = 120
+
+
 @dataclass
 class Config:
     data: DataConfig = MISSING
@@ -218,6 +242,7 @@ class Config:
     optim: OptimConfig = MISSING
     trainer: TrainerConfig = MISSING
     diagnose: DiagnoseConfig = field(default_factory=DiagnoseConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
     seed: int = 0
 
 
@@ -247,6 +272,7 @@ def register_configs() -> None:
     cs.store(name="adam_schema", node=AdamConfig)
     cs.store(name="trainer_schema", node=TrainerConfig)
     cs.store(name="diagnose_schema", node=DiagnoseConfig)
+    cs.store(name="report_schema", node=ReportConfig)
 
 
 # The schema of each group option whose keys differ from its group's base schema; a key
@@ -347,6 +373,15 @@ def validate(cfg: Any) -> None:
         _one_of("trainer.recorders entry", name, RECORDERS)
     if "diagnose" in cfg:
         validate_diagnose(cfg.diagnose)
+    if "report" in cfg:
+        validate_report(cfg.report)
+
+
+def validate_report(r: Any) -> None:
+    _one_of("report.figures", r.figures, FIGURE_SETS)
+    _one_of("report.tables", r.tables, TABLE_SETS)
+    _one_of("report.format", r.format, FIGURE_FORMATS)
+    _check(1 <= r.dpi <= MAX_DPI, f"report.dpi must be in [1, {MAX_DPI}] (got {r.dpi})")
 
 
 def validate_diagnose(g: Any) -> None:

@@ -19,11 +19,10 @@ Rules shared by every finding:
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 from initlab.config import DiagnoseConfig
-from initlab.record import RecordWriter, RunRecord, layer_number, layer_of
+from initlab.record import RunRecord, layer_number, layer_of
 
 # In the order they are reported: a broken run first, then causes, then the symptom.
 CODES = (
@@ -673,13 +672,6 @@ def diagnose(record: RunRecord) -> list[Finding]:
     findings = [f for rule in RULES if (f := rule(facts)) is not None]
     last = not_learning(facts, findings)
     return findings + ([last] if last else [])
-
-
-def store_diagnosis(record: RunRecord, findings: list[Finding]) -> None:
-    """Write the findings into the run's summary.json under ``diagnosis``."""
-    summary = {**record.summary, "diagnosis": [f.as_dict() for f in findings]}
-    record.summary = summary
-    RecordWriter(Path(record.run_dir)).write_summary(summary)
 
 
 def unchecked_rules(record: RunRecord) -> dict[str, str]:

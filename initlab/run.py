@@ -1,4 +1,4 @@
-"""One run, start to end: seed -> data -> model -> init -> trainer -> record -> report.
+"""One run, start to end: seed -> data -> model -> init -> trainer -> record, then the report.
 
 :func:`run` is pure with respect to Hydra: it takes a composed config and an output
 directory, so tests call it directly. :func:`run_from_hydra` is the body of the
@@ -27,6 +27,7 @@ from initlab.callbacks import (
 )
 from initlab.config import ConfigError, validate
 from initlab.data import make_splits
+from initlab.diagnose import diagnose
 from initlab.init import apply_init
 from initlab.model import BOUNDED_ACTIVATIONS, build_model
 from initlab.record import (
@@ -35,6 +36,7 @@ from initlab.record import (
     STATUS_RUNNING,
     SUMMARY,
     RecordWriter,
+    read_record,
 )
 from initlab.recorders import (
     ActivationRecorder,
@@ -130,10 +132,12 @@ def _console(quiet: bool):
 
 
 def run(cfg: DictConfig, out_dir: Path, quiet: bool = False) -> dict[str, Any]:
-    """Train the configured network, write its record to ``out_dir``, render its report.
+    """Train the configured network and write its complete record to ``out_dir``.
 
-    Returns the summary written to ``summary.json``. Raises ConfigError for a bad config
-    before anything is written.
+    The record ends with its diagnosis (summary.json ``diagnosis``), computed from the
+    files just written, before anything is drawn; drawing is the separate report step
+    (:func:`report_run`, the same code path as ``initlab report``). Returns the summary.
+    Raises ConfigError for a bad config before anything is written.
     """
     started = time.perf_counter()
     validate(cfg)
@@ -148,7 +152,6 @@ def run(cfg: DictConfig, out_dir: Path, quiet: bool = False) -> dict[str, Any]:
         "versions": library_versions(),
     }
     writer.write_summary(summary)
-    console = _console(quiet)
 
     if device.type == "cpu" and cfg.trainer.threads is not None:
         torch.set_num_threads(cfg.trainer.threads)
@@ -165,7 +168,7 @@ def run(cfg: DictConfig, out_dir: Path, quiet: bool = False) -> dict[str, Any]:
     n_params = sum(p.numel() for p in model.parameters())
     callbacks: list[Any] = [checkpointer, *recorders.values()]
     if cfg.trainer.progress and not quiet:
-        callbacks.append(ProgressBar(console))
+        callbacks.append(ProgressBar(_console(quiet)))
 
     trainer = Trainer(
         model,
@@ -177,6 +180,7 @@ def run(cfg: DictConfig, out_dir: Path, quiet: bool = False) -> dict[str, Any]:
         shuffle_gen=_generator(cfg.seed, SHUFFLE_STREAM),
     )
     state = trainer.fit()
+    record_started = time.perf_counter()
 
     # Final metrics are those of the best-on-dev model, as the textbook's runner reports.
     model.load_state_dict(checkpointer.best_state)
@@ -206,19 +210,32 @@ def run(cfg: DictConfig, out_dir: Path, quiet: bool = False) -> dict[str, Any]:
         metrics=final,
         param_shapes={k: list(v.shape) for k, v in checkpointer.init_state.items()},
         n_params=n_params,
-        timing={"train_s": state.train_s},
     )
-    writer.write_summary(summary)
-
-    from initlab.report import render_run
-
-    # Tables, figures and the diagnosis all come from the record just written; the
-    # diagnosis lands in summary.json, so the final summary is read back from there.
-    render_run(out_dir, console=console)
-    summary = json.loads((out_dir / SUMMARY).read_text())
-    summary["timing"]["total_s"] = time.perf_counter() - started
+    # The diagnosis reads the record just written (the reporters' one bridge), with the
+    # final summary in memory, so summary.json is written once more, complete.
+    record = read_record(out_dir)
+    record.summary = summary
+    summary["diagnosis"] = [f.as_dict() for f in diagnose(record)]
+    now = time.perf_counter()
+    summary["timing"] = {"train_s": state.train_s, "record_s": now - record_started,
+                         "total_s": now - started}
     writer.write_summary(summary)
     return summary
+
+
+def report_run(cfg: DictConfig, out_dir: Path, summary: dict[str, Any], in_sweep: bool,
+               job_label: str = "") -> None:
+    """The report step after a run, as ``cfg.report`` asks (see ReportConfig): what
+    ``initlab report`` does, with the figure and table sets chosen for the context."""
+    r = cfg.report
+    figures = r.figures if r.figures != "auto" else ("none" if in_sweep else "key")
+    tables = r.tables if r.tables != "auto" else ("line" if in_sweep else "brief")
+    if r.quiet and figures == "none":
+        return
+    from initlab.report import render_run
+
+    render_run(out_dir, console=_console(r.quiet), fmt=r.format, dpi=r.dpi, figures=figures,
+               tables=tables, job_label=job_label)
 
 
 def _mark_failed(out_dir: Path, message: str) -> None:
@@ -241,15 +258,20 @@ def _fail(out_dir: Path, message: str, multirun: bool) -> None:
 
 
 def run_from_hydra(cfg: DictConfig) -> None:
-    """Body of the @hydra.main function: run into Hydra's output dir; fail in one line."""
+    """Body of the @hydra.main function: run into Hydra's output dir, then the report step;
+    fail in one line. A report that fails leaves the complete record as it is."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
     hydra_cfg = HydraConfig.get()
     out_dir = Path(hydra_cfg.runtime.output_dir)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    quiet = bool(cfg.report.quiet)
+    # In a sweep, one line per job: the progress bar is for single runs.
+    if multirun and cfg.report.tables in ("auto", "line"):
+        cfg.trainer.progress = False
     try:
-        run(cfg, out_dir)
+        summary = run(cfg, out_dir, quiet=quiet)
     except ConfigError as e:
         _fail(out_dir, str(e), multirun)
     except KeyboardInterrupt:
@@ -258,3 +280,15 @@ def run_from_hydra(cfg: DictConfig) -> None:
     except Exception as e:
         (out_dir / "error.txt").write_text(traceback.format_exc())
         _fail(out_dir, f"{type(e).__name__}: {e} (traceback in {out_dir / 'error.txt'})", multirun)
+    label = ""
+    if multirun:
+        label = f"job {hydra_cfg.job.num} " + (" ".join(hydra_cfg.overrides.task) or "(defaults)")
+    try:
+        report_run(cfg, out_dir, summary, in_sweep=multirun, job_label=label)
+    except Exception as e:  # the record is complete and stays so; say how to retry
+        (out_dir / "report_error.txt").write_text(traceback.format_exc())
+        message = (f"the report failed: {type(e).__name__}: {e} (traceback in "
+                   f"{out_dir / 'report_error.txt'}; retry with `initlab report {out_dir}`)")
+        print(f"initlab: error: {message}", file=sys.stderr)
+        if not multirun:
+            sys.exit(1)

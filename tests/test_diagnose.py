@@ -9,7 +9,7 @@ import torch
 
 from initlab.callbacks import LogSchedule
 from initlab.config import DiagnoseConfig
-from initlab.diagnose import CODES, NO_PROBLEMS, diagnose, diagnosis_table, store_diagnosis
+from initlab.diagnose import CODES, NO_PROBLEMS, diagnose, diagnosis_table
 from initlab.record import read_record
 from initlab.recorders import SATURATION_THRESHOLD, ActivationRecorder
 from initlab.report.tables import table_text
@@ -177,18 +177,26 @@ def test_healthy_record_prints_no_problems_and_lists_what_was_checked(tmp_path):
     text = table_text(diagnosis_table(findings))
     assert NO_PROBLEMS in text
     assert all(code in text for code in CODES)
-    store_diagnosis(record, findings)
-    assert json.loads((run_dir / "summary.json").read_text())["diagnosis"] == []
 
 
-def test_stored_findings_have_the_contract_fields(tmp_path):
+def test_findings_have_the_contract_fields(tmp_path):
     run_dir = write_record(tmp_path, metrics=flat_metrics(12))
-    record = read_record(run_dir)
-    store_diagnosis(record, diagnose(record))
-    (stored,) = json.loads((run_dir / "summary.json").read_text())["diagnosis"]
+    (stored,) = [f.as_dict() for f in diagnose(read_record(run_dir))]
     assert set(stored) == {"code", "layers", "first_epoch", "value", "threshold", "message",
                            "fix"}
     assert stored["code"] == "not_learning"
+
+
+def test_a_run_stores_its_diagnosis_and_the_report_never_rewrites_the_summary(run_lab):
+    from initlab.report import render_run
+
+    run_dir, summary = run_lab("init=zeros", "act=sigmoid", "trainer.epochs=30")
+    before = (run_dir / "summary.json").read_bytes()
+    stored = json.loads(before)["diagnosis"]
+    assert [d["code"] for d in stored] == [f.code for f in diagnose(read_record(run_dir))]
+    assert "symmetric_weights" in [d["code"] for d in stored]
+    render_run(run_dir, figures="none", tables="full")
+    assert (run_dir / "summary.json").read_bytes() == before
 
 
 # -------------------------------------------------------------- the unit-activity recorder

@@ -17,9 +17,19 @@ LAUNCHER_PLUGINS = {
 }
 
 
+def launcher_installed(module: str) -> bool:
+    # find_spec imports the parent package first: without any plugin, `hydra_plugins`
+    # itself is missing and find_spec raises instead of returning None.
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
+
+
 def _require(launcher: str) -> None:
-    if importlib.util.find_spec(LAUNCHER_PLUGINS[launcher]) is None:
-        pytest.skip(f"{LAUNCHER_PLUGINS[launcher]} is not installed")
+    if not launcher_installed(LAUNCHER_PLUGINS[launcher]):
+        pytest.skip(f"{LAUNCHER_PLUGINS[launcher]} is not installed "
+                    "(pip install -e '.[launchers]')")
 
 
 @pytest.mark.parametrize("launcher", list(LAUNCHER_PLUGINS))

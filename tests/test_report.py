@@ -32,6 +32,11 @@ def smoke_run(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("smoke") / "run"
     run(compose_config("trainer.progress=false", config_name="smoke"), out, quiet=True)
+    from rich.console import Console
+
+    from initlab.report import render_run
+
+    render_run(out, console=Console(quiet=True), figures="full", tables="full")
     return out
 
 

@@ -1,24 +1,66 @@
 """Reporters: tables and figures rendered from a run record, never from a live model.
 
-``render_run(run_dir)`` is what the end of a run calls; ``render_path(path)`` is what
-``initlab report PATH`` calls: a run is re-rendered, a sweep compared, a folder listed.
-A run's tables end with its diagnosis (:mod:`initlab.diagnose`), re-derived from the record.
+``render_run(run_dir, figures=..., tables=...)`` is the report step: the end of a run
+calls it with the sets its ``report`` config chose, ``initlab report PATH`` with the
+full sets (:func:`render_path`: a run is re-rendered, a sweep compared, a folder listed).
+A run's tables end with its diagnosis (:mod:`initlab.diagnose`), which the run stored in
+summary.json; the report only reads the record and writes ``tables/`` and ``figures/``.
 """
 
+import math
 from pathlib import Path
 
-from initlab.record import STATUS_FAILED, STATUS_RUNNING, SUMMARY, RecordError, read_record
+from initlab.config import FIGURE_FORMATS
+from initlab.record import STATUS_FAILED, STATUS_RUNNING, SUMMARY, RecordError, RunRecord, read_record
 
-FIGURE_FORMATS = ("png", "svg", "pdf")
+__all__ = ["FIGURE_FORMATS", "render_run", "render_path", "run_findings", "one_line"]
+
+# The tables a run prints by default ("brief"); "full" adds the training log, gradient
+# norms, weights and activations. The diagnosis always comes last.
+BRIEF_TABLES = ("config", "metrics")
 
 
-def render_run(run_dir: Path, console=None, fmt: str = "png", dpi: int = 120) -> list[Path]:
-    """Print and save every table of the run, then draw every figure; returns the figures."""
+def run_findings(record: RunRecord):
+    """The run's diagnosis: the one its run stored in summary.json, or, for a record
+    without one (an old or unfinished run), derived now, in memory: the report step never
+    rewrites the record's files."""
+    from initlab.diagnose import Finding, diagnose
+
+    stored = record.summary.get("diagnosis")
+    if isinstance(stored, list):
+        try:
+            return [Finding(**d) for d in stored]
+        except TypeError:
+            pass  # written by another version: derive it again
+    return diagnose(record)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def one_line(record: RunRecord, findings, label: str = "") -> str:
+    """One line per run: what ran, how it ended, its test accuracy and findings, where."""
+    s = record.summary
+    status = s.get("status", "unknown")
+    acc = (s.get("metrics") or {}).get("test", {}).get("acc")
+    parts = [f"{status} after {_plural(int(s.get('epochs_run') or 0), 'epoch')}"]
+    if isinstance(acc, (int, float)) and math.isfinite(acc):
+        parts.append(f"test acc {acc:.3f}")
+    parts.append(", ".join(f.code for f in findings) if findings else "no findings")
+    head = f"{label}: " if label else ""
+    return f"{head}{'; '.join(parts)} -> {record.run_dir}"
+
+
+def render_run(run_dir: Path, console=None, fmt: str = "png", dpi: int = 120,
+               figures: str = "full", tables: str = "full", job_label: str = "") -> list[Path]:
+    """Print and save the run's tables, then draw its figures; returns the figures.
+
+    ``figures``: none | key | full (see :data:`initlab.report.figures.RUN_FIGURES`);
+    ``tables``: line (one line) | brief | full. This is what ``initlab report`` runs
+    (full, full) and what a run runs after its record is complete.
+    """
     from rich.console import Console
-
-    from initlab.diagnose import diagnose, diagnosis_table, store_diagnosis, unchecked_rules
-    from initlab.report.figures import render_figures
-    from initlab.report.tables import print_and_save, run_tables
 
     record = read_record(Path(run_dir))
     status = record.summary.get("status", "unknown")
@@ -26,17 +68,30 @@ def render_run(run_dir: Path, console=None, fmt: str = "png", dpi: int = 120) ->
         why = record.summary.get("error") or "it never finished an epoch"
         raise RecordError(f"{record.run_dir} holds no results: the run {status} ({why})")
     console = console or Console()
-    if status in (STATUS_FAILED, STATUS_RUNNING):
-        console.print(f"[bold red]status: {status}[/bold red] {record.summary.get('error', '')}")
-    # The diagnosis is re-derived from the record, so an old run gets one too; it is
-    # printed last and stored in summary.json["diagnosis"].
-    findings = diagnose(record)
-    store_diagnosis(record, findings)
-    tables = {**run_tables(record), "diagnosis": diagnosis_table(findings, unchecked_rules(record))}
-    print_and_save(tables, console, record.run_dir / "tables")
-    figures = render_figures(record, fmt=fmt, dpi=dpi)
-    console.print(f"[bold]Run record:[/bold] {record.run_dir}  ({len(figures)} figures)")
-    return figures
+    findings = run_findings(record)
+    if tables == "line":
+        console.print(one_line(record, findings, job_label), highlight=False, markup=False,
+                      soft_wrap=True)
+    else:
+        from initlab.diagnose import diagnosis_table, unchecked_rules
+        from initlab.report.tables import print_and_save, run_tables
+
+        if status in (STATUS_FAILED, STATUS_RUNNING):
+            console.print(f"[bold red]status: {status}[/bold red] {record.summary.get('error', '')}")
+        shown = run_tables(record)
+        if tables == "brief":
+            shown = {k: v for k, v in shown.items() if k in BRIEF_TABLES}
+        shown["diagnosis"] = diagnosis_table(findings, unchecked_rules(record))
+        print_and_save(shown, console, record.run_dir / "tables")
+    written: list[Path] = []
+    if figures != "none":
+        from initlab.report.figures import render_figures
+
+        written = render_figures(record, which=figures, fmt=fmt, dpi=dpi)
+    if tables != "line":
+        console.print(f"[bold]Run record:[/bold] {record.run_dir}  "
+                      f"({_plural(len(written), 'figure')})", soft_wrap=True)
+    return written
 
 
 def render_path(path: Path, console=None, fmt: str = "png", dpi: int = 120) -> list[Path]:
@@ -57,7 +112,7 @@ def render_path(path: Path, console=None, fmt: str = "png", dpi: int = 120) -> l
                           "folder of them")
     console = console or Console()
     if (path / SUMMARY).exists():
-        return render_run(path, console=console, fmt=fmt, dpi=dpi)
+        return render_run(path, console=console, fmt=fmt, dpi=dpi, figures="full", tables="full")
     if (path / MULTIRUN_FILE).exists():
         return render_sweep(path, console=console, fmt=fmt, dpi=dpi)
     from initlab.report.overview import find_entries, overview_table

@@ -428,10 +428,17 @@ class SweepComparison(Callback):
         self.dpi = dpi
         self._sweep_dir: str | None = None
         self._pending = False
+        self._quiet = False
 
     def on_multirun_start(self, config, **kwargs) -> None:
         self._sweep_dir = str(config.hydra.sweep.dir)
-        self._pending = True
+        report = config.get("report") or {}
+        self.fmt = report.get("format", self.fmt)
+        self.dpi = report.get("dpi", self.dpi)
+        self._quiet = bool(report.get("quiet", False))
+        self._pending = bool(report.get("sweep", True))
+        if not self._quiet:
+            print(f"Sweep: {self._sweep_dir}", flush=True)
         atexit.register(self._render_once)
 
     def on_multirun_end(self, config, **kwargs) -> None:
@@ -442,7 +449,10 @@ class SweepComparison(Callback):
             return
         self._pending = False
         try:
-            render_sweep(Path(self._sweep_dir), fmt=self.fmt, dpi=self.dpi)
+            from rich.console import Console
+
+            render_sweep(Path(self._sweep_dir), console=Console(quiet=self._quiet),
+                         fmt=self.fmt, dpi=self.dpi)
         except RecordError as e:
             print(f"initlab: no sweep comparison: {e}", file=sys.stderr)
         except Exception as e:  # a reporting bug must not hide how the sweep itself went
