@@ -3,6 +3,10 @@
 One row per run or sweep found under the folder, newest first: when it started, its
 overrides, its status and its key metrics. Only summary.json files and Hydra's small
 YAML files are read, so listing a large ``outputs/`` stays quick.
+
+Each path is shown whole, on one line, as it pastes into ``initlab report`` from where
+the listing was asked for: a table when the terminal is wide enough for the longest path,
+else one block per entry with the path on a line of its own.
 """
 
 import json
@@ -12,8 +16,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from rich.console import Console, ConsoleOptions, RenderResult
+from rich.padding import Padding
+from rich.text import Text
+
 from initlab.record import SUMMARY
 from initlab.report.compare import MULTIRUN_FILE, NOT_JOB_DIRS, find_job_dirs
+from initlab.report.tables import Folded, plural
 
 # Run-directory parts that never hold another run: not worth walking into.
 NOT_RECORD_DIRS = NOT_JOB_DIRS | {"checkpoints"}
@@ -103,7 +112,7 @@ def sweep_entry(sweep_dir: Path) -> Entry:
         path=sweep_dir,
         started=_started(sweep_dir, MULTIRUN_FILE),
         overrides=overrides or "defaults",
-        status=f"{n} jobs: " + ", ".join(f"{k} {s}" for s, k in sorted(statuses.items())),
+        status=f"{plural(n, 'job')}: " + ", ".join(f"{k} {s}" for s, k in sorted(statuses.items())),
         epochs="–",
         test_acc="–" if not accs else (f"{min(accs):.3f}–{max(accs):.3f}" if len(accs) > 1
                                        else f"{accs[0]:.3f}"),
@@ -126,23 +135,65 @@ def find_entries(folder: Path) -> list[Entry]:
     return sorted(entries, key=lambda e: e.started, reverse=True)
 
 
-def overview_table(entries: list[Entry], folder: Path):
-    from initlab.report.compare import _status_cell, wide_table
+# The overrides column of the table layout is at least this wide; on a terminal too
+# narrow for it beside the paths, the block layout reads better than a column of stubs.
+MIN_OVERRIDES_WIDTH = 20
+FACT_SEP = "   "  # between the facts of a block's second line, which wraps only there
 
-    table = wide_table(f"Runs and sweeps under {folder} (newest first)")
-    table.add_column("started")
-    table.add_column("kind")
-    table.add_column("path", overflow="fold")
-    table.add_column("overrides", overflow="fold")  # the point of the row: never cut to "…"
-    table.add_column("status")
-    table.add_column("epochs", justify="right")
-    table.add_column("test acc", justify="right", no_wrap=True)
-    for e in entries:
-        try:
-            path = str(e.path.relative_to(folder))
-        except ValueError:
-            path = str(e.path)
-        status = _status_cell(e.status) if e.kind == "run" else e.status
-        table.add_row(datetime.fromtimestamp(e.started).strftime("%Y-%m-%d %H:%M:%S"), e.kind,
-                      path, e.overrides, status, e.epochs, e.test_acc)
-    return table
+
+class Overview:
+    """The listing as a rich renderable that picks its layout for the width it gets."""
+
+    def __init__(self, entries: list[Entry], folder: Path) -> None:
+        self.entries = entries
+        self.folder = folder
+        self.title = f"Runs and sweeps under {folder} (newest first)"
+
+    def _status(self, e: Entry) -> str:
+        from initlab.report.compare import _status_cell
+
+        return _status_cell(e.status) if e.kind == "run" else e.status
+
+    def table(self):
+        from initlab.report.compare import wide_table
+
+        table = wide_table(self.title)
+        table.add_column("started")  # date, then time under it when space is short
+        table.add_column("kind")
+        table.add_column("path", no_wrap=True)  # whole, to paste into `initlab report`
+        table.add_column("overrides", min_width=MIN_OVERRIDES_WIDTH)
+        table.add_column("status")
+        table.add_column("epochs", justify="right")
+        table.add_column("test acc", justify="right", no_wrap=True)
+        for e in self.entries:
+            table.add_row(_when(e), e.kind, str(e.path), Folded(e.overrides), self._status(e),
+                          e.epochs, e.test_acc)
+        return table
+
+    def blocks(self, width: int) -> RenderResult:
+        yield Text(self.title, style="italic", justify="center")
+        for e in self.entries:
+            yield Text(str(e.path), style="bold", no_wrap=True, overflow="ignore")
+            facts = [e.kind, _when(e), e.status]
+            if e.epochs.isdigit():
+                facts.append(plural(int(e.epochs), "epoch"))
+            facts.append(f"test acc {e.test_acc}")
+            yield Padding(Folded(FACT_SEP.join(facts), breaks=(FACT_SEP,)), (0, 0, 0, 2))
+            yield Padding(Folded(e.overrides, style="dim"), (0, 0, 0, 2))
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        table = self.table()
+        # The table's own measure: Measurement.get would clamp the minimum to the width.
+        if table.__rich_measure__(console, options).minimum <= options.max_width:
+            yield table
+        else:
+            yield from self.blocks(options.max_width)
+
+
+def _when(e: Entry) -> str:
+    return datetime.fromtimestamp(e.started).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def overview_table(entries: list[Entry], folder: Path) -> Overview:
+    """The listing of ``entries`` (see :class:`Overview`); print it with ``console.print``."""
+    return Overview(entries, folder)

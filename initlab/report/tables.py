@@ -1,7 +1,9 @@
-"""Rich tables of one run, built from its record alone.
+"""Rich tables of one run, built from its record alone, and the cell helpers every table uses.
 
 Each builder returns a ``rich.table.Table``; :func:`print_and_save` shows a table and
-writes the same text to ``tables/<name>.txt`` in the run directory.
+writes the same text to ``tables/<name>.txt`` in the run directory. Cells that hold
+overrides are :class:`Folded`, so a narrow terminal breaks them between overrides (or
+after a ``,`` or ``=``), never inside a word; counts read "1 epoch", "2 epochs" (:func:`plural`).
 """
 
 import io
@@ -9,10 +11,85 @@ import math
 from collections.abc import Iterator
 from pathlib import Path
 
-from rich.console import Console
+from rich.console import Console, ConsoleOptions, RenderResult
+from rich.measure import Measurement
 from rich.table import Table
+from rich.text import Text
 
 from initlab.record import RunRecord
+
+
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """``plural(1, "epoch")`` -> "1 epoch", ``plural(3, "epoch")`` -> "3 epochs"."""
+    return f"{n} {word if n == 1 else many or word + 's'}"
+
+
+# Where an overrides cell may break, best first: between overrides, then inside a sweep's
+# list (after a comma), then after the key (after "="). Nothing else is ever broken.
+BREAKS = (" ", ",", "=")
+
+
+def _pieces(text: str, sep: str) -> list[str]:
+    """``text`` cut just after every ``sep``; a blank separator is dropped instead."""
+    if sep.isspace():
+        return [p.strip() for p in text.split(sep) if p.strip()]
+    parts = text.split(sep)
+    pieces = [p + sep for p in parts[:-1]]
+    return (pieces + [parts[-1]]) if parts[-1] else pieces
+
+
+def _atoms(text: str, breaks: tuple[str, ...]) -> list[str]:
+    """The pieces of ``text`` that :func:`fold_lines` never breaks."""
+    pieces = [text]
+    for sep in breaks:
+        pieces = [q for p in pieces for q in _pieces(p, sep)]
+    return pieces
+
+
+def fold_lines(text: str, width: int, breaks: tuple[str, ...] = BREAKS) -> list[str]:
+    """``text`` in lines of at most ``width``, broken only at ``breaks`` (best first).
+
+    Whole overrides are kept on one line when they fit; one that does not fit any line
+    starts a new line and is broken at the next kind of break. A piece with no break left
+    is kept whole even when it is wider than ``width``: a cut word would paste back wrong.
+    """
+    sep, rest = breaks[0], breaks[1:]
+    lines: list[str] = []
+    joiner = sep if sep.isspace() else ""
+    for piece in _pieces(text, sep):
+        if lines and len(lines[-1]) + len(joiner) + len(piece) <= width:
+            lines[-1] += joiner + piece
+        elif len(piece) <= width or not rest:
+            lines.append(piece)
+        else:  # a piece broken at a lesser break starts on a line of its own
+            lines += fold_lines(piece, width, rest)
+    return lines or [""]
+
+
+class Folded:
+    """Text for a table cell that wraps at ``breaks`` only (overrides: :data:`BREAKS`).
+
+    Rich wraps text at whitespace and folds or cuts what does not fit, which splits
+    ``kaiming_normal`` into ``kaiming_nor`` / ``mal``. This cell tells the table its
+    narrowest width (its widest unbreakable piece) and breaks only where a reader, or a
+    shell, would.
+    """
+
+    def __init__(self, text: str, style: str = "", breaks: tuple[str, ...] = BREAKS) -> None:
+        self.text = text
+        self.style = style
+        self.breaks = breaks
+
+    def __str__(self) -> str:
+        return self.text
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        narrowest = max(map(len, _atoms(self.text, self.breaks)), default=0)
+        return Measurement(narrowest, max(map(len, fold_lines(self.text, 10**9, self.breaks))))
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        lines = fold_lines(self.text, options.max_width, self.breaks)
+        yield Text("\n".join(lines), style=self.style, no_wrap=True, overflow="ellipsis")
 
 
 def fmt(value: float, digits: int = 4) -> str:
@@ -74,10 +151,11 @@ def config_table(record: RunRecord) -> Table:
         f"{data.get('n_test')} test, noise {data.get('noise')}",
     )
     batch = trainer.get("batch_size") or "full"
-    table.add_row("training", f"{trainer.get('epochs')} epochs, batch {batch}")
+    epochs = trainer.get("epochs")
+    table.add_row("training", f"{'?' if epochs is None else plural(epochs, 'epoch')}, batch {batch}")
     table.add_row("seed / device", f"{s.get('seed')} / {s.get('device')}")
     if record.overrides:
-        table.add_row("overrides", " ".join(record.overrides))
+        table.add_row("overrides", Folded(" ".join(record.overrides)))
     return table
 
 
