@@ -4,7 +4,10 @@ A callback is any object with methods named after trainer events (see
 ``initlab.trainer.EVENTS``); this module holds the ones that are not measurements.
 """
 
+import signal
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -145,3 +148,97 @@ class EpochCheckpointer:
         from initlab.record import EPOCH_CHECKPOINTS
 
         writer.save_tensors(EPOCH_CHECKPOINTS, self.states)
+
+
+class LiveRecord:
+    """Writes the record as training goes, so a kill keeps all but the last few seconds.
+
+    At a log epoch, once at least ``min_interval_s`` passed since the last write (a short
+    run writes once, at the end): the new rows of metrics.csv, of every stream's CSV
+    (``stream.start(writer)`` / ``stream.stream(writer)``, e.g. the gradient norms), then
+    ``on_flush(trainer)``, which refreshes summary.json. :meth:`flush` is also the run's
+    last write of those files.
+    """
+
+    def __init__(self, writer, schedule: LogSchedule, streams: list, on_flush: Callable,
+                 min_interval_s: float = 5.0):
+        self.writer = writer
+        self.schedule = schedule
+        self.streams = streams
+        self.on_flush = on_flush
+        self.min_interval_s = min_interval_s
+        self._metrics_written = 0
+        self._last_flush = 0.0
+
+    def before_fit(self, trainer) -> None:
+        self.writer.start_csv("metrics.csv")
+        for stream in self.streams:
+            stream.start(self.writer)
+        self._last_flush = time.monotonic()
+
+    def after_epoch(self, trainer) -> None:
+        if (self.schedule.due(trainer.state.epoch, trainer)
+                and time.monotonic() - self._last_flush >= self.min_interval_s):
+            self.flush(trainer)
+
+    def flush(self, trainer) -> None:
+        history = trainer.state.history
+        self.writer.append_csv("metrics.csv", (
+            (m.epoch, m.train_loss, m.train_acc, m.dev_loss, m.dev_acc)
+            for m in history[self._metrics_written:]
+        ))
+        self._metrics_written = len(history)
+        for stream in self.streams:
+            stream.stream(self.writer)
+        self.on_flush(trainer)
+        self._last_flush = time.monotonic()
+
+
+class Interrupted(BaseException):
+    """Raised when a second SIGINT/SIGTERM asks to abort at once (a BaseException, like
+    KeyboardInterrupt, so no ``except Exception`` swallows it)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+class StopOnSignal:
+    """SIGINT (Ctrl-C) and SIGTERM (SLURM, submitit, kill) end the fit cleanly.
+
+    As a context manager it installs the handlers (main thread only) and always restores
+    the previous ones. The first signal asks the trainer to stop after the current epoch,
+    so the record is completed with everything measured; a second one raises
+    :class:`Interrupted` at once. Place it first among the callbacks, so log-epoch
+    recorders see the stop in the same epoch.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.received: int | None = None
+        self._previous: dict[int, object] = {}
+
+    def __enter__(self) -> "StopOnSignal":
+        if threading.current_thread() is threading.main_thread():
+            for signum in self.SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous = {}
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.received).name if self.received else ""
+
+    def _handle(self, signum, frame) -> None:
+        if self.received is not None:
+            raise Interrupted(signum)
+        self.received = signum
+
+    def after_epoch(self, trainer) -> None:
+        if self.received is not None:
+            trainer.request_stop(f"interrupted by {self.name} at epoch {trainer.state.epoch}")

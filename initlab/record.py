@@ -25,7 +25,9 @@ import json
 import math
 import os
 from collections.abc import Iterable
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -42,24 +44,72 @@ COLUMNS = {
 }
 EPOCH_CHECKPOINTS = "checkpoints/epochs.pt"
 SUMMARY = "summary.json"
-STATUS_RUNNING = "running"
-STATUS_COMPLETED = "completed"
-STATUS_FAILED = "failed"
+ERROR_FILE = "error.txt"  # the traceback of a run that failed
+REPORT_ERROR_FILE = "report_error.txt"  # the traceback of a report step that failed
+# Files a run writes while it trains (appended at log epochs, see RecordWriter.append_csv).
+STREAMED_CSVS = ("metrics.csv", "grad_norms.csv")
+# Everything a run (and its report) may leave in its directory: what `overwrite=true` clears.
+RECORD_PATHS = (SUMMARY, *COLUMNS, "data.pt", "checkpoints", "tables", "figures", ERROR_FILE,
+                REPORT_ERROR_FILE, ".hydra", "initlab.log")
+
+
+class Status(str, Enum):
+    """How a run ended, as summary.json ``status`` says (docs: README, "The record").
+
+    - ``running``: training or writing; a running record whose process is gone is shown
+      as stopped (see :func:`describe_status`).
+    - ``completed``: every planned epoch ran.
+    - ``diverged``: stopped early because a loss or gradient norm became NaN/Inf; the
+      record holds everything up to there.
+    - ``interrupted``: stopped by SIGINT (Ctrl-C) or SIGTERM (SLURM, submitit, kill);
+      the record holds everything measured up to there.
+    - ``failed``: an error in the configuration or the program; ``error`` says which.
+    """
+
+    RUNNING = "running"
+    COMPLETED = "completed"
+    DIVERGED = "diverged"
+    INTERRUPTED = "interrupted"
+    FAILED = "failed"
+
+
+STATUS_RUNNING = Status.RUNNING.value
+STATUS_COMPLETED = Status.COMPLETED.value
+STATUS_DIVERGED = Status.DIVERGED.value
+STATUS_INTERRUPTED = Status.INTERRUPTED.value
+STATUS_FAILED = Status.FAILED.value
+# Statuses whose final metrics mean something (an interrupted run's are those up to the stop).
+FINISHED_STATUSES = (STATUS_COMPLETED, STATUS_DIVERGED, STATUS_INTERRUPTED)
 
 
 class RecordError(Exception):
     """A path is not a readable run record; the message is one line for the user."""
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    # Write then rename, so a reader never sees half a file and a crash keeps the old one.
+@contextmanager
+def _replacing(path: Path):
+    """Yield a temporary path beside ``path``; on success it replaces ``path`` at once.
+
+    A reader never sees half a file, and a failed write (a full disk, a kill) keeps the
+    old file and leaves no temporary one behind.
+    """
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        with suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    with _replacing(path) as tmp:
+        tmp.write_text(text)
 
 
 class RecordWriter:
-    """Writes the files of one run directory."""
+    """Writes the files of one run directory; every whole-file write is atomic."""
 
     def __init__(self, run_dir: Path):
         self.run_dir = Path(run_dir)
@@ -68,21 +118,33 @@ class RecordWriter:
     def write_summary(self, summary: dict[str, Any]) -> None:
         _atomic_write_text(self.run_dir / SUMMARY, json.dumps(summary, indent=2) + "\n")
 
+    def write_text(self, name: str, text: str) -> None:
+        _atomic_write_text(self.run_dir / name, text)
+
     def write_csv(self, name: str, rows: Iterable[Iterable[Any]]) -> None:
-        path = self.run_dir / name
-        tmp = path.with_name(path.name + ".tmp")
-        with tmp.open("w", newline="") as f:
+        with _replacing(self.run_dir / name) as tmp, tmp.open("w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(COLUMNS[name])
             writer.writerows(rows)
-        os.replace(tmp, path)
+
+    def start_csv(self, name: str) -> None:
+        """An empty CSV (its header only) that :meth:`append_csv` then grows."""
+        self.write_csv(name, ())
+
+    def append_csv(self, name: str, rows: Iterable[Iterable[Any]]) -> None:
+        """Append rows to a CSV begun with :meth:`start_csv`: written as training goes, so a
+        killed run keeps every row flushed before the kill. Flushed to the OS, not fsynced:
+        a process that dies loses nothing flushed; only a machine crash could."""
+        with (self.run_dir / name).open("a", newline="") as f:
+            csv.writer(f).writerows(rows)
 
     def save_tensors(self, relpath: str, tensors: dict) -> None:
         import torch
 
         path = self.run_dir / relpath
         path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(tensors, path)
+        with _replacing(path) as tmp:
+            torch.save(tensors, tmp)
 
 
 def _number(text: str) -> float:

@@ -78,6 +78,7 @@ class GradNormRecorder:
         self._steps_per_epoch = trainer.steps_per_epoch
         self._pending = []
         self._host_chunks = []
+        self._written_chunks = self._written_steps = 0
         self._no_grad = torch.zeros((), device=self._params[0].device)  # norm of a missing grad
 
     def after_backward(self, trainer) -> None:
@@ -119,12 +120,29 @@ class GradNormRecorder:
             return torch.empty(0, len(self.names))
         return torch.cat(self._host_chunks)
 
-    def save(self, writer) -> None:
-        writer.write_csv("grad_norms.csv", (
-            (step, step // self._steps_per_epoch + 1, name, value)
-            for step, row in enumerate(self.norms().tolist())
-            for name, value in zip(self.names, row)
-        ))
+    def new_rows(self) -> Iterator[tuple[int, int, str, float]]:
+        """(step, epoch, param, norm) of every step not handed out before: what
+        grad_norms.csv has not got yet. Moves the pending norms to the host first."""
+        self._flush()
+        chunks = self._host_chunks[self._written_chunks:]
+        self._written_chunks = len(self._host_chunks)
+        step = self._written_steps
+        for chunk in chunks:
+            for row in chunk.tolist():
+                epoch = step // self._steps_per_epoch + 1
+                for name, value in zip(self.names, row):
+                    yield step, epoch, name, value
+                step += 1
+        self._written_steps = step
+
+    def start(self, writer) -> None:
+        writer.start_csv("grad_norms.csv")
+
+    def stream(self, writer) -> None:
+        """Append the rows recorded since the last call to grad_norms.csv."""
+        writer.append_csv("grad_norms.csv", self.new_rows())
+
+    save = stream  # at the end of a fit: the rows not streamed yet
 
 
 class WeightRecorder(LogEpochRecorder):

@@ -7,7 +7,10 @@ line for the user and a ``failed`` summary, never a traceback.
 """
 
 import json
+import os
 import platform
+import signal
+import socket
 import sys
 import time
 import traceback
@@ -21,8 +24,11 @@ from initlab import __version__
 from initlab.callbacks import (
     Checkpointer,
     EpochCheckpointer,
+    Interrupted,
+    LiveRecord,
     LogSchedule,
     ProgressBar,
+    StopOnSignal,
     spread_log_epochs,
 )
 from initlab.config import ConfigError, validate
@@ -31,8 +37,12 @@ from initlab.diagnose import diagnose
 from initlab.init import apply_init
 from initlab.model import BOUNDED_ACTIVATIONS, build_model
 from initlab.record import (
+    ERROR_FILE,
+    REPORT_ERROR_FILE,
     STATUS_COMPLETED,
+    STATUS_DIVERGED,
     STATUS_FAILED,
+    STATUS_INTERRUPTED,
     STATUS_RUNNING,
     SUMMARY,
     RecordWriter,
@@ -45,8 +55,6 @@ from initlab.recorders import (
     WeightStatsRecorder,
 )
 from initlab.trainer import Trainer, evaluate
-
-STATUS_DIVERGED = "diverged"
 
 # Independent random streams, so changing one part (say the init) leaves the others alone.
 DATA_STREAM, INIT_STREAM, SHUFFLE_STREAM = 0, 1, 2
@@ -134,10 +142,13 @@ def _console(quiet: bool):
 def run(cfg: DictConfig, out_dir: Path, quiet: bool = False) -> dict[str, Any]:
     """Train the configured network and write its complete record to ``out_dir``.
 
-    The record ends with its diagnosis (summary.json ``diagnosis``), computed from the
-    files just written, before anything is drawn; drawing is the separate report step
-    (:func:`report_run`, the same code path as ``initlab report``). Returns the summary.
-    Raises ConfigError for a bad config before anything is written.
+    The record is written as training goes (metrics and gradient norms at log epochs, see
+    :class:`~initlab.callbacks.LiveRecord`) and ends with its diagnosis (summary.json
+    ``diagnosis``), computed from the files just written, before anything is drawn;
+    drawing is the separate report step (:func:`report_run`, the same code path as
+    ``initlab report``). SIGINT/SIGTERM stop training after the current epoch and the
+    record is completed with status ``interrupted``. Returns the summary. Raises
+    ConfigError for a bad config before anything is written.
     """
     started = time.perf_counter()
     validate(cfg)
@@ -150,6 +161,10 @@ def run(cfg: DictConfig, out_dir: Path, quiet: bool = False) -> dict[str, Any]:
         "device": str(device),
         "config": OmegaConf.to_container(cfg, resolve=True),
         "versions": library_versions(),
+        # Who writes this record: a reader that finds the status still `running` and this
+        # process gone says the run stopped without a word (record.describe_status).
+        "process": {"pid": os.getpid(), "host": socket.gethostname()},
+        "epochs_run": 0,
     }
     writer.write_summary(summary)
 
@@ -162,11 +177,22 @@ def run(cfg: DictConfig, out_dir: Path, quiet: bool = False) -> dict[str, Any]:
     model.to(device)
     device_splits = splits.to(device)
     optimizer = make_optimizer(cfg.optim, model.parameters())
+    # The data first: a run stopped at any point can still be re-evaluated and drawn.
+    writer.save_tensors("data.pt", {k: v.contiguous() for k, v in splits.as_dict().items()})
 
     checkpointer = Checkpointer()
     recorders = build_recorders(cfg, model, device_splits.X_train)
     n_params = sum(p.numel() for p in model.parameters())
-    callbacks: list[Any] = [checkpointer, *recorders.values()]
+
+    def heartbeat(trainer) -> None:
+        summary.update(epochs_run=trainer.state.epoch, steps_run=trainer.state.step,
+                       updated=time.time())
+        writer.write_summary(summary)
+
+    streamed = [r for r in recorders.values() if hasattr(r, "stream")]
+    live = LiveRecord(writer, LogSchedule(cfg.trainer.log_every), streamed, heartbeat)
+    stop_on_signal = StopOnSignal()
+    callbacks: list[Any] = [stop_on_signal, checkpointer, *recorders.values(), live]
     if cfg.trainer.progress and not quiet:
         callbacks.append(ProgressBar(_console(quiet)))
 
@@ -179,47 +205,50 @@ def run(cfg: DictConfig, out_dir: Path, quiet: bool = False) -> dict[str, Any]:
         callbacks=callbacks,
         shuffle_gen=_generator(cfg.seed, SHUFFLE_STREAM),
     )
-    state = trainer.fit()
-    record_started = time.perf_counter()
+    with stop_on_signal:
+        state = trainer.fit()
+        record_started = time.perf_counter()
+        live.flush(trainer)
+        if stop_on_signal.received:
+            status = STATUS_INTERRUPTED
+        else:
+            status = STATUS_COMPLETED if state.stop_reason is None else STATUS_DIVERGED
 
-    # Final metrics are those of the best-on-dev model, as the textbook's runner reports.
-    model.load_state_dict(checkpointer.best_state)
-    final = {}
-    for split in ("train", "dev", "test"):
-        X, y = getattr(device_splits, f"X_{split}"), getattr(device_splits, f"y_{split}")
-        loss, acc = evaluate(model, X, y)
-        final[split] = {"loss": loss, "acc": acc}
+        # Final metrics are those of the best-on-dev model, as the textbook's runner reports.
+        model.load_state_dict(checkpointer.best_state)
+        final = {}
+        for split in ("train", "dev", "test"):
+            X, y = getattr(device_splits, f"X_{split}"), getattr(device_splits, f"y_{split}")
+            loss, acc = evaluate(model, X, y)
+            final[split] = {"loss": loss, "acc": acc}
 
-    writer.write_csv(
-        "metrics.csv",
-        ((m.epoch, m.train_loss, m.train_acc, m.dev_loss, m.dev_acc) for m in state.history),
-    )
-    for recorder in recorders.values():
-        recorder.save(writer)
-    writer.save_tensors("checkpoints/init.pt", checkpointer.init_state)
-    writer.save_tensors("checkpoints/best.pt", checkpointer.best_state)
-    writer.save_tensors("checkpoints/last.pt", checkpointer.last_state)
-    writer.save_tensors("data.pt", {k: v.contiguous() for k, v in splits.as_dict().items()})
+        for recorder in recorders.values():
+            if recorder not in streamed:
+                recorder.save(writer)
+        writer.save_tensors("checkpoints/init.pt", checkpointer.init_state)
+        writer.save_tensors("checkpoints/best.pt", checkpointer.best_state)
+        writer.save_tensors("checkpoints/last.pt", checkpointer.last_state)
 
-    summary.update(
-        status=STATUS_COMPLETED if state.stop_reason is None else STATUS_DIVERGED,
-        stop_reason=state.stop_reason,
-        epochs_run=state.epoch,
-        steps_run=state.step,
-        best_epoch=state.best_epoch,
-        metrics=final,
-        param_shapes={k: list(v.shape) for k, v in checkpointer.init_state.items()},
-        n_params=n_params,
-    )
-    # The diagnosis reads the record just written (the reporters' one bridge), with the
-    # final summary in memory, so summary.json is written once more, complete.
-    record = read_record(out_dir)
-    record.summary = summary
-    summary["diagnosis"] = [f.as_dict() for f in diagnose(record)]
-    now = time.perf_counter()
-    summary["timing"] = {"train_s": state.train_s, "record_s": now - record_started,
-                         "total_s": now - started}
-    writer.write_summary(summary)
+        summary.update(
+            status=status,
+            stop_reason=state.stop_reason,
+            signal=stop_on_signal.name or None,
+            epochs_run=state.epoch,
+            steps_run=state.step,
+            best_epoch=state.best_epoch,
+            metrics=final,
+            param_shapes={k: list(v.shape) for k, v in checkpointer.init_state.items()},
+            n_params=n_params,
+        )
+        # The diagnosis reads the record just written (the reporters' one bridge), with the
+        # final summary in memory, so summary.json is written once more, complete.
+        record = read_record(out_dir)
+        record.summary = summary
+        summary["diagnosis"] = [f.as_dict() for f in diagnose(record)]
+        now = time.perf_counter()
+        summary["timing"] = {"train_s": state.train_s, "record_s": now - record_started,
+                             "total_s": now - started}
+        writer.write_summary(summary)
     return summary
 
 
@@ -238,23 +267,70 @@ def report_run(cfg: DictConfig, out_dir: Path, summary: dict[str, Any], in_sweep
                tables=tables, job_label=job_label)
 
 
-def _mark_failed(out_dir: Path, message: str) -> None:
-    """Keep what the summary already says (seed, config) and mark it failed."""
+def mark_record(out_dir: Path, status: str, message: str) -> str | None:
+    """Keep what the summary already says (seed, config, epochs so far) and set its status.
+
+    Never raises: on a full disk or a vanished folder it returns why the record could not
+    be updated, for the one line the user sees.
+    """
     path = out_dir / SUMMARY
-    summary = json.loads(path.read_text()) if path.exists() else {}
-    summary.update(status=STATUS_FAILED, error=message)
-    RecordWriter(out_dir).write_summary(summary)
+    try:
+        summary = json.loads(path.read_text()) if path.exists() else {}
+        if not isinstance(summary, dict):
+            summary = {}
+    except (OSError, ValueError):
+        summary = {}
+    summary.update(status=status, error=message)
+    try:
+        RecordWriter(out_dir).write_summary(summary)
+    except OSError as e:
+        return f"could not update {path}: {e.strerror or e}"
+    return None
+
+
+def _save_traceback(out_dir: Path, name: str) -> str:
+    """Save the current traceback under ``out_dir``; returns where, or why it could not."""
+    try:
+        RecordWriter(out_dir).write_text(name, traceback.format_exc())
+    except OSError as e:
+        return f"traceback not saved: {e.strerror or e}"
+    return f"traceback in {out_dir / name}"
 
 
 def _fail(out_dir: Path, message: str, multirun: bool) -> None:
-    _mark_failed(out_dir, message)
-    print(f"initlab: error: {message}", file=sys.stderr)
+    unsaved = mark_record(out_dir, STATUS_FAILED, message)
+    print(f"initlab: error: {message}" + (f"; {unsaved}" if unsaved else ""), file=sys.stderr)
     if not multirun:
         sys.exit(2)
     from hydra.errors import CompactHydraException
 
     # Compact: Hydra prints the message alone, and the other jobs of the sweep still run.
     raise CompactHydraException(message)
+
+
+def _interrupted(out_dir: Path, summary: dict[str, Any] | None, signum: int, at_once: bool) -> None:
+    """One line for an interrupted run, then exit 128 + signal (130 for SIGINT, 143 for
+    SIGTERM); in a sweep the exit stops the sweep and its comparison is still drawn."""
+    name = signal.Signals(signum).name
+    if summary is None:  # aborted at once: keep what was flushed, say so
+        epochs = _epochs_in_record(out_dir)
+        unsaved = mark_record(out_dir, STATUS_INTERRUPTED,
+                              f"aborted by a second {name}; the record holds what was written "
+                              f"up to epoch {epochs}")
+        where = f"aborted by {name} after epoch {epochs}"
+    else:
+        unsaved = None
+        where = f"interrupted by {name} after epoch {summary.get('epochs_run')}"
+    print(f"initlab: {where}; the record up to there is in {out_dir} "
+          f"(`initlab report {out_dir}`)" + (f"; {unsaved}" if unsaved else ""), file=sys.stderr)
+    sys.exit(128 + signum)
+
+
+def _epochs_in_record(out_dir: Path) -> int:
+    try:
+        return json.loads((out_dir / SUMMARY).read_text()).get("epochs_run", 0)
+    except (OSError, ValueError, AttributeError):
+        return 0
 
 
 def run_from_hydra(cfg: DictConfig) -> None:
@@ -274,21 +350,23 @@ def run_from_hydra(cfg: DictConfig) -> None:
         summary = run(cfg, out_dir, quiet=quiet)
     except ConfigError as e:
         _fail(out_dir, str(e), multirun)
-    except KeyboardInterrupt:
-        _mark_failed(out_dir, "interrupted")
-        raise
+    except Interrupted as e:
+        _interrupted(out_dir, None, e.signum, at_once=True)
+    except KeyboardInterrupt:  # Ctrl-C before or after training's own handler
+        _interrupted(out_dir, None, signal.SIGINT, at_once=True)
     except Exception as e:
-        (out_dir / "error.txt").write_text(traceback.format_exc())
-        _fail(out_dir, f"{type(e).__name__}: {e} (traceback in {out_dir / 'error.txt'})", multirun)
+        where = _save_traceback(out_dir, ERROR_FILE)
+        _fail(out_dir, f"{type(e).__name__}: {e} ({where})", multirun)
+    if summary["status"] == STATUS_INTERRUPTED:
+        _interrupted(out_dir, summary, signal.Signals[summary["signal"]], at_once=False)
     label = ""
     if multirun:
         label = f"job {hydra_cfg.job.num} " + (" ".join(hydra_cfg.overrides.task) or "(defaults)")
     try:
         report_run(cfg, out_dir, summary, in_sweep=multirun, job_label=label)
     except Exception as e:  # the record is complete and stays so; say how to retry
-        (out_dir / "report_error.txt").write_text(traceback.format_exc())
-        message = (f"the report failed: {type(e).__name__}: {e} (traceback in "
-                   f"{out_dir / 'report_error.txt'}; retry with `initlab report {out_dir}`)")
-        print(f"initlab: error: {message}", file=sys.stderr)
+        where = _save_traceback(out_dir, REPORT_ERROR_FILE)
+        print(f"initlab: error: the report failed: {type(e).__name__}: {e} ({where}; retry "
+              f"with `initlab report {out_dir}`)", file=sys.stderr)
         if not multirun:
             sys.exit(1)
