@@ -231,8 +231,10 @@ def finding_frequencies(series: Series) -> list[tuple[str, int]]:
 
 def describe_findings(series: Series) -> str:
     """One line per finding: "dead_units in 7 of 10 seeds"."""
-    n = len(series.jobs)
-    return "\n".join(f"{code} in {k} of {n} seeds" for code, k in finding_frequencies(series))
+    from initlab.report.tables import plural
+
+    n = plural(len(series.jobs), "seed")
+    return "\n".join(f"{code} in {k} of {n}" for code, k in finding_frequencies(series))
 
 
 def param_columns(jobs: list[Job]) -> list[str]:
@@ -290,7 +292,8 @@ STATUS_STYLE = {"completed": "green", "diverged": "yellow", "running": "cyan"}
 
 def wide_table(title: str):
     """A table without vertical rules: a sweep's tables have many columns, and an 80-column
-    terminal should still show every one of them."""
+    terminal should still show every one of them. Printed through
+    :class:`initlab.report.tables.Fitted`, its columns narrow only as far as their words allow."""
     from rich import box
     from rich.table import Table
 
@@ -303,35 +306,36 @@ def _status_cell(status: str) -> str:
 
 def comparison_table(jobs: list[Job], title: str):
     """One row per job; the train and dev losses are in comparison.csv, to stay narrow."""
-    from initlab.report.tables import fmt
+    from initlab.report.tables import Fitted, Folded, fmt
 
     table = wide_table(title)
-    # Numbers and statuses never shrink to "compl…"; long overrides and findings fold.
+    # Overrides break only between overrides (or at "," and "="); nothing else breaks.
     table.add_column("job", no_wrap=True)
-    table.add_column("overrides", overflow="fold", min_width=10)
-    table.add_column("status", min_width=9)
+    table.add_column("overrides")
+    table.add_column("status")
     # Two-line headers: one-word lines keep the number columns as narrow as their numbers.
     for split in SPLITS:
         table.add_column(f"{split}\nacc", justify="right")
     table.add_column("test\nloss", justify="right")
     table.add_column("best\nepoch", justify="right")
-    # One code per line; cut inside a code only on terminals too narrow for the table.
-    table.add_column("findings", overflow="fold", min_width=18)
+    # One code per line, whole; an ellipsis only on terminals too narrow for the table.
+    table.add_column("findings", overflow="ellipsis")
     for j in jobs:
         accs = [j.final(s, "acc") for s in SPLITS]
         table.add_row(
-            j.name, j.label, _status_cell(j.status),
+            j.name, Folded(j.label), _status_cell(j.status),
             *("–" if math.isnan(a) else f"{a:.3f}" for a in accs),
             fmt(j.final("test", "loss")),
             str(j.summary.get("best_epoch", "–")),
             "\n".join(j.findings) or "–",
         )
-    return table
+    # On a narrow terminal these go first (comparison.csv has every column).
+    return Fitted(table, optional=("train\nacc", "dev\nacc", "best\nepoch", "test\nloss"))
 
 
 def grad_norm_table(jobs: list[Job]):
     """Weight-gradient norm per layer (columns) and job (rows): first step, then last."""
-    from initlab.report.tables import fmt
+    from initlab.report.tables import Fitted, Folded, fmt
 
     weights = [p for p in param_columns(jobs) if p.endswith("weight")]
     several_steps = any((j.last_step or 0) > 0 for j in jobs)
@@ -339,7 +343,7 @@ def grad_norm_table(jobs: list[Job]):
         " (first step, then → last step)" if several_steps else " (first step)")
     table = wide_table(title)
     table.add_column("job", no_wrap=True)
-    table.add_column("overrides", overflow="fold")
+    table.add_column("overrides")
     for p in weights:
         table.add_column(p.rsplit(".", 1)[0], justify="right")
     for j in jobs:
@@ -351,26 +355,35 @@ def grad_norm_table(jobs: list[Job]):
             if several_steps and p in j.grad_last:
                 cell += f"\n→ {fmt(j.grad_last[p], 3)}"
             cells.append(cell)
-        table.add_row(j.name, j.label, *cells)
-    return table
+        table.add_row(j.name, Folded(j.label), *cells)
+    # On a narrow terminal the middle layers go first: the first and last layers' norms
+    # are the ones a vanishing or exploding gradient is read from.
+    layers = [p.rsplit(".", 1)[0] for p in weights]
+    inner = list(enumerate(layers))[1:-1]
+    middle = [name for i, name in sorted(inner, key=lambda x: -min(x[0], len(layers) - 1 - x[0]))]
+    return Fitted(table, optional=tuple(middle))
 
 
 def seed_table(groups: list[Series]):
+    from initlab.report.tables import Fitted, Folded, OneOf
+
     table = wide_table("Across seeds: mean ± std of the final (best-on-dev) metrics")
-    table.add_column("overrides", overflow="fold", min_width=10)
+    table.add_column("overrides")
     table.add_column("finished", justify="right")
-    # Train metrics are in seed_summary.csv; a "0.912 ± 0.010" cell must not wrap.
+    # Train metrics are in seed_summary.csv. "0.912 ± 0.010" puts its "± 0.010" on a line
+    # of its own, and a finding its count, when the terminal is narrow.
     for col in ("dev acc", "test acc", "test loss"):
-        table.add_column(col, justify="right", no_wrap=True)
-    table.add_column("findings", overflow="fold", min_width=12)
+        table.add_column(col, justify="right")
+    table.add_column("findings", overflow="ellipsis")
     for g in groups:
         cells = []
         for split, key in (("dev", "acc"), ("test", "acc"), ("test", "loss")):
             m, s = mean_std([j.final(split, key) for j in g.jobs])
-            cells.append("–" if math.isnan(m) else f"{m:.3f} ± {s:.3f}")
-        table.add_row(g.label, f"{len(g.finished_jobs)} of {len(g.jobs)}", *cells,
-                      describe_findings(g) or "–")
-    return table
+            cells.append("–" if math.isnan(m) else OneOf(f"{m:.3f} ± {s:.3f}", f"{m:.3f}\n± {s:.3f}"))
+        findings = describe_findings(g) or "–"
+        table.add_row(Folded(g.label), f"{len(g.finished_jobs)} of {len(g.jobs)}", *cells,
+                      OneOf(findings, findings.replace(" in ", "\n  in ")))
+    return Fitted(table, optional=("dev acc", "test loss"))  # seed_summary.csv has them all
 
 
 def render_sweep(sweep_dir: Path, console=None, fmt: str = "png", dpi: int = 120) -> list[Path]:

@@ -22,7 +22,7 @@ from rich.text import Text
 
 from initlab.record import SUMMARY
 from initlab.report.compare import MULTIRUN_FILE, NOT_JOB_DIRS, find_job_dirs
-from initlab.report.tables import Folded, plural
+from initlab.report.tables import Fitted, Folded, OneOf, plural
 
 # Run-directory parts that never hold another run: not worth walking into.
 NOT_RECORD_DIRS = NOT_JOB_DIRS | {"checkpoints"}
@@ -158,23 +158,26 @@ class Overview:
         from initlab.report.compare import wide_table
 
         table = wide_table(self.title)
-        table.add_column("started")  # date, then time under it when space is short
-        table.add_column("kind")
+        table.add_column("started")
         table.add_column("path", no_wrap=True)  # whole, to paste into `initlab report`
         table.add_column("overrides", min_width=MIN_OVERRIDES_WIDTH)
         table.add_column("status")
         table.add_column("epochs", justify="right")
         table.add_column("test acc", justify="right", no_wrap=True)
         for e in self.entries:
-            table.add_row(_when(e), e.kind, str(e.path), Folded(e.overrides), self._status(e),
+            when, status = _when(e), self._status(e)
+            # Narrow forms: the time under the date, a sweep's counts one per line.
+            table.add_row(OneOf(when, when.replace(" ", "\n")), str(e.path), Folded(e.overrides),
+                          OneOf(status, status.replace(": ", ":\n").replace(", ", "\n")),
                           e.epochs, e.test_acc)
         return table
 
-    def blocks(self, width: int) -> RenderResult:
+    def blocks(self) -> RenderResult:
+        """One block per entry: the path alone on its first line."""
         yield Text(self.title, style="italic", justify="center")
         for e in self.entries:
             yield Text(str(e.path), style="bold", no_wrap=True, overflow="ignore")
-            facts = [e.kind, _when(e), e.status]
+            facts = [_when(e), e.status]  # a sweep's status starts "3 jobs: "
             if e.epochs.isdigit():
                 facts.append(plural(int(e.epochs), "epoch"))
             facts.append(f"test acc {e.test_acc}")
@@ -182,12 +185,11 @@ class Overview:
             yield Padding(Folded(e.overrides, style="dim"), (0, 0, 0, 2))
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        table = self.table()
-        # The table's own measure: Measurement.get would clamp the minimum to the width.
-        if table.__rich_measure__(console, options).minimum <= options.max_width:
-            yield table
+        layout = Fitted(self.table()).layout(console, options)
+        if layout is not None:
+            yield layout[0]
         else:
-            yield from self.blocks(options.max_width)
+            yield from self.blocks()
 
 
 def _when(e: Entry) -> str:

@@ -6,6 +6,8 @@ overrides are :class:`Folded`, so a narrow terminal breaks them between override
 after a ``,`` or ``=``), never inside a word; counts read "1 epoch", "2 epochs" (:func:`plural`).
 """
 
+import copy
+import dataclasses
 import io
 import math
 from collections.abc import Iterator
@@ -13,6 +15,7 @@ from pathlib import Path
 
 from rich.console import Console, ConsoleOptions, RenderResult
 from rich.measure import Measurement
+from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
@@ -90,6 +93,127 @@ class Folded:
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         lines = fold_lines(self.text, options.max_width, self.breaks)
         yield Text("\n".join(lines), style=self.style, no_wrap=True, overflow="ellipsis")
+
+
+class OneOf:
+    """A cell with a wide form and a narrow one ("0.912 ± 0.010" or "0.912" over "± 0.010"):
+    the wide form where the column has room for it, else the narrow one."""
+
+    def __init__(self, wide: str, narrow: str) -> None:
+        self.wide, self.narrow = wide, narrow
+
+    def __str__(self) -> str:
+        return self.wide
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        return Measurement(_line_width(self.narrow), _line_width(self.wide))
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        text = self.wide if _line_width(self.wide) <= options.max_width else self.narrow
+        yield Text.from_markup(text, overflow="ellipsis")
+
+
+def _line_width(markup: str) -> int:
+    return max(len(line) for line in Text.from_markup(markup).plain.split("\n"))
+
+
+def _fill(ranges: list[tuple[int, int]], room: int) -> list[int] | None:
+    """Widths within each (narrowest, widest) range that fit ``room``: the widest columns
+    give way first, each stopping at its narrowest. None when even that does not fit."""
+    if sum(lo for lo, _ in ranges) > room:
+        return None
+    cap = max((hi for _, hi in ranges), default=0)
+    while sum(max(lo, min(hi, cap)) for lo, hi in ranges) > room:
+        cap -= 1
+    return [max(lo, min(hi, cap)) for lo, hi in ranges]
+
+
+class Fitted:
+    """A table that fits the terminal without cutting a word, a code or a number.
+
+    Rich's own shrinking narrows the widest columns first, whatever they hold, and cuts
+    what it cannot wrap ("vanishing_gradi"). Here each column narrows only down to its
+    widest unbreakable piece; when even that is too wide, the ``optional`` columns (named
+    by header, the first to go first) are left out, and a line under the table says which.
+    Only when nothing fits does rich's shrinking, with its ellipses, get the last word.
+    """
+
+    def __init__(self, table: Table, optional: tuple[str, ...] = ()) -> None:
+        self.table = table
+        self.optional = optional
+
+    def layout(self, console: Console, options: ConsoleOptions) -> tuple[Table, list[str]] | None:
+        """The table sized for ``options.max_width`` and the headers it leaves out; None
+        when even its required columns do not fit."""
+        columns = self.table.columns
+        order = [i for name in self.optional for i, c in enumerate(columns) if str(c.header) == name]
+        for k in range(len(order) + 1):
+            table = _sub_table(self.table, [i for i in range(len(columns)) if i not in order[:k]])
+            widths = _column_widths(table, console, options)
+            if widths is not None:
+                for column, width in zip(table.columns, widths, strict=True):
+                    column.width = width
+                return table, [_header(columns[i]) for i in sorted(order[:k])]
+        return None
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        layout = self.layout(console, options)
+        if layout is None:
+            yield self.table
+            return
+        table, hidden = layout
+        yield table
+        if hidden:
+            names = hidden if len(hidden) <= 4 else [hidden[0], "…", hidden[-1]]
+            yield Text(f"Not shown at this width: {', '.join(names)}.", style="dim")
+
+
+def _header(column) -> str:
+    return str(column.header).replace("\n", " ")
+
+
+def _sub_table(table: Table, keep: list[int]) -> Table:
+    """A copy of ``table`` with only the columns ``keep``; the original is left as it is."""
+    sub = copy.copy(table)
+    sub.columns = [dataclasses.replace(table.columns[i], _index=n) for n, i in enumerate(keep)]
+    return sub
+
+
+def _column_widths(table: Table, console: Console, options: ConsoleOptions) -> list[int] | None:
+    """Each column's content width in ``options.max_width``; None when it cannot fit."""
+    roomy = options.update_width(10**6)
+    ranges = []
+    for column in table.columns:
+        sizes = [Measurement.get(console, roomy, cell) for cell in _cells(table, column)]
+        widest = max((m.maximum for m in sizes), default=1)
+        narrowest = widest if column.no_wrap else max((m.minimum for m in sizes), default=1)
+        ranges.append((max(narrowest, column.min_width or 0), widest))
+    # Padding and rules: what the table measures beyond its columns' content.
+    for column in table.columns:
+        column.width = 1
+    room = options.max_width - (Measurement.get(console, roomy, table).maximum - len(ranges))
+    for column in table.columns:
+        column.width = None
+    widths = _fill(ranges, room)
+    if widths is None or widths == [hi for _, hi in ranges]:
+        return widths
+    # A narrowed column may gain nothing from width above its narrowest (a time put
+    # under its date takes 10 columns of 16): it keeps 10, the others share the rest.
+    for i, (column, w, (lo, hi)) in enumerate(zip(table.columns, widths, ranges, strict=True)):
+        if lo < w < hi and _used(table, column, console, options, w) == \
+                _used(table, column, console, options, lo):
+            ranges[i] = (lo, lo)
+    return _fill(ranges, room)
+
+
+def _cells(table: Table, column) -> list:
+    return [*([column.header] if table.show_header else []), *column.cells]
+
+
+def _used(table: Table, column, console: Console, options: ConsoleOptions, width: int) -> int:
+    narrow = options.update_width(width)
+    return max((Segment.get_line_length(line) for cell in _cells(table, column)
+                for line in console.render_lines(cell, narrow, pad=False)), default=0)
 
 
 def fmt(value: float, digits: int = 4) -> str:
@@ -265,15 +389,15 @@ def run_tables(record: RunRecord) -> dict[str, Table]:
     return {name: t for name, t in tables.items() if t is not None and t.row_count}
 
 
-def table_text(table: Table, width: int = 120) -> str:
+def table_text(table: Table | Fitted, width: int = 120) -> str:
     """The table as plain text, exactly as a terminal of ``width`` columns shows it."""
     console = Console(width=width, record=True, file=io.StringIO(), color_system=None)
-    console.print(table)
+    console.print(Fitted(table) if isinstance(table, Table) else table)
     return console.export_text()
 
 
-def print_and_save(tables: dict[str, Table], console: Console, tables_dir: Path) -> None:
+def print_and_save(tables: dict[str, Table | Fitted], console: Console, tables_dir: Path) -> None:
     tables_dir.mkdir(parents=True, exist_ok=True)
     for name, table in tables.items():
-        console.print(table)
+        console.print(Fitted(table) if isinstance(table, Table) else table)
         (tables_dir / f"{name}.txt").write_text(table_text(table))
