@@ -114,7 +114,8 @@ def sweep_entry(sweep_dir: Path) -> Entry:
         overrides=overrides or "defaults",
         status=f"{plural(n, 'job')}: " + ", ".join(f"{k} {s}" for s, k in sorted(statuses.items())),
         epochs="–",
-        test_acc="–" if not accs else (f"{min(accs):.3f}–{max(accs):.3f}" if len(accs) > 1
+        test_acc="–" if not accs else (f"{min(accs):.3f}–{max(accs):.3f}"
+                                       if f"{min(accs):.3f}" != f"{max(accs):.3f}"
                                        else f"{accs[0]:.3f}"),
     )
 
