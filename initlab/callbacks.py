@@ -4,8 +4,6 @@ A callback is any object with methods named after trainer events (see
 ``initlab.trainer.EVENTS``); this module holds the ones that are not measurements.
 """
 
-import signal
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -115,12 +113,22 @@ class ProgressBar:
 
 
 def spread_log_epochs(every: int, epochs: int, count: int) -> list[int]:
-    """At most ``count`` log epochs (0 = right after init), evenly spread, first and last kept."""
-    log_epochs = sorted({0, *range(every, epochs + 1, every), epochs})
-    if len(log_epochs) <= count:
-        return log_epochs
-    last = len(log_epochs) - 1
-    return sorted({log_epochs[round(i * last / (count - 1))] for i in range(count)})
+    """At most ``count`` log epochs (0 = right after init), evenly spread, first and last kept.
+
+    The log epochs are 0, every, 2·every, ... and the last epoch; they are picked by index
+    in closed form, never listed, so ``epochs=10**9`` costs no more than ``epochs=20``.
+    """
+    if count < 2:
+        raise ValueError(f"count must be >= 2 to keep the first and the last epoch (got {count})")
+    multiples = epochs // every  # 0, every, ..., multiples·every; then epochs, if not one of them
+    last = multiples + (epochs % every != 0)  # index of the last log epoch
+
+    def log_epoch(index: int) -> int:
+        return index * every if index <= multiples else epochs
+
+    if last + 1 <= count:
+        return [log_epoch(i) for i in range(last + 1)]
+    return sorted({log_epoch(round(i * last / (count - 1))) for i in range(count)})
 
 
 class EpochCheckpointer:
@@ -132,7 +140,8 @@ class EpochCheckpointer:
     """
 
     def __init__(self, epochs: list[int]):
-        self.epochs = set(epochs)
+        # A handful of epochs (spread_log_epochs), never one entry per epoch of the fit.
+        self.epochs = frozenset(epochs)
         self.states: dict[int, dict[str, torch.Tensor]] = {}
 
     def before_fit(self, trainer) -> None:
@@ -192,53 +201,3 @@ class LiveRecord:
             stream.stream(self.writer)
         self.on_flush(trainer)
         self._last_flush = time.monotonic()
-
-
-class Interrupted(BaseException):
-    """Raised when a second SIGINT/SIGTERM asks to abort at once (a BaseException, like
-    KeyboardInterrupt, so no ``except Exception`` swallows it)."""
-
-    def __init__(self, signum: int):
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
-class StopOnSignal:
-    """SIGINT (Ctrl-C) and SIGTERM (SLURM, submitit, kill) end the fit cleanly.
-
-    As a context manager it installs the handlers (main thread only) and always restores
-    the previous ones. The first signal asks the trainer to stop after the current epoch,
-    so the record is completed with everything measured; a second one raises
-    :class:`Interrupted` at once. Place it first among the callbacks, so log-epoch
-    recorders see the stop in the same epoch.
-    """
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self):
-        self.received: int | None = None
-        self._previous: dict[int, object] = {}
-
-    def __enter__(self) -> "StopOnSignal":
-        if threading.current_thread() is threading.main_thread():
-            for signum in self.SIGNALS:
-                self._previous[signum] = signal.signal(signum, self._handle)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
-        self._previous = {}
-
-    @property
-    def name(self) -> str:
-        return signal.Signals(self.received).name if self.received else ""
-
-    def _handle(self, signum, frame) -> None:
-        if self.received is not None:
-            raise Interrupted(signum)
-        self.received = signum
-
-    def after_epoch(self, trainer) -> None:
-        if self.received is not None:
-            trainer.request_stop(f"interrupted by {self.name} at epoch {trainer.state.epoch}")

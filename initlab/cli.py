@@ -96,6 +96,8 @@ def parse_run_args(args: list[str]) -> RunArgs:
             parsed.config_name = arg.split("=", 1)[1]
         elif arg in ("-m", "--multirun"):
             parsed.multirun = True
+        elif arg.startswith("hydra.mode="):  # the long way of saying -m (or not)
+            parsed.multirun = arg.split("=", 1)[1].upper() == "MULTIRUN"
         else:
             parsed.overrides.append(arg)
     return parsed
@@ -158,8 +160,9 @@ def compose_single_run(parsed: RunArgs):
 
     app = _hydra_app()
     try:
-        cfg = app.compose_config(parsed.config_name, parsed.overrides, run_mode=RunMode.RUN,
-                                 with_log_configuration=False)
+        # Hydra records the mode as an override of its own, so the job's files match its.
+        cfg = app.compose_config(parsed.config_name, [*parsed.overrides, "hydra.mode=RUN"],
+                                 run_mode=RunMode.RUN, with_log_configuration=False)
         validate(cfg)
         if cfg.trainer.device == "cuda":  # torch only for this check, not for every run
             import torch
@@ -172,7 +175,89 @@ def compose_single_run(parsed: RunArgs):
     except Exception as e:  # Hydra/OmegaConf composition errors: keep their words, one line
         return (_unknown_key(app, str(e), parsed.config_name, parsed.overrides)
                 or _one_line(f"{e}; {e.__cause__}" if e.__cause__ else str(e))), None, None
-    return None, app, cfg
+    error = prepare_output_dir(cfg, "hydra.run.dir")
+    return (error, None, None) if error else (None, app, cfg)
+
+
+def compose_sweep(app, parsed: RunArgs) -> str | None:
+    """Check a sweep before Hydra creates its folder: its keys (by composing its first job:
+    a misspelled key is wrong for every job, while a bad value fails only its own job) and
+    its folder. Returns a one-line error, or None."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.types import RunMode
+
+    try:
+        cfg = app.compose_config(parsed.config_name, parsed.overrides, run_mode=RunMode.MULTIRUN,
+                                 with_log_configuration=False)
+        # As Hydra's BasicSweeper expands a sweep: a preset's own params, then the command's.
+        params = cfg.hydra.sweeper.get("params") or {}
+        arguments = [f"{k}={v}" for k, v in params.items()] + list(parsed.overrides)
+        parser = OverridesParser.create(config_loader=app.config_loader)
+        batches = BasicSweeper.split_arguments(parser.parse_overrides(arguments), None)
+        first_job = list(batches[0][0]) if batches and batches[0] else []
+    except Exception as e:
+        return _one_line(f"{e}; {e.__cause__}" if e.__cause__ else str(e))
+    try:
+        app.compose_config(parsed.config_name, first_job, run_mode=RunMode.RUN,
+                           with_log_configuration=False)
+    except Exception as e:
+        error = _unknown_key(app, str(e), parsed.config_name, first_job)
+        if error or "Could not override" in str(e) or "not in struct" in str(e):
+            return error or _one_line(str(e))
+    return prepare_output_dir(cfg, "hydra.sweep.dir")
+
+
+def prepare_output_dir(cfg, key: str) -> str | None:
+    """Make sure the run (or sweep) folder can be written and holds no earlier record.
+
+    A folder that already holds one is refused in one line, unless ``overwrite=true``: then
+    the old record is removed first, so no stale file mixes into the new one. The folder
+    is created here, after every check of the config passed, so bad input leaves none.
+    """
+    from omegaconf import OmegaConf
+
+    from initlab.record import RECORD_PATHS, SUMMARY
+    from initlab.report.compare import MULTIRUN_FILE, NOT_JOB_DIRS, find_job_dirs
+
+    try:
+        # Hydra's `now` resolver caches its value: the run gets this very folder.
+        path = Path(str(OmegaConf.select(cfg, key)))
+    except Exception as e:
+        return f"{key} cannot be resolved: {_one_line(str(e))}"
+    if path.exists() and not path.is_dir():
+        return f"{key}={path} is a file, not a folder"
+    sweep = key == "hydra.sweep.dir"
+    old = [] if not path.is_dir() else (
+        ([path / MULTIRUN_FILE] if (path / MULTIRUN_FILE).exists() else []) + find_job_dirs(path)
+        if sweep else ([path / SUMMARY] if (path / SUMMARY).exists() else []))
+    if old and not cfg.get("overwrite", False):
+        what = "a sweep" if sweep else "a run record"
+        return (f"{path} already holds {what}; choose another {key}, or add overwrite=true "
+                f"to replace it")
+    try:
+        if old:
+            _remove([*(path / name for name in RECORD_PATHS)] if not sweep else
+                    [path / MULTIRUN_FILE, *(path / d for d in NOT_JOB_DIRS),
+                     path / "comparison.csv", path / "seed_summary.csv",
+                     *(d for d in old if d.is_dir())])
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".initlab-write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        return f"cannot write to {path}: {e.strerror or e}"
+    return None
+
+
+def _remove(paths) -> None:
+    import shutil
+
+    for p in paths:
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        elif p.exists() or p.is_symlink():
+            p.unlink()
 
 
 def run_single(app, cfg, config_name: str) -> None:
@@ -180,11 +265,10 @@ def run_single(app, cfg, config_name: str) -> None:
     (callbacks, the job's output dir and ``.hydra/`` files, logging), minus its composition."""
     from hydra._internal.callbacks import Callbacks
     from hydra.core.utils import run_job
-    from hydra.types import HydraContext, RunMode
+    from hydra.types import HydraContext
 
     from initlab.run import run_from_hydra
 
-    cfg.hydra.mode = RunMode.RUN
     callbacks = Callbacks(cfg)
     callbacks.on_run_start(config=cfg, config_name=config_name)
     ret = run_job(
@@ -218,10 +302,16 @@ def _unknown_key(app, message: str, config_name: str, overrides: list[str]) -> s
     try:
         # Only on this error path is the config composed a second time.
         cfg = app.compose_config(config_name, rest, run_mode=RunMode.RUN)
-        node = cfg[parent] if parent else cfg
-        keys = ", ".join(k for k in node.keys() if not str(k).startswith("hydra"))
     except Exception:
         return None
+    # The first part of the dotted key that the config lacks is the one to name.
+    node, seen = cfg, []
+    for part in parent.split(".") if parent else []:
+        if part not in node:
+            dotted, parent, key = ".".join([*seen, part]), ".".join(seen), part
+            break
+        node, seen = node[part], [*seen, part]
+    keys = ", ".join(k for k in node.keys() if not str(k).startswith("hydra"))
     if parent in OPTION_SCHEMAS:
         owners = sorted(name for name, schema in OPTION_SCHEMAS[parent][0].items()
                         if key in {f.name for f in fields(schema)})
@@ -316,23 +406,7 @@ def main(argv: list[str] | None = None) -> int:
         _hydra_entry()
         return 0
     if command == "run":
-        parsed = parse_run_args(rest)
-        error = None if parsed.other_flags else check_group_options(parsed.overrides)
-        if not error and not parsed.other_flags and not parsed.multirun:
-            error, app, cfg = compose_single_run(parsed)
-            if not error and cfg.hydra.mode is None:
-                run_single(app, cfg, parsed.config_name)
-                return 0
-        if error:
-            print(f"initlab run: error: {error}", file=sys.stderr)
-            return 2
-        if not parsed.other_flags:
-            # Flags first: argparse cannot take `-cn NAME` after Hydra's positional overrides.
-            rest = [*(["-m"] if parsed.multirun else []), "-cn", parsed.config_name,
-                    *parsed.overrides]
-        sys.argv = [prog, *rest]
-        _hydra_entry()
-        return 0
+        return _run_command(prog, rest)
     if command == "report":
         return _report(rest)
     if command == "list":
@@ -343,6 +417,61 @@ def main(argv: list[str] | None = None) -> int:
         file=sys.stderr,
     )
     return 2
+
+
+def _run_command(prog: str, rest: list[str]) -> int:
+    """`initlab run`: a signal anywhere (composing, between sweep jobs, drawing) ends in one
+    line and exit 128 + signal; during training the run's own handler stops it cleanly."""
+    import signal
+
+    from initlab.interrupts import Interrupted, raise_interrupted
+
+    signal.signal(signal.SIGTERM, raise_interrupted)
+    try:
+        return _run(prog, rest)
+    except (Interrupted, KeyboardInterrupt) as e:
+        signum = getattr(e, "signum", signal.SIGINT)
+        print(f"initlab: interrupted by {signal.Signals(signum).name}", file=sys.stderr)
+        return 128 + signum
+
+
+def _run(prog: str, rest: list[str]) -> int:
+    parsed = parse_run_args(rest)
+    if parsed.other_flags:  # --help, --cfg, -sc, --info ...: Hydra's own business
+        sys.argv = [prog, *rest]
+        _hydra_entry()
+        return 0
+    error = check_group_options(parsed.overrides)
+    if not error and not parsed.multirun:
+        error, app, cfg = compose_single_run(parsed)
+        if not error:
+            run_single(app, cfg, parsed.config_name)
+            return 0
+    elif not error:
+        app = _hydra_app()
+        error = compose_sweep(app, parsed)
+        if not error:
+            return run_sweep(app, parsed)
+    print(f"initlab run: error: {error}", file=sys.stderr)
+    return 2
+
+
+def run_sweep(app, parsed: RunArgs) -> int:
+    """Hydra's own multirun (sweeper, launcher, callbacks, each job's folder) on the app
+    the checks composed with; a failed job has printed its one line, so the sweep adds none."""
+    from hydra.errors import CompactHydraException
+
+    from initlab.run import run_from_hydra
+
+    try:
+        app.multirun(parsed.config_name, run_from_hydra, [*parsed.overrides, "hydra.mode=MULTIRUN"],
+                     with_log_configuration=True)
+    except CompactHydraException:
+        return 1
+    except Exception as e:  # the sweeper or launcher itself: keep it to one line
+        print(f"initlab run: error: {_one_line(str(e))}", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":

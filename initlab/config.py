@@ -163,6 +163,9 @@ class TrainerConfig:
     recorders: list[str] = field(default_factory=lambda: list(RECORDERS))
     weights_max_params: int = 200  # snapshot full weights only for models this small
     progress: bool = True
+    # The record is written as training goes: at log epochs, at most this often, so a
+    # killed run keeps all but the last few seconds (a short run writes once, at the end).
+    flush_every_s: float = 5.0
 
 
 # ------------------------------------------------------------------------- diagnose
@@ -244,6 +247,9 @@ class Config:
     diagnose: DiagnoseConfig = field(default_factory=DiagnoseConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
     seed: int = 0
+    # A run (or sweep) into a folder that already holds a record is refused unless this is
+    # true; then the old record's files are removed first.
+    overwrite: bool = False
 
 
 def register_configs() -> None:
@@ -366,6 +372,7 @@ def validate(cfg: Any) -> None:
         f"trainer.batch_size must be >= 1 or null for full batch (got {t.batch_size})",
     )
     _check(t.log_every >= 1, f"trainer.log_every must be >= 1 (got {t.log_every})")
+    _check(t.flush_every_s >= 0, f"trainer.flush_every_s must be >= 0 (got {t.flush_every_s})")
     _one_of("trainer.device", t.device, DEVICES)
     _check(t.threads is None or t.threads >= 1,
            f"trainer.threads must be >= 1 or null for torch's default (got {t.threads})")

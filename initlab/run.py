@@ -24,17 +24,16 @@ from initlab import __version__
 from initlab.callbacks import (
     Checkpointer,
     EpochCheckpointer,
-    Interrupted,
     LiveRecord,
     LogSchedule,
     ProgressBar,
-    StopOnSignal,
     spread_log_epochs,
 )
 from initlab.config import ConfigError, validate
 from initlab.data import make_splits
 from initlab.diagnose import diagnose
 from initlab.init import apply_init
+from initlab.interrupts import Interrupted, StopOnSignal
 from initlab.model import BOUNDED_ACTIVATIONS, build_model
 from initlab.record import (
     ERROR_FILE,
@@ -190,7 +189,8 @@ def run(cfg: DictConfig, out_dir: Path, quiet: bool = False) -> dict[str, Any]:
         writer.write_summary(summary)
 
     streamed = [r for r in recorders.values() if hasattr(r, "stream")]
-    live = LiveRecord(writer, LogSchedule(cfg.trainer.log_every), streamed, heartbeat)
+    live = LiveRecord(writer, LogSchedule(cfg.trainer.log_every), streamed, heartbeat,
+                      min_interval_s=cfg.trainer.flush_every_s)
     stop_on_signal = StopOnSignal()
     callbacks: list[Any] = [stop_on_signal, checkpointer, *recorders.values(), live]
     if cfg.trainer.progress and not quiet:

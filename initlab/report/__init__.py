@@ -76,8 +76,9 @@ def render_run(run_dir: Path, console=None, fmt: str = "png", dpi: int = 120,
         from initlab.diagnose import diagnosis_table, unchecked_rules
         from initlab.report.tables import print_and_save, run_tables
 
-        if status in (STATUS_FAILED, STATUS_RUNNING):
-            console.print(f"[bold red]status: {status}[/bold red] {record.summary.get('error', '')}")
+        if status != "completed":  # say how it ended before the numbers that show it
+            why = record.summary.get("error") or record.summary.get("stop_reason") or ""
+            console.print(f"[bold red]status: {status}[/bold red] {why}", highlight=False)
         shown = run_tables(record)
         if tables == "brief":
             shown = {k: v for k, v in shown.items() if k in BRIEF_TABLES}

@@ -1,0 +1,65 @@
+"""Signals that end a run early: SIGINT (Ctrl-C) and SIGTERM (SLURM, submitit, kill).
+
+Nothing here imports torch, so the command line installs the same handling before any
+heavy import. A first signal during training asks for a clean stop after the current
+epoch (:class:`StopOnSignal`); a second one, or one outside training, raises
+:class:`Interrupted`, which the command line turns into one line and exit 128 + signal.
+"""
+
+import signal
+import threading
+
+
+class Interrupted(BaseException):
+    """Raised when a second SIGINT/SIGTERM asks to abort at once (a BaseException, like
+    KeyboardInterrupt, so no ``except Exception`` swallows it)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+class StopOnSignal:
+    """SIGINT (Ctrl-C) and SIGTERM (SLURM, submitit, kill) end the fit cleanly.
+
+    As a context manager it installs the handlers (main thread only) and always restores
+    the previous ones. The first signal asks the trainer to stop after the current epoch,
+    so the record is completed with everything measured; a second one raises
+    :class:`Interrupted` at once. Place it first among the callbacks, so log-epoch
+    recorders see the stop in the same epoch.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.received: int | None = None
+        self._previous: dict[int, object] = {}
+
+    def __enter__(self) -> "StopOnSignal":
+        if threading.current_thread() is threading.main_thread():
+            for signum in self.SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous = {}
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.received).name if self.received else ""
+
+    def _handle(self, signum, frame) -> None:
+        if self.received is not None:
+            raise Interrupted(signum)
+        self.received = signum
+
+    def after_epoch(self, trainer) -> None:
+        if self.received is not None:
+            trainer.request_stop(f"interrupted by {self.name} at epoch {trainer.state.epoch}")
+
+
+def raise_interrupted(signum, frame) -> None:
+    """A signal handler for outside training: stop now, as Ctrl-C does."""
+    raise Interrupted(signum)

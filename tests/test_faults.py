@@ -1,0 +1,241 @@
+"""Nothing lost: signals sent to a real `initlab run`, a kill -9, a full disk, a reused
+folder. Each test asserts the exit code, the one line the user sees, the status in the
+record and which files survive.
+"""
+
+import csv
+import errno
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import initlab_cli, read_summary
+
+LONG_RUN = ["trainer.epochs=1000000", "trainer.log_every=50", "trainer.flush_every_s=0.2",
+            "trainer.progress=false"]
+
+
+def _command() -> list[str]:
+    script = Path(sys.executable).with_name("initlab")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "initlab.cli"]
+
+
+def start(*args: str, cwd: Path, **kw) -> subprocess.Popen:
+    env = {**os.environ, "MPLBACKEND": "Agg", "NO_COLOR": "1", "COLUMNS": "120"}
+    return subprocess.Popen([*_command(), *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kw)
+
+
+def metrics_rows(run_dir: Path) -> list[dict]:
+    path = run_dir / "metrics.csv"
+    if not path.exists():
+        return []
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def wait_for_epochs(run_dir: Path, at_least: int, timeout: float = 120) -> None:
+    """Until metrics.csv (written as training goes) holds ``at_least`` epochs."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if len(metrics_rows(run_dir)) >= at_least:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{run_dir} never reached epoch {at_least}")
+
+
+def error_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_stops_the_run_and_keeps_everything_measured(tmp_path, signum, code):
+    run_dir = tmp_path / "run"
+    proc = start("run", *LONG_RUN, f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    wait_for_epochs(run_dir, 100)
+    proc.send_signal(signum)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == code
+    assert "Traceback" not in stderr
+    (line,) = error_lines(stderr)
+    assert f"interrupted by {signal.Signals(signum).name}" in line and str(run_dir) in line
+    summary = read_summary(run_dir)
+    assert summary["status"] == "interrupted"
+    assert summary["signal"] == signal.Signals(signum).name
+    epochs = summary["epochs_run"]
+    # Every epoch trained is in the record, each exactly once, and so is every step.
+    assert [int(r["epoch"]) for r in metrics_rows(run_dir)] == list(range(1, epochs + 1))
+    with (run_dir / "grad_norms.csv").open(newline="") as f:
+        steps = [int(r["step"]) for r in csv.DictReader(f) if r["param"] == "fc1.weight"]
+    assert steps == list(range(summary["steps_run"]))
+    for name in ("init", "best", "last"):
+        assert (run_dir / "checkpoints" / f"{name}.pt").exists()
+    report = initlab_cli("report", str(run_dir), cwd=tmp_path)
+    assert report.returncode == 0, report.stderr
+    assert "interrupted" in report.stdout
+
+
+def test_kill_9_keeps_all_but_the_last_moments(tmp_path):
+    run_dir = tmp_path / "run"
+    proc = start("run", *LONG_RUN, f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    wait_for_epochs(run_dir, 300)
+    time.sleep(0.5)  # a flush or two after the last one seen
+    proc.kill()
+    proc.communicate(timeout=60)
+    rows = metrics_rows(run_dir)
+    summary = read_summary(run_dir)
+    assert summary["status"] == "running"  # nobody could say otherwise
+    assert len(rows) >= 300
+    # summary.json's heartbeat and metrics.csv agree up to the last flush.
+    assert 0 < summary["epochs_run"] <= len(rows)
+    assert summary["process"]["pid"] == proc.pid
+
+
+def test_a_second_signal_aborts_at_once():
+    from initlab.interrupts import Interrupted, StopOnSignal
+
+    stop = StopOnSignal()
+    stop._handle(signal.SIGINT, None)  # the first: stop after this epoch
+    assert stop.received == signal.SIGINT
+    with pytest.raises(Interrupted) as raised:
+        stop._handle(signal.SIGINT, None)
+    assert raised.value.signum == signal.SIGINT
+
+
+def test_the_handlers_are_restored_after_a_run(run_lab):
+    before = (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM))
+    run_lab("trainer.epochs=2", config_name="smoke")
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+
+
+def test_an_interrupted_sweep_stops_and_still_compares_what_ran(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    proc = start("run", "-m", "seed=0,1,2", *LONG_RUN[1:], "trainer.epochs=1000000",
+                 "report=minimal", f"hydra.sweep.dir={sweep_dir}", cwd=tmp_path)
+    # seed=0 is job 0, with a million epochs: interrupt it while it trains.
+    wait_for_epochs(sweep_dir / "0", 100)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=180)
+    assert proc.returncode == 130
+    assert "Traceback" not in stderr
+    assert read_summary(sweep_dir / "0")["status"] == "interrupted"
+    assert not (sweep_dir / "1").exists()  # the sweep stopped: later jobs never started
+    assert (sweep_dir / "comparison.csv").exists()
+    with (sweep_dir / "comparison.csv").open(newline="") as f:
+        rows = {r["job"]: r["status"] for r in csv.DictReader(f)}
+    assert rows["0"] == "interrupted"
+
+
+# ----------------------------------------------------------------------- reused folders
+def test_a_run_into_a_folder_holding_a_record_is_refused(tmp_path):
+    run_dir = tmp_path / "run"
+    first = initlab_cli("run", "-cn", "smoke", "report=minimal", f"hydra.run.dir={run_dir}",
+                        cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    before = (run_dir / "summary.json").read_bytes()
+    second = initlab_cli("run", "-cn", "smoke", "seed=1", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert second.returncode == 2
+    (line,) = error_lines(second.stderr)
+    assert "already holds a run record" in line and "overwrite=true" in line
+    assert (run_dir / "summary.json").read_bytes() == before
+
+
+def test_overwrite_replaces_the_old_record_without_stale_files(tmp_path):
+    run_dir = tmp_path / "run"
+    assert initlab_cli("run", "-cn", "smoke", "report=minimal", f"hydra.run.dir={run_dir}",
+                       cwd=tmp_path).returncode == 0
+    (run_dir / "figures").mkdir(exist_ok=True)
+    (run_dir / "figures" / "stale.png").write_bytes(b"old")
+    (run_dir / "weights.csv").write_text("stale\n")
+    result = initlab_cli("run", "-cn", "smoke", "seed=1", "overwrite=true", "report=minimal",
+                         "trainer.recorders=[grad_norms]", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert read_summary(run_dir)["seed"] == 1
+    assert not (run_dir / "figures" / "stale.png").exists()
+    assert not (run_dir / "weights.csv").exists()  # not recorded this time: none left over
+
+
+def test_a_sweep_into_an_old_sweep_folder_is_refused(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    args = ["run", "-m", "-cn", "smoke", "seed=0,1", "report.quiet=true",
+            f"hydra.sweep.dir={sweep_dir}"]
+    assert initlab_cli(*args, cwd=tmp_path).returncode == 0
+    again = initlab_cli(*args, cwd=tmp_path)
+    assert again.returncode == 2
+    (line,) = error_lines(again.stderr)
+    assert "already holds a sweep" in line
+
+
+@pytest.mark.parametrize("where", ["file", "under_a_file"])
+def test_an_output_folder_that_cannot_be_made_fails_in_one_line(tmp_path, where):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file")
+    run_dir = blocker if where == "file" else blocker / "run"
+    result = initlab_cli("run", "-cn", "smoke", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    (line,) = error_lines(result.stderr)
+    assert str(run_dir) in line
+    assert blocker.read_text() == "a file"
+
+
+# ---------------------------------------------------------------------------- full disk
+def _file_size_limit(limit: int):
+    def apply() -> None:
+        # Past the limit a write fails with EFBIG ("File too large"), as a full disk fails
+        # with ENOSPC, instead of the process being killed by SIGXFSZ.
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    return apply
+
+
+def test_a_full_disk_while_writing_the_record_fails_in_one_line_and_truncates_nothing(tmp_path):
+    run_dir = tmp_path / "run"
+    # The default run's grad_norms.csv (~60 kB) outgrows the limit; summary.json does not.
+    proc = start("run", "report=minimal", "trainer.progress=false", f"hydra.run.dir={run_dir}",
+                 cwd=tmp_path, preexec_fn=_file_size_limit(40_000))
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 2
+    assert "Traceback" not in stderr
+    (line,) = error_lines(stderr)
+    assert "File too large" in line
+    summary = read_summary(run_dir)
+    assert summary["status"] == "failed" and "File too large" in summary["error"]
+    assert not list(run_dir.rglob("*.tmp"))  # no half-written file left behind
+    import torch
+
+    data = torch.load(run_dir / "data.pt", weights_only=True)  # whole, not truncated
+    assert data["X_train"].shape == (640, 2)
+
+
+def test_a_disk_too_full_for_even_the_summary_still_says_so_in_one_line(tmp_path):
+    run_dir = tmp_path / "run"
+    proc = start("run", "-cn", "smoke", "trainer.progress=false", f"hydra.run.dir={run_dir}",
+                 cwd=tmp_path, preexec_fn=_file_size_limit(600))
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 2
+    assert "Traceback" not in stderr
+    (line,) = error_lines(stderr)
+    assert "File too large" in line and "could not update" in line
+
+
+def test_mark_record_never_raises_when_nothing_can_be_written(tmp_path, monkeypatch):
+    from initlab import record
+    from initlab.run import mark_record
+
+    (tmp_path / "summary.json").write_text(json.dumps({"status": "running", "seed": 3}))
+
+    def full_disk(path, text):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(record, "_atomic_write_text", full_disk)
+    why = mark_record(tmp_path, "failed", "boom")
+    assert "No space left on device" in why
+    assert json.loads((tmp_path / "summary.json").read_text())["status"] == "running"
