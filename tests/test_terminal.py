@@ -120,6 +120,16 @@ def test_seed_table_counts_seeds_in_the_singular_and_keeps_codes_whole(jobs, wid
     assert "in 2 of 3 seeds" in " ".join(text.split())
 
 
+def test_columns_are_left_out_before_an_override_breaks_between_key_and_value():
+    jobs = [job(i, [f"seed={i}", "act=sigmoid", "init=kaiming_normal"], ["symmetric_weights"])
+            for i in range(3)]
+    text = shown(comparison_table(jobs, "Sweep comparison"), 80)
+    assert "init=kaiming_normal" in text and "Not shown at this width: train acc" in text
+    assert "best" in text  # only as many columns go as it takes
+    # At 120 nothing needs to go.
+    assert "Not shown" not in shown(comparison_table(jobs, "Sweep comparison"), 120)
+
+
 def test_a_table_too_narrow_for_its_words_still_gets_drawn(jobs):
     # Rich's own shrinking (ellipses) is the last resort; nothing raises.
     assert "Sweep comparison" in shown(comparison_table(jobs, "Sweep comparison"), 30)

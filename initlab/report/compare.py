@@ -297,7 +297,8 @@ def wide_table(title: str):
     from rich import box
     from rich.table import Table
 
-    return Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, padding=(0, 1, 0, 0))
+    return Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, padding=(0, 1, 0, 0),
+                 pad_edge=False)
 
 
 def _status_cell(status: str) -> str:

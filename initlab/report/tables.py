@@ -86,6 +86,12 @@ class Folded:
     def __str__(self) -> str:
         return self.text
 
+    @property
+    def comfortable_width(self) -> int:
+        """The width that needs no break of the last kind: for overrides, none between a
+        key and its value ("init=" over "kaiming_normal")."""
+        return max(map(len, _atoms(self.text, self.breaks[:-1])), default=0)
+
     def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
         narrowest = max(map(len, _atoms(self.text, self.breaks)), default=0)
         return Measurement(narrowest, max(map(len, fold_lines(self.text, 10**9, self.breaks))))
@@ -132,10 +138,12 @@ class Fitted:
     """A table that fits the terminal without cutting a word, a code or a number.
 
     Rich's own shrinking narrows the widest columns first, whatever they hold, and cuts
-    what it cannot wrap ("vanishing_gradi"). Here each column narrows only down to its
-    widest unbreakable piece; when even that is too wide, the ``optional`` columns (named
-    by header, the first to go first) are left out, and a line under the table says which.
-    Only when nothing fits does rich's shrinking, with its ellipses, get the last word.
+    what it cannot wrap ("vanishing_gradi"). Here the ``optional`` columns (named by
+    header, the first to go first) are left out, with a line under the table saying which,
+    before an override has to break between its key and value; only then do
+    :class:`Folded` cells use their last kind of break. No column narrows below its widest
+    unbreakable piece: when even that is too wide, rich's shrinking, with its ellipses, has
+    the last word.
     """
 
     def __init__(self, table: Table, optional: tuple[str, ...] = ()) -> None:
@@ -147,9 +155,10 @@ class Fitted:
         when even its required columns do not fit."""
         columns = self.table.columns
         order = [i for name in self.optional for i, c in enumerate(columns) if str(c.header) == name]
-        for k in range(len(order) + 1):
+        tries = [(k, True) for k in range(len(order) + 1)] + [(len(order), False)]
+        for k, comfortable in tries:
             table = _sub_table(self.table, [i for i in range(len(columns)) if i not in order[:k]])
-            widths = _column_widths(table, console, options)
+            widths = _column_widths(table, console, options, comfortable)
             if widths is not None:
                 for column, width in zip(table.columns, widths, strict=True):
                     column.width = width
@@ -179,15 +188,21 @@ def _sub_table(table: Table, keep: list[int]) -> Table:
     return sub
 
 
-def _column_widths(table: Table, console: Console, options: ConsoleOptions) -> list[int] | None:
-    """Each column's content width in ``options.max_width``; None when it cannot fit."""
+def _column_widths(table: Table, console: Console, options: ConsoleOptions,
+                   comfortable: bool = False) -> list[int] | None:
+    """Each column's content width in ``options.max_width``; None when it cannot fit.
+    ``comfortable``: no :class:`Folded` cell needs its last kind of break."""
     roomy = options.update_width(10**6)
     ranges = []
     for column in table.columns:
         sizes = [Measurement.get(console, roomy, cell) for cell in _cells(table, column)]
         widest = max((m.maximum for m in sizes), default=1)
         narrowest = widest if column.no_wrap else max((m.minimum for m in sizes), default=1)
-        ranges.append((max(narrowest, column.min_width or 0), widest))
+        if comfortable:
+            narrowest = max([narrowest, *(c.comfortable_width for c in column.cells
+                                          if isinstance(c, Folded))])
+        widest = max(widest, column.min_width or 0)
+        ranges.append((min(max(narrowest, column.min_width or 0), widest), widest))
     # Padding and rules: what the table measures beyond its columns' content.
     for column in table.columns:
         column.width = 1
