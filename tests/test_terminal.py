@@ -151,6 +151,10 @@ def record(epochs: int, overrides: list[str]) -> RunRecord:
 def test_one_epoch_reads_in_the_singular():
     assert "1 epoch, batch full" in table_text(config_table(record(1, [])))
     assert "2 epochs, batch full" in table_text(config_table(record(2, [])))
+    assert "(3 Linear layers)" in table_text(config_table(record(1, [])))
+    one_layer = record(1, [])
+    one_layer.config["model"]["depth"] = 1
+    assert "MLP 2-1 (1 Linear layer)" in table_text(config_table(one_layer))
 
 
 @pytest.mark.parametrize("width", WIDTHS)

@@ -279,7 +279,7 @@ def config_table(record: RunRecord) -> Table:
     depth, width = model.get("depth"), model.get("width")
     if depth is not None:
         sizes = [model.get("in_features", 2)] + [width] * (depth - 1) + [1]
-        table.add_row("model", f"MLP {'-'.join(map(str, sizes))} ({depth} Linear layers)")
+        table.add_row("model", f"MLP {'-'.join(map(str, sizes))} ({plural(depth, 'Linear layer')})")
     table.add_row("activation", ", ".join(f"{k}={v}" for k, v in act.items()))
     table.add_row("init", f"{describe_init(init)}, bias={init.get('bias')}")
     opt = {k: v for k, v in optim.items() if k != "name"}
