@@ -168,7 +168,7 @@ class Overview:
         for e in self.entries:
             when, status = _when(e), self._status(e)
             # Narrow forms: the time under the date, a sweep's counts one per line.
-            table.add_row(OneOf(when, when.replace(" ", "\n")), str(e.path), Folded(e.overrides),
+            table.add_row(OneOf(when, when.replace(" ", "\n")), Text(str(e.path)), Folded(e.overrides),
                           OneOf(status, status.replace(": ", ":\n").replace(", ", "\n")),
                           e.epochs, e.test_acc)
         return table
