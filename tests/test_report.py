@@ -14,7 +14,7 @@ import torch
 from initlab.callbacks import spread_log_epochs
 from initlab.record import EPOCH_CHECKPOINTS, read_record
 from initlab.recorders import histogram_on_own_range
-from initlab.report.layer_figures import rebin
+from initlab.report.activation_figures import rebin
 from tests.conftest import initlab_cli
 
 SMALL_NET_FIGURES = {
