@@ -155,7 +155,9 @@ def compose_single_run(parsed: RunArgs):
     run pays for Hydra's composition once, not three times.
     """
     from hydra.types import RunMode
+    from omegaconf import OmegaConf
 
+    from initlab.budget import check_budget
     from initlab.config import ConfigError, validate
 
     app = _hydra_app()
@@ -164,6 +166,7 @@ def compose_single_run(parsed: RunArgs):
         cfg = app.compose_config(parsed.config_name, [*parsed.overrides, "hydra.mode=RUN"],
                                  run_mode=RunMode.RUN, with_log_configuration=False)
         validate(cfg)
+        check_budget(cfg, Path(OmegaConf.select(cfg, "hydra.run.dir")))  # Hydra's `now` is cached
         if cfg.trainer.device == "cuda":  # torch only for this check, not for every run
             import torch
 

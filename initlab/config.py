@@ -9,6 +9,7 @@ raises :class:`ConfigError` with one line that names the valid range or choices.
 This module must not import torch: ``initlab run --help`` and ``--cfg job`` load it.
 """
 
+import math
 from dataclasses import dataclass, field, fields
 from typing import Any, Optional
 
@@ -313,19 +314,37 @@ def _one_of(key: str, value: Any, choices: tuple) -> None:
     _check(value in choices, f"{key}={value!r} is not one of: {', '.join(choices)}")
 
 
+# The largest seed: the run's stream seeds (seed * 1000 + stream, streams 0..2, see
+# initlab.run.stream_seed) must fit the signed 64-bit seed every generator accepts.
+MAX_SEED = (2**63 - 1 - 2) // 1000
+
+
+def _finite(key: str, value: Any) -> None:
+    _check(isinstance(value, (int, float)) and math.isfinite(value),
+           f"{key} must be a finite number (got {value})")
+
+
 def validate(cfg: Any) -> None:
     """Check what the schemas cannot: ranges, choices and cross-field constraints.
 
     ``cfg`` is the composed DictConfig (or anything with the same attributes).
     Raises ConfigError with a one-line message naming the key, value and valid range.
+    Settings of the procedure (learning rate, noise, an init's distribution, gains) must be
+    finite numbers; the values weights start at (``init.value``, ``init.bias``,
+    ``init.mean``) may be anything, NaN and 1e30 included: those runs end ``diverged``,
+    which is the experiment.
     """
     d, m, a, i, o, t = cfg.data, cfg.model, cfg.act, cfg.init, cfg.optim, cfg.trainer
+    if "seed" in cfg:
+        _check(isinstance(cfg.seed, int) and 0 <= cfg.seed <= MAX_SEED,
+               f"seed must be an integer in [0, {MAX_SEED}] (got {cfg.seed})")
     _one_of("data.name", d.name, DATASETS)
     _one_of("act.name", a.name, ACTIVATIONS)
     _one_of("init.name", i.name, INITS)
     _one_of("optim.name", o.name, OPTIMIZERS)
     _check_option_keys(cfg)
     _check(d.n_samples >= 2, f"data.n_samples must be >= 2 (got {d.n_samples})")
+    _finite("data.noise", d.noise)
     _check(d.noise >= 0, f"data.noise must be >= 0 (got {d.noise})")
     for split in ("n_train", "n_dev", "n_test"):
         n = d[split]
@@ -345,22 +364,31 @@ def validate(cfg: Any) -> None:
 
     _one_of("act.name", a.name, ACTIVATIONS)
     if a.name == "lrelu":
+        _finite("act.negative_slope", a.negative_slope)
         _check(a.negative_slope >= 0, f"act.negative_slope must be >= 0 (got {a.negative_slope})")
 
     _one_of("init.name", i.name, INITS)
     if i.name == "normal":
+        _finite("init.std", i.std)
         _check(i.std >= 0, f"init.std must be >= 0 (got {i.std})")
     if i.name == "uniform":
+        _finite("init.low", i.low)
+        _finite("init.high", i.high)
         _check(i.low < i.high, f"init.low must be < init.high (got {i.low} >= {i.high})")
     if i.name.startswith("kaiming"):
         _one_of("init.mode", i.mode, ("fan_in", "fan_out"))
     if i.name.startswith("xavier") or i.name == "orthogonal":
+        if i.gain is not None:
+            _finite("init.gain", i.gain)
         _check(i.gain is None or i.gain > 0, f"init.gain must be > 0 or null (got {i.gain})")
 
     _one_of("optim.name", o.name, OPTIMIZERS)
+    _finite("optim.lr", o.lr)
     _check(o.lr > 0, f"optim.lr must be > 0 (got {o.lr})")
+    _finite("optim.weight_decay", o.weight_decay)
     _check(o.weight_decay >= 0, f"optim.weight_decay must be >= 0 (got {o.weight_decay})")
     if o.name == "sgd":
+        _finite("optim.momentum", o.momentum)
         _check(o.momentum >= 0, f"optim.momentum must be >= 0 (got {o.momentum})")
     if o.name == "adam":
         ok = len(o.betas) == 2 and all(0 <= b < 1 for b in o.betas)

@@ -21,6 +21,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from initlab import __version__
+from initlab.budget import check_budget
 from initlab.callbacks import (
     Checkpointer,
     EpochCheckpointer,
@@ -151,6 +152,7 @@ def run(cfg: DictConfig, out_dir: Path, quiet: bool = False) -> dict[str, Any]:
     """
     started = time.perf_counter()
     validate(cfg)
+    check_budget(cfg, out_dir)
     device = resolve_device(cfg.trainer.device)
     out_dir = Path(out_dir)
     writer = RecordWriter(out_dir)

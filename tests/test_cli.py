@@ -24,6 +24,19 @@ BAD_INPUTS = [
     (["+init.std=0.5"], "init.std does not apply to init=kaiming_normal"),
     (["trainer.threads=0"], "trainer.threads must be >= 1"),
     (["-m", "act=relu,foo"], "act=foo is not an option"),
+    (["seed=1180591620717411303424"], "seed must be an integer in [0, 9223372036854775]"),
+    (["seed=-1"], "seed must be an integer in [0, "),
+    (["init=uniform", "init.low=-inf"], "init.low must be a finite number (got -inf)"),
+    (["init=uniform", "init.high=inf"], "init.high must be a finite number (got inf)"),
+    (["init=uniform", "init.low=nan"], "init.low must be a finite number (got nan)"),
+    (["init=normal", "init.std=inf"], "init.std must be a finite number (got inf)"),
+    (["init=normal", "init.std=nan"], "init.std must be a finite number (got nan)"),
+    (["init=xavier_uniform", "init.gain=inf"], "init.gain must be a finite number (got inf)"),
+    (["optim.lr=inf"], "optim.lr must be a finite number (got inf)"),
+    (["optim.lr=nan"], "optim.lr must be a finite number (got nan)"),
+    (["optim.momentum=inf"], "optim.momentum must be a finite number (got inf)"),
+    (["data.noise=inf"], "data.noise must be a finite number (got inf)"),
+    (["data.noise=nan"], "data.noise must be a finite number (got nan)"),
 ]
 
 
