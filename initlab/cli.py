@@ -360,9 +360,25 @@ def _strip_run_from_completion_line() -> None:
 
 
 def _report(args: list[str], prog: str = "initlab report") -> int:
+    """``initlab report|list``: one line on stderr for anything wrong, never a traceback.
+
+    Bad input (a path that is not a record, a bad record file, a file where the report
+    writes a folder, a bad option) is checked and named. Anything else is a bug: one line,
+    its traceback saved to a file to report it, exit 1.
+    """
     import argparse
 
+    from initlab.config import MAX_DPI
     from initlab.report import FIGURE_FORMATS
+
+    def dpi(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not 1 <= value <= MAX_DPI:
+            raise argparse.ArgumentTypeError(f"must be in [1, {MAX_DPI}] (got {value})")
+        return value
 
     listing = prog.endswith("list")
     parser = argparse.ArgumentParser(
@@ -377,19 +393,49 @@ def _report(args: list[str], prog: str = "initlab report") -> int:
     if not listing:
         parser.add_argument("--format", choices=FIGURE_FORMATS, default="png",
                             help="figure file format (default: png)")
-        parser.add_argument("--dpi", type=int, default=120, help="figure resolution (default: 120)")
+        parser.add_argument("--dpi", type=dpi, default=120,
+                            help=f"figure resolution, 1 to {MAX_DPI} (default: 120)")
     ns = parser.parse_args(args)
-    if not listing and ns.dpi < 1:
-        parser.error(f"--dpi must be >= 1 (got {ns.dpi})")
     from initlab.record import RecordError
     from initlab.report import render_path
 
     try:
         render_path(ns.path, fmt=getattr(ns, "format", "png"), dpi=getattr(ns, "dpi", 120))
     except RecordError as e:
-        print(f"{prog}: error: {e}", file=sys.stderr)
+        print(f"{prog}: error: {_one_line(str(e))}", file=sys.stderr)
         return 2
+    except OSError as e:  # a full disk, a read-only folder: the file it could not write
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"{prog}: error: {where}{e.strerror or e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # a bug: one line, and its traceback kept so it can be reported
+        print(f"{prog}: internal error: {_one_line(f'{type(e).__name__}: {e}')} "
+              f"({_save_report_traceback(ns.path)}; please report it)", file=sys.stderr)
+        return 1
     return 0
+
+
+def _save_report_traceback(path: Path) -> str:
+    """Save the current traceback in the run's report_error.txt (a temporary file for a
+    sweep, a folder, or a run that cannot be written); returns where, or why it could not."""
+    import tempfile
+    import traceback
+
+    from initlab.record import REPORT_ERROR_FILE, SUMMARY
+
+    text = traceback.format_exc()
+    candidates = [path / REPORT_ERROR_FILE] if (path / SUMMARY).is_file() else []
+    candidates.append(Path(tempfile.gettempdir()) / f"initlab-report-error-{os.getpid()}.txt")
+    for target in candidates:
+        try:
+            target.write_text(text)
+            return f"traceback in {target}"
+        except OSError:
+            continue
+    return "traceback not saved"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -147,16 +147,11 @@ class RunFacts:
         return self.record.summary.get("epochs_run") or len(self.record.metrics)
 
     def checkpoint(self, name: str) -> dict | None:
-        """checkpoints/<name>.pt as a state dict, or None (torch is imported only here)."""
-        if name not in self._checkpoints:
-            path = self.record.run_dir / "checkpoints" / f"{name}.pt"
-            state = None
-            if path.exists():
-                import torch
-
-                state = torch.load(path, weights_only=True)
-            self._checkpoints[name] = state
-        return self._checkpoints[name]
+        """checkpoints/<name>.pt as a checked state dict (:meth:`RunRecord.checkpoint`), or
+        None when the run has none; RecordError when the file is bad."""
+        if not (self.record.run_dir / "checkpoints" / f"{name}.pt").exists():
+            return None
+        return self.record.checkpoint(name)
 
 
 def _holding_since(epochs: list[int], holds: Callable[[int], bool]) -> int | None:

@@ -24,6 +24,7 @@ import csv
 import json
 import math
 import os
+import socket
 from collections.abc import Iterable
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -147,10 +148,6 @@ class RecordWriter:
             torch.save(tensors, tmp)
 
 
-def _number(text: str) -> float:
-    return float(text) if text != "" else math.nan
-
-
 @dataclass
 class RunRecord:
     """Everything a reporter needs from a run directory, as plain Python values."""
@@ -166,6 +163,27 @@ class RunRecord:
     activation_hists: list[dict[str, Any]] = field(default_factory=list)
     weight_stats: list[dict[str, Any]] = field(default_factory=list)
     units: list[dict[str, Any]] = field(default_factory=list)
+    # Tensor files read so far (checkpoints, data.pt): each is loaded once per record.
+    _tensors: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def _cached(self, key: str, load):
+        if key not in self._tensors:
+            self._tensors[key] = load()
+        return self._tensors[key]
+
+    def checkpoint(self, name: str) -> dict:
+        """checkpoints/<name>.pt, checked against ``param_shapes`` (:func:`read_checkpoint`)."""
+        return self._cached(name, lambda: read_checkpoint(
+            self.run_dir, name, self.summary.get("param_shapes") or {}))
+
+    def epoch_checkpoints(self) -> dict[int, dict]:
+        """checkpoints/epochs.pt, checked (:func:`read_epoch_checkpoints`)."""
+        return self._cached(EPOCH_CHECKPOINTS, lambda: read_epoch_checkpoints(
+            self.run_dir, self.summary.get("param_shapes") or {}))
+
+    def data(self) -> dict:
+        """data.pt, checked (:func:`read_data`)."""
+        return self._cached("data.pt", lambda: read_data(self.run_dir))
 
     @property
     def figures_dir(self) -> Path:
@@ -173,7 +191,7 @@ class RunRecord:
 
     @property
     def param_names(self) -> list[str]:
-        return list(self.summary.get("param_shapes", {}))
+        return list(self.summary.get("param_shapes") or {})
 
     def grad_norm_series(self) -> dict[str, list[tuple[int, float]]]:
         """param -> [(step, norm), ...] in step order."""
@@ -194,64 +212,385 @@ def layer_number(layer: str) -> int:
     return int(digits) if digits else 0
 
 
-def _read_csv(path: Path, text_columns: tuple[str, ...] = ()) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
+# --------------------------------------------------------------------------- reading
+# Every reader below validates what it reads and raises RecordError with one line that
+# names the bad file and says why: a record is input, and input can be truncated (a kill,
+# a full disk), hand-edited, or written by another version.
+
+STATUS_STOPPED = "stopped"  # shown for a `running` record whose process is gone; never written
+# Integer columns of the CSVs; the text columns hold names; every other column is a number.
+INT_COLUMNS = {"epoch", "step", "index", "bin", "unit"}
+TEXT_COLUMNS = {"param", "layer"}
+DATA_KEYS = ("X_train", "y_train", "X_dev", "y_dev", "X_test", "y_test")
+
+
+def where_why(path, why: str) -> str:
+    """"x.csv is empty", "x.csv: line 3: ..." -- a file and what is wrong with it, as one line."""
+    return f"{path} {why}" if why.startswith(("is ", "has ", "holds ", "cannot ")) else f"{path}: {why}"
+
+
+def _bad(path: Path, why: str) -> RecordError:
+    error = RecordError(where_why(path, why))
+    error.path, error.why = Path(path), why
+    return error
+
+
+def _kind(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _summary_problem(summary: Any) -> str | None:
+    """Why ``summary`` (parsed summary.json) is not a run summary, or None when it is one."""
+    if not isinstance(summary, dict):
+        return f"not a JSON object (it holds a {_kind(summary)})"
+    status = summary.get("status")
+    if status is None:
+        return "no status (not a run summary, or cut short)"
+    if not isinstance(status, str):
+        return f"status is {status!r} (a {_kind(status)}), not a word"
+    if status not in {s.value for s in Status}:
+        return f"status {status!r} is not one of {', '.join(s.value for s in Status)}"
+    for key in ("epochs_run", "steps_run", "best_epoch"):
+        value = summary.get(key)
+        if value is not None and not (_is_int(value) and value >= 0):
+            return f"{key} is {value!r} (a {_kind(value)}), not a whole number >= 0"
+    for key in ("config", "process", "versions", "timing"):
+        value = summary.get(key)
+        if value is not None and not isinstance(value, dict):
+            return f"{key} is a {_kind(value)}, not an object"
+    for key in ("error", "stop_reason", "signal", "device"):
+        value = summary.get(key)
+        if value is not None and not isinstance(value, str):
+            return f"{key} is a {_kind(value)}, not text"
+    metrics = summary.get("metrics")
+    if metrics is not None:
+        if not isinstance(metrics, dict):
+            return f"metrics is a {_kind(metrics)}, not {{split: {{loss, acc}}}}"
+        for split, values in metrics.items():
+            if not isinstance(values, dict):
+                return f"metrics.{split} is a {_kind(values)}, not {{loss, acc}}"
+            for key in ("loss", "acc"):
+                if key in values and not _is_number(values[key]):
+                    return f"metrics.{split}.{key} is {values[key]!r}, not a number"
+    shapes = summary.get("param_shapes")
+    if shapes is not None:
+        if not isinstance(shapes, dict):
+            return f"param_shapes is a {_kind(shapes)}, not {{name: [sizes]}}"
+        for name, shape in shapes.items():
+            if not (isinstance(shape, list) and all(_is_int(n) and n >= 0 for n in shape)):
+                return f"param_shapes[{name!r}] is {shape!r}, not a list of sizes"
+    diagnosis = summary.get("diagnosis")
+    if diagnosis is not None and not isinstance(diagnosis, list):
+        return f"diagnosis is a {_kind(diagnosis)}, not a list of findings"
+    process = summary.get("process") or {}
+    if "pid" in process and not _is_int(process["pid"]):
+        return f"process.pid is {process['pid']!r}, not a process id"
+    return None
+
+
+def read_summary(run_dir: Path) -> dict[str, Any]:
+    """summary.json of ``run_dir``, checked field by field; RecordError (one line) if bad."""
+    path = Path(run_dir) / SUMMARY
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise RecordError(f"{run_dir} is not an initlab run directory (no {SUMMARY})") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise _bad(path, f"cannot be read ({getattr(e, 'strerror', None) or e})") from None
+    if not text.strip():
+        raise _bad(path, "is empty (truncated: the run was killed or the disk was full?)")
+    try:
+        summary = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise _bad(path, f"is not valid JSON ({e})") from None
+    problem = _summary_problem(summary)
+    if problem:
+        raise _bad(path, problem)
+    return summary
+
+
+def _float(text: str) -> float:
+    return float(text) if text != "" else math.nan  # an empty cell: not measured
+
+
+_CONVERTERS = {**{c: int for c in INT_COLUMNS}, **{c: str for c in TEXT_COLUMNS}}
+
+
+def _cell(path: Path, line: int, column: str, text: str) -> Any:
+    try:
+        return _CONVERTERS.get(column, _float)(text)
+    except ValueError:
+        what = "a whole number" if column in INT_COLUMNS else "a number"
+        raise _bad(path, f"line {line}: column {column!r} holds {text!r}, not {what}") from None
+
+
+def _read_csv(path: Path, summary: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Rows of one of the record's CSVs (:data:`COLUMNS`), typed; [] when the file is absent.
+
+    The header must be the declared one and every cell of the declared type. A streamed
+    CSV (:data:`STREAMED_CSVS`) whose last line lacks its newline was cut by a kill in
+    mid-write: that partial row is dropped, every complete row kept.
+    """
+    name = path.name
+    columns = COLUMNS[name]
     try:
         with path.open(newline="") as f:
-            return [
-                {k: (v if k in text_columns else _number(v)) for k, v in row.items()}
-                for row in csv.DictReader(f)
-            ]
-    except (ValueError, TypeError, csv.Error) as e:
-        # A truncated or hand-edited file is bad input: one line, not a traceback.
-        raise RecordError(f"{path} is not a valid initlab CSV ({e})") from None
-
-
-def _int_columns(rows: list[dict[str, Any]], *columns: str) -> list[dict[str, Any]]:
-    for row in rows:
-        for c in columns:
+            text = f.read()
+    except FileNotFoundError:
+        return []
+    except (OSError, UnicodeDecodeError) as e:
+        raise _bad(path, f"cannot be read ({getattr(e, 'strerror', None) or e})") from None
+    if not text:
+        ran = (summary or {}).get("epochs_run")
+        said = f" although {SUMMARY} says {ran} epochs ran" if ran else ""
+        raise _bad(path, f"is empty: truncated (not even its header){said}")
+    lines = text.splitlines(keepends=True)
+    if name in STREAMED_CSVS and len(lines) > 1 and not lines[-1].endswith(("\n", "\r")):
+        lines = lines[:-1]
+    try:
+        reader = csv.reader(lines)
+        header = tuple(next(reader))
+        if header != columns:
+            raise _bad(path, f"has columns {','.join(header)}; an initlab {name} has "
+                       f"{','.join(columns)}")
+        convert = [_CONVERTERS.get(c, _float) for c in columns]
+        rows = []
+        for number, cells in enumerate(reader, start=2):
+            if len(cells) != len(columns):
+                raise _bad(path, f"line {number} has {len(cells)} cells, not {len(columns)} "
+                           "(truncated or hand-edited?)")
             try:
-                row[c] = int(row[c])
-            except (ValueError, TypeError, OverflowError):
-                raise RecordError(f"column {c!r} holds {row[c]!r}, not a whole number") from None
+                rows.append({c: f(v) for c, f, v in zip(columns, convert, cells)})
+            except ValueError:  # say which cell
+                for c, v in zip(columns, cells):
+                    _cell(path, number, c, v)
+                raise
+    except csv.Error as e:
+        raise _bad(path, f"is not a valid CSV ({e})") from None
     return rows
 
 
-def read_record(run_dir: Path) -> RunRecord:
-    """Load a run directory; raises RecordError when ``run_dir`` is not a run record."""
-    run_dir = Path(run_dir)
-    summary_path = run_dir / SUMMARY
-    if not run_dir.is_dir():
-        raise RecordError(f"{run_dir} is not a directory")
-    if not summary_path.exists():
-        raise RecordError(f"{run_dir} is not an initlab run directory (no {SUMMARY})")
+def read_overrides(run_dir: Path) -> list[str]:
+    """The command-line overrides of a run (.hydra/overrides.yaml); [] when absent or unreadable:
+    they only label a run, so a bad file must not stop it from being read."""
+    path = Path(run_dir) / ".hydra" / "overrides.yaml"
+    if not path.is_file():
+        return []
     try:
-        summary = json.loads(summary_path.read_text())
-    except json.JSONDecodeError as e:
-        raise RecordError(f"{summary_path} is not valid JSON ({e})") from None
-    config, overrides = {}, []
-    hydra_dir = run_dir / ".hydra"
-    if (hydra_dir / "config.yaml").exists():
         from omegaconf import OmegaConf
 
-        config = OmegaConf.to_container(OmegaConf.load(hydra_dir / "config.yaml"))
-        if (hydra_dir / "overrides.yaml").exists():
-            overrides = list(OmegaConf.load(hydra_dir / "overrides.yaml"))
+        loaded = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    except Exception:  # noqa: BLE001 - any YAML or OmegaConf error: no label, not a crash
+        return []
+    if not isinstance(loaded, list):
+        return []
+    return [str(o) for o in loaded if isinstance(o, (str, int, float, bool))]
+
+
+def _hydra_config(run_dir: Path) -> dict[str, Any]:
+    """.hydra/config.yaml as plain values, for a record whose summary lacks its config (an old
+    run). Interpolations that cannot be resolved now (``${now:%s}``, a resolver of another
+    program) stay as text; a file that cannot be read gives {}: never a reason to fail."""
+    path = Path(run_dir) / ".hydra" / "config.yaml"
+    if not path.is_file():
+        return {}
+    try:
+        from omegaconf import OmegaConf
+
+        loaded = OmegaConf.load(path)
+        try:
+            config = OmegaConf.to_container(loaded, resolve=True)
+        except Exception:  # noqa: BLE001 - unresolvable interpolation: keep it as written
+            config = OmegaConf.to_container(loaded, resolve=False)
+    except Exception:  # noqa: BLE001 - a broken YAML file
+        return {}
+    return config if isinstance(config, dict) else {}
+
+
+def read_record(run_dir: Path) -> RunRecord:
+    """Load a run directory; raises RecordError (one line naming the bad file) when ``run_dir``
+    is not a readable run record.
+
+    The config is the one the run resolved and stored in summary.json; .hydra/config.yaml is
+    read only for a record without it.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise RecordError(f"{run_dir} is not a directory")
+    summary = read_summary(run_dir)
+    config = summary.get("config")
+    metrics = _read_csv(run_dir / "metrics.csv", summary)
+    if not metrics and not (run_dir / "metrics.csv").exists() and summary.get("epochs_run"):
+        raise _bad(run_dir / "metrics.csv",
+                   f"is missing although {SUMMARY} says {summary['epochs_run']} epochs ran")
     return RunRecord(
         run_dir=run_dir,
         summary=summary,
-        config=config,
-        overrides=overrides,
-        metrics=_int_columns(_read_csv(run_dir / "metrics.csv"), "epoch"),
-        grad_norms=_int_columns(
-            _read_csv(run_dir / "grad_norms.csv", ("param",)), "step", "epoch"
-        ),
-        activations=_int_columns(_read_csv(run_dir / "activations.csv", ("layer",)), "epoch"),
-        weights=_int_columns(_read_csv(run_dir / "weights.csv", ("param",)), "epoch", "index"),
-        activation_hists=_int_columns(
-            _read_csv(run_dir / "activation_hists.csv", ("layer",)), "epoch", "bin"
-        ),
-        weight_stats=_int_columns(_read_csv(run_dir / "weight_stats.csv", ("param",)), "epoch"),
-        units=_int_columns(_read_csv(run_dir / "units.csv", ("layer",)), "epoch", "unit"),
+        config=config if isinstance(config, dict) else _hydra_config(run_dir),
+        overrides=read_overrides(run_dir),
+        metrics=metrics,
+        **{name.removesuffix(".csv"): _read_csv(run_dir / name, summary)
+           for name in COLUMNS if name != "metrics.csv"},
     )
+
+
+# ------------------------------------------------------------------- tensor files
+def _load_tensors(path: Path) -> Any:
+    """torch.load with ``weights_only=True`` (a pickle that runs code is refused), any
+    failure as one line naming the file."""
+    import pickle
+    import zipfile
+
+    import torch
+
+    try:
+        return torch.load(path, weights_only=True, map_location="cpu")
+    except FileNotFoundError:
+        raise _bad(path, "is missing") from None
+    except pickle.UnpicklingError as e:
+        # weights_only refused it: name the first line of torch's long explanation only.
+        first = next((line for line in str(e).splitlines() if "Unsupported" in line
+                      or "global" in line.lower()), "")
+        raise _bad(path, "is not a plain tensor file; refused to unpickle it"
+                   + (f" ({first.strip()[:160]})" if first else "")) from None
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as e:
+        reason = (str(e).splitlines() or [type(e).__name__])[0][:160]
+        raise _bad(path, f"cannot be loaded (truncated or not written by torch.save: {reason})") from None
+
+
+def _check_state_dict(path: Path, state: Any, shapes: dict[str, list[int]] | None):
+    import torch
+
+    if not isinstance(state, dict):
+        raise _bad(path, f"holds a {_kind(state)}, not a state dict {{name: tensor}}")
+    for name, tensor in state.items():
+        if not isinstance(name, str) or not isinstance(tensor, torch.Tensor):
+            raise _bad(path, f"entry {name!r} is a {_kind(tensor)}, not a named tensor")
+    if shapes:
+        if set(state) != set(shapes):
+            missing, extra = sorted(set(shapes) - set(state)), sorted(set(state) - set(shapes))
+            raise _bad(path, "its parameters do not match summary.json param_shapes ("
+                       + "; ".join(filter(None, [missing and f"missing {', '.join(missing)}",
+                                                 extra and f"unexpected {', '.join(extra)}"])) + ")")
+        for name, shape in shapes.items():
+            if list(state[name].shape) != list(shape):
+                raise _bad(path, f"{name} has shape {list(state[name].shape)}; summary.json "
+                           f"param_shapes says {shape}")
+    return state
+
+
+def read_checkpoint(run_dir: Path, name: str, param_shapes: dict | None = None) -> dict:
+    """checkpoints/<name>.pt (init, best, last) as a state dict {param: tensor}.
+
+    Checked against ``param_shapes`` (default: summary.json's): the same names, the same
+    shapes. RecordError in one line for a missing, truncated or foreign file (a pickle that
+    is not plain tensors is refused, never run). torch is imported here only.
+    """
+    path = Path(run_dir) / "checkpoints" / f"{name}.pt"
+    if param_shapes is None:
+        param_shapes = read_summary(run_dir).get("param_shapes")
+    return _check_state_dict(path, _load_tensors(path), param_shapes)
+
+
+def read_epoch_checkpoints(run_dir: Path, param_shapes: dict | None = None) -> dict[int, dict]:
+    """checkpoints/epochs.pt: {epoch: state dict}, each checked as :func:`read_checkpoint` does."""
+    path = Path(run_dir) / EPOCH_CHECKPOINTS
+    if param_shapes is None:
+        param_shapes = read_summary(run_dir).get("param_shapes")
+    states = _load_tensors(path)
+    if not isinstance(states, dict):
+        raise _bad(path, f"holds a {_kind(states)}, not {{epoch: state dict}}")
+    for epoch, state in states.items():
+        if not _is_int(epoch):
+            raise _bad(path, f"key {epoch!r} is not an epoch number")
+        _check_state_dict(path, state, param_shapes)
+    return states
+
+
+def read_data(run_dir: Path) -> dict:
+    """data.pt: the tensors trained and evaluated on, {X_train, y_train, X_dev, ...}, each
+    X an (N, features) float tensor and y the N labels beside it."""
+    import torch
+
+    path = Path(run_dir) / "data.pt"
+    data = _load_tensors(path)
+    if not isinstance(data, dict):
+        raise _bad(path, f"holds a {_kind(data)}, not {{{', '.join(DATA_KEYS)}}}")
+    missing = [k for k in DATA_KEYS if not isinstance(data.get(k), torch.Tensor)]
+    if missing:
+        raise _bad(path, f"has no tensor {', '.join(missing)}")
+    for split in ("train", "dev", "test"):
+        X, y = data[f"X_{split}"], data[f"y_{split}"]
+        if X.dim() != 2 or y.dim() != 1 or len(X) != len(y):
+            raise _bad(path, f"X_{split} {list(X.shape)} and y_{split} {list(y.shape)} are not "
+                       "(N, features) and (N,)")
+    return data
+
+
+# ------------------------------------------------------------------------- status
+def _process_gone(summary: dict[str, Any]) -> bool:
+    """The process that wrote a ``running`` record, on this host, no longer exists. A
+    process on another host, or without a pid, cannot be checked: not gone."""
+    process = summary.get("process")
+    if not isinstance(process, dict):
+        return False
+    pid, host = process.get("pid"), process.get("host")
+    if not _is_int(pid) or pid <= 0 or host != socket.gethostname():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, OSError):
+        return False  # it exists (another user's process), or we cannot tell
+    return _is_zombie(pid)
+
+
+def _is_zombie(pid: int) -> bool:
+    # A child that exited but was not reaped yet still answers kill(pid, 0).
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[:1] == ["Z"]
+
+
+def effective_status(summary: dict[str, Any]) -> str:
+    """The status to show: summary.json's, except :data:`STATUS_STOPPED` for a ``running``
+    record whose process is gone (killed with SIGKILL, out of memory, a lost machine)."""
+    status = str(summary.get("status", "unknown"))
+    if status == STATUS_RUNNING and _process_gone(summary):
+        return STATUS_STOPPED
+    return status
+
+
+def describe_status(summary: dict[str, Any]) -> str:
+    """How the run stands, in words: "completed after 20 epochs", "stopped without a word at
+    epoch 7 (process 123 on host is gone)", "running (epoch 7 so far)", ..."""
+    status = effective_status(summary)
+    epochs = summary.get("epochs_run") or 0
+    n = f"{epochs} epoch{'' if epochs == 1 else 's'}"
+    process = summary.get("process") if isinstance(summary.get("process"), dict) else {}
+    who = f"process {process.get('pid')} on {process.get('host')}" if process else ""
+    if status == STATUS_STOPPED:
+        return (f"stopped without a word at epoch {epochs} ({who} is gone; its last epochs "
+                "may be missing from the record)")
+    if status == STATUS_RUNNING:
+        if process and process.get("host") != socket.gethostname():
+            return f"running on {process.get('host')} (epoch {epochs} so far; not checked from here)"
+        return f"running (epoch {epochs} so far{'; ' + who if who else ''})"
+    detail = summary.get("error") or summary.get("stop_reason") or ""
+    if status == STATUS_INTERRUPTED:
+        by = f" by {summary['signal']}" if summary.get("signal") else ""
+        return f"interrupted{by} after {n}" + (f": {detail}" if summary.get("error") else "")
+    if status == STATUS_FAILED:
+        return f"failed after {n}" + (f": {detail}" if detail else "")
+    return f"{status} after {n}" + (f" ({detail})" if detail else "")

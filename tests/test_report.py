@@ -104,7 +104,7 @@ def test_a_corrupted_csv_gets_a_one_line_error(smoke_run, tmp_path):
     result = initlab_cli("report", str(run_dir), cwd=tmp_path)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
-    assert "grad_norms.csv is not a valid initlab CSV" in result.stderr.strip()
+    assert "grad_norms.csv: line 2: column 'norm' holds 'abc', not a number" in result.stderr.strip()
 
 
 # ------------------------------------------------------------------ the new record files

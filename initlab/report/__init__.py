@@ -11,7 +11,18 @@ import math
 from pathlib import Path
 
 from initlab.config import FIGURE_FORMATS
-from initlab.record import STATUS_FAILED, STATUS_RUNNING, SUMMARY, RecordError, RunRecord, read_record
+from initlab.record import (
+    STATUS_COMPLETED,
+    STATUS_FAILED,
+    STATUS_RUNNING,
+    STATUS_STOPPED,
+    SUMMARY,
+    RecordError,
+    RunRecord,
+    describe_status,
+    effective_status,
+    read_record,
+)
 
 __all__ = ["FIGURE_FORMATS", "render_run", "render_path", "run_findings", "one_line"]
 
@@ -42,7 +53,7 @@ def _plural(n: int, word: str) -> str:
 def one_line(record: RunRecord, findings, label: str = "") -> str:
     """One line per run: what ran, how it ended, its test accuracy and findings, where."""
     s = record.summary
-    status = s.get("status", "unknown")
+    status = effective_status(s)
     acc = (s.get("metrics") or {}).get("test", {}).get("acc")
     parts = [f"{status} after {_plural(int(s.get('epochs_run') or 0), 'epoch')}"]
     if isinstance(acc, (int, float)) and math.isfinite(acc):
@@ -63,10 +74,11 @@ def render_run(run_dir: Path, console=None, fmt: str = "png", dpi: int = 120,
     from rich.console import Console
 
     record = read_record(Path(run_dir))
-    status = record.summary.get("status", "unknown")
-    if status in (STATUS_FAILED, STATUS_RUNNING) and not record.metrics:
-        why = record.summary.get("error") or "it never finished an epoch"
-        raise RecordError(f"{record.run_dir} holds no results: the run {status} ({why})")
+    status = effective_status(record.summary)
+    if status in (STATUS_FAILED, STATUS_RUNNING, STATUS_STOPPED) and not record.metrics:
+        raise RecordError(f"{record.run_dir} holds no results: the run {describe_status(record.summary)}"
+                          + ("" if record.summary.get("error") else "; no epoch finished"))
+    _check_writable(record.run_dir, figures != "none", tables != "line")
     console = console or Console()
     findings = run_findings(record)
     if tables == "line":
@@ -76,9 +88,12 @@ def render_run(run_dir: Path, console=None, fmt: str = "png", dpi: int = 120,
         from initlab.diagnose import diagnosis_table, unchecked_rules
         from initlab.report.tables import print_and_save, run_tables
 
-        if status != "completed":  # say how it ended before the numbers that show it
-            why = record.summary.get("error") or record.summary.get("stop_reason") or ""
-            console.print(f"[bold red]status: {status}[/bold red] {why}", highlight=False)
+        if status != STATUS_COMPLETED:  # say how it ended before the numbers that show it
+            style = "cyan" if status == STATUS_RUNNING else "bold red"
+            from rich.text import Text
+
+            console.print(Text.assemble(("status: ", style), describe_status(record.summary)),
+                          soft_wrap=True)
         shown = run_tables(record)
         if tables == "brief":
             shown = {k: v for k, v in shown.items() if k in BRIEF_TABLES}
@@ -93,6 +108,16 @@ def render_run(run_dir: Path, console=None, fmt: str = "png", dpi: int = 120,
         console.print(f"[bold]Run record:[/bold] {record.run_dir}  "
                       f"({_plural(len(written), 'figure')})", soft_wrap=True)
     return written
+
+
+def _check_writable(folder: Path, figures: bool, tables: bool) -> None:
+    """The report writes ``tables/`` and ``figures/`` in ``folder``: say in one line, before
+    anything is drawn, when one of them is in the way (a file of that name)."""
+    for name, used in (("tables", tables), ("figures", figures)):
+        target = folder / name
+        if used and (target.is_symlink() or target.exists()) and not target.is_dir():
+            raise RecordError(f"{target} is a file, not a folder; the report writes its {name} "
+                              "there: move or remove it")
 
 
 def render_path(path: Path, console=None, fmt: str = "png", dpi: int = 120) -> list[Path]:
@@ -115,6 +140,7 @@ def render_path(path: Path, console=None, fmt: str = "png", dpi: int = 120) -> l
     if (path / SUMMARY).exists():
         return render_run(path, console=console, fmt=fmt, dpi=dpi, figures="full", tables="full")
     if (path / MULTIRUN_FILE).exists():
+        _check_writable(path, True, True)
         return render_sweep(path, console=console, fmt=fmt, dpi=dpi)
     from initlab.report.overview import find_entries, overview_table
 
@@ -122,6 +148,7 @@ def render_path(path: Path, console=None, fmt: str = "png", dpi: int = 120) -> l
     if not entries:
         raise RecordError(f"{path} is not an initlab run, sweep or folder of them "
                           f"(no {SUMMARY} or {MULTIRUN_FILE} in or below it)")
-    console.print(overview_table(entries, path))
+    # soft_wrap: a path longer than the terminal stays one line to copy, never cut.
+    console.print(overview_table(entries, path), soft_wrap=True)
     console.print("Re-render one with `initlab report PATH`.")
     return []
