@@ -164,6 +164,8 @@ def test_unfinished_and_record_less_jobs_are_listed_not_fatal(act_sweep, tmp_pat
     sweep_dir = tmp_path / "copy"
     shutil.copytree(original, sweep_dir)
     # Job 2 never wrote a record (killed before starting); job 1 is still running.
+    multirun = sweep_dir / "multirun.yaml"
+    multirun.write_text(multirun.read_text().replace("act=sigmoid,relu", "act=sigmoid,relu,tanh"))
     (sweep_dir / "2" / ".hydra").mkdir(parents=True)
     overrides = (sweep_dir / "0" / ".hydra" / "overrides.yaml").read_text()
     (sweep_dir / "2" / ".hydra" / "overrides.yaml").write_text(

@@ -32,11 +32,27 @@ from typing import Any
 
 from hydra.experimental.callback import Callback
 
-from initlab.record import SUMMARY, RecordError, layer_number, read_record
+from initlab.record import (
+    FINISHED_STATUSES,
+    STATUS_INTERRUPTED,
+    STATUS_STOPPED,
+    SUMMARY,
+    RecordError,
+    describe_status,
+    effective_status,
+    layer_number,
+    read_overrides,
+    read_record,
+)
 
 MULTIRUN_FILE = "multirun.yaml"  # Hydra writes it at the root of every sweep
-STATUS_NO_RECORD = "no record"  # a job directory without summary.json (never started, or killed)
-FINISHED = ("completed", "diverged")  # statuses whose final metrics mean something
+STATUS_NO_RECORD = "no record"  # a job directory without summary.json (killed as it started)
+STATUS_NOT_STARTED = "not started"  # a job of multirun.yaml without a folder of its own
+STATUS_UNREADABLE = "unreadable"  # a job whose record cannot be read (its error says why)
+# Statuses whose final metrics mean something: an interrupted job's are those up to the stop.
+FINISHED = FINISHED_STATUSES
+BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+DEFAULT_SUBDIR = "${hydra.job.num}"  # hydra.sweep.subdir: job i in <sweep>/<i>
 SEED_KEY = "seed"
 SPLITS = ("train", "dev", "test")
 # Directories under a sweep root that are the comparison's own output, not jobs.
@@ -74,7 +90,7 @@ class Job:
 
     def final(self, split: str, key: str) -> float:
         """Final (best-on-dev) loss or acc of ``split``; NaN when the job has none."""
-        value = self.summary.get("metrics", {}).get(split, {}).get(key)
+        value = ((self.summary.get("metrics") or {}).get(split) or {}).get(key)
         return math.nan if value is None else float(value)
 
     def override(self, key: str) -> str | None:
@@ -106,8 +122,8 @@ def _natural_key(path: Path) -> tuple:
 def find_job_dirs(sweep_dir: Path) -> list[Path]:
     """Every job directory under ``sweep_dir`` (one with summary.json or .hydra/), in job order.
 
-    Walking the tree rather than assuming ``<sweep>/<num>`` keeps custom
-    ``hydra.sweep.subdir`` patterns working.
+    Every folder that looks like a job, whichever sweep left it: :func:`sweep_jobs` picks
+    those of the sweep's own multirun.yaml.
     """
     sweep_dir = Path(sweep_dir)
     found = []
@@ -121,36 +137,119 @@ def find_job_dirs(sweep_dir: Path) -> list[Path]:
     return sorted(found, key=lambda p: _natural_key(p.relative_to(sweep_dir)))
 
 
-def _load_overrides(job_dir: Path) -> list[str]:
-    path = job_dir / ".hydra" / "overrides.yaml"
-    if not path.exists():
-        return []
-    from omegaconf import OmegaConf
+def planned_jobs(sweep_dir: Path) -> tuple[list[list[str]], bool] | None:
+    """The overrides of every job the sweep launches, in job order, as Hydra's BasicSweeper
+    expands its multirun.yaml (``hydra.sweeper.params``, then ``hydra.overrides.task``), and
+    whether job ``i`` lives in ``<sweep>/<i>`` (the default ``hydra.sweep.subdir``).
 
-    return [str(o) for o in OmegaConf.load(path)]
+    None when that cannot be known: no or an unreadable multirun.yaml, another sweeper
+    (Optuna, Ax: their jobs are chosen as the sweep goes), a sweep value Hydra cannot expand
+    without the config (``glob(...)``).
+    """
+    try:
+        from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+        from omegaconf import OmegaConf
+
+        # Unresolved: an interpolation in an override (`seed=${now:%s}`) is text here.
+        hydra_cfg = OmegaConf.to_container(OmegaConf.load(Path(sweep_dir) / MULTIRUN_FILE),
+                                           resolve=False)["hydra"]
+        sweeper = hydra_cfg["sweeper"]
+        if sweeper.get("_target_") != BASIC_SWEEPER:
+            return None
+        params = sweeper.get("params") or {}
+        arguments = [f"{k}={v}" for k, v in params.items()] + list(hydra_cfg["overrides"]["task"])
+        overrides = OverridesParser.create().parse_overrides(arguments)
+        (batch,) = BasicSweeper.split_arguments(overrides, None)
+        numbered = hydra_cfg["sweep"]["subdir"] == DEFAULT_SUBDIR
+    except Exception:  # noqa: BLE001 - anything unexpected: walk the job folders instead
+        return None
+    return [[str(o) for o in job] for job in batch], numbered
 
 
-def read_job(job_dir: Path, sweep_dir: Path) -> Job:
-    """A job's record, reduced to what the comparison shows; never raises for a bad job."""
+@dataclass
+class JobSlot:
+    """Where one job of a sweep is: its folder, or None for a job never started."""
+
+    name: str
+    job_dir: Path | None
+    overrides: list[str]
+    note: str = ""  # why a folder found there is not this job's
+
+
+def _same_job(found: list[str], planned: list[str]) -> bool:
+    return found == planned or sorted(found) == sorted(planned)
+
+
+def sweep_jobs(sweep_dir: Path) -> list[JobSlot]:
+    """The jobs of this sweep, in job order: those its multirun.yaml plans (see
+    :func:`planned_jobs`), each in its folder or never started; a folder left there by an
+    older sweep is no job of this one. Without a plan, every job folder found."""
+    sweep_dir = Path(sweep_dir)
+    plan = planned_jobs(sweep_dir)
+    if plan is None:
+        return [JobSlot(str(d.relative_to(sweep_dir)), d, read_overrides(d))
+                for d in find_job_dirs(sweep_dir)]
+    planned, numbered = plan
+    if numbered:
+        folders = {i: sweep_dir / str(i) for i in range(len(planned))}
+    else:  # a custom hydra.sweep.subdir: a job is the folder that holds its overrides
+        folders, newest = {}, {}
+        for d in find_job_dirs(sweep_dir):
+            found = read_overrides(d)
+            for i, overrides in enumerate(planned):
+                if _same_job(found, overrides) and d.stat().st_mtime >= newest.get(i, -math.inf):
+                    folders[i], newest[i] = d, d.stat().st_mtime
+    slots = []
+    for i, overrides in enumerate(planned):
+        d = folders.get(i)
+        if d is None or not d.is_dir():
+            slots.append(JobSlot(str(i), None, overrides))
+            continue
+        name = str(d.relative_to(sweep_dir))
+        found = read_overrides(d)
+        if (d / ".hydra" / "overrides.yaml").is_file() and not _same_job(found, overrides):
+            slots.append(JobSlot(name, None, overrides, note=(
+                f"{d} holds a job of another sweep ({' '.join(found) or 'defaults'}), "
+                "not this one's")))
+            continue
+        slots.append(JobSlot(name, d, overrides))
+    return slots
+
+
+def _job_error(summary: dict[str, Any], status: str) -> str:
+    if status in (STATUS_STOPPED, STATUS_INTERRUPTED):
+        return describe_status(summary)
+    return str(summary.get("error") or summary.get("stop_reason") or "")
+
+
+def read_job(job_dir: Path, sweep_dir: Path, overrides: list[str] | None = None) -> Job:
+    """A job's record, reduced to what the comparison shows; never raises for a bad job.
+
+    ``overrides``: the job's, as its sweep planned them (default: its .hydra/overrides.yaml).
+    """
     name = str(job_dir.relative_to(sweep_dir))
+    if overrides is None:
+        overrides = read_overrides(job_dir)
     if not (job_dir / SUMMARY).exists():
-        return Job(name, job_dir, _load_overrides(job_dir), STATUS_NO_RECORD,
+        return Job(name, job_dir, overrides, STATUS_NO_RECORD,
                    error="no summary.json: the job never started or was killed")
     try:
         record = read_record(job_dir)
     except RecordError as e:
-        return Job(name, job_dir, _load_overrides(job_dir), "unreadable", error=str(e))
+        return Job(name, job_dir, overrides, STATUS_UNREADABLE, error=str(e))
     summary = record.summary
+    status = effective_status(summary)
     job = Job(
         name=name,
         job_dir=job_dir,
-        overrides=record.overrides,
-        status=str(summary.get("status", "unknown")),
-        error=str(summary.get("error") or summary.get("stop_reason") or ""),
+        overrides=overrides,
+        status=status,
+        error=_job_error(summary, status),
         summary=summary,
         metrics=record.metrics,
         findings=list(dict.fromkeys(
-            str(d.get("code")) for d in summary.get("diagnosis", []) if isinstance(d, dict)
+            str(d.get("code")) for d in summary.get("diagnosis") or [] if isinstance(d, dict)
         )),
     )
     for param, points in record.grad_norm_series().items():
@@ -188,8 +287,13 @@ def distinguishing_labels(override_lists: list[list[str]]) -> tuple[list[str], s
 
 
 def read_sweep(sweep_dir: Path) -> tuple[list[Job], str]:
-    """Every job of the sweep with its label, and the overrides all jobs share."""
-    jobs = [read_job(d, Path(sweep_dir)) for d in find_job_dirs(Path(sweep_dir))]
+    """Every job of the sweep (:func:`sweep_jobs`: those never started too, none of an older
+    sweep) with its label, and the overrides all jobs share."""
+    sweep_dir = Path(sweep_dir)
+    jobs = [read_job(slot.job_dir, sweep_dir, slot.overrides) if slot.job_dir else
+            Job(slot.name, sweep_dir / slot.name, slot.overrides, STATUS_NOT_STARTED,
+                error=slot.note)
+            for slot in sweep_jobs(sweep_dir)]
     labels, shared = distinguishing_labels([j.overrides for j in jobs])
     for job, label in zip(jobs, labels, strict=True):
         job.label = label

@@ -9,7 +9,6 @@ the listing was asked for: a table when the terminal is wide enough for the long
 else one block per entry with the path on a line of its own.
 """
 
-import json
 import math
 import os
 from dataclasses import dataclass
@@ -20,8 +19,22 @@ from rich.console import Console, ConsoleOptions, RenderResult
 from rich.padding import Padding
 from rich.text import Text
 
-from initlab.record import SUMMARY
-from initlab.report.compare import MULTIRUN_FILE, NOT_JOB_DIRS, find_job_dirs
+from initlab.record import (
+    SUMMARY,
+    RecordError,
+    effective_status,
+    read_overrides,
+    read_summary,
+    where_why,
+)
+from initlab.report.compare import (
+    MULTIRUN_FILE,
+    NOT_JOB_DIRS,
+    STATUS_NO_RECORD,
+    STATUS_NOT_STARTED,
+    STATUS_UNREADABLE,
+    sweep_jobs,
+)
 from initlab.report.tables import Fitted, Folded, OneOf, plural
 
 # Run-directory parts that never hold another run: not worth walking into.
@@ -41,13 +54,6 @@ class Entry:
     test_acc: str
 
 
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return {}
-
-
 def _started(run_or_sweep: Path, *candidates: str) -> float:
     # Hydra writes these files when a run or sweep starts; the first that exists dates it.
     for name in candidates:
@@ -57,31 +63,55 @@ def _started(run_or_sweep: Path, *candidates: str) -> float:
     return run_or_sweep.stat().st_mtime
 
 
-def _yaml_list(path: Path) -> list[str]:
-    if not path.exists():
-        return []
-    from omegaconf import OmegaConf
-
-    return [str(o) for o in OmegaConf.load(path)]
-
-
 def _acc(summary: dict) -> float:
-    value = summary.get("metrics", {}).get("test", {}).get("acc")
+    value = ((summary.get("metrics") or {}).get("test") or {}).get("acc")
     return math.nan if value is None else float(value)
 
 
+def _unreadable(e: RecordError, folder: Path) -> str:
+    """"unreadable: summary.json: no status" -- the bad file named from the run's folder."""
+    path, why = getattr(e, "path", None), getattr(e, "why", None)
+    if path is None or why is None:
+        return f"{STATUS_UNREADABLE}: {e}"
+    try:
+        where = path.relative_to(folder)
+    except ValueError:
+        where = path
+    return f"{STATUS_UNREADABLE}: {where_why(where, why)}"
+
+
 def run_entry(run_dir: Path) -> Entry:
-    summary = _read_json(run_dir / SUMMARY)
+    """One run's row from its summary.json (checked) and overrides; a bad summary gives
+    the row ``unreadable: <file>: <why>``, never an error."""
+    try:
+        summary = read_summary(run_dir)
+    except RecordError as e:
+        summary, status = {}, _unreadable(e, run_dir)
+    else:
+        status = effective_status(summary)
     acc = _acc(summary)
     return Entry(
         kind="run",
         path=run_dir,
         started=_started(run_dir, ".hydra/hydra.yaml", SUMMARY),
-        overrides=" ".join(_yaml_list(run_dir / ".hydra" / "overrides.yaml")) or "defaults",
-        status=str(summary.get("status", "unknown")),
+        overrides=" ".join(read_overrides(run_dir)) or "defaults",
+        status=status,
         epochs=str(summary.get("epochs_run", "–")),
         test_acc="–" if math.isnan(acc) else f"{acc:.3f}",
     )
+
+
+def _job_status(slot) -> tuple[str, float]:
+    """A sweep job's status (as the comparison shows it) and test accuracy, from its summary."""
+    if slot.job_dir is None:
+        return STATUS_NOT_STARTED, math.nan
+    if not (slot.job_dir / SUMMARY).exists():
+        return STATUS_NO_RECORD, math.nan
+    try:
+        summary = read_summary(slot.job_dir)
+    except RecordError:
+        return STATUS_UNREADABLE, math.nan
+    return effective_status(summary), _acc(summary)
 
 
 def sweep_entry(sweep_dir: Path) -> Entry:
@@ -100,12 +130,11 @@ def sweep_entry(sweep_dir: Path) -> Entry:
         overrides = "?"
     statuses: dict[str, int] = {}
     accs = []
-    for job_dir in find_job_dirs(sweep_dir):
-        summary = _read_json(job_dir / SUMMARY)
-        status = str(summary.get("status", "no record"))
+    for slot in sweep_jobs(sweep_dir):  # this sweep's jobs only, never started ones too
+        status, acc = _job_status(slot)
         statuses[status] = statuses.get(status, 0) + 1
-        if math.isfinite(_acc(summary)):
-            accs.append(_acc(summary))
+        if math.isfinite(acc):
+            accs.append(acc)
     n = sum(statuses.values())
     return Entry(
         kind="sweep",
@@ -125,15 +154,25 @@ def find_entries(folder: Path) -> list[Entry]:
     entries = []
     for root, dirs, files in os.walk(folder):
         here = Path(root)
-        if MULTIRUN_FILE in files:
-            entries.append(sweep_entry(here))
-            dirs[:] = []
-        elif SUMMARY in files:
-            entries.append(run_entry(here))
+        if MULTIRUN_FILE in files or SUMMARY in files:
+            entries.append(_entry(here, "sweep" if MULTIRUN_FILE in files else "run"))
             dirs[:] = []
         else:
             dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in NOT_RECORD_DIRS)
     return sorted(entries, key=lambda e: e.started, reverse=True)
+
+
+def _entry(path: Path, kind: str) -> Entry:
+    """The row of one run or sweep; one that cannot be read at all (a folder that vanished
+    or cannot be opened) still gets its row, saying why, and the others are listed."""
+    try:
+        return run_entry(path) if kind == "run" else sweep_entry(path)
+    except OSError as e:
+        try:
+            started = path.stat().st_mtime
+        except OSError:
+            started = 0.0
+        return Entry(kind, path, started, "?", f"{STATUS_UNREADABLE}: {e.strerror or e}", "–", "–")
 
 
 # The overrides column of the table layout is at least this wide; on a terminal too
