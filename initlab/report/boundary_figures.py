@@ -44,7 +44,7 @@ def load_model(record: RunRecord, state: dict | None = None):
     return model
 
 
-def plane_grid(data: dict, pad: float = 0.5, n: int = 150):
+def plane_grid(data: dict, pad: float = 0.5, n: int = 120):
     """An n x n grid (gx, gy) over every point of the data set, ``pad`` wider on each side."""
     import torch
 

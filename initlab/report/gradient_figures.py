@@ -122,7 +122,9 @@ def grad_norm_over_time(record: RunRecord, path: Path, dpi: int) -> Path:
     layers = g.layers
     deep = len(layers) > DEEP_NET_LAYERS
     shown_layers = evenly_spaced(layers, SHOWN_LAYERS) if deep else layers
-    colors = dict(zip(shown_layers, layer_colors(len(shown_layers)), strict=True))
+    # Colour by depth over the whole net, so fc1 .. fcN read as a gradient of hue.
+    every_color = dict(zip(layers, layer_colors(len(layers)), strict=True))
+    colors = {layer: every_color[layer] for layer in shown_layers}
     params = [p for p in g.params if layer_of(p) in colors and (not deep or p.endswith("weight"))]
     zero_params = [p for p in params if (g.row(p) == 0).any()]
     beside = len(params) > 8  # a legend this long would cover the lines: put it beside them

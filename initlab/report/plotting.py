@@ -126,7 +126,9 @@ def suptitle(fig, text: str, top: float = 0.1, **kw) -> None:
 
 def save(fig, path: Path, dpi: int) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
+    # zlib level 3 instead of 6: a quarter less time per PNG for ~10 % more bytes.
+    extra = {"pil_kwargs": {"compress_level": 3}} if path.suffix == ".png" else {}
+    fig.savefig(path, dpi=dpi, **extra)
     plt.close(fig)
     return path
 

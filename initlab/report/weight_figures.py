@@ -56,6 +56,10 @@ def scheme_draws(record: RunRecord, shapes: dict[str, tuple[int, ...]],
     # Plain attribute access: thousands of calls through OmegaConf would dominate.
     init_cfg, act_cfg = _Settings(config.get("init", {})), _Settings(config.get("act", {}))
     gen = torch.Generator().manual_seed(12345)
+    if init_cfg.name in LAYER_FREE_SCHEMES:  # one shape is as good as any: draw once
+        w = torch.empty((n, 1))
+        pooled = init_weight_(w, init_cfg, act_cfg, gen).flatten().numpy()
+        return {name: pooled for name in shapes}
     draws = {}
     for name, shape in shapes.items():
         w = torch.empty(shape)
@@ -97,14 +101,15 @@ def initial_weights(record: RunRecord, path: Path, dpi: int) -> Path | None:
     init = record.summary.get("config", {}).get("init", {})
     every = np.concatenate([actual[k] for k in names])
     edges = _bins(every, *draws.values())
-    n_draws = sum(d.size for d in draws.values())
+    n_draws = sum({id(d): d.size for d in draws.values()}.values())  # layer-free: one pool
     fig, gs = figure(7, 5.6, 2, 1, top=0.65, hspace=0.45, height_ratios=[1, 1.25])
     ax_s = fig.add_subplot(gs[0])
     ax_w = fig.add_subplot(gs[1], sharex=ax_s)
     ax_s.tick_params(axis="x", labelbottom=False)
     colors = layer_colors(len(names))
-    if init.get("name") in LAYER_FREE_SCHEMES or len(names) == 1:
-        pooled = np.concatenate(list(draws.values()))
+    layer_free = init.get("name") in LAYER_FREE_SCHEMES
+    if layer_free or len(names) == 1:
+        pooled = draws[names[0]]
         counts, _ = np.histogram(pooled, edges)
         ax_s.stairs(counts / pooled.size, edges, fill=True, color="0.55", label="every layer")
     else:  # fans differ per layer, so does the scheme: one outline per layer
@@ -113,8 +118,10 @@ def initial_weights(record: RunRecord, path: Path, dpi: int) -> Path | None:
             ax_s.stairs(counts / draws[k].size, edges, color=c, linewidth=1.6, label=layer_of(k))
         ax_s.legend(fontsize=8, title="scheme for", title_fontsize=8)
     ax_s.set_ylabel("share of draws")
-    ax_s.set_title(f"The scheme: {describe_init(init)}, {n_draws:,} fresh draws "
-                   f"({round(n_draws / len(names)):,} per layer)", fontsize=10)
+    per_layer = "the same for every layer" if layer_free else \
+        f"{round(n_draws / len(names)):,} per layer"
+    ax_s.set_title(f"The scheme: {describe_init(init)}, {n_draws:,} fresh draws ({per_layer})",
+                   fontsize=10)
     # The net's weights, stacked by layer; the black outline is what the scheme predicts.
     bottom = np.zeros(len(edges) - 1)
     for k, c in zip(names, colors, strict=True):
