@@ -518,8 +518,10 @@ def render_sweep(sweep_dir: Path, console=None, fmt: str = "png", dpi: int = 120
     print_and_save(tables, console, sweep_dir / "tables")
     for j in jobs:
         if j.status not in FINISHED and j.error:
-            console.print(f"[bold red]job {j.name}[/] ({j.label}) {j.status}: {j.error}",
-                          highlight=False)
+            from rich.markup import escape  # an override like `x=[a,b]` is no markup tag
+
+            console.print(f"[bold red]job {escape(j.name)}[/] "
+                          f"{escape(f'({j.label}) {j.status}: {j.error}')}", highlight=False)
     written = [write_comparison_csv(jobs, sweep_dir / "comparison.csv")]
     if groups:
         written.append(write_seed_summary_csv(groups, sweep_dir / "seed_summary.csv"))
