@@ -166,8 +166,11 @@ def test_spread_log_epochs_keeps_first_and_last():
 
 
 def test_a_deep_net_gets_the_gradient_heat_map(run_lab):
+    from initlab.report.figures import render_figures
+
     run_dir, _ = run_lab("model.depth=10", "model.width=3", "trainer.epochs=4",
                          "trainer.log_every=2", config_name="smoke")
+    render_figures(read_record(run_dir), "full")  # a run draws the key set at most
     names = figure_names(run_dir)
     assert "grad_norm_heatmap" in names
     assert names >= SMALL_NET_FIGURES - {"weights_over_time"}

@@ -12,7 +12,7 @@ import numpy as np
 from matplotlib import colors as mcolors
 
 from initlab.record import EPOCH_CHECKPOINTS, RunRecord
-from initlab.report.plotting import colorbar_beside, figure, plt, run_title, save, suptitle
+from initlab.report.plotting import colorbar_beside, figure, plt, run_config, run_title, save, suptitle
 
 BEST, DATA = "checkpoints/best.pt", "data.pt"
 CLASS_MARKERS = ((0, "o", "white", "0.1"), (1, "^", "0.1", "white"))  # label, marker, face, edge
@@ -22,12 +22,12 @@ PROBABILITY_NORM = mcolors.BoundaryNorm(np.linspace(0, 1, 11), 10)
 
 def has_boundary(record: RunRecord) -> bool:
     return (record.run_dir / BEST).exists() and (record.run_dir / DATA).exists() and \
-        record.summary.get("config", {}).get("model", {}).get("in_features", 2) == 2
+        run_config(record).get("model", {}).get("in_features", 2) == 2
 
 
 def has_epoch_boundaries(record: RunRecord) -> bool:
     return (record.run_dir / EPOCH_CHECKPOINTS).exists() and (record.run_dir / DATA).exists() \
-        and record.summary.get("config", {}).get("model", {}).get("in_features", 2) == 2
+        and run_config(record).get("model", {}).get("in_features", 2) == 2
 
 
 def load_model(record: RunRecord, state: dict | None = None):
@@ -36,7 +36,7 @@ def load_model(record: RunRecord, state: dict | None = None):
 
     from initlab.model import build_model
 
-    cfg = OmegaConf.create(record.summary["config"])
+    cfg = OmegaConf.create(run_config(record))
     model = build_model(cfg.model, cfg.act)
     if state is not None:
         model.load_state_dict(state)
@@ -88,10 +88,9 @@ def scatter_classes(ax, X, y, split: str, size: float = 20) -> None:
 
 def decision_boundary(record: RunRecord, path: Path, dpi: int) -> Path | None:
     """P(y=1) of the best-on-dev model over the plane, with the test points on top."""
-    import torch
 
-    model = load_model(record, torch.load(record.run_dir / BEST, weights_only=True))
-    data = torch.load(record.run_dir / DATA, weights_only=True)
+    model = load_model(record, record.checkpoint("best"))
+    data = record.data()
     gx, gy = plane_grid(data)
     fig, gs = figure(6.2, 5, top=0.4, left=0.7, right=1.1)
     ax = fig.add_subplot(gs[0])
@@ -110,10 +109,9 @@ def decision_boundary(record: RunRecord, path: Path, dpi: int) -> Path | None:
 
 def decision_boundary_over_epochs(record: RunRecord, path: Path, dpi: int) -> Path | None:
     """P(class 1) over the plane at the log epochs kept in checkpoints/epochs.pt."""
-    import torch
 
-    states = torch.load(record.run_dir / EPOCH_CHECKPOINTS, weights_only=True)
-    data = torch.load(record.run_dir / DATA, weights_only=True)
+    states = record.epoch_checkpoints()
+    data = record.data()
     if not states:
         return None
     gx, gy = plane_grid(data, n=100)

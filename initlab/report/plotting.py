@@ -139,9 +139,14 @@ def describe_init(init_cfg: dict) -> str:
     return describe(init_cfg)
 
 
+def run_config(record) -> dict:
+    """The run's resolved config as plain values (the record's, else summary.json's)."""
+    return getattr(record, "config", None) or record.summary.get("config", {}) or {}
+
+
 def run_title(record) -> str:
     """A short description of the run for figure titles: '5-layer MLP, sigmoid, normal(...), bias 1.0'."""
-    c = record.summary.get("config", {})
+    c = run_config(record)
     act, init, model = c.get("act", {}), c.get("init", {}), c.get("model", {})
     return (f"{model.get('depth')}-layer MLP, {act.get('name')}, "
             f"{describe_init(init)}, bias {init.get('bias')}")

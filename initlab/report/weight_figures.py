@@ -19,6 +19,7 @@ from initlab.report.plotting import (
     evenly_spaced,
     figure,
     layer_colors,
+    run_config,
     run_title,
     save,
     set_value_limits,
@@ -52,7 +53,7 @@ def scheme_draws(record: RunRecord, shapes: dict[str, tuple[int, ...]],
 
     from initlab.init import init_weight_
 
-    config = record.summary.get("config", {})
+    config = run_config(record)
     # Plain attribute access: thousands of calls through OmegaConf would dominate.
     init_cfg, act_cfg = _Settings(config.get("init", {})), _Settings(config.get("act", {}))
     gen = torch.Generator().manual_seed(12345)
@@ -89,16 +90,15 @@ def initial_weights(record: RunRecord, path: Path, dpi: int) -> Path | None:
     Bottom: this net's initial weights on the same bins (stacked by layer, few layers),
     with the count each bin should hold under the scheme. Deep nets get per-layer
     heat map and standard deviations instead of a stack."""
-    import torch
 
-    state = torch.load(record.run_dir / "checkpoints" / "init.pt", weights_only=True)
+    state = record.checkpoint("init")
     weights = {k: v for k, v in state.items() if k.endswith("weight")}
     names = sorted(weights, key=lambda k: layer_number(layer_of(k)))
     draws = scheme_draws(record, {k: tuple(weights[k].shape) for k in names})
     actual = {k: weights[k].flatten().double().numpy() for k in names}
     if len(names) > DEEP_NET_LAYERS:
         return _initial_weights_deep(record, names, actual, draws, path, dpi)
-    init = record.summary.get("config", {}).get("init", {})
+    init = run_config(record).get("init", {})
     every = np.concatenate([actual[k] for k in names])
     edges = _bins(every, *draws.values())
     n_draws = sum({id(d): d.size for d in draws.values()}.values())  # layer-free: one pool
@@ -151,7 +151,7 @@ def _initial_weights_deep(record, names, actual, draws, path, dpi):
     against the std of the scheme's draws for that layer's shape."""
     from matplotlib import colors as mcolors
 
-    init = record.summary.get("config", {}).get("init", {})
+    init = run_config(record).get("init", {})
     scheme_std = {k: float(np.std(draws[k])) for k in names}
     # In units of each layer's own scheme std, so every row can be read against the same
     # shape (layers with wider fans are not squeezed into a few bins); a scheme with no
