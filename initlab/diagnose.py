@@ -621,8 +621,11 @@ def vanishing_gradient(facts: RunFacts) -> Finding | None:
     ratio_max, norm_max = facts.t["vanishing_ratio"], facts.t["vanishing_norm"]
     profile = _gradient_profile(facts)
     # An exactly-zero first-layer gradient is blocked (zero outgoing weights, dead units),
-    # not shrunk layer by layer; symmetric_weights and dead_units report those.
-    hits = [p for p in profile if 0 < p[3] < ratio_max and p[1] < norm_max]
+    # not shrunk layer by layer; symmetric_weights and dead_units report those. A last
+    # layer whose own gradient is below `vanishing_norm` leaves nothing to shrink: the
+    # whole net sits at a stationary point (a zero-init net: every norm is rounding noise,
+    # fc1 exactly 0 on one CPU and 1e-22 on another), so its ratio means nothing.
+    hits = [p for p in profile if 0 < p[3] < ratio_max and p[1] < norm_max <= p[2]]
     if not _persistent(hits, profile):
         return None
     step, g1, gn, ratio = hits[0]
@@ -635,7 +638,7 @@ def vanishing_gradient(facts: RunFacts) -> Finding | None:
         f"At step {step} the weight-gradient norm shrinks by ×{_g(per_layer)} per layer on "
         f"the way back from {layer_of(last)} to {layer_of(first)} ({last} {_g(gn)}, {first} "
         f"{_g(g1)}: ×{_g(ratio)} over {hops} layer{'s' if hops != 1 else ''}); this holds at "
-        f"{len(hits)} of {len(profile)} recorded steps"
+        f"{len(hits)} of {len(profile)} recorded step{'s' if len(profile) != 1 else ''}"
     )
     change = _weight_change(facts, first)
     span = f"{facts.epochs_run} epoch{'s' if facts.epochs_run != 1 else ''}"
@@ -692,7 +695,8 @@ def exploding_gradient(facts: RunFacts) -> Finding | None:
             step, ratio, ratio_min, [layer_of(first)],
             f"at step {step} the weight-gradient norm grows by ×{_g(ratio ** (1 / hops))} per "
             f"layer on the way back to {layer_of(first)} ({last} {_g(gn)}, {first} {_g(g1)}: "
-            f"×{_g(ratio)}), at {len(ratio_hits)} of {len(profile)} recorded steps",
+            f"×{_g(ratio)}), at {len(ratio_hits)} of {len(profile)} recorded "
+            f"step{'s' if len(profile) != 1 else ''}",
         ))
     # The rule that fired first gives the value, threshold and layers; both are described.
     first_step, value, threshold, layers, _ = min(crossings, key=lambda c: c[0])

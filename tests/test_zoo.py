@@ -135,7 +135,7 @@ def test_vanishing_preset_reports_the_textbook_numbers_without_claiming_a_stall(
     assert f"×{ratio ** 0.25:.3g} per layer" in f["message"]
     assert f["layers"] == ["fc1", "fc2", "fc3"]
     # One epoch is one step: the message reports that step and no trend over training.
-    assert "1 of 1 recorded steps" in f["message"]
+    assert "1 of 1 recorded step," in f["message"]
     assert "not_learning" not in findings_of(summary)
 
 

@@ -314,7 +314,9 @@ def seed_groups(jobs: list[Job]) -> list[Series] | None:
     labels, _ = distinguishing_labels([list(k) for k in groups])
     if len(groups) == 1:
         labels = ["all jobs"]
-    return [Series(f"{label} ({len(members)} seeds)", members)
+    from initlab.report.tables import plural
+
+    return [Series(f"{label} ({plural(len(members), 'seed')})", members)
             for label, members in zip(labels, groups.values(), strict=True)]
 
 
@@ -509,7 +511,9 @@ def render_sweep(sweep_dir: Path, console=None, fmt: str = "png", dpi: int = 120
     if not jobs:
         raise RecordError(f"{sweep_dir} has no job directories (nothing ran yet?)")
     groups = seed_groups(jobs)
-    title = f"Sweep comparison ({len(jobs)} jobs{'; all: ' + shared if shared else ''})"
+    from initlab.report.tables import plural
+
+    title = f"Sweep comparison ({plural(len(jobs), 'job')}{'; all: ' + shared if shared else ''})"
     tables = {"comparison": comparison_table(jobs, title)}
     if any(j.grad_first for j in jobs):
         tables["comparison_grad_norms"] = grad_norm_table(jobs)
@@ -528,7 +532,7 @@ def render_sweep(sweep_dir: Path, console=None, fmt: str = "png", dpi: int = 120
     series = groups or [Series(j.label, [j]) for j in jobs]
     written += render_comparison_figures(series, shared, sweep_dir / "figures", fmt, dpi)
     console.print(f"[bold]Sweep comparison:[/bold] {sweep_dir}  "
-                  f"({len(jobs)} jobs, {len(written) - 1 - bool(groups)} figures)")
+                  f"({plural(len(jobs), 'job')}, {plural(len(written) - 1 - bool(groups), 'figure')})")
     return written
 
 
