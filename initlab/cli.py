@@ -494,7 +494,13 @@ def _run(prog: str, rest: list[str]) -> int:
     if not error and not parsed.multirun:
         error, app, cfg = compose_single_run(parsed)
         if not error:
-            run_single(app, cfg, parsed.config_name)
+            try:
+                run_single(app, cfg, parsed.config_name)
+            except OSError as e:  # Hydra's own files (.hydra/) on a full or vanished disk
+                where = e.filename or f"the run folder {cfg.hydra.run.dir}"
+                print(f"initlab run: error: cannot write {where}: {e.strerror or e}",
+                      file=sys.stderr)
+                return 2
             return 0
     elif not error:
         app = _hydra_app()

@@ -78,7 +78,7 @@ class GradNormRecorder:
         self._steps_per_epoch = trainer.steps_per_epoch
         self._pending = []
         self._host_chunks = []
-        self._written_chunks = self._written_steps = 0
+        self._written_steps = 0
         self._no_grad = torch.zeros((), device=self._params[0].device)  # norm of a missing grad
 
     def after_backward(self, trainer) -> None:
@@ -115,7 +115,8 @@ class GradNormRecorder:
         self._epoch_start = 0
 
     def norms(self) -> torch.Tensor:
-        """(steps, params) float tensor of every recorded norm, on the host."""
+        """(steps, params) float tensor of every norm recorded and not yet streamed to
+        grad_norms.csv (:meth:`new_rows`), on the host."""
         if not self._host_chunks:
             return torch.empty(0, len(self.names))
         return torch.cat(self._host_chunks)
@@ -124,8 +125,8 @@ class GradNormRecorder:
         """(step, epoch, param, norm) of every step not handed out before: what
         grad_norms.csv has not got yet. Moves the pending norms to the host first."""
         self._flush()
-        chunks = self._host_chunks[self._written_chunks:]
-        self._written_chunks = len(self._host_chunks)
+        # Streamed chunks leave host memory: a long run holds only what is not written yet.
+        chunks, self._host_chunks = self._host_chunks, []
         step = self._written_steps
         for chunk in chunks:
             for row in chunk.tolist():

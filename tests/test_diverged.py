@@ -30,6 +30,12 @@ def diverged(tmp_path_factory):
     # LeakyReLU: ReLU units may all die (no overflow) before the weights blow up.
     summary = run_quietly(run_dir, "act=lrelu", "optim=sgd", "optim.lr=100",
                           "trainer.epochs=50")
+    # The report step draws any record, NaN/Inf included.
+    from rich.console import Console
+
+    from initlab.report import render_run
+
+    render_run(run_dir, console=Console(quiet=True), figures="full", tables="full")
     return run_dir, summary
 
 
