@@ -266,8 +266,8 @@ def final_accuracy(series: list[Series], shared: str, path: Path, dpi: int) -> P
         ax.scatter([mean], [y], marker=marker, s=70, color=st["color"], alpha=alpha,
                    edgecolor="0.1", zorder=4)
         text = f"{split} {mean:.3f}" + (f" ± {std:.3f}" if values.size > 1 else "")
-        ax.text(max(values.max(), mean + std) + 0.012 * (hi - lo), y, text, va="center",
-                fontsize=8)
+        ax.annotate(text, (max(values.max(), mean + std), y), xytext=(8, 0),
+                    textcoords="offset points", va="center", fontsize=8)
     for i, s in enumerate(series):
         if not s.finished_jobs:
             status = ", ".join(sorted({j.status for j in s.jobs}))

@@ -64,7 +64,7 @@ def scheme_draws(record: RunRecord, shapes: dict[str, tuple[int, ...]],
     draws = {}
     for name, shape in shapes.items():
         w = torch.empty(shape)
-        reps = min(math.ceil(n / max(w.numel(), 1)), 2000)
+        reps = min(math.ceil(n / max(w.numel(), 1)), 5000)
         out = torch.empty((reps, *shape))
         for r in range(reps):
             out[r] = init_weight_(w, init_cfg, act_cfg, gen)
