@@ -47,17 +47,26 @@ if TYPE_CHECKING:
 LEGEND_INSIDE = 6
 
 
+# A legend beside the axes gets another column every this many entries.
+LEGEND_ROWS = 18
+
+
+def _legend_columns(series) -> int:
+    return 1 + (len(series) - 1) // LEGEND_ROWS
+
+
 def _legend_width(series) -> float:
     """Inches a legend beside the axes needs (0 when it fits inside)."""
     if len(series) <= LEGEND_INSIDE:
         return 0.0
     longest = max(len(s.label) for s in series)
-    return min(0.9 + 0.065 * longest, 4.0)
+    return _legend_columns(series) * min(0.9 + 0.065 * longest, 4.0)
 
 
 def _legend(ax, series, **kw) -> None:
     if len(series) > LEGEND_INSIDE:
-        ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1), fontsize=8, **kw)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1), fontsize=8,
+                  ncol=_legend_columns(series), **kw)
     else:
         ax.legend(fontsize=8, **kw)
 
