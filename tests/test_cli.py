@@ -119,11 +119,48 @@ def test_two_job_sweep_of_the_smoke_config(tmp_path):
     result = initlab_cli("run", "-m", "-cn", "smoke", "act=sigmoid,relu",
                          f"hydra.sweep.dir={tmp_path}/sweep", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
     for job, act in (("0", "sigmoid"), ("1", "relu")):
         summary = read_summary(tmp_path / "sweep" / job)
         assert summary["status"] == "completed"
         assert summary["config"]["act"]["name"] == act
-        assert (tmp_path / "sweep" / job / "figures" / "grad_norm_by_layer.png").exists()
+        # A job of a sweep draws nothing and prints one line; the sweep root compares.
+        assert not (tmp_path / "sweep" / job / "figures").exists()
+        (line,) = [x for x in lines if x.startswith(f"job {job} ")]
+        assert f"act={act}" in line and "completed after 20 epochs" in line
+    assert (tmp_path / "sweep" / "figures" / "grad_norm_by_layer.png").exists()
+    assert "Run configuration" not in result.stdout  # no per-job tables
+
+
+def test_report_full_draws_every_figure_at_run_time(tmp_path):
+    result = initlab_cli("run", "-cn", "smoke", "report=full", f"hydra.run.dir={tmp_path}/run",
+                         cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    from initlab.report.figures import RUN_FIGURES
+
+    drawn = {p.stem for p in (tmp_path / "run" / "figures").iterdir()}
+    assert {s.name for s in RUN_FIGURES if s.key} < drawn
+    assert "Training log" in result.stdout  # the full table set
+
+
+def test_a_single_run_draws_the_key_figures_and_brief_tables(tmp_path):
+    result = initlab_cli("run", "-cn", "smoke", f"hydra.run.dir={tmp_path}/run", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    from initlab.report.figures import RUN_FIGURES
+
+    drawn = {p.stem for p in (tmp_path / "run" / "figures").iterdir()}
+    assert drawn == {s.name for s in RUN_FIGURES if s.key}
+    assert "Final metrics" in result.stdout and "Diagnosis" in result.stdout
+    assert "Training log" not in result.stdout
+    assert result.stdout.rstrip().endswith("4 figures)")
+
+
+def test_quiet_prints_nothing(tmp_path):
+    result = initlab_cli("run", "-m", "-cn", "smoke", "seed=0,1", "report.quiet=true",
+                         f"hydra.sweep.dir={tmp_path}/sweep", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "" and result.stderr == ""
+    assert (tmp_path / "sweep" / "comparison.csv").exists()
 
 
 def test_default_outputs_go_under_outputs_runs(tmp_path):

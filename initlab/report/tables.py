@@ -370,10 +370,18 @@ def weights_table(record: RunRecord) -> Table | None:
         for unit, values in _units(by_epoch[last].get(name, []), shape):
             table.add_row(
                 f"{name}{unit}",
-                " ".join(f"{v:+.4f}" for v in init_units.get(unit, [])),
-                " ".join(f"{v:+.4f}" for v in values),
+                " ".join(weight_cell(v) for v in init_units.get(unit, [])),
+                " ".join(weight_cell(v) for v in values),
             )
     return table
+
+
+def weight_cell(value: float) -> str:
+    """A weight with 3 significant digits at any size (-2.7e-07, not -0.0000): identical
+    rows that do move, the zero-init lesson, stay visible."""
+    if value == 0 or not math.isfinite(value):
+        return f"{value:+g}"
+    return f"{value:+.3g}"
 
 
 def activation_table(record: RunRecord) -> Table | None:
