@@ -129,11 +129,8 @@ class GradNormRecorder:
         chunks, self._host_chunks = self._host_chunks, []
         step = self._written_steps
         for chunk in chunks:
-            for row in chunk.tolist():
-                epoch = step // self._steps_per_epoch + 1
-                for name, value in zip(self.names, row):
-                    yield step, epoch, name, value
-                step += 1
+            yield from grad_norm_rows(self.names, chunk, self._steps_per_epoch, step)
+            step += len(chunk)
         self._written_steps = step
 
     def start(self, writer) -> None:
@@ -162,10 +159,7 @@ class WeightRecorder(LogEpochRecorder):
 
     def rows(self) -> Iterator[tuple[int, str, int, float]]:
         """(epoch, param, flat index, value) for every recorded value."""
-        for epoch, tensors in self.snapshots:
-            for name, values in zip(self.names, tensors):
-                for index, value in enumerate(values.tolist()):
-                    yield epoch, name, index, value
+        return weight_rows(self.names, self.snapshots)
 
     def save(self, writer) -> None:
         writer.write_csv("weights.csv", self.rows())
@@ -289,25 +283,15 @@ class ActivationRecorder(LogEpochRecorder):
 
     def stats_rows(self) -> Iterator[tuple]:
         """(epoch, layer, mean, std, frac_zero, frac_saturated) per layer per log epoch."""
-        for epoch, stats in self.stats:
-            for layer, values in zip(self.layers, stats.tolist()):
-                yield (epoch, layer, *values)
+        return activation_stats_rows(self.layers, self.stats)
 
     def unit_rows(self) -> Iterator[tuple]:
         """(epoch, layer, unit, frac_active, frac_saturated) per unit per log epoch."""
-        for epoch, per_layer in self.units:
-            for layer, values in zip(self.layers, per_layer, strict=True):
-                for unit, (active, saturated) in enumerate(values.tolist()):
-                    yield epoch, layer, unit, active, saturated
+        return unit_rows(self.layers, self.units)
 
     def histogram_rows(self) -> Iterator[tuple]:
         """(epoch, layer, bin, low, high, count) per bin per layer per log epoch."""
-        for epoch, hists in self.histograms:
-            for layer, values in zip(self.layers, hists.tolist()):
-                low, high, counts = values[0], values[1], values[2:]
-                width = (high - low) / self.bins
-                for b, count in enumerate(counts):
-                    yield epoch, layer, b, low + b * width, low + (b + 1) * width, count
+        return histogram_rows(self.layers, self.histograms, self.bins)
 
     def save(self, writer) -> None:
         writer.write_csv("activations.csv", self.stats_rows())
@@ -343,9 +327,61 @@ class WeightStatsRecorder(LogEpochRecorder):
 
     def rows(self) -> Iterator[tuple]:
         """(epoch, param, min, p05, p25, p50, p75, p95, max) per weight matrix per log epoch."""
-        for epoch, stats in self.snapshots:
-            for name, values in zip(self.names, stats.tolist()):
-                yield (epoch, name, *values)
+        return weight_stats_rows(self.names, self.snapshots)
 
     def save(self, writer) -> None:
         writer.write_csv("weight_stats.csv", self.rows())
+
+
+# Row formats of the recorders' CSVs, shared with the stacked trainer (initlab.batched),
+# so a record reads the same whoever wrote it.
+def grad_norm_rows(names: list[str], norms: torch.Tensor, steps_per_epoch: int,
+                   first_step: int = 0) -> Iterator[tuple[int, int, str, float]]:
+    """(step, epoch, param, norm) of a (steps, params) host tensor whose first row is
+    ``first_step``."""
+    for step, row in enumerate(norms.tolist(), start=first_step):
+        epoch = step // steps_per_epoch + 1
+        for name, value in zip(names, row):
+            yield step, epoch, name, value
+
+
+def weight_rows(names: list[str], snapshots: list[tuple[int, list[torch.Tensor]]]
+                ) -> Iterator[tuple[int, str, int, float]]:
+    """(epoch, param, flat index, value) for every value of (epoch, per-param tensors)."""
+    for epoch, tensors in snapshots:
+        for name, values in zip(names, tensors):
+            for index, value in enumerate(values.tolist()):
+                yield epoch, name, index, value
+
+
+def weight_stats_rows(names: list[str], snapshots: list[tuple[int, torch.Tensor]]) -> Iterator[tuple]:
+    """(epoch, param, min, p05, ..., max) of (epoch, (params, quantiles)) snapshots."""
+    for epoch, stats in snapshots:
+        for name, values in zip(names, stats.tolist()):
+            yield (epoch, name, *values)
+
+
+def activation_stats_rows(layers: list[str], stats: list[tuple[int, torch.Tensor]]) -> Iterator[tuple]:
+    """(epoch, layer, mean, std, frac_zero, frac_saturated) of (epoch, (layers, 4)) entries."""
+    for epoch, values_per_layer in stats:
+        for layer, values in zip(layers, values_per_layer.tolist()):
+            yield (epoch, layer, *values)
+
+
+def unit_rows(layers: list[str], units: list[tuple[int, list[torch.Tensor]]]) -> Iterator[tuple]:
+    """(epoch, layer, unit, frac_active, frac_saturated) of (epoch, per layer (units, 2))."""
+    for epoch, per_layer in units:
+        for layer, values in zip(layers, per_layer, strict=True):
+            for unit, (active, saturated) in enumerate(values.tolist()):
+                yield epoch, layer, unit, active, saturated
+
+
+def histogram_rows(layers: list[str], histograms: list[tuple[int, torch.Tensor]],
+                   bins: int) -> Iterator[tuple]:
+    """(epoch, layer, bin, low, high, count) of (epoch, (layers, 2 + bins)) entries."""
+    for epoch, hists in histograms:
+        for layer, values in zip(layers, hists.tolist()):
+            low, high, counts = values[0], values[1], values[2:]
+            width = (high - low) / bins
+            for b, count in enumerate(counts):
+                yield epoch, layer, b, low + b * width, low + (b + 1) * width, count
