@@ -82,11 +82,26 @@ def _sentence(text: str) -> str:
     return text[0].upper() + text[1:] + ("" if text.endswith(".") else ".")
 
 
+# A sentence names at most this many items; a 500-layer net gets "a, b, c, … and z
+# (219 in all)", so a message stays readable (and its size bounded) at any depth.
+MAX_NAMED = 6
+
+
 def _names(items: Iterable[str]) -> str:
     items = list(items)
     if len(items) <= 2:
         return " and ".join(items)
+    if len(items) > MAX_NAMED:
+        head, tail = items[: MAX_NAMED - 2], items[-1]
+        return f"{', '.join(head)}, … and {tail} ({len(items)} in all)"
     return ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def layer_list(layers: list[str]) -> str:
+    """Layers for a table cell: all of them, or the first few, "…", the last and a count."""
+    if len(layers) <= MAX_NAMED:
+        return ", ".join(layers)
+    return f"{', '.join(layers[: MAX_NAMED - 2])}, …, {layers[-1]} ({len(layers)} layers)"
 
 
 @dataclass
@@ -811,13 +826,14 @@ def diagnosis_table(findings: list[Finding], unchecked: dict[str, str] | None = 
         return table
     table = Table(title=f"Diagnosis: {len(findings)} problem{'s' if len(findings) > 1 else ''}",
                   show_lines=True)
-    table.add_column("finding", style="bold red", no_wrap=True)
+    # Wide enough for every code whole; a long layer list wraps between its names.
+    table.add_column("finding", style="bold red", min_width=18, max_width=26)
     table.add_column("what the record shows", ratio=3)
     table.add_column("try", ratio=2)
     if unchecked:
         table.caption = caption
     for f in findings:
-        where = ", ".join(f.layers) if f.layers else "whole network"
+        where = layer_list(f.layers) if f.layers else "whole network"
         label = (f"{f.code}\n{where}\nsince epoch {f.first_epoch}\n"
                  f"{_g(f.value)} vs {_g(f.threshold)}")
         table.add_row(label, f.message, f.fix)

@@ -242,3 +242,20 @@ def test_unit_activity_matches_an_independent_forward_pass(act):
         assert fc1[0][0] == fc1[1][0] == 0.0
     else:
         assert fc1[0][1] == fc1[1][1] == 1.0
+
+
+def test_a_finding_over_hundreds_of_layers_stays_readable():
+    from rich.console import Console
+
+    from initlab.diagnose import Finding, _names
+
+    layers = [f"fc{k}" for k in range(1, 401)]
+    sentence = _names(f"3 of 16 units of {layer}" for layer in layers)
+    assert sentence.startswith("3 of 16 units of fc1, 3 of 16 units of fc2,")
+    assert sentence.endswith("3 of 16 units of fc400 (400 in all)") and len(sentence) < 200
+    finding = Finding("dead_units", layers, 0, 0.9, 0.5, "All " + sentence + " are dead.", "Use act=lrelu.")
+    console = Console(width=80, record=True, file=open("/dev/null", "w"), color_system=None)
+    console.print(diagnosis_table([finding]))
+    text = console.export_text()
+    assert "fc400 (400 layers)" in text and "Use act=lrelu." in text
+    assert max(map(len, text.splitlines())) <= 80
