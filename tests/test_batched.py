@@ -1,0 +1,193 @@
+"""The stacked engine (initlab.batched) against the single run: member k of a group is the
+same experiment as job k run alone by initlab.run.run, file by file, within float32
+rounding (|a - b| <= 1e-6 + 1e-4 |b|; the summation order differs, nothing else)."""
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from initlab.batched import group_key, train_group
+from initlab.record import COLUMNS, TEXT_COLUMNS
+from initlab.run import run
+from tests.conftest import compose_config
+
+ATOL, RTOL = 1e-6, 1e-4
+# Compared value by value; activation_hists.csv only by shape and total counts, since an
+# activation that moves by one rounding step may cross a bin edge.
+COMPARED_CSVS = ("metrics.csv", "grad_norms.csv", "activations.csv", "units.csv",
+                 "weight_stats.csv", "weights.csv")
+CHECKPOINTS = ("checkpoints/init.pt", "checkpoints/best.pt", "checkpoints/last.pt")
+SMALL = ("data.n_samples=400", "data.n_train=256", "data.n_dev=72", "data.n_test=72",
+         "model.width=8", "trainer.log_every=10", "trainer.progress=false")
+
+
+def close(a: float, b: float) -> bool:
+    if math.isnan(a) or math.isnan(b):
+        return math.isnan(a) and math.isnan(b)
+    if math.isinf(a) or math.isinf(b):
+        return a == b
+    return abs(a - b) <= ATOL + RTOL * abs(b)
+
+
+class Gap:
+    """The largest relative gap seen, for the report."""
+
+    worst = 0.0
+
+    @classmethod
+    def note(cls, a: float, b: float) -> None:
+        if math.isfinite(a) and math.isfinite(b):
+            cls.worst = max(cls.worst, abs(a - b) / (ATOL / RTOL + abs(b)))
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open() as f:
+        return list(csv.DictReader(f))
+
+
+def assert_csv_agrees(batched: Path, solo: Path, name: str) -> None:
+    assert (batched / name).exists() == (solo / name).exists(), name
+    if not (solo / name).exists():
+        return
+    rows_b, rows_s = read_csv(batched / name), read_csv(solo / name)
+    assert len(rows_b) == len(rows_s), f"{name}: {len(rows_b)} rows vs {len(rows_s)}"
+    for line, (rb, rs) in enumerate(zip(rows_b, rows_s), start=2):
+        for column in COLUMNS[name]:
+            if column in TEXT_COLUMNS or column in ("epoch", "step", "index", "unit", "bin"):
+                assert rb[column] == rs[column], f"{name}:{line} {column}"
+            else:
+                a, b = float(rb[column]), float(rs[column])
+                Gap.note(a, b)
+                assert close(a, b), f"{name}:{line} {column}: batched {a} vs solo {b}"
+
+
+def assert_tensors_agree(a: dict, b: dict, what: str) -> None:
+    assert list(a) == list(b), what
+    for key in a:
+        assert a[key].shape == b[key].shape, f"{what} {key}"
+        diff = (a[key] - b[key]).abs()
+        finite = torch.isfinite(b[key])
+        bound = ATOL + RTOL * b[key].abs()
+        assert torch.equal(torch.isfinite(a[key]), finite), f"{what} {key}: non-finite differ"
+        assert bool((diff[finite] <= bound[finite]).all()), f"{what} {key}: {diff.max()}"
+        if finite.any():
+            Gap.worst = max(Gap.worst, float((diff[finite] / (ATOL / RTOL + b[key].abs()[finite])).max()))
+
+
+def assert_record_agrees(batched: Path, solo: Path) -> None:
+    sb = json.loads((batched / "summary.json").read_text())
+    ss = json.loads((solo / "summary.json").read_text())
+    assert sb.pop("launcher") == "batched"
+    assert list(sb) == list(ss)  # the same schema, in the same order
+    for key in ("status", "epochs_run", "steps_run", "best_epoch", "stop_reason", "seed",
+                "param_shapes", "n_params", "config", "signal"):
+        assert sb[key] == ss[key], key
+    assert [f["code"] for f in sb["diagnosis"]] == [f["code"] for f in ss["diagnosis"]]
+    for split in ("train", "dev", "test"):
+        for k in ("loss", "acc"):
+            assert close(sb["metrics"][split][k], ss["metrics"][split][k]), (split, k)
+    files_b = {p.relative_to(batched) for p in batched.rglob("*") if p.is_file()}
+    files_s = {p.relative_to(solo) for p in solo.rglob("*") if p.is_file()}
+    assert files_b == files_s
+    for name in COMPARED_CSVS:
+        assert_csv_agrees(batched, solo, name)
+    hists_b, hists_s = read_csv(batched / "activation_hists.csv"), read_csv(solo / "activation_hists.csv")
+    assert [(r["epoch"], r["layer"], r["bin"]) for r in hists_b] == \
+           [(r["epoch"], r["layer"], r["bin"]) for r in hists_s]
+    assert sum(float(r["count"]) for r in hists_b) == sum(float(r["count"]) for r in hists_s)
+    for name in CHECKPOINTS:
+        assert_tensors_agree(torch.load(batched / name), torch.load(solo / name), name)
+    epochs_b = torch.load(batched / "checkpoints/epochs.pt")
+    epochs_s = torch.load(solo / "checkpoints/epochs.pt")
+    assert list(epochs_b) == list(epochs_s)
+    for epoch in epochs_s:
+        assert_tensors_agree(epochs_b[epoch], epochs_s[epoch], f"epochs.pt[{epoch}]")
+    assert_tensors_agree(torch.load(batched / "data.pt"), torch.load(solo / "data.pt"), "data.pt")
+
+
+def both_ways(tmp: Path, jobs: list[list[str]]) -> list[tuple[Path, Path]]:
+    """Train ``jobs`` (override lists) stacked, group by group, and one by one."""
+    torch.set_num_threads(1)
+    cfgs = [compose_config(*SMALL, *overrides) for overrides in jobs]
+    groups: dict[tuple, list[int]] = {}
+    for i, cfg in enumerate(cfgs):
+        groups.setdefault(group_key(cfg), []).append(i)
+    pairs = [(tmp / f"batched{i}", tmp / f"solo{i}") for i in range(len(cfgs))]
+    for members in groups.values():
+        for i in members:
+            pairs[i][0].mkdir()
+        done: list[int] = []
+        summaries = train_group([cfgs[i] for i in members], [pairs[i][0] for i in members],
+                                on_member_done=lambda k, s, done=done: done.append(k))
+        assert done == list(range(len(members)))
+        assert all(s["launcher"] == "batched" for s in summaries)
+    for cfg, (_, solo) in zip(cfgs, pairs):
+        run(cfg, solo, quiet=True)
+    return pairs
+
+
+# Learning rates up to 0.15: at 0.3 with momentum 0.9 the dynamics amplify rounding past
+# the tolerance within 240 steps, alone as much as stacked (one solo run against itself with
+# one initial weight moved by one ulp: 3e-4 relative on a gradient norm by epoch 30).
+MIXED = [
+    [f"act={act}", f"seed={seed}", f"init={init}", f"optim.lr={lr}", "trainer.batch_size=32",
+     "optim.momentum=0.9", "trainer.epochs=30"]
+    for act in ("relu", "tanh")
+    for seed in (0, 1, 2)
+    for init in ("kaiming_normal", "xavier_uniform")
+    for lr in (0.05, 0.15)
+]
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory):
+    return both_ways(tmp_path_factory.mktemp("mixed"), MIXED)
+
+
+def test_a_mixed_sweep_forms_one_group_per_activation():
+    keys = {group_key(compose_config(*SMALL, *overrides)) for overrides in MIXED}
+    assert len(keys) == 2
+
+
+@pytest.mark.parametrize("job", range(len(MIXED)))
+def test_every_member_of_a_mixed_group_equals_its_single_run(mixed, job):
+    assert_record_agrees(*mixed[job])
+
+
+def test_the_largest_gap_is_reported(mixed):
+    for pair in mixed:
+        assert_record_agrees(*pair)
+    print(f"largest relative gap: {Gap.worst:.2e} of the tolerance's 1e-4")
+
+
+def test_members_differing_in_decay_noise_bias_and_adam_equal_their_single_runs(tmp_path):
+    jobs = [["optim=adam", f"optim.lr={lr}", f"optim.weight_decay={wd}", f"data.noise={noise}",
+             f"init.bias={bias}", "seed=3", "trainer.epochs=15", "trainer.batch_size=64"]
+            for lr, wd, noise, bias in ((0.01, 0.0, 0.2, 0.0), (0.05, 0.01, 0.1, 0.1))]
+    jobs += [["optim=momentum", f"optim.momentum={mom}", f"optim.weight_decay={wd}", "seed=4",
+              "trainer.epochs=15"] for mom, wd in ((0.0, 0.0), (0.9, 0.001), (0.5, 0.0))]
+    for pair in both_ways(tmp_path, jobs):
+        assert_record_agrees(*pair)
+
+
+def test_a_diverging_member_stops_alone_and_its_record_equals_its_single_run(tmp_path):
+    common = ["act=lrelu", "optim=sgd", "trainer.epochs=50"]
+    jobs = [[*common, "optim.lr=0.1", "seed=0"], [*common, "optim.lr=100", "seed=0"],
+            [*common, "optim.lr=0.5", "seed=1"]]
+    pairs = both_ways(tmp_path, jobs)
+    for pair in pairs:
+        assert_record_agrees(*pair)
+    statuses = [json.loads((b / "summary.json").read_text()) for b, _ in pairs]
+    assert [s["status"] for s in statuses] == ["completed", "diverged", "completed"]
+    assert statuses[1]["epochs_run"] < 50
+    assert [s["epochs_run"] for s in statuses[::2]] == [50, 50]
+
+
+def test_configs_of_different_groups_are_refused(tmp_path):
+    cfgs = [compose_config(*SMALL, "act=relu"), compose_config(*SMALL, "act=tanh")]
+    with pytest.raises(ValueError, match="group keys"):
+        train_group(cfgs, [tmp_path / "a", tmp_path / "b"])
