@@ -1,0 +1,8 @@
+"""``hydra/launcher=batched``: a Hydra launcher that trains a sweep's small nets stacked.
+
+Shipped inside initlab like hydra-joblib-launcher: Hydra finds it in the ``hydra_plugins``
+namespace (which has no ``__init__.py``). :mod:`.config` holds its settings and their
+ConfigStore entry, :mod:`.batched_launcher` the Launcher, :mod:`._compose` the cheap
+per-job composition and ``.hydra/`` files, :mod:`._core` grouping, training and interrupts.
+Hydra imports every module here at start-up, so none imports torch at module level.
+"""

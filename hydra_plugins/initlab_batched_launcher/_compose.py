@@ -1,0 +1,327 @@
+"""Cheap per-job composition for the batched launcher, and each job's ``.hydra/`` files.
+
+Hydra's basic launcher composes every job from scratch (``load_sweep_config``: the defaults
+list, YAML loads, merges: ~0.1-0.25 s a job). Only overrides of config GROUPS (``act=relu``,
+``+experiment=dead_relu``) and of ``hydra.*`` change what is composed; the others
+(``seed=1``, ``optim.lr=0.3``) are assignments Hydra applies after composing. So a
+:class:`Composition` is built once per distinct set of the former, and each job applies
+the latter to a copy of it with Hydra's own function
+(``ConfigLoaderImpl._apply_overrides_to_config``), then gets what Hydra's sweep machinery
+sets per job: ``hydra.job.num``/``id``, ``hydra.overrides.task``,
+``hydra.job.override_dirname`` and ``hydra.runtime.output_dir`` (``hydra.sweep.dir`` joined
+with the resolved ``hydra.sweep.subdir``); ``hydra.mode`` comes with the composition.
+
+The ``.hydra/`` files are rendered from YAML templates: the shared text dumped once (per
+composition, and per set of overridden keys for ``config.yaml``) with a slot for each
+value a job sets, and each job's values dumped alone into their slots. The first job of
+every template is checked against OmegaConf's own dump; a template that would differ is
+dropped and its jobs are dumped whole, as Hydra does.
+"""
+
+import copy
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+from hydra._internal.config_loader_impl import ConfigLoaderImpl, get_overrides_dirname
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Override, OverrideType
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict, read_write
+from omegaconf._utils import get_omega_conf_dumper, get_yaml_loader
+
+DEFAULT_SUBDIR = "${hydra.job.num}"
+_SLOT = "__initlab_slot_{}__"
+# Per job, what Hydra's sweep sets in the hydra node: (path under hydra, slot name).
+_HYDRA_SLOTS = (("job", "num"), ("job", "id"), ("job", "override_dirname"), ("overrides", "task"),
+                ("runtime", "output_dir"))
+
+
+def dump(value: Any) -> str:
+    """YAML text exactly as ``OmegaConf.to_yaml`` writes it (Hydra's ``_save_config``)."""
+    return yaml.dump(value, default_flow_style=False, allow_unicode=True, sort_keys=False,
+                     Dumper=get_omega_conf_dumper())
+
+
+def _flow(value: Any) -> Optional[str]:
+    """One value as a one-line YAML flow node for a template slot (None if it needs lines)."""
+    text = yaml.dump(value, default_flow_style=True, allow_unicode=True, sort_keys=False,
+                     width=math.inf, Dumper=get_omega_conf_dumper()).rstrip("\n")
+    if text.endswith("\n..."):
+        text = text[: -len("\n...")]
+    return None if "\n" in text else text
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal containers, NaN equal to NaN (a job may well start its weights at NaN)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return list(a) == list(b) and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    return type(a) is type(b) and a == b
+
+
+def _node(cfg: Any, key: str) -> Any:
+    """The node at a dotted key, unresolved (None when the path is not there)."""
+    node = cfg
+    for part in key.split("."):
+        if isinstance(node, ListConfig):
+            if not part.isdigit() or int(part) >= len(node):
+                return None
+            node = node._get_node(int(part))
+        elif isinstance(node, DictConfig) and part in node:
+            node = node._get_node(part)
+        else:
+            return None
+    return node
+
+
+def _plain(node: Any) -> Any:
+    """A node's value as ``OmegaConf.to_container(resolve=False, enum_to_str=True)`` has it."""
+    if isinstance(node, (DictConfig, ListConfig)):
+        return OmegaConf.to_container(node, resolve=False, enum_to_str=True)
+    value = node._value()
+    return value.name if isinstance(value, Enum) else value
+
+
+def _set_path(container: Any, key: str, value: Any) -> bool:
+    parts = key.split(".")
+    for part in parts[:-1]:
+        container = container[int(part)] if isinstance(container, list) else container.get(part)
+        if not isinstance(container, (dict, list)):
+            return False
+    last = parts[-1]
+    if isinstance(container, list):
+        container[int(last)] = value
+    elif last in container:
+        container[last] = value
+    else:
+        return False
+    return True
+
+
+class Template:
+    """YAML text with one slot per value that differs between the jobs that share it."""
+
+    def __init__(self, container: dict, paths: list[str]):
+        slots = [_SLOT.format(i) for i in range(len(paths))]
+        filled = copy.deepcopy(container)
+        ok = all(_set_path(filled, p, s) for p, s in zip(paths, slots))
+        self.text = dump(filled) if ok else ""
+        # Each slot once, as a whole value: else this template is not used.
+        self.usable = ok and all(len(re.findall(rf"(?<=[ \-]){s}$", self.text, re.M)) == 1
+                                 for s in slots)
+        self.slots = slots
+        self.checked = False
+
+    def render(self, values: list[Any]) -> Optional[str]:
+        if not self.usable:
+            return None
+        texts = [_flow(v) for v in values]
+        if any(t is None for t in texts):
+            return None
+        out = self.text
+        for slot, text in zip(self.slots, texts):
+            out = out.replace(slot, text, 1)
+        return out
+
+    def check(self, text: str, expected: Any) -> bool:
+        """The first text rendered must load to what OmegaConf would have written."""
+        if not self.checked:
+            self.checked = True
+            self.usable = _same(yaml.load(text, Loader=get_yaml_loader()), expected)
+        return self.usable
+
+
+@dataclass
+class Composition:
+    """One Hydra composition, shared by every job with the same group and hydra overrides."""
+
+    full: DictConfig  # as load_sweep_config returns it, hydra node included
+    task: DictConfig  # the same without its hydra node (what the task function gets)
+    sweep_dir: str
+    subdir: str  # hydra.sweep.subdir, unresolved
+    hydra_template: Template
+    config_templates: dict[tuple, Template] = field(default_factory=dict)
+
+    @property
+    def job_name(self) -> str:
+        return str(self.full.hydra.job.name)
+
+    @property
+    def env_set(self) -> dict:
+        return dict(self.full.hydra.job.env_set)
+
+    @property
+    def log_file(self) -> bool:
+        return "file" in (OmegaConf.select(self.full, "hydra.job_logging.handlers") or {})
+
+
+@dataclass
+class PreparedJob:
+    """A job of the sweep: its overrides, composed config and folder (or why it has none)."""
+
+    idx: int
+    overrides: list[str]  # hydra.overrides.task: the job's non-hydra overrides, in order
+    out_dir: Path
+    cfg: Optional[DictConfig] = None
+    composition: Optional[Composition] = None
+    values: list[Override] = field(default_factory=list)
+    override_dirname: str = ""
+    error: Optional[str] = None
+    device: str = "cpu"
+    key: Any = None  # (device, initlab.batched.group_key): equal keys train stacked
+    alone: Optional[str] = None  # why this job trains alone (it has no stacked form)
+
+    @property
+    def label(self) -> str:
+        return f"job {self.idx} " + (" ".join(self.overrides) or "(defaults)")
+
+    def full_config(self) -> DictConfig:
+        """The job's whole config, hydra node included, as Hydra's basic launcher builds it
+        (slow: only for callbacks that ask for it and unusual hydra.sweep.subdir values)."""
+        assert self.composition is not None
+        full = copy.deepcopy(self.composition.full)
+        ConfigLoaderImpl._apply_overrides_to_config(self.values, full)
+        with read_write(full.hydra), open_dict(full.hydra):
+            full.hydra.job.id = self.idx
+            full.hydra.job.num = self.idx
+            full.hydra.overrides.task = list(self.overrides)
+            full.hydra.job.override_dirname = self.override_dirname
+            full.hydra.runtime.output_dir = str(self.out_dir)
+        return full
+
+
+class Composer:
+    """Builds each job of a sweep from the few compositions its overrides need."""
+
+    def __init__(self, config_loader: Any, master: DictConfig, groups: set[str]):
+        self.loader = config_loader
+        self.master = master
+        self.groups = groups
+        self.parser = OverridesParser.create()
+        self._parsed: dict[str, Override] = {}
+        self.compositions: dict[tuple[str, ...], Composition] = {}
+
+    def parse(self, lines: list[str]) -> list[Override]:
+        # Sweep values repeat from job to job; Hydra's parser costs ~0.2 ms a line.
+        new = list(dict.fromkeys(x for x in lines if x not in self._parsed))
+        if new:
+            self._parsed.update(zip(new, self.parser.parse_overrides(new)))
+        return [self._parsed[x] for x in lines]
+
+    def is_composed(self, o: Override) -> bool:
+        """Does this override change what Hydra composes (a group choice, hydra.*)?"""
+        key = o.key_or_group
+        return o.is_hydra_override() or o.package is not None or key in self.groups or "/" in key
+
+    def composition(self, lines: tuple[str, ...]) -> Composition:
+        if lines not in self.compositions:
+            full = self.loader.load_sweep_config(self.master, list(lines))
+            task = copy.deepcopy(full)
+            with read_write(task), open_dict(task):
+                del task["hydra"]
+            hydra = {"hydra": OmegaConf.to_container(full.hydra, resolve=False, enum_to_str=True)}
+            self.compositions[lines] = Composition(
+                full=full, task=task, sweep_dir=str(OmegaConf.select(full, "hydra.sweep.dir")),
+                subdir=str(full.hydra.sweep._get_node("subdir")._value()),
+                hydra_template=Template(hydra, [".".join(("hydra", *p)) for p in _HYDRA_SLOTS]))
+        return self.compositions[lines]
+
+    def prepare(self, idx: int, overrides: list[str]) -> PreparedJob:
+        """Compose job ``idx``; a job Hydra cannot compose comes back with its error."""
+        parsed = self.parse(list(overrides))
+        task_overrides = [o for o in parsed if not o.is_hydra_override()]
+        job = PreparedJob(idx, [str(o.input_line) for o in task_overrides],
+                          Path(os.path.abspath(os.path.join(str(self.master.hydra.sweep.dir), str(idx)))))
+        try:
+            comp = self.composition(tuple(str(o.input_line) for o in parsed if self.is_composed(o)))
+            job.composition = comp
+            job.values = [o for o in parsed if not self.is_composed(o)]
+            cfg = copy.deepcopy(comp.task)
+            ConfigLoaderImpl._apply_overrides_to_config(job.values, cfg)
+            job.cfg = cfg
+            c = comp.full.hydra.job.config.override_dirname
+            job.override_dirname = get_overrides_dirname(
+                overrides=task_overrides, kv_sep=c.kv_sep, item_sep=c.item_sep,
+                exclude_keys=list(c.exclude_keys))
+            if comp.subdir == DEFAULT_SUBDIR:
+                subdir, sweep_dir = str(idx), comp.sweep_dir
+            else:  # resolved in the job's own config, as Hydra's run_job does
+                full = job.full_config()
+                previous = HydraConfig.instance().cfg
+                try:
+                    HydraConfig.instance().set_config(full)
+                    subdir = str(OmegaConf.select(full, "hydra.sweep.subdir"))
+                    sweep_dir = str(OmegaConf.select(full, "hydra.sweep.dir"))
+                finally:
+                    HydraConfig.instance().cfg = previous
+            job.out_dir = Path(os.path.abspath(os.path.join(sweep_dir, subdir)))
+        except Exception as e:  # noqa: BLE001 - Hydra/OmegaConf composition errors, in words
+            job.error = one_line(f"{e}; {e.__cause__}" if e.__cause__ else str(e))
+        return job
+
+    # ------------------------------------------------------------------ .hydra/ files
+    def hydra_files(self, job: PreparedJob) -> dict[str, str]:
+        """``config.yaml``, ``hydra.yaml`` and ``overrides.yaml`` as Hydra's run_job writes them."""
+        comp = job.composition
+        assert comp is not None and job.cfg is not None
+        files = {"config.yaml": self._config_yaml(job, comp)}
+        values = [job.idx, str(job.idx), job.override_dirname, list(job.overrides), str(job.out_dir)]
+        text = comp.hydra_template.render(values)
+        if text is None or not comp.hydra_template.checked:
+            expected = {"hydra": OmegaConf.to_container(job.full_config().hydra, resolve=False,
+                                                        enum_to_str=True)}
+            if text is None or not comp.hydra_template.check(text, expected):
+                text = dump(expected)
+        files["hydra.yaml"] = text
+        files["overrides.yaml"] = dump(list(job.overrides))
+        return files
+
+    def _config_yaml(self, job: PreparedJob, comp: Composition) -> str:
+        cfg = job.cfg
+        keys = tuple(str(o.key_or_group) for o in job.values)
+        simple = (all(o.type == OverrideType.CHANGE for o in job.values) and len(set(keys)) == len(keys)
+                  and all(_node(comp.task, k) is not None for k in keys))
+        template = None
+        if simple:
+            if keys not in comp.config_templates:
+                comp.config_templates[keys] = Template(
+                    OmegaConf.to_container(comp.task, resolve=False, enum_to_str=True), list(keys))
+            template = comp.config_templates[keys]
+            nodes = [_node(cfg, k) for k in keys]
+            text = None if any(n is None for n in nodes) else template.render([_plain(n) for n in nodes])
+            if text is not None and (template.checked or template.check(
+                    text, OmegaConf.to_container(cfg, resolve=False, enum_to_str=True))):
+                return text
+        return dump(OmegaConf.to_container(cfg, resolve=False, enum_to_str=True))
+
+
+def write_hydra_files(job: PreparedJob, files: dict[str, str], output_subdir: Optional[str]) -> None:
+    """The job's folder with its ``.hydra/`` files (and the empty log Hydra's logging leaves)."""
+    job.out_dir.mkdir(parents=True, exist_ok=True)
+    if output_subdir is not None:
+        hydra_dir = job.out_dir / output_subdir
+        hydra_dir.mkdir(parents=True, exist_ok=True)
+        for name, text in files.items():
+            with open(hydra_dir / name, "w", encoding="utf-8") as f:
+                f.write(text)
+    if job.composition is not None and job.composition.log_file:
+        (job.out_dir / f"{job.composition.job_name}.log").touch()
+
+
+# Lines of Hydra/OmegaConf errors that say where, not what (as initlab.cli drops them).
+_NOISE_PREFIXES = ("reference_type=", "object_type=", "provider=", "Config search path",
+                   "full_key:")
+
+
+def one_line(message: str) -> str:
+    lines = [line.strip() for line in str(message).splitlines()]
+    return "; ".join(x for x in lines if x and not x.startswith(_NOISE_PREFIXES))

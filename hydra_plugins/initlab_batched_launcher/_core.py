@@ -1,0 +1,427 @@
+"""What ``hydra/launcher=batched`` does with a sweep's jobs.
+
+1. Compose each job cheaply (:mod:`._compose`) and check it as a run would
+   (``initlab.config.validate``, ``initlab.budget.check_budget``, the device); a job that
+   fails is recorded ``failed`` in one line, as ``initlab.run.run_from_hydra`` records it.
+2. Group the others by ``initlab.batched.group_key`` (and device), say how in one line,
+   and split groups bigger than ``max_members`` into chunks.
+3. Per chunk: write its jobs' folders and ``.hydra/`` files, train it as one stacked model
+   (``initlab.batched.train_group``) under a progress bar, print one line per job.
+   A job ``group_key`` cannot place trains alone, the way a single run does.
+4. SIGINT/SIGTERM: the chunk in training stops (the engine's own handler) and keeps its
+   records; later chunks never get a folder; exit 128 + signal, as initlab does.
+
+A sweep it cannot batch at all (another app's task, no engine) says why in one line and
+runs as Hydra's basic launcher would.
+"""
+
+import os
+import signal
+import sys
+import time
+from collections import Counter
+from collections.abc import Sequence
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any, Optional
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.utils import JobReturn, JobStatus, configure_log, env_override, setup_globals
+from hydra.experimental.callback import Callback
+from omegaconf import OmegaConf
+
+from hydra_plugins.initlab_batched_launcher._compose import (
+    Composer,
+    PreparedJob,
+    one_line,
+    write_hydra_files,
+)
+
+PREFIX = "hydra/launcher=batched"
+
+
+class LauncherError(Exception):
+    """A setting of the launcher itself is wrong: the sweep stops in one line."""
+
+
+def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[JobReturn]:
+    setup_globals()
+    config = launcher.config
+    configure_log(config.hydra.hydra_logging, config.hydra.verbose)
+    reason = _cannot_batch(launcher)
+    if reason:
+        print(f"{PREFIX}: {reason}; running the jobs one at a time, as the basic launcher does",
+              file=sys.stderr, flush=True)
+        return _basic_launch(launcher, job_overrides, initial_job_idx)
+    return BatchedSweep(launcher).run([list(o) for o in job_overrides], initial_job_idx)
+
+
+def _cannot_batch(launcher: Any) -> Optional[str]:
+    from initlab.run import run_from_hydra
+
+    if launcher.task_function is not run_from_hydra:
+        name = getattr(launcher.task_function, "__qualname__", launcher.task_function)
+        return f"it trains initlab runs only, and this app's task is {name}"
+    try:
+        import initlab.batched  # noqa: F401
+    except Exception as e:  # noqa: BLE001 - a missing or broken engine: say which, run anyway
+        return f"the stacked trainer (initlab.batched) cannot be imported: {one_line(str(e))}"
+    if launcher.max_members < 1:
+        raise LauncherError(f"hydra.launcher.max_members must be >= 1 (got {launcher.max_members})")
+    return None
+
+
+def _basic_launch(launcher: Any, job_overrides, initial_job_idx: int) -> list[JobReturn]:
+    from hydra._internal.core_plugins.basic_launcher import BasicLauncher
+
+    basic = BasicLauncher()
+    basic.setup(hydra_context=launcher.hydra_context, task_function=launcher.task_function,
+                config=launcher.config)
+    return list(basic.launch(job_overrides, initial_job_idx))
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def grouping_line(n_jobs: int, sizes: list[int], chunks: int, max_members: int, failed: int,
+                  alone: int) -> str:
+    """'24 jobs → 3 groups of 16, 4, 4' and what else the user should know about the split."""
+    if len(sizes) <= 8:
+        shape = ", ".join(map(str, sizes))
+    else:  # a thousand groups: by size, biggest first
+        shape = ", ".join(f"{count} × {size}" for size, count in
+                          sorted(Counter(sizes).items(), reverse=True))
+    line = f"{_plural(n_jobs, 'job')} → {_plural(len(sizes), 'group')}" + (f" of {shape}" if sizes else "")
+    if chunks > len(sizes):
+        line += f", trained in {chunks} chunks of at most {max_members} (hydra.launcher.max_members)"
+    notes = ([f"{alone} train alone (no stacked form)"] if alone else []) + (
+        [f"{failed} failed {'its' if failed == 1 else 'their'} checks"] if failed else [])
+    return line + ("; " + "; ".join(notes) if notes else "")
+
+
+class BatchedSweep:
+    """One call of the launcher: prepare, check, group, train, report."""
+
+    def __init__(self, launcher: Any):
+        from initlab.cli import group_options
+
+        self.launcher = launcher
+        self.config = launcher.config
+        self.callbacks = launcher.hydra_context.callbacks
+        self.composer = Composer(launcher.hydra_context.config_loader, self.config, set(group_options()))
+        self.quiet = bool(OmegaConf.select(self.config, "report.quiet", default=False))
+        self.output_subdir = self.config.hydra.output_subdir
+        self.returns: dict[int, JobReturn] = {}
+        self.job_callbacks = _overrides_job_events(self.callbacks)
+        self.in_flight: list[PreparedJob] = []  # the chunk in training, for an abort
+
+    # ------------------------------------------------------------------ the sweep
+    def run(self, job_overrides: list[list[str]], initial_job_idx: int) -> list[JobReturn]:
+        from initlab.interrupts import Interrupted
+
+        started = time.perf_counter()
+        sweep_dir = Path(str(self.config.hydra.sweep.dir))
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        jobs = [self.composer.prepare(initial_job_idx + i, o) for i, o in enumerate(job_overrides)]
+        self._check(jobs, sweep_dir)
+        failed = [j for j in jobs if j.error is not None]
+        groups, alone = self._groups([j for j in jobs if j.error is None])
+        chunks = [(key, g[i:i + self.launcher.max_members]) for key, g in groups
+                  for i in range(0, len(g), self.launcher.max_members)]
+        self.prepare_s = time.perf_counter() - started
+        if not self.quiet:
+            print(grouping_line(len(jobs), [len(g) for _, g in groups], len(chunks),
+                                self.launcher.max_members, len(failed), len(alone)), flush=True)
+        for job in failed:
+            self._fail_job(job)
+        try:
+            for number, (key, chunk) in enumerate(chunks, 1):
+                if key is None:
+                    self._train_alone(chunk[0])
+                else:
+                    self._train_chunk(chunk, key[0], number, len(chunks))
+        except (Interrupted, KeyboardInterrupt) as e:
+            self._abort(getattr(e, "signum", signal.SIGINT), sweep_dir)
+        return [self.returns[j.idx] for j in jobs]
+
+    def _check(self, jobs: list[PreparedJob], sweep_dir: Path) -> None:
+        """What a single run checks before it trains; system figures read once per sweep."""
+        from initlab import batched
+        from initlab.budget import available_memory, check_budget, free_disk
+        from initlab.config import ConfigError, validate
+        from initlab.run import resolve_device
+
+        memory = available_memory()
+        _, disk = free_disk(sweep_dir)
+        forced = self.launcher.device
+        if forced is not None:
+            try:
+                forced = str(resolve_device(str(forced)))
+            except Exception as e:  # noqa: BLE001 - cuda without a GPU, a device torch lacks
+                raise LauncherError(f"hydra.launcher.device={self.launcher.device}: "
+                                    f"{one_line(str(e))}") from None
+        for job in jobs:
+            if job.error is not None:
+                continue
+            try:
+                validate(job.cfg)
+                check_budget(job.cfg, job.out_dir, memory=memory, disk=disk)
+                job.device = forced or str(resolve_device(str(job.cfg.trainer.device)))
+            except ConfigError as e:
+                job.error = str(e)
+                continue
+            except Exception as e:  # noqa: BLE001 - a bad value OmegaConf lets through
+                job.error = one_line(f"{type(e).__name__}: {e}")
+                continue
+            try:
+                job.key = (job.device, batched.group_key(job.cfg))
+            except Exception as e:  # noqa: BLE001 - no stacked form: it trains alone
+                job.alone = one_line(f"{type(e).__name__}: {e}")
+
+    def _groups(self, jobs: list[PreparedJob]):
+        """[(key, jobs)] in order of each group's first job; key None: a job that trains alone."""
+        groups: dict[Any, list[PreparedJob]] = {}
+        for job in jobs:
+            groups.setdefault(("alone", job.idx) if job.alone else job.key, []).append(job)
+        alone = [j for j in jobs if j.alone]
+        return [(None if g[0].alone else k, g) for k, g in groups.items()], alone
+
+    # ------------------------------------------------------------------ one job's files
+    def _write(self, job: PreparedJob) -> None:
+        write_hydra_files(job, self.composer.hydra_files(job), self.output_subdir)
+        # As run_from_hydra does in a sweep: one line per job, no per-run progress bar; the
+        # record's config says so, as it does under the basic launcher.
+        if job.cfg.report.tables in ("auto", "line"):
+            job.cfg.trainer.progress = False
+
+    def _return(self, job: PreparedJob, status: JobStatus, value: Any) -> JobReturn:
+        ret = JobReturn(overrides=list(job.overrides), cfg=job.cfg, hydra_cfg=None,
+                        working_dir=os.getcwd(), task_name=job.composition.job_name
+                        if job.composition else None, status=status, _return_value=value)
+        self.returns[job.idx] = ret
+        if self.job_callbacks and job.composition is not None:
+            self.callbacks.on_job_end(config=job.full_config(), job_return=ret)
+        return ret
+
+    def _fail_job(self, job: PreparedJob, write: bool = True) -> None:
+        """As run_from_hydra fails a job: its record says failed and why, in one line."""
+        from hydra.errors import CompactHydraException
+
+        from initlab.record import STATUS_FAILED
+        from initlab.run import mark_record
+
+        if write and job.cfg is not None:
+            try:
+                self._write(job)
+            except OSError as e:
+                job.error += f"; cannot write {e.filename or job.out_dir}: {e.strerror or e}"
+        unsaved = mark_record(job.out_dir, STATUS_FAILED, job.error)
+        print(f"initlab: error: {job.label}: {job.error}" + (f"; {unsaved}" if unsaved else ""),
+              file=sys.stderr, flush=True)
+        self._return(job, JobStatus.FAILED, CompactHydraException(job.error))
+
+    def _report(self, job: PreparedJob, summary: dict) -> None:
+        """The job's one line, from its record (initlab.run.report_run, as in any sweep)."""
+        from initlab.record import REPORT_ERROR_FILE
+        from initlab.run import _save_traceback, report_run
+
+        try:
+            report_run(job.cfg, job.out_dir, summary, in_sweep=True, job_label=job.label)
+        except Exception as e:  # noqa: BLE001 - the record is complete; say how to retry
+            where = _save_traceback(job.out_dir, REPORT_ERROR_FILE)
+            print(f"initlab: error: the report failed: {type(e).__name__}: {e} ({where}; retry "
+                  f"with `initlab report {job.out_dir}`)", file=sys.stderr, flush=True)
+
+    # ------------------------------------------------------------------ training
+    def _train_alone(self, job: PreparedJob) -> None:
+        """A job with no stacked form: the single-run path (initlab.run.run)."""
+        from initlab.config import ConfigError
+        from initlab.record import ERROR_FILE, STATUS_INTERRUPTED
+        from initlab.run import _save_traceback, run
+
+        self._write(job)
+        self._job_start(job)
+        self.in_flight = [job]
+        with self._hydra(job):
+            try:
+                summary = run(job.cfg, job.out_dir, quiet=bool(job.cfg.report.quiet))
+            except ConfigError as e:
+                job.error = str(e)
+                return self._fail_job(job, write=False)
+            except Exception as e:  # noqa: BLE001 - a bug: one line, the traceback kept
+                job.error = f"{type(e).__name__}: {e} ({_save_traceback(job.out_dir, ERROR_FILE)})"
+                return self._fail_job(job, write=False)
+        if summary.get("status") == STATUS_INTERRUPTED:
+            self._interrupted([job], [summary])
+        self._report(job, summary)
+        self._return(job, JobStatus.COMPLETED, summary)
+
+    def _train_chunk(self, chunk: list[PreparedJob], device: str, number: int, count: int) -> None:
+        from initlab import batched
+        from initlab.record import ERROR_FILE, STATUS_INTERRUPTED
+        from initlab.run import _save_traceback
+
+        written: list[PreparedJob] = []
+        try:
+            for job in chunk:
+                self._write(job)
+                written.append(job)
+        except BaseException:
+            # Stopped (or a full disk) before this chunk trained: its jobs never started.
+            _remove_folders(written)
+            raise
+        for job in chunk:
+            self._job_start(job)
+        self.in_flight = chunk
+        done: dict[int, dict] = {}
+
+        def on_member_done(i: int, summary: dict) -> None:
+            if i not in done:
+                done[i] = summary
+                if summary.get("status") != STATUS_INTERRUPTED:
+                    self._report(chunk[i], summary)
+
+        what = f"group {number}/{count}" if count > 1 else "group"
+        with self._hydra(chunk[0]), self._progress(f"{what} ({_plural(len(chunk), 'job')})") as progress:
+            try:
+                summaries = batched.train_group([j.cfg for j in chunk], [j.out_dir for j in chunk],
+                                                device=device, progress=progress,
+                                                on_member_done=on_member_done)
+            except Exception as e:  # noqa: BLE001 - the engine failed: these jobs fail, in one line
+                message = f"{type(e).__name__}: {one_line(str(e))}"
+                where = _save_traceback(chunk[0].out_dir, ERROR_FILE)
+                print(f"initlab: error: {what} of {_plural(len(chunk), 'job')} ({chunk[0].label} …) "
+                      f"failed: {message} ({where})", file=sys.stderr, flush=True)
+                for i, job in enumerate(chunk):
+                    if i in done:
+                        self._return(job, JobStatus.COMPLETED, done[i])
+                    else:
+                        job.error = message
+                        self._mark_quietly(job)
+                return
+        for i, summary in enumerate(summaries):
+            on_member_done(i, summary)
+        if any(s.get("status") == STATUS_INTERRUPTED for s in summaries):
+            self._interrupted(chunk, summaries)
+        for job, summary in zip(chunk, summaries):
+            self._return(job, JobStatus.COMPLETED, summary)
+
+    def _mark_quietly(self, job: PreparedJob) -> None:
+        from hydra.errors import CompactHydraException
+
+        from initlab.record import STATUS_FAILED
+        from initlab.run import mark_record
+
+        mark_record(job.out_dir, STATUS_FAILED, job.error)
+        self._return(job, JobStatus.FAILED, CompactHydraException(job.error))
+
+    def _job_start(self, job: PreparedJob) -> None:
+        if self.job_callbacks:
+            self.callbacks.on_job_start(config=job.full_config(), task_function=self.launcher.task_function)
+
+    def _hydra(self, job: PreparedJob):
+        """While a job trains, HydraConfig and the environment are its own (as run_job sets)."""
+        return _JobContext(job)
+
+    def _progress(self, description: str):
+        if self.quiet:
+            return nullcontext(None)
+        return _ProgressBar(description)
+
+    # ------------------------------------------------------------------ interrupts
+    def _interrupted(self, chunk: list[PreparedJob], summaries: list[dict]) -> None:
+        """A signal stopped this chunk: its records are complete up to there; no later job
+        starts. One line, then exit 128 + signal (the comparison is still drawn at exit)."""
+        stopped = next(s for s in summaries if s.get("status") == "interrupted")
+        signum = int(signal.Signals[stopped.get("signal") or "SIGINT"])
+        name = signal.Signals(signum).name
+        sweep_dir = self.config.hydra.sweep.dir
+        print(f"initlab: interrupted by {name} after epoch {stopped.get('epochs_run')}; the records "
+              f"of {_plural(len(chunk), 'job')} up to there and of the jobs finished before are in "
+              f"{sweep_dir}; later jobs were not started (`initlab report {sweep_dir}`)",
+              file=sys.stderr, flush=True)
+        sys.exit(128 + signum)
+
+    def _abort(self, signum: int, sweep_dir: Path) -> None:
+        """A second signal (or one between chunks) ended the sweep at once."""
+        from initlab.record import FINISHED_STATUSES, STATUS_INTERRUPTED, STATUS_RUNNING
+        from initlab.run import _epochs_in_record, mark_record
+
+        name = signal.Signals(signum).name
+        for job in self.in_flight:
+            status = _status(job.out_dir)
+            if status is None or status == STATUS_RUNNING or status not in FINISHED_STATUSES:
+                mark_record(job.out_dir, STATUS_INTERRUPTED,
+                            f"aborted by {name}; the record holds what was written up to epoch "
+                            f"{_epochs_in_record(job.out_dir)}")
+        print(f"initlab: aborted by {name}; finished jobs keep their records in {sweep_dir}; "
+              f"later jobs were not started (`initlab report {sweep_dir}`)", file=sys.stderr, flush=True)
+        sys.exit(128 + signum)
+
+
+
+def _status(out_dir: Path) -> Optional[str]:
+    import json
+
+    try:
+        return json.loads((out_dir / "summary.json").read_text()).get("status")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _remove_folders(jobs: list[PreparedJob]) -> None:
+    import shutil
+
+    for job in jobs:
+        shutil.rmtree(job.out_dir, ignore_errors=True)
+
+
+class _JobContext:
+    """HydraConfig set to the job's composition and its env_set applied, restored after."""
+
+    def __init__(self, job: PreparedJob):
+        self.job = job
+
+    def __enter__(self):
+        self.previous = HydraConfig.instance().cfg
+        comp = self.job.composition
+        HydraConfig.instance().set_config(comp.full)
+        self.env = env_override(comp.env_set)
+        self.env.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self.env.__exit__(*exc)
+        HydraConfig.instance().cfg = self.previous
+        return False
+
+
+class _ProgressBar:
+    """One rich bar for a chunk: epochs done of epochs. Lines printed meanwhile go above it."""
+
+    def __init__(self, description: str):
+        self.description = description
+
+    def __enter__(self):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("epochs"), TimeElapsedColumn())
+        self.task = self.bar.add_task(self.description, total=None)
+        self.bar.start()
+        return self.update
+
+    def update(self, done: int, total: int) -> None:
+        self.bar.update(self.task, completed=done, total=total)
+
+    def __exit__(self, *exc):
+        self.bar.stop()
+        return False
+
+
+def _overrides_job_events(callbacks: Any) -> bool:
+    """Does any configured callback act per job? (initlab's own acts per sweep only.)"""
+    return any(type(cb).on_job_start is not Callback.on_job_start
+               or type(cb).on_job_end is not Callback.on_job_end
+               for cb in getattr(callbacks, "callbacks", []))

@@ -1,0 +1,32 @@
+"""The Launcher Hydra instantiates for ``hydra/launcher=batched`` (the work is in ``_core``)."""
+
+from collections.abc import Sequence
+from typing import Optional
+
+from hydra.core.utils import JobReturn
+from hydra.plugins.launcher import Launcher
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig
+
+
+class BatchedLauncher(Launcher):
+    """Compose a sweep's jobs cheaply, group those of one shape and train each group as one
+    stacked model (``initlab.batched.train_group``); every job still gets its own folder."""
+
+    def __init__(self, max_members: int = 4096, device: Optional[str] = None) -> None:
+        self.max_members = max_members
+        self.device = device
+        self.config: Optional[DictConfig] = None
+        self.task_function: Optional[TaskFunction] = None
+        self.hydra_context: Optional[HydraContext] = None
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction,
+              config: DictConfig) -> None:
+        self.config = config
+        self.hydra_context = hydra_context
+        self.task_function = task_function
+
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        from hydra_plugins.initlab_batched_launcher import _core
+
+        return _core.launch(self, job_overrides, initial_job_idx)

@@ -1,0 +1,20 @@
+"""The launcher's settings (``hydra.launcher.*``) and their ConfigStore entry."""
+
+from dataclasses import dataclass
+from typing import Optional
+
+from hydra.core.config_store import ConfigStore
+
+
+@dataclass
+class BatchedLauncherConf:
+    _target_: str = "hydra_plugins.initlab_batched_launcher.batched_launcher.BatchedLauncher"
+    # At most this many jobs train as one stacked model; a bigger group runs in chunks,
+    # and each chunk's records are complete as soon as it ends.
+    max_members: int = 4096
+    # cpu | cuda | auto for every group; null: each job's trainer.device.
+    device: Optional[str] = None
+
+
+ConfigStore.instance().store(group="hydra/launcher", name="batched", node=BatchedLauncherConf,
+                             provider="initlab")
