@@ -153,7 +153,7 @@ def _epoch_columns(ax, epochs) -> None:
 
 def _activation_stats_heatmaps(record, layers, epochs, stats, panels, path, dpi) -> Path:
     """Deep nets: one heat map per statistic, layers down, log epochs across."""
-    fig, gs = figure(3.4 * len(panels) + 1, 2.9 + 0.08 * len(layers), 1, len(panels),
+    fig, gs = figure(3.4 * len(panels) + 1, min(2.9 + 0.08 * len(layers), 11), 1, len(panels),
                      top=0.8, bottom=0.4, wspace=0.35)
     axes = [fig.add_subplot(gs[0])]
     axes += [fig.add_subplot(gs[i], sharey=axes[0]) for i in range(1, len(panels))]

@@ -166,7 +166,8 @@ def _initial_weights_deep(record, names, actual, draws, path, dpi):
     share = np.array([np.histogram(np.clip(shown_w[k], edges[0], edges[-1]), edges)[0]
                       / max(actual[k].size, 1) for k in names])
 
-    fig, gs = figure(11, 2.2 + 0.09 * len(names), 1, 2, top=0.8, bottom=0.6, wspace=1.6,
+    # Height grows with depth up to a page: past ~100 layers rows get thinner instead.
+    fig, gs = figure(11, min(2.2 + 0.09 * len(names), 11), 1, 2, top=0.8, bottom=0.6, wspace=1.6,
                      width_ratios=[1.5, 1])
     ax_h, ax_std = fig.add_subplot(gs[0]), fig.add_subplot(gs[1])
     mesh = ax_h.pcolormesh(edges, np.arange(len(names) + 1), np.ma.masked_equal(share, 0),
