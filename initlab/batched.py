@@ -234,12 +234,9 @@ class _Member:
     summary: dict[str, Any]
     n_train: int
     n_dev: int
-    epochs_run: int = 0
-    stop_reason: str | None = None
-    status: str = STATUS_COMPLETED
 
 
-class _Group:
+class StackedGroup:
     """The stacked state of one group: data, parameters, optimizer, recorder buffers."""
 
     def __init__(self, cfgs: Sequence[DictConfig], device: torch.device):
@@ -306,6 +303,80 @@ class _Group:
         self.init_state = [p.detach().to("cpu", copy=True) for p in self.params]
         self.logs: list[_Snapshot] = []
         self.checkpoints: list[_Snapshot] = []
+        # How each member's fit ended (set by fit).
+        self.epochs_run = [0] * self.M
+        self.stop_reason: list[str | None] = [None] * self.M
+        self.status = [STATUS_COMPLETED] * self.M
+
+    # --------------------------------------------------------------------- the fit
+    def fit(self, stop_on_signal: StopOnSignal | None = None,
+            progress: Callable[[int, int], None] | None = None) -> float:
+        """Train every member until its last epoch or its stop; returns the seconds spent.
+
+        Each epoch makes one host copy of (5, M) numbers, as the single trainer makes one of
+        4: the metrics, and whether each member's gradient norms stayed finite.
+        """
+        M = self.M
+        active = torch.ones(M, dtype=torch.bool)  # host copy of who still trains
+        active_dev: torch.Tensor | None = None  # None while every member trains (no masking)
+        started = time.perf_counter()
+        if self.checkpoint_epochs is not None and 0 in self.checkpoint_epochs:
+            self.checkpoint(0, active)
+        self.measure(0, active)
+        last_progress = 0.0
+        epoch = 0
+        for epoch in range(1, self.epochs + 1):
+            host = self.train_epoch(active_dev).cpu()
+            self.metrics[epoch - 1] = host[:4]
+            train_loss, _, dev_loss, dev_correct, grads_finite = host
+            improved = active & (dev_correct > self.best_correct)
+            if improved.any():
+                self.best_correct = torch.where(improved, dev_correct, self.best_correct)
+                self.best_epoch[improved] = epoch
+                self.update_best(improved)
+            finite = (grads_finite > 0) & torch.isfinite(train_loss) & torch.isfinite(dev_loss)
+            stopping = active & ~finite
+            for m in stopping.nonzero().squeeze(1).tolist():
+                # The trainer's order: a bad gradient precedes the losses its step spoils.
+                if grads_finite[m] == 0:
+                    reason = f"non-finite gradient norms at epoch {epoch}"
+                elif not math.isfinite(train_loss[m]):
+                    reason = f"non-finite training loss at epoch {epoch}"
+                else:
+                    reason = f"non-finite dev loss at epoch {epoch}"
+                self.stop_reason[m], self.status[m] = reason, STATUS_DIVERGED
+            if stop_on_signal is not None and stop_on_signal.received is not None:
+                for m in active.nonzero().squeeze(1).tolist():
+                    if self.stop_reason[m] is None:
+                        self.stop_reason[m] = f"interrupted by {stop_on_signal.name} at epoch {epoch}"
+                    self.status[m] = STATUS_INTERRUPTED
+                stopping = active.clone()
+            # Log epochs as LogSchedule.due has them; a member that stops is logged then.
+            due = epoch % self.log_every == 0 or epoch == self.epochs
+            logged = active if due else stopping
+            if logged.any():
+                self.measure(epoch, logged)
+            if self.checkpoint_epochs is not None:
+                saved = active if epoch in self.checkpoint_epochs else stopping
+                if saved.any():
+                    self.checkpoint(epoch, saved)
+            self.flush_grad_norms()
+            if stopping.any():
+                for m in stopping.nonzero().squeeze(1).tolist():
+                    self.epochs_run[m] = epoch
+                active = active & ~stopping
+                active_dev = active.to(self.device)
+            now = time.monotonic()
+            if progress is not None and (now - last_progress >= PROGRESS_EVERY_S
+                                         or epoch == self.epochs or not active.any()):
+                last_progress = now
+                progress(epoch, self.epochs)
+            if not active.any():
+                break
+        for m in active.nonzero().squeeze(1).tolist():
+            self.epochs_run[m] = epoch
+        self.flush_grad_norms(force=True)
+        return time.perf_counter() - started
 
     # ---------------------------------------------------------------- one epoch
     def _batches(self):
@@ -465,7 +536,7 @@ def train_group(
     threads = cfgs[0].trainer.threads
     if dev.type == "cpu" and threads is not None:
         torch.set_num_threads(threads)
-    group = _Group(cfgs, dev)
+    group = StackedGroup(cfgs, dev)
     versions = library_versions()
     members = []
     for cfg, out_dir, splits in zip(cfgs, out_dirs, group.splits):
@@ -484,69 +555,9 @@ def train_group(
         writer.save_tensors("data.pt", {k: v.contiguous() for k, v in splits.as_dict().items()})
         members.append(_Member(cfg, writer, summary, splits.X_train.shape[0], splits.X_dev.shape[0]))
 
-    M = group.M
-    active = torch.ones(M, dtype=torch.bool)  # host copy of who still trains
-    active_dev: torch.Tensor | None = None  # None while every member trains (no masking)
-    if group.checkpoint_epochs is not None and 0 in group.checkpoint_epochs:
-        group.checkpoint(0, active)
-    group.measure(0, active)
-    train_started = time.perf_counter()
-    last_progress = 0.0
-    epoch = 0
     with StopOnSignal() as stop_on_signal:
-        for epoch in range(1, group.epochs + 1):
-            host = group.train_epoch(active_dev).cpu()
-            group.metrics[epoch - 1] = host[:4]
-            train_loss, train_correct, dev_loss, dev_correct, grads_finite = host
-            improved = active & (dev_correct > group.best_correct)
-            if improved.any():
-                group.best_correct = torch.where(improved, dev_correct, group.best_correct)
-                group.best_epoch[improved] = epoch
-                group.update_best(improved)
-            finite = (grads_finite > 0) & torch.isfinite(train_loss) & torch.isfinite(dev_loss)
-            stopping = active & ~finite
-            for m in stopping.nonzero().squeeze(1).tolist():
-                # The trainer's order: a bad gradient precedes the losses its step spoils.
-                if grads_finite[m] == 0:
-                    reason = f"non-finite gradient norms at epoch {epoch}"
-                elif not math.isfinite(train_loss[m]):
-                    reason = f"non-finite training loss at epoch {epoch}"
-                else:
-                    reason = f"non-finite dev loss at epoch {epoch}"
-                members[m].stop_reason, members[m].status = reason, STATUS_DIVERGED
-            if stop_on_signal.received is not None:
-                for m in active.nonzero().squeeze(1).tolist():
-                    if members[m].stop_reason is None:
-                        members[m].stop_reason = f"interrupted by {stop_on_signal.name} at epoch {epoch}"
-                    members[m].status = STATUS_INTERRUPTED
-                stopping = active.clone()
-            # Log epochs as LogSchedule.due has them; a member that stops is logged then.
-            due = epoch % group.log_every == 0 or epoch == group.epochs
-            logged = active if due else stopping
-            if logged.any():
-                group.measure(epoch, logged)
-            if group.checkpoint_epochs is not None:
-                saved = active if epoch in group.checkpoint_epochs else stopping
-                if saved.any():
-                    group.checkpoint(epoch, saved)
-            group.flush_grad_norms()
-            if stopping.any():
-                for m in stopping.nonzero().squeeze(1).tolist():
-                    members[m].epochs_run = epoch
-                active = active & ~stopping
-                active_dev = active.to(dev)
-            now = time.monotonic()
-            if progress is not None and (now - last_progress >= PROGRESS_EVERY_S
-                                         or epoch == group.epochs or not active.any()):
-                last_progress = now
-                progress(epoch, group.epochs)
-            if not active.any():
-                break
-        for m in active.nonzero().squeeze(1).tolist():
-            members[m].epochs_run = epoch
-        group.flush_grad_norms(force=True)
-        train_s = time.perf_counter() - train_started
-        setup_s = train_started - started
+        train_s = group.fit(stop_on_signal, progress)
+        setup_s = time.perf_counter() - started - train_s
         final = group.final_metrics()
         last = [p.detach().cpu() for p in group.params]
         best = [b.cpu() for b in group.best]
@@ -556,8 +567,8 @@ def train_group(
             _write_member(group, i, member, final, last, best, stop_on_signal.name or None)
             now = time.perf_counter()
             # This member's share of the group's setup and training, plus its own record.
-            member.summary["timing"] = {"train_s": train_s / M, "record_s": now - record_started,
-                                        "total_s": (setup_s + train_s) / M + now - record_started}
+            member.summary["timing"] = {"train_s": train_s / group.M, "record_s": now - record_started,
+                                        "total_s": (setup_s + train_s) / group.M + now - record_started}
             member.writer.write_summary(member.summary)
             summaries.append(member.summary)
             if on_member_done is not None:
@@ -565,10 +576,10 @@ def train_group(
     return summaries
 
 
-def _write_member(group: _Group, i: int, member: _Member, final: dict[str, torch.Tensor],
+def _write_member(group: StackedGroup, i: int, member: _Member, final: dict[str, torch.Tensor],
                   last: list[torch.Tensor], best: list[torch.Tensor], signal_name: str | None) -> None:
     """Job i's files, as the single run's recorders, checkpointer and summary write them."""
-    writer, epochs_run = member.writer, member.epochs_run
+    writer, epochs_run = member.writer, group.epochs_run[i]
     metrics = group.metrics[:epochs_run, :, i].tolist()
     writer.write_csv("metrics.csv", (
         (e, tl, tc / member.n_train, dl, dc / member.n_dev)
@@ -615,12 +626,12 @@ def _write_member(group: _Group, i: int, member: _Member, final: dict[str, torch
 
     summary = member.summary
     summary.update(
-        status=member.status,
+        status=group.status[i],
         epochs_run=epochs_run,
         steps_run=steps_run,
         updated=time.time(),
-        stop_reason=member.stop_reason,
-        signal=signal_name if member.status == STATUS_INTERRUPTED else None,
+        stop_reason=group.stop_reason[i],
+        signal=signal_name if group.status[i] == STATUS_INTERRUPTED else None,
         best_epoch=int(group.best_epoch[i]),
         metrics={split: {"loss": values[0, i].item(), "acc": values[1, i].item() / n}
                  for (split, values), n in zip(final.items(), _split_sizes(member))},
