@@ -15,6 +15,7 @@ from initlab.record import RunRecord, layer_number
 from initlab.report.plotting import (
     DEEP_NET_LAYERS,
     SHOWN_LAYERS,
+    by_row_and_epoch,
     colorbar_beside,
     epoch_axis,
     evenly_spaced,
@@ -54,18 +55,7 @@ def has_activation_hists(record: RunRecord) -> bool:
 
 def activation_stats(record: RunRecord) -> tuple[list[str], np.ndarray, dict[str, np.ndarray]]:
     """Layers (depth order), log epochs, and each statistic as a [layer, epoch] matrix."""
-    rows = record.activations
-    layers = sorted(dict.fromkeys(r["layer"] for r in rows), key=layer_number)
-    order = {n: i for i, n in enumerate(layers)}
-    li = np.fromiter((order[r["layer"]] for r in rows), dtype=int, count=len(rows))
-    epochs, col = np.unique(np.fromiter((r["epoch"] for r in rows), dtype=int, count=len(rows)),
-                            return_inverse=True)
-    stats = {}
-    for key in STATS:
-        m = np.full((len(layers), len(epochs)), np.nan)
-        m[li, col] = np.fromiter((r[key] for r in rows), dtype=float, count=len(rows))
-        stats[key] = m
-    return layers, epochs, stats
+    return by_row_and_epoch(record.activations, "layer", STATS, layer_number)
 
 
 def _spans_decades(values: np.ndarray, decades: float = 2) -> bool:

@@ -133,6 +133,24 @@ def save(fig, path: Path, dpi: int) -> Path:
     return path
 
 
+def by_row_and_epoch(rows: list[dict], key: str, columns: Sequence[str], order_key=None
+                     ) -> tuple[list[str], np.ndarray, dict[str, np.ndarray]]:
+    """Record rows (one per ``key`` value per log epoch) as matrices: the ``key`` values
+    (sorted by ``order_key``), the epochs, and each column as a [key, epoch] matrix
+    (NaN where a row is missing). One pass with numpy, not a loop per cell."""
+    names = sorted(dict.fromkeys(r[key] for r in rows), key=order_key)
+    order = {n: i for i, n in enumerate(names)}
+    index = np.fromiter((order[r[key]] for r in rows), dtype=int, count=len(rows))
+    epochs, col = np.unique(np.fromiter((r["epoch"] for r in rows), dtype=int, count=len(rows)),
+                            return_inverse=True)
+    matrices = {}
+    for c in columns:
+        m = np.full((len(names), len(epochs)), np.nan)
+        m[index, col] = np.fromiter((r[c] for r in rows), dtype=float, count=len(rows))
+        matrices[c] = m
+    return names, epochs, matrices
+
+
 def describe_init(init_cfg: dict) -> str:
     from initlab.report.tables import describe_init as describe
 

@@ -13,6 +13,7 @@ from initlab.record import RunRecord, layer_number, layer_of
 from initlab.report.plotting import (
     DEEP_NET_LAYERS,
     PALETTE,
+    by_row_and_epoch,
     color,
     describe_init,
     epoch_axis,
@@ -255,18 +256,8 @@ def has_weight_stats(record: RunRecord) -> bool:
 
 def _weight_stats(record: RunRecord) -> tuple[list[str], np.ndarray, dict[str, np.ndarray]]:
     """Params (depth order), epochs, and each quantile as a [param, epoch] matrix."""
-    rows = record.weight_stats
-    params = sorted(dict.fromkeys(r["param"] for r in rows), key=lambda k: layer_number(layer_of(k)))
-    order = {n: i for i, n in enumerate(params)}
-    p = np.fromiter((order[r["param"]] for r in rows), dtype=int, count=len(rows))
-    epochs, col = np.unique(np.fromiter((r["epoch"] for r in rows), dtype=int, count=len(rows)),
-                            return_inverse=True)
-    stats = {}
-    for q in QUANTILES:
-        m = np.full((len(params), len(epochs)), np.nan)
-        m[p, col] = np.fromiter((r[q] for r in rows), dtype=float, count=len(rows))
-        stats[q] = m
-    return params, epochs, stats
+    return by_row_and_epoch(record.weight_stats, "param", QUANTILES,
+                            lambda k: layer_number(layer_of(k)))
 
 
 def _fan(ax, x, stats, i, c, marker) -> None:
