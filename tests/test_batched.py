@@ -191,3 +191,28 @@ def test_configs_of_different_groups_are_refused(tmp_path):
     cfgs = [compose_config(*SMALL, "act=relu"), compose_config(*SMALL, "act=tanh")]
     with pytest.raises(ValueError, match="group keys"):
         train_group(cfgs, [tmp_path / "a", tmp_path / "b"])
+
+
+def test_a_signal_stops_every_member_after_its_epoch_with_status_interrupted(tmp_path, monkeypatch):
+    import os
+    import signal
+
+    import initlab.batched
+
+    monkeypatch.setattr(initlab.batched, "PROGRESS_EVERY_S", 0.0)
+    cfgs = [compose_config(*SMALL, f"seed={seed}", "trainer.epochs=20") for seed in (0, 1)]
+    dirs = [tmp_path / "a", tmp_path / "b"]
+
+    def progress(done: int, total: int) -> None:
+        if done == 3:  # the signal lands while epoch 4 trains, as Ctrl-C would
+            os.kill(os.getpid(), signal.SIGINT)
+
+    summaries = train_group(cfgs, dirs, progress=progress)
+    for summary, run_dir in zip(summaries, dirs):
+        assert summary["status"] == "interrupted"
+        assert summary["signal"] == "SIGINT"
+        assert summary["epochs_run"] == 4
+        assert summary["stop_reason"] == "interrupted by SIGINT at epoch 4"
+        assert len(read_csv(run_dir / "metrics.csv")) == 4
+        assert {r["epoch"] for r in read_csv(run_dir / "activations.csv")} == {"0", "4"}
+        assert sorted(torch.load(run_dir / "checkpoints/epochs.pt")) == [0, 4]
