@@ -31,7 +31,6 @@ from hydra.experimental.callback import Callback
 from omegaconf import OmegaConf
 
 from hydra_plugins.initlab_batched_launcher._compose import (
-    Composer,
     PreparedJob,
     one_line,
     write_hydra_files,
@@ -73,10 +72,11 @@ def _cannot_batch(launcher: Any) -> Optional[str]:
 
 def _basic_launch(launcher: Any, job_overrides, initial_job_idx: int) -> list[JobReturn]:
     from hydra._internal.core_plugins.basic_launcher import BasicLauncher
+    from hydra.types import HydraContext
 
     basic = BasicLauncher()
-    basic.setup(hydra_context=launcher.hydra_context, task_function=launcher.task_function,
-                config=launcher.config)
+    context = HydraContext(config_loader=launcher.config_loader, callbacks=launcher.hydra_context.callbacks)
+    basic.setup(hydra_context=context, task_function=launcher.task_function, config=launcher.config)
     return list(basic.launch(job_overrides, initial_job_idx))
 
 
@@ -104,12 +104,10 @@ class BatchedSweep:
     """One call of the launcher: prepare, check, group, train, report."""
 
     def __init__(self, launcher: Any):
-        from initlab.cli import group_options
-
         self.launcher = launcher
         self.config = launcher.config
         self.callbacks = launcher.hydra_context.callbacks
-        self.composer = Composer(launcher.hydra_context.config_loader, self.config, set(group_options()))
+        self.composer = launcher.composer
         self.quiet = bool(OmegaConf.select(self.config, "report.quiet", default=False))
         self.output_subdir = self.config.hydra.output_subdir
         self.returns: dict[int, JobReturn] = {}

@@ -22,9 +22,17 @@ class BatchedLauncher(Launcher):
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction,
               config: DictConfig) -> None:
+        from hydra_plugins.initlab_batched_launcher._compose import CheapSweepLoader, Composer
+        from initlab.cli import group_options
+
         self.config = config
-        self.hydra_context = hydra_context
         self.task_function = task_function
+        self.hydra_context = hydra_context
+        # The sweeper's check that every job composes goes through the cheap composer too
+        # (see CheapSweepLoader); the launch reuses what it composed.
+        self.config_loader = hydra_context.config_loader
+        self.composer = Composer(self.config_loader, config, set(group_options()))
+        hydra_context.config_loader = CheapSweepLoader(self.config_loader, self.composer)
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         from hydra_plugins.initlab_batched_launcher import _core

@@ -1,0 +1,132 @@
+"""`hydra/launcher=batched` (hydra_plugins/initlab_batched_launcher): the job folders it
+writes, its grouping line, a real sweep's comparison, and a bad job failing alone.
+
+The launcher composes once per set of config-group choices and renders each job's
+``.hydra/`` files from templates; the first test holds that to Hydra's basic launcher,
+file by file, for a sweep mixing group and value overrides. The engine it drives
+(``initlab.batched``) has tests of its own (equivalence with single runs).
+"""
+
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from hydra_plugins.initlab_batched_launcher._core import grouping_line
+from tests.test_sweeps import assert_complete_comparison, read_comparison, sweep
+
+# Group overrides (act, init) and value overrides (seed, optim.lr, init.bias, a list).
+MIXED = ["act=relu,tanh", "init=normal,uniform", "seed=0,1", "optim.lr=0.1,0.3", "init.bias=0.5",
+         "trainer.recorders=[grad_norms]"]
+
+
+def _multirun(sweep_dir: Path, launcher: str, task, extra: list[str]) -> None:
+    """An in-process `initlab run -m -cn smoke ...` with the given task function."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    from initlab.cli import _hydra_app
+
+    GlobalHydra.instance().clear()
+    try:
+        app = _hydra_app()
+        app.multirun("smoke", task, [*MIXED, *extra, "report.sweep=false", "report.quiet=true",
+                                     f"hydra/launcher={launcher}", f"hydra.sweep.dir={sweep_dir}",
+                                     "hydra.mode=MULTIRUN"], with_log_configuration=False)
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def _job_files(sweep_dir: Path) -> dict[str, dict[str, object]]:
+    """{job folder: {file: its content as plain values}} for every job's .hydra/ files."""
+    out = {}
+    for hydra_dir in sorted(sweep_dir.glob("**/.hydra")):
+        job = str(hydra_dir.parent.relative_to(sweep_dir))
+        out[job] = {p.name: OmegaConf.to_container(OmegaConf.load(p), resolve=False)
+                    for p in sorted(hydra_dir.iterdir())}
+    return out
+
+
+def _comparable_hydra(files: dict, sweep_dir: Path) -> dict:
+    """hydra.yaml less what differs because the two sweeps differ in launcher and folder:
+    the launcher node and choice, hydra.overrides.hydra (hydra/launcher=, hydra.sweep.dir=),
+    and the sweep folder inside hydra.sweep.dir and hydra.runtime.output_dir. Nothing else
+    (no timestamp: `${now:}` stays an unresolved interpolation in hydra.yaml)."""
+    h = files["hydra.yaml"]["hydra"]
+    assert h["sweep"]["dir"] == str(sweep_dir)
+    assert h["runtime"]["output_dir"].startswith(str(sweep_dir) + "/")
+    h["runtime"]["output_dir"] = h["runtime"]["output_dir"][len(str(sweep_dir)):]
+    for key in ("launcher",):
+        h.pop(key)
+    h["sweep"].pop("dir")
+    h["runtime"]["choices"].pop("hydra/launcher")
+    h["overrides"]["hydra"] = [o for o in h["overrides"]["hydra"]
+                               if not o.startswith(("hydra/launcher=", "hydra.sweep.dir="))]
+    return files
+
+
+@pytest.mark.parametrize("extra", [[], ["hydra.sweep.subdir=${hydra.job.override_dirname}"]],
+                         ids=["default-subdir", "override-dirname-subdir"])
+def test_job_files_equal_those_of_hydras_basic_launcher(tmp_path, monkeypatch, extra):
+    import initlab.batched
+    from initlab.run import run_from_hydra
+
+    def no_training(cfgs, out_dirs, device="cpu", progress=None, on_member_done=None):
+        return [{"status": "completed"} for _ in cfgs]  # only the .hydra/ files are compared
+
+    monkeypatch.setattr(initlab.batched, "train_group", no_training)
+    basic_dir, batched_dir = tmp_path / "basic", tmp_path / "batched"
+    _multirun(basic_dir, "basic", lambda cfg: None, extra)
+    _multirun(batched_dir, "batched", run_from_hydra, extra)
+
+    basic, batched = _job_files(basic_dir), _job_files(batched_dir)
+    assert len(basic) == 16 and list(batched) == list(basic)
+    for job in basic:
+        assert set(batched[job]) == {"config.yaml", "hydra.yaml", "overrides.yaml"}
+        # config.yaml and overrides.yaml: equal as they are.
+        assert batched[job]["config.yaml"] == basic[job]["config.yaml"], job
+        assert batched[job]["overrides.yaml"] == basic[job]["overrides.yaml"], job
+        assert (_comparable_hydra(batched[job], batched_dir)["hydra.yaml"]
+                == _comparable_hydra(basic[job], basic_dir)["hydra.yaml"]), job
+    # The value overrides did land, typed as Hydra types them (the check is not vacuous).
+    first = basic[next(iter(basic))]["config.yaml"]
+    assert first["init"]["bias"] == 0.5 and first["optim"]["lr"] == 0.1
+    assert first["trainer"]["recorders"] == ["grad_norms"]
+
+
+def test_grouping_line():
+    assert grouping_line(24, [16, 4, 4], 3, 4096, 0, 0) == "24 jobs → 3 groups of 16, 4, 4"
+    assert grouping_line(3, [2], 1, 4096, 1, 0) == "3 jobs → 1 group of 2; 1 failed its checks"
+    line = grouping_line(10000, [10000], 3, 4096, 0, 0)
+    assert line == ("10000 jobs → 1 group of 10000, trained in 3 chunks of at most 4096 "
+                    "(hydra.launcher.max_members)")
+    assert grouping_line(20, [2] * 10, 10, 4096, 0, 0) == "20 jobs → 10 groups of 10 × 2"
+
+
+def test_a_batched_cli_sweep_ends_with_a_complete_comparison(tmp_path):
+    result, sweep_dir = sweep(tmp_path, "seed=0,1,2", "act=relu,tanh", launcher="batched")
+    assert result.returncode == 0, result.stderr
+    assert "6 jobs → 2 groups of 3, 3" in result.stdout
+    assert_complete_comparison(sweep_dir, [f"seed={s} act={a}" for s in (0, 1, 2)
+                                           for a in ("relu", "tanh")])
+    # One line per job, as under the basic launcher.
+    for job in range(6):
+        assert sum(line.startswith(f"job {job} ") for line in result.stdout.splitlines()) == 1
+    assert "Sweep comparison" in result.stdout and "Traceback" not in result.stderr
+
+
+def test_a_bad_value_fails_its_job_alone_in_one_line(tmp_path):
+    result, sweep_dir = sweep(tmp_path, "model.depth=2,0", launcher="batched")
+    assert result.returncode != 0
+    assert "Traceback" not in result.stdout + result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("initlab: error:")]
+    (error,) = errors  # the job's label (job 1 and its overrides), then why
+    assert error.startswith("initlab: error: job 1 ") and "model.depth=0" in error
+    assert error.endswith(": model.depth must be >= 1 (got 0)")
+    assert "2 jobs → 1 group of 1; 1 failed its checks" in result.stdout
+    rows = read_comparison(sweep_dir)
+    assert [(r["label"], r["status"]) for r in rows] == [
+        ("model.depth=2", "completed"), ("model.depth=0", "failed")]
+    assert "model.depth must be >= 1" in rows[1]["error"]
+    # The failed job's folder is an ordinary one: its .hydra/ files and a failed summary.
+    assert {p.name for p in (sweep_dir / "1" / ".hydra").iterdir()} == {
+        "config.yaml", "hydra.yaml", "overrides.yaml"}
