@@ -179,7 +179,7 @@ class PreparedJob:
     device: str = "cpu"
     key: Any = None  # (device, initlab.batched.group_key): equal keys train stacked
     alone: Optional[str] = None  # why this job trains alone (it has no stacked form)
-    exception: Optional[BaseException] = None  # what composing it raised
+    exception: Optional[Exception] = None  # what composing it raised
 
     @property
     def label(self) -> str:
@@ -238,11 +238,9 @@ class Composer:
         return self.compositions[lines]
 
     def validate(self, overrides: list[str]) -> PreparedJob:
-        """Compose a job for the sweeper's check that every job composes (raising what Hydra's
-        composition raises); the launch then reuses it."""
+        """Compose a job for the sweeper's check that every job composes; the launch reuses
+        it. A job that does not compose is not raised here: it fails alone, in one line."""
         job = self._compose(overrides)
-        if job.exception is not None:
-            raise job.exception
         self._validated.setdefault(tuple(overrides), []).append(job)
         return job
 
@@ -335,8 +333,10 @@ class CheapSweepLoader:
     ``load_sweep_config`` once per job (~0.25 s each: 40 minutes at 10,000 jobs), and throws
     the result away. While this launcher runs a sweep, the shared HydraContext holds this
     loader instead: the check composes through :class:`Composer` (the same errors, raised
-    the same way), the launch reuses those compositions, and the config it returns is
-    built only if read. Anything else is the wrapped loader's.
+    as Hydra would), the launch reuses those compositions, and the config it returns is
+    built only if read. A job that does not compose is not raised here (Hydra's sweeper
+    would stop the whole sweep): the launch fails it alone, in one line. Anything else is
+    the wrapped loader's.
     """
 
     def __init__(self, loader: Any, composer: "Composer"):
@@ -349,7 +349,15 @@ class CheapSweepLoader:
     def load_sweep_config(self, master_config: DictConfig, sweep_overrides: list[str]) -> Any:
         if master_config is not self._composer.master:
             return self._loader.load_sweep_config(master_config, sweep_overrides)
-        return LazyConfig(self._composer.validate(list(sweep_overrides)).full_config)
+        job = self._composer.validate(list(sweep_overrides))
+        return LazyConfig(job.full_config if job.error is None else _raiser(job.exception))
+
+
+def _raiser(error: Any) -> Any:
+    def build() -> DictConfig:
+        raise error
+
+    return build
 
 
 class LazyConfig:

@@ -65,9 +65,27 @@ def _cannot_batch(launcher: Any) -> Optional[str]:
         import initlab.batched  # noqa: F401
     except Exception as e:  # noqa: BLE001 - a missing or broken engine: say which, run anyway
         return f"the stacked trainer (initlab.batched) cannot be imported: {one_line(str(e))}"
-    if launcher.max_members < 1:
-        raise LauncherError(f"hydra.launcher.max_members must be >= 1 (got {launcher.max_members})")
     return None
+
+
+def check_settings(max_members: Any, device: Optional[str]) -> Optional[str]:
+    """The launcher's own settings, checked before the sweep starts; returns the device
+    (cpu, cuda, ... as torch names it) or None (each job's trainer.device)."""
+    if not isinstance(max_members, int) or max_members < 1:
+        raise LauncherError(f"hydra.launcher.max_members must be a whole number >= 1 (got {max_members})")
+    if device is None:
+        return None
+    if str(device) not in ("cpu", "cuda", "auto") and not str(device).startswith("cuda:"):
+        raise LauncherError(f"hydra.launcher.device={device} is not one of: cpu, cuda, auto, null "
+                            "(null: each job's trainer.device)")
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise LauncherError(f"hydra.launcher.device={device} but no CUDA GPU is available here; use "
+                            "hydra.launcher.device=cpu (or auto, or null for each job's trainer.device)")
+    return str(device)
 
 
 def _basic_launch(launcher: Any, job_overrides, initial_job_idx: int) -> list[JobReturn]:
@@ -152,13 +170,7 @@ class BatchedSweep:
 
         memory = available_memory()
         _, disk = free_disk(sweep_dir)
-        forced = self.launcher.device
-        if forced is not None:
-            try:
-                forced = str(resolve_device(str(forced)))
-            except Exception as e:  # noqa: BLE001 - cuda without a GPU, a device torch lacks
-                raise LauncherError(f"hydra.launcher.device={self.launcher.device}: "
-                                    f"{one_line(str(e))}") from None
+        forced = self.launcher.device  # checked in setup (check_settings)
         for job in jobs:
             if job.error is not None:
                 continue

@@ -23,8 +23,10 @@ class BatchedLauncher(Launcher):
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction,
               config: DictConfig) -> None:
         from hydra_plugins.initlab_batched_launcher._compose import CheapSweepLoader, Composer
+        from hydra_plugins.initlab_batched_launcher._core import check_settings
         from initlab.cli import group_options
 
+        self.device = check_settings(self.max_members, self.device)  # before any folder is made
         self.config = config
         self.task_function = task_function
         self.hydra_context = hydra_context
