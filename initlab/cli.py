@@ -83,6 +83,7 @@ class RunArgs:
     # Any other Hydra flag (--help, --cfg, -sc, --info, ...): Hydra does something else
     # than a run, and initlab stays out of its way.
     other_flags: bool = False
+    sweep_dir: str | None = None  # set once the sweep's config is composed
 
 
 def parse_run_args(args: list[str]) -> RunArgs:
@@ -197,18 +198,29 @@ def compose_sweep(app, parsed: RunArgs) -> str | None:
         params = cfg.hydra.sweeper.get("params") or {}
         arguments = [f"{k}={v}" for k, v in params.items()] + list(parsed.overrides)
         parser = OverridesParser.create(config_loader=app.config_loader)
-        batches = BasicSweeper.split_arguments(parser.parse_overrides(arguments), None)
+        parsed_overrides = parser.parse_overrides(arguments)
+        swept = {o.get_key_element().lstrip("+~") for o in parsed_overrides if o.is_sweep_override()}
+        batches = BasicSweeper.split_arguments(parsed_overrides, None)
         first_job = list(batches[0][0]) if batches and batches[0] else []
     except Exception as e:
         return _one_line(f"{e}; {e.__cause__}" if e.__cause__ else str(e))
+    from initlab.config import ConfigError, validate
+
     try:
-        app.compose_config(parsed.config_name, first_job, run_mode=RunMode.RUN,
-                           with_log_configuration=False)
-    except Exception as e:
-        error = _unknown_key(app, str(e), parsed.config_name, first_job)
-        if error or "Could not override" in str(e) or "not in struct" in str(e):
-            return error or _one_line(str(e))
-    return prepare_output_dir(cfg, "hydra.sweep.dir")
+        validate(app.compose_config(parsed.config_name, first_job, run_mode=RunMode.RUN,
+                                    with_log_configuration=False))
+    except ConfigError as e:
+        # A bad value the sweep does not vary is bad for every job: refuse it now. One
+        # that it varies (model.depth=2,0) fails only its own jobs.
+        key = str(e).split(" ", 1)[0].split("=", 1)[0]
+        if not any(key == k or key.startswith(f"{k}.") for k in swept):
+            return str(e)
+    except Exception as e:  # a key or type Hydra cannot compose: its sweeper would refuse too
+        return (_unknown_key(app, str(e), parsed.config_name, first_job)
+                or _one_line(f"{e}; {e.__cause__}" if e.__cause__ else str(e)))
+    error = prepare_output_dir(cfg, "hydra.sweep.dir")
+    parsed.sweep_dir = None if error else str(cfg.hydra.sweep.dir)
+    return error
 
 
 def prepare_output_dir(cfg, key: str) -> str | None:
@@ -380,8 +392,13 @@ def _report(args: list[str], prog: str = "initlab report") -> int:
             raise argparse.ArgumentTypeError(f"must be in [1, {MAX_DPI}] (got {value})")
         return value
 
+    class OneLineParser(argparse.ArgumentParser):
+        def error(self, message: str):  # argparse prints usage too: one line is enough
+            print(f"{self.prog}: error: {message} (see `{self.prog} --help`)", file=sys.stderr)
+            sys.exit(2)
+
     listing = prog.endswith("list")
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog=prog,
         description="List the runs and sweeps under a folder, newest first." if listing else
         "Re-render the tables, figures and diagnosis of a saved run (PATH holds summary.json), "
@@ -397,16 +414,19 @@ def _report(args: list[str], prog: str = "initlab report") -> int:
                             help=f"figure resolution, 1 to {MAX_DPI} (default: 120)")
     ns = parser.parse_args(args)
     from initlab.record import RecordError
-    from initlab.report import render_path
+    from initlab.report import list_path, render_path
 
     try:
-        render_path(ns.path, fmt=getattr(ns, "format", "png"), dpi=getattr(ns, "dpi", 120))
+        if listing:
+            list_path(ns.path, default="path" not in _given(args))
+        else:
+            render_path(ns.path, fmt=ns.format, dpi=ns.dpi)
     except RecordError as e:
         print(f"{prog}: error: {_one_line(str(e))}", file=sys.stderr)
         return 2
     except OSError as e:  # a full disk, a read-only folder: the file it could not write
-        where = f"{e.filename}: " if e.filename else ""
-        print(f"{prog}: error: {where}{e.strerror or e}", file=sys.stderr)
+        where = e.filename or f"writing the report of {ns.path}"
+        print(f"{prog}: error: {where}: {e.strerror or e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
@@ -416,6 +436,11 @@ def _report(args: list[str], prog: str = "initlab report") -> int:
               f"({_save_report_traceback(ns.path)}; please report it)", file=sys.stderr)
         return 1
     return 0
+
+
+def _given(args: list[str]) -> set[str]:
+    """Which of `initlab list`'s arguments the user gave ("path" when a folder is named)."""
+    return {"path"} if any(not a.startswith("-") for a in args) else set()
 
 
 def _save_report_traceback(path: Path) -> str:
@@ -514,19 +539,54 @@ def _run(prog: str, rest: list[str]) -> int:
 def run_sweep(app, parsed: RunArgs) -> int:
     """Hydra's own multirun (sweeper, launcher, callbacks, each job's folder) on the app
     the checks composed with; a failed job has printed its one line, so the sweep adds none."""
-    from hydra.errors import CompactHydraException
-
-    from initlab.run import run_from_hydra
+    from initlab.run import JobFailed, run_from_hydra
 
     try:
-        app.multirun(parsed.config_name, run_from_hydra, [*parsed.overrides, "hydra.mode=MULTIRUN"],
-                     with_log_configuration=True)
-    except CompactHydraException:
+        with _without_hydras_job_error_lines():
+            app.multirun(parsed.config_name, run_from_hydra,
+                         [*parsed.overrides, "hydra.mode=MULTIRUN"], with_log_configuration=True)
+    except JobFailed:
         return 1
-    except Exception as e:  # the sweeper or launcher itself: keep it to one line
-        print(f"initlab run: error: {_one_line(str(e))}", file=sys.stderr)
+    except Exception as e:  # the sweeper or launcher itself (a value it cannot compose, ...)
+        _remove_if_no_job_started(parsed.sweep_dir)
+        print(f"initlab run: error: {_one_line(f'{e}; {e.__cause__}' if e.__cause__ else str(e))}",
+              file=sys.stderr)
         return 1
     return 0
+
+
+def _remove_if_no_job_started(sweep_dir: str | None) -> None:
+    """A sweep refused by Hydra's sweeper before any job ran leaves no folder behind."""
+    from initlab.report.compare import find_job_dirs
+
+    path = Path(sweep_dir) if sweep_dir else None
+    if path and path.is_dir() and not find_job_dirs(path):
+        import shutil
+
+        shutil.rmtree(path)
+
+
+class _without_hydras_job_error_lines:
+    """Hydra writes "Error executing job with overrides: [...]" to stderr for every failed
+    job; each initlab job has already said what failed, in one line, so drop Hydra's."""
+
+    def __init__(self):
+        self._stderr = sys.stderr
+
+    def write(self, text: str) -> int:
+        if text.startswith("Error executing job with overrides:"):
+            return len(text)
+        return self._stderr.write(text)
+
+    def __getattr__(self, name):
+        return getattr(self._stderr, name)
+
+    def __enter__(self):
+        sys.stderr = self
+        return self
+
+    def __exit__(self, *exc) -> None:
+        sys.stderr = self._stderr
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from hydra.errors import CompactHydraException
 from omegaconf import DictConfig, OmegaConf
 
 from initlab import __version__
@@ -269,6 +270,11 @@ def report_run(cfg: DictConfig, out_dir: Path, summary: dict[str, Any], in_sweep
                tables=tables, job_label=job_label)
 
 
+class JobFailed(CompactHydraException):
+    """A job of a sweep failed and has said why in one line; the other jobs still run and
+    the sweep exits non-zero without repeating it."""
+
+
 def mark_record(out_dir: Path, status: str, message: str) -> str | None:
     """Keep what the summary already says (seed, config, epochs so far) and set its status.
 
@@ -286,8 +292,26 @@ def mark_record(out_dir: Path, status: str, message: str) -> str | None:
     try:
         RecordWriter(out_dir).write_summary(summary)
     except OSError as e:
-        return f"could not update {path}: {e.strerror or e}"
+        # A full disk has no room for the new file beside the old: write over the old one
+        # in place instead (its blocks are already allocated), so the status still tells.
+        try:
+            _overwrite_in_place(path, json.dumps(summary) + "\n")
+        except OSError:
+            return f"could not update {path}: {e.strerror or e}"
     return None
+
+
+def _overwrite_in_place(path: Path, text: str) -> None:
+    data = text.encode()
+    if not path.exists() or len(data) > path.stat().st_size:
+        # Only the old file's own blocks are sure to be there: keep just what must be said.
+        keep = {k: v for k, v in json.loads(text).items()
+                if k in ("status", "error", "seed", "epochs_run", "steps_run")}
+        data = (json.dumps(keep) + "\n").encode()
+    with path.open("r+b") as f:
+        f.write(data)
+        f.truncate()
+        f.flush()
 
 
 def _save_traceback(out_dir: Path, name: str) -> str:
@@ -304,10 +328,7 @@ def _fail(out_dir: Path, message: str, multirun: bool) -> None:
     print(f"initlab: error: {message}" + (f"; {unsaved}" if unsaved else ""), file=sys.stderr)
     if not multirun:
         sys.exit(2)
-    from hydra.errors import CompactHydraException
-
-    # Compact: Hydra prints the message alone, and the other jobs of the sweep still run.
-    raise CompactHydraException(message)
+    raise JobFailed(message)
 
 
 def _interrupted(out_dir: Path, summary: dict[str, Any] | None, signum: int, at_once: bool) -> None:

@@ -24,6 +24,11 @@ BAD_INPUTS = [
     (["+init.std=0.5"], "init.std does not apply to init=kaiming_normal"),
     (["trainer.threads=0"], "trainer.threads must be >= 1"),
     (["-m", "act=relu,foo"], "act=foo is not an option"),
+    # A bad value the sweep does not vary is bad for every job: refused before any folder.
+    (["-m", "seed=0,1", "model.width=0"], "model.width must be >= 1"),
+    (["-m", "seed=abc,1"], "could not be converted to Integer"),
+    (["-m", "seed=1,abc"], "could not be converted to Integer"),
+    (["-m", "modl.depth=1,2"], "modl is not a config key"),
     (["seed=1180591620717411303424"], "seed must be an integer in [0, 9223372036854775]"),
     (["seed=-1"], "seed must be an integer in [0, "),
     (["init=uniform", "init.low=-inf"], "init.low must be a finite number (got -inf)"),
@@ -169,3 +174,25 @@ def test_default_outputs_go_under_outputs_runs(tmp_path):
     summaries = list((tmp_path / "outputs" / "runs").glob("*/*/summary.json"))
     assert len(summaries) == 1
     assert json.loads(summaries[0].read_text())["status"] == "completed"
+
+
+def test_list_of_a_run_lists_it_and_draws_nothing(tmp_path):
+    run_dir = tmp_path / "run"
+    assert initlab_cli("run", "-cn", "smoke", "report=minimal", f"hydra.run.dir={run_dir}",
+                       cwd=tmp_path).returncode == 0
+    result = initlab_cli("list", str(run_dir), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "completed" in result.stdout and "Run configuration" not in result.stdout
+    assert not (run_dir / "figures").exists() and not (run_dir / "tables").exists()
+
+
+def test_list_without_any_run_yet_says_so(tmp_path):
+    result = initlab_cli("list", cwd=tmp_path)
+    assert result.returncode == 0 and "No runs or sweeps yet" in result.stdout
+
+
+def test_option_errors_of_report_are_one_line(tmp_path):
+    result = initlab_cli("report", str(tmp_path), "--dpi", "100000", cwd=tmp_path)
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert "--dpi: must be in [1, 1200]" in line

@@ -236,6 +236,12 @@ def test_mark_record_never_raises_when_nothing_can_be_written(tmp_path, monkeypa
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(record, "_atomic_write_text", full_disk)
-    why = mark_record(tmp_path, "failed", "boom")
+    # No room for a new file: the old summary is overwritten in place, so it still tells.
+    assert mark_record(tmp_path, "failed", "boom") is None
+    written = json.loads((tmp_path / "summary.json").read_text())
+    assert written["status"] == "failed" and written["error"] == "boom" and written["seed"] == 3
+    # Not even that: one line says so, and nothing raises.
+    monkeypatch.setattr("initlab.run._overwrite_in_place", lambda path, text: full_disk(path, text))
+    why = mark_record(tmp_path, "interrupted", "again")
     assert "No space left on device" in why
-    assert json.loads((tmp_path / "summary.json").read_text())["status"] == "running"
+    assert json.loads((tmp_path / "summary.json").read_text())["status"] == "failed"

@@ -142,13 +142,39 @@ def render_path(path: Path, console=None, fmt: str = "png", dpi: int = 120) -> l
     if (path / MULTIRUN_FILE).exists():
         _check_writable(path, True, True)
         return render_sweep(path, console=console, fmt=fmt, dpi=dpi)
+    list_path(path, console)
+    return []
+
+
+def list_path(path: Path, console=None, default: bool = False) -> None:
+    """``initlab list [PATH]``: one row per run or sweep in or below ``path`` (a run or a
+    sweep folder lists itself), newest first; only summaries and Hydra's small files are
+    read, nothing is drawn. ``default``: ``path`` is the implied ./outputs, where "no runs
+    yet" is news, not an error."""
+    from rich.console import Console
+
+    from initlab.report.compare import MULTIRUN_FILE
     from initlab.report.overview import find_entries, overview_table
 
+    path = Path(path)
+    console = console or Console()
+    if default and not path.exists():
+        console.print(f"No runs or sweeps yet under {path}/ (start one with `initlab run`).",
+                      highlight=False)
+        return
+    if not path.exists():
+        raise RecordError(f"{path} does not exist")
+    if not path.is_dir():
+        raise RecordError(f"{path} is a file; give a run directory, a sweep directory or a "
+                          "folder of them")
     entries = find_entries(path)
     if not entries:
+        if default:
+            console.print(f"No runs or sweeps yet under {path}/ (start one with `initlab run`).",
+                          highlight=False)
+            return
         raise RecordError(f"{path} is not an initlab run, sweep or folder of them "
                           f"(no {SUMMARY} or {MULTIRUN_FILE} in or below it)")
     # soft_wrap: a path longer than the terminal stays one line to copy, never cut.
     console.print(overview_table(entries, path), soft_wrap=True)
     console.print("Re-render one with `initlab report PATH`.")
-    return []

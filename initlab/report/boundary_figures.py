@@ -54,11 +54,20 @@ def plane_grid(data: dict, pad: float = 0.5, n: int = 120):
     return torch.meshgrid(torch.linspace(x0, x1, n), torch.linspace(y0, y1, n), indexing="xy")
 
 
+# Grid points per forward pass: a wide net's hidden tensor is points x width floats, so a
+# 120 x 120 grid through a width-100,000 layer in one call would take 5.8 GB.
+MAX_GRID_ACTIVATIONS = 1 << 24
+
+
 def probability(model, gx, gy) -> np.ndarray:
     import torch
 
+    points = torch.stack([gx.flatten(), gy.flatten()], 1)
+    widest = max((m.out_features for m in model.modules() if isinstance(m, torch.nn.Linear)),
+                 default=1)
+    chunk = max(1, MAX_GRID_ACTIVATIONS // widest)
     with torch.no_grad():
-        logits = model(torch.stack([gx.flatten(), gy.flatten()], 1))
+        logits = torch.cat([model(part) for part in points.split(chunk)])
     return torch.sigmoid(logits).reshape(gx.shape).double().numpy()
 
 

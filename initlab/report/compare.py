@@ -51,6 +51,7 @@ STATUS_NOT_STARTED = "not started"  # a job of multirun.yaml without a folder of
 STATUS_UNREADABLE = "unreadable"  # a job whose record cannot be read (its error says why)
 # Statuses whose final metrics mean something: an interrupted job's are those up to the stop.
 FINISHED = FINISHED_STATUSES
+RAN_TO_THE_END = ("completed", "diverged")  # what statistics across seeds count
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 DEFAULT_SUBDIR = "${hydra.job.num}"  # hydra.sweep.subdir: job i in <sweep>/<i>
 SEED_KEY = "seed"
@@ -110,7 +111,12 @@ class Series:
 
     @property
     def finished_jobs(self) -> list[Job]:
-        return [j for j in self.jobs if j.finished]
+        """The jobs whose results this series shows. A lone job is shown however far it got
+        (an interrupted one up to its stop); statistics across seeds count only jobs that
+        ran their course (completed or diverged), so a half-trained job skews no mean."""
+        if len(self.jobs) == 1:
+            return [j for j in self.jobs if j.finished]
+        return [j for j in self.jobs if j.status in RAN_TO_THE_END]
 
 
 # --------------------------------------------------------------------------- reading
@@ -384,7 +390,7 @@ def write_seed_summary_csv(groups: list[Series], path: Path) -> Path:
             stats = []
             for split in SPLITS:
                 for key in ("loss", "acc"):
-                    stats.extend(mean_std([j.final(split, key) for j in g.jobs]))
+                    stats.extend(mean_std([j.final(split, key) for j in g.finished_jobs]))
             overrides = " ".join(o for o in g.jobs[0].overrides
                                  if o.partition("=")[0] != SEED_KEY)
             findings = "; ".join(f"{c}:{k}/{len(g.jobs)}" for c, k in finding_frequencies(g))
@@ -474,7 +480,8 @@ def grad_norm_table(jobs: list[Job]):
 def seed_table(groups: list[Series]):
     from initlab.report.tables import Fitted, Folded, OneOf
 
-    table = wide_table("Across seeds: mean ± std of the final (best-on-dev) metrics")
+    table = wide_table("Across seeds: mean ± std of the final (best-on-dev) metrics of the "
+                       "jobs that ran to the end (completed or diverged)")
     table.add_column("overrides")
     table.add_column("finished", justify="right")
     # Train metrics are in seed_summary.csv. "0.912 ± 0.010" puts its "± 0.010" on a line
@@ -485,7 +492,7 @@ def seed_table(groups: list[Series]):
     for g in groups:
         cells = []
         for split, key in (("dev", "acc"), ("test", "acc"), ("test", "loss")):
-            m, s = mean_std([j.final(split, key) for j in g.jobs])
+            m, s = mean_std([j.final(split, key) for j in g.finished_jobs])
             cells.append("–" if math.isnan(m) else OneOf(f"{m:.3f} ± {s:.3f}", f"{m:.3f}\n± {s:.3f}"))
         findings = describe_findings(g) or "–"
         table.add_row(Folded(g.label), f"{len(g.finished_jobs)} of {len(g.jobs)}", *cells,
@@ -572,6 +579,8 @@ class SweepComparison(Callback):
         if not self._pending or self._sweep_dir is None:
             return
         self._pending = False
+        if not Path(self._sweep_dir).is_dir():  # refused before any job: nothing to compare
+            return
         try:
             from rich.console import Console
 
