@@ -240,6 +240,8 @@ def prepare_output_dir(cfg, key: str) -> str | None:
         path = Path(str(OmegaConf.select(cfg, key)))
     except Exception as e:
         return f"{key} cannot be resolved: {_one_line(str(e))}"
+    if not str(OmegaConf.select(cfg, key)).strip():
+        return f"{key} is empty; name the folder the record goes to"
     if path.exists() and not path.is_dir():
         return f"{key}={path} is a file, not a folder"
     sweep = key == "hydra.sweep.dir"
@@ -475,6 +477,13 @@ def main(argv: list[str] | None = None) -> int:
     command, rest = argv[0], argv[1:]
     if command in ("-sc", "--shell-completion"):
         # Completion installed by `initlab run -sc install=bash` calls us like this.
+        words = os.environ.get("COMP_LINE", "").split(" ")
+        if len(words) <= 2 or words[1] != "run":
+            # Completing the command itself (`initlab r<TAB>`), or the path of report/list:
+            # Hydra knows neither, so offer the commands, or nothing (the shell offers files).
+            if len(words) <= 2:
+                print(" ".join(c for c in COMMANDS if c.startswith(words[-1] if len(words) > 1 else "")))
+            return 0
         _strip_run_from_completion_line()
         sys.argv = [prog, *argv]
         _hydra_entry()

@@ -295,6 +295,14 @@ OPTION_SCHEMAS = {
 }
 
 
+def _check_top_level_keys(cfg: Any) -> None:
+    """`+foo=1` adds a key nothing reads: say so instead of training as if it mattered."""
+    allowed = [f.name for f in fields(Config)]
+    for key in cfg:
+        _check(key in allowed or key == "hydra",
+               f"{key} is not a config key (keys: {', '.join(allowed)})")
+
+
 def _check_option_keys(cfg: Any) -> None:
     for group, (by_name, base) in OPTION_SCHEMAS.items():
         node = cfg[group]
@@ -342,6 +350,8 @@ def validate(cfg: Any) -> None:
     _one_of("act.name", a.name, ACTIVATIONS)
     _one_of("init.name", i.name, INITS)
     _one_of("optim.name", o.name, OPTIMIZERS)
+    if hasattr(cfg, "keys"):
+        _check_top_level_keys(cfg)
     _check_option_keys(cfg)
     _check(d.n_samples >= 2, f"data.n_samples must be >= 2 (got {d.n_samples})")
     _finite("data.noise", d.noise)

@@ -29,6 +29,7 @@ from initlab.callbacks import (
     LiveRecord,
     LogSchedule,
     ProgressBar,
+    cpu_state_dict,
     spread_log_epochs,
 )
 from initlab.config import ConfigError, validate
@@ -179,8 +180,10 @@ def run(cfg: DictConfig, out_dir: Path, quiet: bool = False) -> dict[str, Any]:
     model.to(device)
     device_splits = splits.to(device)
     optimizer = make_optimizer(cfg.optim, model.parameters())
-    # The data first: a run stopped at any point can still be re-evaluated and drawn.
+    # The data and the initial weights first: a run killed at any point keeps what it
+    # trained on and started from.
     writer.save_tensors("data.pt", {k: v.contiguous() for k, v in splits.as_dict().items()})
+    writer.save_tensors("checkpoints/init.pt", cpu_state_dict(model))
 
     checkpointer = Checkpointer()
     recorders = build_recorders(cfg, model, device_splits.X_train)

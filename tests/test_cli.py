@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -29,6 +30,7 @@ BAD_INPUTS = [
     (["-m", "seed=abc,1"], "could not be converted to Integer"),
     (["-m", "seed=1,abc"], "could not be converted to Integer"),
     (["-m", "modl.depth=1,2"], "modl is not a config key"),
+    (["+foo=1"], "foo is not a config key"),
     (["seed=1180591620717411303424"], "seed must be an integer in [0, 9223372036854775]"),
     (["seed=-1"], "seed must be an integer in [0, "),
     (["init=uniform", "init.low=-inf"], "init.low must be a finite number (got -inf)"),
@@ -196,3 +198,22 @@ def test_option_errors_of_report_are_one_line(tmp_path):
     assert result.returncode == 2
     (line,) = result.stderr.strip().splitlines()
     assert "--dpi: must be in [1, 1200]" in line
+
+
+@pytest.mark.parametrize("line, offered", [("initlab ", "run report list"), ("initlab r", "run report"),
+                                           ("initlab report ", "")])
+def test_completion_of_the_command_offers_the_commands(tmp_path, line, offered):
+    import os
+
+    env = {**os.environ, "COMP_LINE": line, "COMP_POINT": str(len(line))}
+    script = Path(sys.executable).with_name("initlab")
+    result = subprocess.run([str(script), "-sc", "query=bash"], env=env, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0 and result.stderr == ""
+    assert result.stdout.strip() == offered
+
+
+def test_an_empty_run_dir_is_refused_rather_than_writing_into_the_current_folder(tmp_path):
+    result = initlab_cli("run", "-cn", "smoke", "hydra.run.dir=", cwd=tmp_path)
+    assert result.returncode == 2 and "hydra.run.dir is empty" in result.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -96,6 +96,7 @@ def test_kill_9_keeps_all_but_the_last_moments(tmp_path):
     # summary.json's heartbeat and metrics.csv agree up to the last flush.
     assert 0 < summary["epochs_run"] <= len(rows)
     assert summary["process"]["pid"] == proc.pid
+    assert (run_dir / "data.pt").exists() and (run_dir / "checkpoints" / "init.pt").exists()
 
 
 def test_a_second_signal_aborts_at_once():

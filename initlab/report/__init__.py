@@ -76,7 +76,7 @@ def render_run(run_dir: Path, console=None, fmt: str = "png", dpi: int = 120,
     record = read_record(Path(run_dir))
     status = effective_status(record.summary)
     if status in (STATUS_FAILED, STATUS_RUNNING, STATUS_STOPPED) and not record.metrics:
-        raise RecordError(f"{record.run_dir} holds no results: the run {describe_status(record.summary)}"
+        raise RecordError(f"{record.run_dir} holds no results yet: {describe_status(record.summary)}"
                           + ("" if record.summary.get("error") else "; no epoch finished"))
     _check_writable(record.run_dir, figures != "none", tables != "line")
     console = console or Console()

@@ -52,6 +52,8 @@ STATUS_UNREADABLE = "unreadable"  # a job whose record cannot be read (its error
 # Statuses whose final metrics mean something: an interrupted job's are those up to the stop.
 FINISHED = FINISHED_STATUSES
 RAN_TO_THE_END = ("completed", "diverged")  # what statistics across seeds count
+# Overrides that say how a sweep is run or shown, not what it tests: left out of labels.
+NOT_EXPERIMENT_KEYS = ("report=", "report.", "overwrite=", "hydra.", "hydra/", "trainer.progress=")
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 DEFAULT_SUBDIR = "${hydra.job.num}"  # hydra.sweep.subdir: job i in <sweep>/<i>
 SEED_KEY = "seed"
@@ -282,6 +284,9 @@ def _join(parsed: dict[str, str | None], keys) -> str:
 def distinguishing_labels(override_lists: list[list[str]]) -> tuple[list[str], str]:
     """A label per list made of the overrides that differ between lists, and the overrides
     every list shares (for a title). A lone list is labelled by all its overrides."""
+    # How the report is printed or where it goes is no part of the experiment.
+    override_lists = [[o for o in lst if not o.lstrip("+~").startswith(NOT_EXPERIMENT_KEYS)]
+                      for lst in override_lists]
     parsed = [parse_overrides(o) for o in override_lists]
     keys = list(dict.fromkeys(k for p in parsed for k in p))
     varying = [k for k in keys if len({p.get(k, "\0absent") for p in parsed}) > 1]
