@@ -557,22 +557,27 @@ def run_sweep(app, parsed: RunArgs) -> int:
     except JobFailed:
         return 1
     except Exception as e:  # the sweeper or launcher itself (a value it cannot compose, ...)
-        _remove_if_no_job_started(parsed.sweep_dir)
+        if not _remove_if_no_job_started(parsed.sweep_dir):
+            return 1  # jobs ran: the one that failed has said why in its own line
         print(f"initlab run: error: {_one_line(f'{e}; {e.__cause__}' if e.__cause__ else str(e))}",
               file=sys.stderr)
-        return 1
+        return 2  # refused before any job: bad input
     return 0
 
 
-def _remove_if_no_job_started(sweep_dir: str | None) -> None:
-    """A sweep refused by Hydra's sweeper before any job ran leaves no folder behind."""
+def _remove_if_no_job_started(sweep_dir: str | None) -> bool:
+    """A sweep refused by Hydra's sweeper before any job ran leaves no folder behind;
+    returns whether none had started."""
     from initlab.report.compare import find_job_dirs
 
     path = Path(sweep_dir) if sweep_dir else None
-    if path and path.is_dir() and not find_job_dirs(path):
+    if path and path.is_dir() and find_job_dirs(path):
+        return False
+    if path and path.is_dir():
         import shutil
 
         shutil.rmtree(path)
+    return True
 
 
 class _without_hydras_job_error_lines:
