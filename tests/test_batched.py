@@ -216,3 +216,44 @@ def test_a_signal_stops_every_member_after_its_epoch_with_status_interrupted(tmp
         assert len(read_csv(run_dir / "metrics.csv")) == 4
         assert {r["epoch"] for r in read_csv(run_dir / "activations.csv")} == {"0", "4"}
         assert sorted(torch.load(run_dir / "checkpoints/epochs.pt")) == [0, 4]
+
+
+def _same(a, b) -> bool:
+    """Equal values, NaN equal to NaN, and the same Python types."""
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    return type(a) is type(b) and a == b
+
+
+def test_the_diagnosis_sees_the_record_read_back_from_disk(tmp_path, monkeypatch):
+    """train_group builds the diagnosed record from memory: it must equal read_record's."""
+    import initlab.batched
+    from initlab.diagnose import diagnose
+    from initlab.record import read_record
+
+    seen = []
+
+    def capture(record):
+        seen.append(record)
+        return diagnose(record)
+
+    monkeypatch.setattr(initlab.batched, "diagnose", capture)
+    common = ["act=lrelu", "optim=sgd", "trainer.epochs=50"]
+    cfgs = [compose_config(*SMALL, *common, f"optim.lr={lr}", "seed=0") for lr in (0.1, 100)]
+    dirs = [tmp_path / "a", tmp_path / "b"]
+    summaries = train_group(cfgs, dirs)
+    assert [s["status"] for s in summaries] == ["completed", "diverged"]
+    for record, run_dir, summary in zip(seen, dirs, summaries):
+        disk = read_record(run_dir)
+        assert record.run_dir == disk.run_dir and record.overrides == disk.overrides
+        assert record.config == disk.config
+        for name in COLUMNS:
+            table = name.removesuffix(".csv")
+            mine, theirs = getattr(record, table), getattr(disk, table)
+            assert len(mine) == len(theirs), name
+            for a, b in zip(mine, theirs):
+                assert list(a) == list(b) and all(_same(a[c], b[c]) for c in a), (name, a, b)
+        for name in ("init", "best", "last"):
+            assert_tensors_agree(record.checkpoint(name), disk.checkpoint(name), name)
+        disk.summary = summary
+        assert [f.as_dict() for f in diagnose(disk)] == summary["diagnosis"]
