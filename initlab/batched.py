@@ -247,6 +247,7 @@ class _Member:
     summary: dict[str, Any]
     n_train: int
     n_dev: int
+    overrides: list[str] | None  # None: read .hydra/overrides.yaml
 
 
 class StackedGroup:
@@ -533,13 +534,16 @@ def train_group(
     device: str = "cpu",
     progress: Callable[[int, int], None] | None = None,
     on_member_done: Callable[[int, dict], None] | None = None,
+    overrides: Sequence[Sequence[str]] | None = None,
 ) -> list[dict]:
     """Train ``cfgs`` (composed, validated configs with one :func:`group_key`) as one stacked
     model on ``device`` and write job i's complete record into ``out_dirs[i]``, as
     :func:`initlab.run.run` would. ``progress(epochs_done, epochs)`` is called at most every
     PROGRESS_EVERY_S seconds and at the end; ``on_member_done(i, summary)`` once job i's
     record is complete. SIGINT/SIGTERM stop every member after the current epoch (status
-    ``interrupted``), a second one aborts at once. Returns the members' summaries.
+    ``interrupted``), a second one aborts at once. ``overrides``: job i's command-line
+    overrides, as its .hydra/overrides.yaml holds them (default: read from there), for the
+    record the diagnosis sees. Returns the members' summaries.
     """
     if len(cfgs) != len(out_dirs) or not cfgs:
         raise ValueError(f"train_group needs one out_dir per config (got {len(cfgs)} configs, "
@@ -555,7 +559,7 @@ def train_group(
     group = StackedGroup(cfgs, dev)
     versions = library_versions()
     members = []
-    for cfg, out_dir, splits in zip(cfgs, out_dirs, group.splits):
+    for i, (cfg, out_dir, splits) in enumerate(zip(cfgs, out_dirs, group.splits)):
         writer = RecordWriter(Path(out_dir))
         summary: dict[str, Any] = {
             "status": STATUS_RUNNING,
@@ -569,7 +573,8 @@ def train_group(
         }
         writer.write_summary(summary)
         writer.save_tensors("data.pt", {k: v.contiguous() for k, v in splits.as_dict().items()})
-        members.append(_Member(cfg, writer, summary, splits.X_train.shape[0], splits.X_dev.shape[0]))
+        members.append(_Member(cfg, writer, summary, splits.X_train.shape[0], splits.X_dev.shape[0],
+                               None if overrides is None else [str(o) for o in overrides[i]]))
 
     with StopOnSignal() as stop_on_signal:
         train_s = group.fit(stop_on_signal, progress)
@@ -673,7 +678,8 @@ def _write_member(group: StackedGroup, i: int, member: _Member, final: dict[str,
     # back with read_record): the same rows and tensors, built from memory rather than
     # parsed again (tests/test_batched.py checks they equal read_record's).
     record = RunRecord(run_dir=writer.run_dir, summary=summary, config=summary["config"],
-                       overrides=read_overrides(writer.run_dir), **tables)
+                       overrides=(read_overrides(writer.run_dir) if member.overrides is None
+                                  else member.overrides), **tables)
     record._tensors.update(tensors)
     summary["diagnosis"] = [f.as_dict() for f in diagnose(record)]
 

@@ -297,7 +297,8 @@ class BatchedSweep:
             try:
                 summaries = batched.train_group([j.cfg for j in chunk], [j.out_dir for j in chunk],
                                                 device=device, progress=progress,
-                                                on_member_done=on_member_done)
+                                                on_member_done=on_member_done,
+                                                overrides=[j.overrides for j in chunk])
             except Exception as e:  # noqa: BLE001 - the engine failed: these jobs fail, in one line
                 message = f"{type(e).__name__}: {one_line(str(e))}"
                 where = _save_traceback(chunk[0].out_dir, ERROR_FILE)
