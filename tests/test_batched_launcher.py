@@ -70,7 +70,7 @@ def test_job_files_equal_those_of_hydras_basic_launcher(tmp_path, monkeypatch, e
     import initlab.batched
     from initlab.run import run_from_hydra
 
-    def no_training(cfgs, out_dirs, device="cpu", progress=None, on_member_done=None):
+    def no_training(cfgs, out_dirs, device="cpu", progress=None, on_member_done=None, overrides=None):
         return [{"status": "completed"} for _ in cfgs]  # only the .hydra/ files are compared
 
     monkeypatch.setattr(initlab.batched, "train_group", no_training)
