@@ -55,6 +55,7 @@ from initlab.record import (
     STATUS_RUNNING,
     RecordWriter,
     RunRecord,
+    grad_norm_ends,
     read_overrides,
 )
 from initlab.recorders import (
@@ -449,6 +450,16 @@ class StackedGroup:
             self.grad_chunks.append(self.grad_norms[:self.grad_slot].to("cpu", copy=True))
             self.grad_slot = 0
 
+    def member_major(self) -> dict[str, torch.Tensor]:
+        """The host metrics (M, epochs, 4) and gradient norms (M, steps, params), member-major:
+        one member's rows are then one contiguous block for its record."""
+        out = {"metrics": self.metrics.permute(2, 0, 1).contiguous()}
+        if self.grad_chunks:
+            out["grad_norms"] = torch.cat(self.grad_chunks).permute(1, 0, 2).contiguous()
+        else:
+            out["grad_norms"] = torch.empty(self.M, 0, len(self.names))
+        return out
+
     @torch.no_grad()
     def update_best(self, improved: torch.Tensor) -> None:
         mask = improved.to(self.device)
@@ -535,6 +546,7 @@ def train_group(
     progress: Callable[[int, int], None] | None = None,
     on_member_done: Callable[[int, dict], None] | None = None,
     overrides: Sequence[Sequence[str]] | None = None,
+    threads: int | None = None,
 ) -> list[dict]:
     """Train ``cfgs`` (composed, validated configs with one :func:`group_key`) as one stacked
     model on ``device`` and write job i's complete record into ``out_dirs[i]``, as
@@ -543,7 +555,8 @@ def train_group(
     record is complete. SIGINT/SIGTERM stop every member after the current epoch (status
     ``interrupted``), a second one aborts at once. ``overrides``: job i's command-line
     overrides, as its .hydra/overrides.yaml holds them (default: read from there), for the
-    record the diagnosis sees. Returns the members' summaries.
+    record the diagnosis sees. ``threads``: CPU threads of the stacked model (default: the
+    first job's trainer.threads). Returns the members' summaries.
     """
     if len(cfgs) != len(out_dirs) or not cfgs:
         raise ValueError(f"train_group needs one out_dir per config (got {len(cfgs)} configs, "
@@ -553,7 +566,7 @@ def train_group(
         raise ValueError(f"train_group got configs of {len(keys)} different group keys")
     started = time.perf_counter()
     dev = torch.device(device)
-    threads = cfgs[0].trainer.threads
+    threads = cfgs[0].trainer.threads if threads is None else threads
     if dev.type == "cpu" and threads is not None:
         torch.set_num_threads(threads)
     group = StackedGroup(cfgs, dev)
@@ -580,12 +593,14 @@ def train_group(
         train_s = group.fit(stop_on_signal, progress)
         setup_s = time.perf_counter() - started - train_s
         final = group.final_metrics()
+        per_member = group.member_major()
         last = [p.detach().cpu() for p in group.params]
         best = [b.cpu() for b in group.best]
         summaries = []
         for i, member in enumerate(members):
             record_started = time.perf_counter()
-            _write_member(group, i, member, final, last, best, stop_on_signal.name or None)
+            _write_member(group, i, member, final, last, best, stop_on_signal.name or None,
+                          per_member)
             now = time.perf_counter()
             # This member's share of the group's setup and training, plus its own record.
             member.summary["timing"] = {"train_s": train_s / group.M, "record_s": now - record_started,
@@ -607,28 +622,31 @@ def _write_rows(writer: RecordWriter, name: str, rows: Iterable[tuple]) -> list[
     return [dict(zip(columns, row)) for row in rows]
 
 
+def _write_number_rows(writer: RecordWriter, name: str, rows: list[tuple]) -> list[dict[str, Any]]:
+    """:func:`_write_rows` for the per-epoch and per-step tables (metrics, gradient norms),
+    whose cells are numbers and parameter names: written by the faster number writer."""
+    writer.write_csv_numbers(name, rows)
+    columns = COLUMNS[name]
+    return [dict(zip(columns, row)) for row in rows]
+
+
 def _write_member(group: StackedGroup, i: int, member: _Member, final: dict[str, torch.Tensor],
-                  last: list[torch.Tensor], best: list[torch.Tensor], signal_name: str | None) -> None:
-    """Job i's files, as the single run's recorders, checkpointer and summary write them."""
+                  last: list[torch.Tensor], best: list[torch.Tensor], signal_name: str | None,
+                  per_member: dict[str, torch.Tensor]) -> None:
+    """Job i's files, as the single run's recorders, checkpointer and summary write them.
+    ``per_member``: the metrics (M, epochs, 4) and gradient norms (M, steps, params) laid out
+    member-major, so one member's rows are one contiguous block."""
     writer, epochs_run = member.writer, group.epochs_run[i]
     tables: dict[str, list[dict[str, Any]]] = {}
-    metrics = group.metrics[:epochs_run, :, i].tolist()
-    tables["metrics"] = _write_rows(writer, "metrics.csv", (
-        (e, tl, tc / member.n_train, dl, dc / member.n_dev)
-        for e, (tl, tc, dl, dc) in enumerate(metrics, start=1)
-    ))
+    n_train, n_dev = member.n_train, member.n_dev
+    tables["metrics"] = _write_number_rows(writer, "metrics.csv", [
+        (e, tl, tc / n_train, dl, dc / n_dev)
+        for e, (tl, tc, dl, dc) in enumerate(per_member["metrics"][i, :epochs_run].tolist(), start=1)
+    ])
     steps_run = epochs_run * group.steps_per_epoch
     if group.record_grad_norms:
-        def norm_rows():
-            first = 0
-            for chunk in group.grad_chunks:
-                if first >= steps_run:
-                    return
-                yield from grad_norm_rows(group.names, chunk[: steps_run - first, i],
-                                          group.steps_per_epoch, first)
-                first += chunk.shape[0]
-
-        tables["grad_norms"] = _write_rows(writer, "grad_norms.csv", norm_rows())
+        tables["grad_norms"] = _write_number_rows(writer, "grad_norms.csv", list(grad_norm_rows(
+            group.names, per_member["grad_norms"][i, :steps_run], group.steps_per_epoch)))
 
     def views(name: str) -> list[tuple[int, torch.Tensor]]:
         return [(s.epoch, s.views[name][s.position[i]])
@@ -682,6 +700,7 @@ def _write_member(group: StackedGroup, i: int, member: _Member, final: dict[str,
                                   else member.overrides), **tables)
     record._tensors.update(tensors)
     summary["diagnosis"] = [f.as_dict() for f in diagnose(record)]
+    summary["grad_norms"] = grad_norm_ends(record)
 
 
 def _split_sizes(member: _Member) -> tuple[int, int, int]:

@@ -48,6 +48,7 @@ from initlab.record import (
     STATUS_RUNNING,
     SUMMARY,
     RecordWriter,
+    grad_norm_ends,
     read_record,
 )
 from initlab.recorders import (
@@ -251,6 +252,7 @@ def run(cfg: DictConfig, out_dir: Path, quiet: bool = False) -> dict[str, Any]:
         record = read_record(out_dir)
         record.summary = summary
         summary["diagnosis"] = [f.as_dict() for f in diagnose(record)]
+        summary["grad_norms"] = grad_norm_ends(record)
         now = time.perf_counter()
         summary["timing"] = {"train_s": state.train_s, "record_s": now - record_started,
                              "total_s": now - started}

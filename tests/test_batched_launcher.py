@@ -70,7 +70,8 @@ def test_job_files_equal_those_of_hydras_basic_launcher(tmp_path, monkeypatch, e
     import initlab.batched
     from initlab.run import run_from_hydra
 
-    def no_training(cfgs, out_dirs, device="cpu", progress=None, on_member_done=None, overrides=None):
+    def no_training(cfgs, out_dirs, device="cpu", progress=None, on_member_done=None, overrides=None,
+                    threads=None):
         return [{"status": "completed"} for _ in cfgs]  # only the .hydra/ files are compared
 
     monkeypatch.setattr(initlab.batched, "train_group", no_training)
@@ -130,3 +131,15 @@ def test_a_bad_value_fails_its_job_alone_in_one_line(tmp_path):
     # The failed job's folder is an ordinary one: its .hydra/ files and a failed summary.
     assert {p.name for p in (sweep_dir / "1" / ".hydra").iterdir()} == {
         "config.yaml", "hydra.yaml", "overrides.yaml"}
+
+
+def test_the_launchers_thread_setting_is_checked_before_the_sweep():
+    import pytest
+
+    from hydra_plugins.initlab_batched_launcher._core import LauncherError, check_settings
+
+    assert check_settings(4096, None, None)[1] >= 1  # null: one per core
+    assert check_settings(4096, "cpu", 3) == ("cpu", 3)
+    for bad in (0, -1, "two", True):
+        with pytest.raises(LauncherError, match="hydra.launcher.threads must be a whole number"):
+            check_settings(4096, None, bad)

@@ -96,3 +96,46 @@ def test_default_run_is_healthy(run_lab):
     _, summary = run_lab()
     assert summary["metrics"]["dev"]["acc"] >= 0.85
     assert summary["timing"]["train_s"] < 30
+
+
+def test_number_rows_are_written_byte_for_byte_as_csv_writer_writes_them(tmp_path):
+    from initlab.record import RecordWriter
+
+    rows = [(0, 1, "fc1.weight", 0.1), (1, 2, "fc1.bias", float("nan")), (2, 3, "fc2.weight", 1e-300),
+            (3, 4, "fc2.bias", float("inf")), (4, 5, "fc10.weight", -0.0), (5, 6, "fc1.bias", 3)]
+    RecordWriter(tmp_path / "a").write_csv("grad_norms.csv", rows)
+    RecordWriter(tmp_path / "b").write_csv_numbers("grad_norms.csv", rows)
+    written = [(tmp_path / d / "grad_norms.csv").read_bytes() for d in ("a", "b")]
+    assert written[0] == written[1]
+
+
+def test_open_record_reads_a_table_only_when_it_is_used(run_lab):
+    from initlab.record import RecordError, open_record, read_record
+
+    run_dir, _ = run_lab(config_name="smoke")
+    (run_dir / "weights.csv").write_text("epoch,param\n1\n")
+    record = open_record(run_dir)
+    assert [row["epoch"] for row in record.metrics] == list(range(1, 21))
+    with pytest.raises(RecordError, match="weights.csv"):
+        record.table("weights")
+    with pytest.raises(RecordError, match="weights.csv"):
+        read_record(run_dir)
+
+
+def test_the_summary_keeps_each_parameters_first_and_last_gradient_norm(run_lab):
+    from initlab.report.compare import read_job
+
+    run_dir, summary = run_lab(config_name="smoke")
+    with open(run_dir / "grad_norms.csv") as f:
+        rows = list(csv.DictReader(f))
+    last_step = max(int(r["step"]) for r in rows)
+    first = {r["param"]: float(r["norm"]) for r in rows if r["step"] == "0"}
+    last = {r["param"]: float(r["norm"]) for r in rows if int(r["step"]) == last_step}
+    assert summary["grad_norms"] == {"first": first, "last": last, "last_step": last_step}
+    # The comparison reads them from there; a record without them (an older run), from the CSV.
+    stored = read_job(run_dir, run_dir.parent)
+    del summary["grad_norms"]
+    (run_dir / "summary.json").write_text(json.dumps(summary))
+    (run_dir / "grad_norms.csv").write_text("step,epoch,param,norm\n")  # would change what is read
+    assert read_job(run_dir, run_dir.parent).grad_first == {}
+    assert (stored.grad_first, stored.grad_last, stored.last_step) == (first, last, last_step)

@@ -68,24 +68,31 @@ def _cannot_batch(launcher: Any) -> Optional[str]:
     return None
 
 
-def check_settings(max_members: Any, device: Optional[str]) -> Optional[str]:
+def check_settings(max_members: Any, device: Optional[str], threads: Any = None
+                   ) -> tuple[Optional[str], int]:
     """The launcher's own settings, checked before the sweep starts; returns the device
-    (cpu, cuda, ... as torch names it) or None (each job's trainer.device)."""
-    if not isinstance(max_members, int) or max_members < 1:
+    (cpu, cuda, ... as torch names it, or None: each job's trainer.device) and the CPU
+    threads of the stacked model (null: one per core available to this process)."""
+    if not isinstance(max_members, int) or isinstance(max_members, bool) or max_members < 1:
         raise LauncherError(f"hydra.launcher.max_members must be a whole number >= 1 (got {max_members})")
+    if threads is None:
+        threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    elif not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
+        raise LauncherError(f"hydra.launcher.threads must be a whole number >= 1 or null "
+                            f"(one per core) (got {threads})")
     if device is None:
-        return None
+        return None, threads
     if str(device) not in ("cpu", "cuda", "auto") and not str(device).startswith("cuda:"):
         raise LauncherError(f"hydra.launcher.device={device} is not one of: cpu, cuda, auto, null "
                             "(null: each job's trainer.device)")
     import torch
 
     if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        return ("cuda" if torch.cuda.is_available() else "cpu"), threads
     if str(device).startswith("cuda") and not torch.cuda.is_available():
         raise LauncherError(f"hydra.launcher.device={device} but no CUDA GPU is available here; use "
                             "hydra.launcher.device=cpu (or auto, or null for each job's trainer.device)")
-    return str(device)
+    return str(device), threads
 
 
 def _basic_launch(launcher: Any, job_overrides, initial_job_idx: int) -> list[JobReturn]:
@@ -296,7 +303,8 @@ class BatchedSweep:
         with self._hydra(chunk[0]), self._progress(f"{what} ({_plural(len(chunk), 'job')})") as progress:
             try:
                 summaries = batched.train_group([j.cfg for j in chunk], [j.out_dir for j in chunk],
-                                                device=device, progress=progress,
+                                                device=device, threads=self.launcher.threads,
+                                                progress=progress,
                                                 on_member_done=on_member_done,
                                                 overrides=[j.overrides for j in chunk])
             except Exception as e:  # noqa: BLE001 - the engine failed: these jobs fail, in one line

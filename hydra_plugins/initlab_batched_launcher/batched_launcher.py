@@ -13,9 +13,11 @@ class BatchedLauncher(Launcher):
     """Compose a sweep's jobs cheaply, group those of one shape and train each group as one
     stacked model (``initlab.batched.train_group``); every job still gets its own folder."""
 
-    def __init__(self, max_members: int = 4096, device: Optional[str] = None) -> None:
+    def __init__(self, max_members: int = 4096, device: Optional[str] = None,
+                 threads: Optional[int] = None) -> None:
         self.max_members = max_members
         self.device = device
+        self.threads = threads
         self.config: Optional[DictConfig] = None
         self.task_function: Optional[TaskFunction] = None
         self.hydra_context: Optional[HydraContext] = None
@@ -26,7 +28,8 @@ class BatchedLauncher(Launcher):
         from hydra_plugins.initlab_batched_launcher._core import check_settings
         from initlab.cli import group_options
 
-        self.device = check_settings(self.max_members, self.device)  # before any folder is made
+        # Before any folder is made.
+        self.device, self.threads = check_settings(self.max_members, self.device, self.threads)
         self.config = config
         self.task_function = task_function
         self.hydra_context = hydra_context

@@ -14,6 +14,9 @@ class BatchedLauncherConf:
     max_members: int = 4096
     # cpu | cuda | auto for every group; null: each job's trainer.device.
     device: Optional[str] = None
+    # CPU threads of the stacked model; null: one per core available to this process.
+    # (A job's trainer.threads, default 1, is for a single small net, which threads slow.)
+    threads: Optional[int] = None
 
 
 ConfigStore.instance().store(group="hydra/launcher", name="batched", node=BatchedLauncherConf,

@@ -21,6 +21,7 @@ from initlab.record import (
     RunRecord,
     describe_status,
     effective_status,
+    open_record,
     read_record,
 )
 
@@ -73,7 +74,9 @@ def render_run(run_dir: Path, console=None, fmt: str = "png", dpi: int = 120,
     """
     from rich.console import Console
 
-    record = read_record(Path(run_dir))
+    # One line needs the summary (and that metrics.csv holds rows): nothing else is parsed.
+    one_line_only = tables == "line" and figures == "none"
+    record = (open_record if one_line_only else read_record)(Path(run_dir))
     status = effective_status(record.summary)
     if status in (STATUS_FAILED, STATUS_RUNNING, STATUS_STOPPED) and not record.metrics:
         raise RecordError(f"{record.run_dir} holds no results yet: {describe_status(record.summary)}"

@@ -40,9 +40,11 @@ from initlab.record import (
     RecordError,
     describe_status,
     effective_status,
+    grad_norm_ends,
     layer_number,
+    open_record,
     read_overrides,
-    read_record,
+    stored_grad_norm_ends,
 )
 
 MULTIRUN_FILE = "multirun.yaml"  # Hydra writes it at the root of every sweep
@@ -243,29 +245,30 @@ def read_job(job_dir: Path, sweep_dir: Path, overrides: list[str] | None = None)
         return Job(name, job_dir, overrides, STATUS_NO_RECORD,
                    error="no summary.json: the job never started or was killed")
     try:
-        record = read_record(job_dir)
+        # Only the summary and metrics.csv: the gradient norms shown are in the summary
+        # (written by the run; read from grad_norms.csv for a record without them).
+        record = open_record(job_dir)
+        metrics = record.metrics
+        ends = stored_grad_norm_ends(record.summary) or grad_norm_ends(record)
     except RecordError as e:
         return Job(name, job_dir, overrides, STATUS_UNREADABLE, error=str(e))
     summary = record.summary
     status = effective_status(summary)
-    job = Job(
+    return Job(
         name=name,
         job_dir=job_dir,
         overrides=overrides,
         status=status,
         error=_job_error(summary, status),
         summary=summary,
-        metrics=record.metrics,
+        metrics=metrics,
+        grad_first=dict(ends["first"]),
+        grad_last=dict(ends["last"]),
+        last_step=ends["last_step"],
         findings=list(dict.fromkeys(
             str(d.get("code")) for d in summary.get("diagnosis") or [] if isinstance(d, dict)
         )),
     )
-    for param, points in record.grad_norm_series().items():
-        if points:
-            job.grad_first[param] = points[0][1]
-            job.grad_last[param] = points[-1][1]
-            job.last_step = max(job.last_step or 0, points[-1][0])
-    return job
 
 
 def parse_overrides(overrides: list[str]) -> dict[str, str | None]:
