@@ -466,10 +466,13 @@ def read_overrides(run_dir: Path) -> list[str]:
     if not path.is_file():
         return []
     try:
-        from omegaconf import OmegaConf
+        import yaml  # PyYAML, which OmegaConf itself uses; its C loader where built
 
-        loaded = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
-    except Exception:  # noqa: BLE001 - any YAML or OmegaConf error: no label, not a crash
+        # Hydra writes a YAML list of strings. Plain YAML, not OmegaConf.load (2 ms a
+        # file): a sweep's comparison reads one per job.
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        loaded = yaml.load(path.read_text(), Loader=loader)  # noqa: S506 - a safe loader
+    except Exception:  # noqa: BLE001 - any YAML or OS error: no label, not a crash
         return []
     if not isinstance(loaded, list):
         return []

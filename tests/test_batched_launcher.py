@@ -143,3 +143,19 @@ def test_the_launchers_thread_setting_is_checked_before_the_sweep():
     for bad in (0, -1, "two", True):
         with pytest.raises(LauncherError, match="hydra.launcher.threads must be a whole number"):
             check_settings(4096, None, bad)
+
+
+def test_a_big_sweeps_tables_show_its_first_jobs_and_its_csv_every_job(tmp_path, monkeypatch):
+    from rich.console import Console
+
+    from initlab.report import compare
+
+    result, sweep_dir = sweep(tmp_path, "seed=0,1,2,3", launcher="batched")
+    assert result.returncode == 0, result.stderr
+    monkeypatch.setattr(compare, "TABLE_MAX_JOBS", 2)
+    console = Console(record=True, width=200)
+    compare.render_sweep(sweep_dir, console=console)
+    text = console.export_text()
+    assert "the first 2 of 4 jobs; every job is in comparison.csv" in " ".join(text.split())
+    assert "seed=1" in text and "seed=2  " not in text.split("Across seeds")[0]
+    assert [r["label"] for r in read_comparison(sweep_dir)] == [f"seed={s}" for s in range(4)]

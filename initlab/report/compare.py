@@ -62,6 +62,8 @@ SEED_KEY = "seed"
 SPLITS = ("train", "dev", "test")
 # Directories under a sweep root that are the comparison's own output, not jobs.
 NOT_JOB_DIRS = {"figures", "tables"}
+# The per-job tables printed (and saved under tables/) show at most this many jobs.
+TABLE_MAX_JOBS = 100
 
 COMPARISON_COLUMNS = (
     "job", "overrides", "label", "status", "error", "epochs_run", "best_epoch",
@@ -454,14 +456,15 @@ def comparison_table(jobs: list[Job], title: str):
     return Fitted(table, optional=("train\nacc", "dev\nacc", "best\nepoch", "test\nloss"))
 
 
-def grad_norm_table(jobs: list[Job]):
+def grad_norm_table(jobs: list[Job], note: str = ""):
     """Weight-gradient norm per layer (columns) and job (rows): first step, then last."""
     from initlab.report.tables import Fitted, Folded, fmt
 
     weights = [p for p in param_columns(jobs) if p.endswith("weight")]
     several_steps = any((j.last_step or 0) > 0 for j in jobs)
     title = "Weight-gradient L2 norm by layer" + (
-        " (first step, then → last step)" if several_steps else " (first step)")
+        " (first step, then → last step)" if several_steps else " (first step)") + (
+        f"; {note}" if note else "")
     table = wide_table(title)
     table.add_column("job", no_wrap=True)
     table.add_column("overrides")
@@ -528,10 +531,15 @@ def render_sweep(sweep_dir: Path, console=None, fmt: str = "png", dpi: int = 120
     groups = seed_groups(jobs)
     from initlab.report.tables import plural
 
-    title = f"Sweep comparison ({plural(len(jobs), 'job')}{'; all: ' + shared if shared else ''})"
-    tables = {"comparison": comparison_table(jobs, title)}
-    if any(j.grad_first for j in jobs):
-        tables["comparison_grad_norms"] = grad_norm_table(jobs)
+    # A table of 10,000 rows is read by nobody and costs seconds to lay out: past
+    # TABLE_MAX_JOBS the per-job tables show the first jobs; comparison.csv has every one.
+    shown = jobs[:TABLE_MAX_JOBS]
+    first = f"the first {len(shown)} of {len(jobs)} jobs; every job is in comparison.csv"
+    title = (f"Sweep comparison ({plural(len(jobs), 'job')}{'; all: ' + shared if shared else ''}"
+             + (f"; {first}" if len(shown) < len(jobs) else "") + ")")
+    tables = {"comparison": comparison_table(shown, title)}
+    if any(j.grad_first for j in shown):
+        tables["comparison_grad_norms"] = grad_norm_table(shown, first if len(shown) < len(jobs) else "")
     if groups:
         tables["seed_summary"] = seed_table(groups)
     print_and_save(tables, console, sweep_dir / "tables")
