@@ -117,7 +117,9 @@ class RunFacts:
     steps: dict[int, dict[str, float]]  # step -> param -> gradient norm
     step_epoch: dict[int, int]
     first_nonfinite_epoch: int | None = None
+    norms_all_finite: bool = True  # every recorded gradient norm is finite
     _checkpoints: dict[str, Any] = field(default_factory=dict)
+    _profile: list | None = None  # _gradient_profile, computed once
 
     @classmethod
     def of(cls, record: RunRecord) -> "RunFacts":
@@ -139,12 +141,17 @@ class RunFacts:
             steps=dict(sorted(steps.items())),
             step_epoch=step_epoch,
         )
+        norms = [r["norm"] for r in record.grad_norms]
+        # A sum is NaN/Inf iff a term is, or it overflowed: only then look at every norm
+        # (one pass over thousands of steps instead of one test per norm and rule).
+        facts.norms_all_finite = math.isfinite(sum(norms)) or all(map(math.isfinite, norms))
         facts.first_nonfinite_epoch = facts._first_nonfinite_epoch()
         return facts
 
     def _first_nonfinite_epoch(self) -> int | None:
-        epochs = [self.step_epoch[s] for s, row in self.steps.items()
-                  if not all(math.isfinite(v) for v in row.values())]
+        epochs = [] if self.norms_all_finite else [
+            self.step_epoch[s] for s, row in self.steps.items()
+            if not all(math.isfinite(v) for v in row.values())]
         epochs += [m["epoch"] for m in self.record.metrics
                    if not (math.isfinite(m["train_loss"]) and math.isfinite(m["dev_loss"]))]
         return min(epochs, default=None)
@@ -208,8 +215,8 @@ def _bias(facts: RunFacts) -> float:
 # ---------------------------------------------------------------------------- rules
 def non_finite(facts: RunFacts) -> Finding | None:
     """NaN or Inf in a gradient norm, a loss or the last weights: counted, never dropped."""
-    bad = [(s, p, v) for s, row in facts.steps.items() for p, v in row.items()
-           if not math.isfinite(v)]
+    bad = [] if facts.norms_all_finite else [
+        (s, p, v) for s, row in facts.steps.items() for p, v in row.items() if not math.isfinite(v)]
     bad_losses = [m for m in facts.record.metrics
                   if not (math.isfinite(m["train_loss"]) and math.isfinite(m["dev_loss"]))]
     bad_weights: dict[str, int] = {}
@@ -602,6 +609,8 @@ def saturation(facts: RunFacts) -> Finding | None:
 
 def _gradient_profile(facts: RunFacts):
     """Per trusted step with finite weight-gradient norms: (step, first, last, ratio)."""
+    if facts._profile is not None:  # the vanishing and the exploding rule both use it
+        return facts._profile
     if len(facts.weight_params) < 2:
         return []
     first, last = facts.weight_params[0], facts.weight_params[-1]
@@ -611,6 +620,7 @@ def _gradient_profile(facts: RunFacts):
         if g1 is None or gn is None or not (math.isfinite(g1) and math.isfinite(gn)) or gn == 0:
             continue  # no ratio: dead units leave the last layer's gradient exactly 0
         profile.append((step, g1, gn, g1 / gn))
+    facts._profile = profile
     return profile
 
 
