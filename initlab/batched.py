@@ -49,6 +49,7 @@ from initlab.model import BOUNDED_ACTIVATIONS, build_model, make_activation
 from initlab.record import (
     COLUMNS,
     EPOCH_CHECKPOINTS,
+    GradNormTable,
     STATUS_COMPLETED,
     STATUS_DIVERGED,
     STATUS_INTERRUPTED,
@@ -64,7 +65,6 @@ from initlab.recorders import (
     WEIGHT_QUANTILES,
     GradNormRecorder,
     activation_stats_rows,
-    grad_norm_rows,
     histogram_rows,
     saturated_mask,
     unit_rows,
@@ -249,6 +249,7 @@ class _Member:
     n_train: int
     n_dev: int
     overrides: list[str] | None  # None: read .hydra/overrides.yaml
+    data: dict[str, torch.Tensor]  # data.pt's tensors, for the diagnosis
 
 
 class StackedGroup:
@@ -585,9 +586,10 @@ def train_group(
             "launcher": LAUNCHER,
         }
         writer.write_summary(summary)
-        writer.save_tensors("data.pt", {k: v.contiguous() for k, v in splits.as_dict().items()})
+        data = {k: v.contiguous() for k, v in splits.as_dict().items()}
+        writer.save_tensors("data.pt", data)
         members.append(_Member(cfg, writer, summary, splits.X_train.shape[0], splits.X_dev.shape[0],
-                               None if overrides is None else [str(o) for o in overrides[i]]))
+                               None if overrides is None else [str(o) for o in overrides[i]], data))
 
     with StopOnSignal() as stop_on_signal:
         train_s = group.fit(stop_on_signal, progress)
@@ -612,22 +614,13 @@ def train_group(
     return summaries
 
 
-def _write_rows(writer: RecordWriter, name: str, rows: Iterable[tuple]) -> list[dict[str, Any]]:
-    """Write one of the record's CSVs and return its rows as :func:`initlab.record.read_record`
-    would read them back: the recorders' rows hold Python ints, strs and floats, which the
-    CSV writes as text that reads back to the same values (repr round-trips a float)."""
+def _write_rows(writer: RecordWriter, name: str, rows: Iterable[tuple]) -> list[tuple]:
+    """Write one of the record's CSVs (the number writer: names need no quoting) and return
+    its rows, which hold the Python ints, names and floats a read gives back (repr
+    round-trips a float), for :meth:`initlab.record.RunRecord.give_rows`."""
     rows = list(rows)
-    writer.write_csv(name, rows)
-    columns = COLUMNS[name]
-    return [dict(zip(columns, row)) for row in rows]
-
-
-def _write_number_rows(writer: RecordWriter, name: str, rows: list[tuple]) -> list[dict[str, Any]]:
-    """:func:`_write_rows` for the per-epoch and per-step tables (metrics, gradient norms),
-    whose cells are numbers and parameter names: written by the faster number writer."""
     writer.write_csv_numbers(name, rows)
-    columns = COLUMNS[name]
-    return [dict(zip(columns, row)) for row in rows]
+    return rows
 
 
 def _write_member(group: StackedGroup, i: int, member: _Member, final: dict[str, torch.Tensor],
@@ -637,16 +630,20 @@ def _write_member(group: StackedGroup, i: int, member: _Member, final: dict[str,
     ``per_member``: the metrics (M, epochs, 4) and gradient norms (M, steps, params) laid out
     member-major, so one member's rows are one contiguous block."""
     writer, epochs_run = member.writer, group.epochs_run[i]
-    tables: dict[str, list[dict[str, Any]]] = {}
+    tables: dict[str, list[tuple]] = {}
     n_train, n_dev = member.n_train, member.n_dev
-    tables["metrics"] = _write_number_rows(writer, "metrics.csv", [
+    tables["metrics"] = _write_rows(writer, "metrics.csv", [
         (e, tl, tc / n_train, dl, dc / n_dev)
         for e, (tl, tc, dl, dc) in enumerate(per_member["metrics"][i, :epochs_run].tolist(), start=1)
     ])
     steps_run = epochs_run * group.steps_per_epoch
+    grad_table = None
     if group.record_grad_norms:
-        tables["grad_norms"] = _write_number_rows(writer, "grad_norms.csv", list(grad_norm_rows(
-            group.names, per_member["grad_norms"][i, :steps_run], group.steps_per_epoch)))
+        spe = group.steps_per_epoch
+        grad_table = GradNormTable(group.names, list(range(steps_run)),
+                                   [s // spe + 1 for s in range(steps_run)],
+                                   per_member["grad_norms"][i, :steps_run].tolist())
+        writer.write_csv_body("grad_norms.csv", grad_table.csv_body())
 
     def views(name: str) -> list[tuple[int, torch.Tensor]]:
         return [(s.epoch, s.views[name][s.position[i]])
@@ -697,8 +694,11 @@ def _write_member(group: StackedGroup, i: int, member: _Member, final: dict[str,
     # parsed again (tests/test_batched.py checks they equal read_record's).
     record = RunRecord(run_dir=writer.run_dir, summary=summary, config=summary["config"],
                        overrides=(read_overrides(writer.run_dir) if member.overrides is None
-                                  else member.overrides), **tables)
+                                  else member.overrides), grad_norm_table=grad_table)
+    for name, rows in tables.items():
+        record.give_rows(name, rows)
     record._tensors.update(tensors)
+    record._tensors["data.pt"] = member.data
     summary["diagnosis"] = [f.as_dict() for f in diagnose(record)]
     summary["grad_norms"] = grad_norm_ends(record)
 

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from initlab.config import DiagnoseConfig
-from initlab.record import RunRecord, layer_number, layer_of
+from initlab.record import COLUMNS, GradNormTable, RunRecord, layer_number, layer_of
 
 # In the order they are reported: a broken run first, then causes, then the symptom.
 CODES = (
@@ -114,21 +114,33 @@ class RunFacts:
     params: list[str]
     weight_params: list[str]  # fc1.weight .. fcN.weight, input to output
     hidden_layers: list[str]  # fc1 .. fc{N-1}
-    steps: dict[int, dict[str, float]]  # step -> param -> gradient norm
     step_epoch: dict[int, int]
+    # The gradient norms by column; None when grad_norms.csv has no table form (then
+    # _steps is built from its rows at once).
+    grad_table: GradNormTable | None = None
     first_nonfinite_epoch: int | None = None
     norms_all_finite: bool = True  # every recorded gradient norm is finite
+    _steps: dict[int, dict[str, float]] | None = None
     _checkpoints: dict[str, Any] = field(default_factory=dict)
     _profile: list | None = None  # _gradient_profile, computed once
 
     @classmethod
     def of(cls, record: RunRecord) -> "RunFacts":
-        steps: dict[int, dict[str, float]] = {}
-        step_epoch: dict[int, int] = {}
-        for row in record.grad_norms:
-            steps.setdefault(row["step"], {})[row["param"]] = row["norm"]
-            step_epoch[row["step"]] = row["epoch"]
-        params = record.param_names or list(dict.fromkeys(r["param"] for r in record.grad_norms))
+        steps: dict[int, dict[str, float]] | None = None
+        table = record.grad_norm_table()
+        if table is not None:  # by column: no row dicts (a long run has thousands)
+            names = table.params
+            step_epoch = dict(zip(table.steps, table.epochs))
+            norms = [v for row in table.norms for v in row]
+        else:
+            steps, step_epoch = {}, {}
+            for row in record.grad_norms:
+                steps.setdefault(row["step"], {})[row["param"]] = row["norm"]
+                step_epoch[row["step"]] = row["epoch"]
+            steps = dict(sorted(steps.items()))
+            names = list(dict.fromkeys(r["param"] for r in record.grad_norms))
+            norms = [r["norm"] for r in record.grad_norms]
+        params = record.param_names or names
         weights = sorted((p for p in params if p.endswith(".weight")),
                          key=lambda p: layer_number(layer_of(p)))
         facts = cls(
@@ -138,22 +150,37 @@ class RunFacts:
             params=params,
             weight_params=weights,
             hidden_layers=[layer_of(p) for p in weights[:-1]],
-            steps=dict(sorted(steps.items())),
             step_epoch=step_epoch,
+            grad_table=table,
+            _steps=steps,
         )
-        norms = [r["norm"] for r in record.grad_norms]
         # A sum is NaN/Inf iff a term is, or it overflowed: only then look at every norm
         # (one pass over thousands of steps instead of one test per norm and rule).
         facts.norms_all_finite = math.isfinite(sum(norms)) or all(map(math.isfinite, norms))
         facts.first_nonfinite_epoch = facts._first_nonfinite_epoch()
         return facts
 
+    @property
+    def steps(self) -> dict[int, dict[str, float]]:
+        """step -> param -> gradient norm, in step order (built on first use)."""
+        if self._steps is None:
+            t = self.grad_table
+            self._steps = {s: dict(zip(t.params, row)) for s, row in zip(t.steps, t.norms)}
+        return self._steps
+
+    @property
+    def metrics(self) -> list[tuple]:
+        """metrics.csv rows as tuples: (epoch, train_loss, train_acc, dev_loss, dev_acc)."""
+        return self.record.tuples("metrics")
+
     def _first_nonfinite_epoch(self) -> int | None:
         epochs = [] if self.norms_all_finite else [
             self.step_epoch[s] for s, row in self.steps.items()
             if not all(math.isfinite(v) for v in row.values())]
-        epochs += [m["epoch"] for m in self.record.metrics
-                   if not (math.isfinite(m["train_loss"]) and math.isfinite(m["dev_loss"]))]
+        losses = [v for m in self.metrics for v in (m[1], m[3])]
+        if not math.isfinite(sum(losses)):
+            epochs += [m[0] for m in self.metrics
+                       if not (math.isfinite(m[1]) and math.isfinite(m[3]))]
         return min(epochs, default=None)
 
     def trusted(self, epoch: int) -> bool:
@@ -166,7 +193,7 @@ class RunFacts:
 
     @property
     def epochs_run(self) -> int:
-        return self.record.summary.get("epochs_run") or len(self.record.metrics)
+        return self.record.summary.get("epochs_run") or len(self.metrics)
 
     def checkpoint(self, name: str) -> dict | None:
         """checkpoints/<name>.pt as a checked state dict (:meth:`RunRecord.checkpoint`), or
@@ -217,8 +244,10 @@ def non_finite(facts: RunFacts) -> Finding | None:
     """NaN or Inf in a gradient norm, a loss or the last weights: counted, never dropped."""
     bad = [] if facts.norms_all_finite else [
         (s, p, v) for s, row in facts.steps.items() for p, v in row.items() if not math.isfinite(v)]
-    bad_losses = [m for m in facts.record.metrics
-                  if not (math.isfinite(m["train_loss"]) and math.isfinite(m["dev_loss"]))]
+    finite_losses = math.isfinite(sum(v for m in facts.metrics for v in (m[1], m[3])))
+    bad_losses = [] if finite_losses else [
+        m for m in facts.record.metrics
+        if not (math.isfinite(m["train_loss"]) and math.isfinite(m["dev_loss"]))]
     bad_weights: dict[str, int] = {}
     last = facts.checkpoint("last")
     if last is not None:
@@ -285,24 +314,28 @@ def non_finite(facts: RunFacts) -> Finding | None:
                    + "; the figures show the steps before it broke.")
 
 
-def _weight_snapshots(facts: RunFacts) -> list[tuple[int, dict[str, Any]]]:
-    """(epoch, {param: tensor}) from weights.csv (every log epoch, small models), else from
-    checkpoints init.pt (epoch 0) and last.pt (the last epoch)."""
+def _weight_snapshots(facts: RunFacts) -> list[tuple[int, Callable[[], dict[str, Any]]]]:
+    """(epoch, a function giving {param: float64 tensor}) from weights.csv (every log epoch,
+    small models), else from checkpoints init.pt (epoch 0) and last.pt (the last epoch).
+    A snapshot's tensors are built when asked for: a rule may need the last one only."""
     import torch
 
     shapes = facts.record.summary.get("param_shapes", {})
-    if facts.record.weights and shapes:
+    if shapes and facts.record.tuples("weights"):
         flat: dict[int, dict[str, list[float]]] = {}
-        for w in facts.record.weights:
-            flat.setdefault(w["epoch"], {}).setdefault(w["param"], []).append(w["value"])
-        return [(epoch, {p: torch.tensor(v, dtype=torch.float64).reshape(shapes[p])
-                         for p, v in params.items()})
-                for epoch, params in sorted(flat.items())]
+        for epoch, param, _, value in facts.record.tuples("weights"):
+            flat.setdefault(epoch, {}).setdefault(param, []).append(value)
+
+        def state(params: dict[str, list[float]]) -> Callable[[], dict[str, Any]]:
+            return lambda: {p: torch.tensor(v, dtype=torch.float64).reshape(shapes[p])
+                            for p, v in params.items()}
+
+        return [(epoch, state(params)) for epoch, params in sorted(flat.items())]
     snapshots = []
     for name, epoch in (("init", 0), ("last", facts.epochs_run)):
-        state = facts.checkpoint(name)
-        if state is not None:
-            snapshots.append((epoch, {k: v.double() for k, v in state.items()}))
+        checkpoint = facts.checkpoint(name)
+        if checkpoint is not None:
+            snapshots.append((epoch, lambda c=checkpoint: {k: v.double() for k, v in c.items()}))
     return snapshots
 
 
@@ -436,18 +469,26 @@ def symmetric_weights(facts: RunFacts) -> Finding | None:
     if not snapshots or not facts.hidden_layers:
         return None
     layer_names = [layer_of(p) for p in facts.weight_params]
-    per_epoch: dict[int, dict[str, tuple[int, int, float]]] = {}
-    for epoch, state in snapshots:
-        per_epoch[epoch] = {
-            layer: _duplicate_units(state, layer, layer_names[i + 1], rtol)
-            for i, layer in enumerate(facts.hidden_layers)
-        }
-    epochs = sorted(per_epoch)
-    last = per_epoch[epochs[-1]]
+    next_layer = dict(zip(layer_names, layer_names[1:]))
+    loaders = dict(snapshots)
+    epochs = sorted(loaders)
+    states: dict[int, dict[str, Any]] = {}
+    # Units compared only where needed: every layer at the last snapshot, then, for the
+    # layers flagged there, earlier snapshots back to where the twins first appear.
+    per_epoch: dict[tuple[int, str], tuple[int, int, float]] = {}
+
+    def twins(epoch: int, layer: str) -> tuple[int, int, float]:
+        if (epoch, layer) not in per_epoch:
+            if epoch not in states:
+                states[epoch] = loaders[epoch]()
+            per_epoch[epoch, layer] = _duplicate_units(states[epoch], layer, next_layer[layer], rtol)
+        return per_epoch[epoch, layer]
+
+    last = {layer: twins(epochs[-1], layer) for layer in facts.hidden_layers}
     flagged = [layer for layer in facts.hidden_layers if last[layer][0] >= 2]
     if not flagged:
         return None
-    since = min(_holding_since(epochs, lambda e, lay=lay: per_epoch[e][lay][0] >= 2)
+    since = min(_holding_since(epochs, lambda e, lay=lay: twins(e, lay)[0] >= 2)
                 for lay in flagged)
     clauses = []
     for layer in flagged:
@@ -478,9 +519,10 @@ def symmetric_weights(facts: RunFacts) -> Finding | None:
 def _unit_table(facts: RunFacts, column: str) -> dict[int, dict[str, list[float]]]:
     """epoch -> layer -> per-unit values of ``column`` from units.csv, trusted epochs only."""
     table: dict[int, dict[str, list[float]]] = {}
-    for row in facts.record.units:
-        if facts.trusted(row["epoch"]):
-            table.setdefault(row["epoch"], {}).setdefault(row["layer"], []).append(row[column])
+    k = COLUMNS["units.csv"].index(column)
+    for row in facts.record.tuples("units"):  # (epoch, layer, unit, frac_active, frac_saturated)
+        if facts.trusted(row[0]):
+            table.setdefault(row[0], {}).setdefault(row[1], []).append(row[k])
     return table
 
 
@@ -614,9 +656,17 @@ def _gradient_profile(facts: RunFacts):
     if len(facts.weight_params) < 2:
         return []
     first, last = facts.weight_params[0], facts.weight_params[-1]
+    table = facts.grad_table
+    if table is not None:
+        if first not in table.params or last not in table.params:
+            pairs = ()
+        else:
+            i1, i_n = table.params.index(first), table.params.index(last)
+            pairs = ((s, row[i1], row[i_n]) for s, row in zip(table.steps, table.norms))
+    else:
+        pairs = ((s, row.get(first), row.get(last)) for s, row in facts.steps.items())
     profile = []
-    for step, row in facts.steps.items():
-        g1, gn = row.get(first), row.get(last)
+    for step, g1, gn in pairs:
         if g1 is None or gn is None or not (math.isfinite(g1) and math.isfinite(gn)) or gn == 0:
             continue  # no ratio: dead units leave the last layer's gradient exactly 0
         profile.append((step, g1, gn, g1 / gn))
@@ -694,8 +744,10 @@ def exploding_gradient(facts: RunFacts) -> Finding | None:
     profile = _gradient_profile(facts)
     ratio_hits = [p for p in profile if p[3] > ratio_min]
     ratio_hits = ratio_hits if _persistent(ratio_hits, profile) else []
+    table = facts.grad_table
+    any_big = (table is None or any(map(norm_max.__lt__, [v for row in table.norms for v in row])))
     big = [(s, p, v) for s, row in facts.steps.items() for p, v in row.items()
-           if p.endswith(".weight") and math.isfinite(v) and v > norm_max]
+           if p.endswith(".weight") and math.isfinite(v) and v > norm_max] if any_big else []
     if not (ratio_hits or big):
         return None
     first_recorded = next(iter(facts.steps))
@@ -738,9 +790,7 @@ def _chance_accuracy(facts: RunFacts) -> tuple[float, str]:
     """Dev accuracy of always predicting the dev set's majority class (0.5 without data.pt)."""
     path = facts.record.run_dir / "data.pt"
     if path.exists():
-        import torch
-
-        y = torch.load(path, weights_only=True)["y_dev"]
+        y = facts.record.data()["y_dev"]  # read once per record (a writer may hand it over)
         if y.numel():
             share = float(y.float().mean())
             return max(share, 1 - share), "always predicting the dev set's majority class"
@@ -750,19 +800,20 @@ def _chance_accuracy(facts: RunFacts) -> tuple[float, str]:
 def not_learning(facts: RunFacts, earlier: list[Finding]) -> Finding | None:
     """After enough epochs: dev accuracy near chance, or a training loss that did not fall."""
     min_epochs = facts.t["not_learning_min_epochs"]
-    metrics = [m for m in facts.record.metrics if facts.trusted(m["epoch"])]
+    # (epoch, train_loss, train_acc, dev_loss, dev_acc) of the trusted epochs
+    metrics = [m for m in facts.metrics if facts.trusted(m[0])]
     if facts.epochs_run < min_epochs or len(metrics) < min_epochs:
         return None  # too short to call: a 1-epoch textbook run has not had its chance
     chance, chance_means = _chance_accuracy(facts)
     margin = facts.t["chance_margin"]
-    best = max(m["dev_acc"] for m in metrics)
-    first_loss, last_loss = metrics[0]["train_loss"], metrics[-1]["train_loss"]
+    best = max(m[4] for m in metrics)
+    first_loss, last_loss = metrics[0][1], metrics[-1][1]
     drop = (first_loss - last_loss) / first_loss if first_loss > 0 else 0.0
     near_chance = best < chance + margin
     flat = drop < facts.t["flat_loss_fraction"]
     if not (near_chance or flat):
         return None
-    epochs = metrics[-1]["epoch"]
+    epochs = metrics[-1][0]
     loss = (f"the training loss went from {_g(first_loss)} (epoch 1) to {_g(last_loss)} "
             f"(epoch {epochs}), " + (f"a {drop:.2%} drop" if drop > 0 else "no drop at all"))
     if near_chance:
@@ -803,7 +854,8 @@ def unchecked_rules(record: RunRecord) -> dict[str, str]:
     """Finding codes the record holds no data for, with why; a rule without data stays
     silent, so "no problems found" must not be claimed for it."""
     missing: dict[str, str] = {}
-    if not record.grad_norms:
+    table = record.grad_norm_table()
+    if not (table.steps if table is not None else record.grad_norms):
         for code in ("vanishing_gradient", "exploding_gradient"):
             missing[code] = "gradient norms not recorded"
     if not record.units and not record.activations:
