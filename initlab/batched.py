@@ -34,6 +34,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import torch
@@ -43,9 +44,9 @@ from torch.nn import functional as F
 from initlab.callbacks import spread_log_epochs
 from initlab.data import make_splits
 from initlab.diagnose import diagnose
-from initlab.init import apply_init
+from initlab.init import init_linear_
 from initlab.interrupts import StopOnSignal
-from initlab.model import BOUNDED_ACTIVATIONS, build_model, make_activation
+from initlab.model import BOUNDED_ACTIVATIONS, make_activation, parameter_shapes
 from initlab.record import (
     COLUMNS,
     EPOCH_CHECKPOINTS,
@@ -104,7 +105,8 @@ def group_key(cfg: DictConfig) -> tuple:
     return (
         ("model", m.name, m.depth, m.width, m.in_features),
         ("act", act),
-        ("trainer", t.epochs, t.batch_size, t.log_every, tuple(t.recorders), t.weights_max_params),
+        ("trainer", t.epochs, t.batch_size, t.log_every, tuple(t.recorders), t.weights_max_params,
+         bool(t.get("save_tensors", True))),
         ("data", d.name, d.n_samples, d.n_train, d.n_dev, d.n_test, d.shuffle, factor),
         ("optim", o.name, betas),
     )
@@ -263,24 +265,25 @@ class StackedGroup:
         self.epochs = t.epochs
         self.log_every = t.log_every
         recorders = set(t.recorders)
-        models, splits = [], []
-        for c in cfgs:
-            splits.append(make_splits(c.data, stream_seed(c.seed, DATA_STREAM)))
-            model = build_model(c.model, c.act)
-            apply_init(model, c.init, c.act, _generator(c.seed, INIT_STREAM))
-            models.append(model)
+        # The single run's layout (initlab.model.MLP) and its init, member by member, each
+        # from its own generator, straight into the member's slice of the stacked tensors
+        # (no nn.Module per member: a 10,000-member group builds none).
+        self.shapes = parameter_shapes(cfg.model)
+        self.names = list(self.shapes)
+        self.n_params = sum(math.prod(shape) for shape in self.shapes.values())
+        stacked_init = [torch.empty(self.M, *shape) for shape in self.shapes.values()]
+        splits, cache = [], {}
+        for i, c in enumerate(cfgs):
+            splits.append(_member_data(c, cache))
+            init, act = _plain_node(c.init), _plain_node(c.act)
+            gen = _generator(c.seed, INIT_STREAM)
+            for k in range(0, len(stacked_init), 2):
+                init_linear_(stacked_init[k][i], stacked_init[k + 1][i], init, act, gen)
         self.splits = splits
-        self.names = [name for name, _ in models[0].named_parameters()]
-        self.shapes = {name: list(p.shape) for name, p in models[0].named_parameters()}
-        self.n_params = sum(p.numel() for p in models[0].parameters())
-        self.params = [
-            torch.stack([dict(m.named_parameters())[name].detach() for m in models]).to(device)
-            .requires_grad_(True)
-            for name in self.names
-        ]
+        self.params = [p.to(device).requires_grad_(True) for p in stacked_init]
         self.act = make_activation(cfg.act)
         self.bounded = cfg.act.name if cfg.act.name in BOUNDED_ACTIVATIONS else None
-        self.layers = list(models[0].hidden_activations())
+        self.layers = [name.removesuffix(".weight") for name in self.names[:-2:2]]
 
         def stacked(key: str) -> torch.Tensor:
             return torch.stack([getattr(s, key) for s in splits]).to(device)
@@ -302,9 +305,10 @@ class StackedGroup:
         self.record_weight_stats = "weights" in recorders
         self.record_activations = "activations" in recorders
         self.weight_names = [n for n in self.names if n.endswith("weight")]
+        self.save_tensors = bool(t.get("save_tensors", True))
         self.checkpoint_epochs = (
             frozenset(spread_log_epochs(t.log_every, t.epochs, EPOCH_CHECKPOINT_COUNT))
-            if self.n_params <= EPOCH_CHECKPOINT_MAX_PARAMS else None)
+            if self.n_params <= EPOCH_CHECKPOINT_MAX_PARAMS and self.save_tensors else None)
 
         # Gradient norms: a device buffer of whole epochs, copied to the host when full.
         P, spe = len(self.names), self.steps_per_epoch
@@ -530,6 +534,27 @@ class StackedGroup:
         return out
 
 
+def _plain_node(node: Any) -> Any:
+    """A config node read attribute by attribute many times (an init per layer and member):
+    as a plain namespace, since a DictConfig lookup costs ~10 us."""
+    if isinstance(node, DictConfig):
+        return SimpleNamespace(**OmegaConf.to_container(node, resolve=True))
+    return node
+
+
+def _member_data(cfg: Any, cache: dict) -> Any:
+    """The member's splits, as the single run makes them; members with the same data config
+    and seed (a learning-rate sweep) share one copy."""
+    seed = stream_seed(cfg.seed, DATA_STREAM)
+    data = cfg.data
+    plain = (OmegaConf.to_container(data, resolve=True) if isinstance(data, DictConfig)
+             else dict(data))
+    key = (seed, tuple(sorted((k, repr(v)) for k, v in plain.items())))
+    if key not in cache:
+        cache[key] = make_splits(data, seed)
+    return cache[key]
+
+
 def _positions(idx: torch.Tensor) -> dict[int, int]:
     return {m: row for row, m in enumerate(idx.tolist())}
 
@@ -587,7 +612,8 @@ def train_group(
         }
         writer.write_summary(summary)
         data = {k: v.contiguous() for k, v in splits.as_dict().items()}
-        writer.save_tensors("data.pt", data)
+        if group.save_tensors:
+            writer.save_tensors("data.pt", data)
         members.append(_Member(cfg, writer, summary, splits.X_train.shape[0], splits.X_dev.shape[0],
                                None if overrides is None else [str(o) for o in overrides[i]], data))
 
@@ -672,8 +698,9 @@ def _write_member(group: StackedGroup, i: int, member: _Member, final: dict[str,
         }
         writer.save_tensors(EPOCH_CHECKPOINTS, tensors[EPOCH_CHECKPOINTS])
     for name, stacked in (("init", group.init_state), ("best", best), ("last", last)):
-        tensors[name] = _state(group.names, stacked, i)
-        writer.save_tensors(f"checkpoints/{name}.pt", tensors[name])
+        if group.save_tensors:
+            tensors[name] = _state(group.names, stacked, i)
+            writer.save_tensors(f"checkpoints/{name}.pt", tensors[name])
 
     summary = member.summary
     summary.update(

@@ -111,11 +111,14 @@ def estimate(cfg: Any) -> Estimate:
     copies = 2 + optimizer + 3 + epoch_copies  # model, grads, optimizer; init/best/last, epochs
     mem(Item("Python, torch and initlab", FIXED_MEMORY_BYTES, "the process", "free some memory"))
     mem(Item(f"{params:,} parameters x {copies} copies", params * FLOAT * copies, size, shrink))
-    disk(Item("checkpoints", params * FLOAT * (3 + epoch_copies), size, shrink))
+    save_tensors = cfg.trainer.get("save_tensors", True)
+    if save_tensors:
+        disk(Item("checkpoints", params * FLOAT * (3 + epoch_copies), size, shrink))
     samples = d.n_samples * (m.in_features + 1) * FLOAT
     mem(Item("the data", 2 * samples, f"data.n_samples={d.n_samples}", "lower data.n_samples"))
-    disk(Item("the data in data.pt", samples, f"data.n_samples={d.n_samples}",
-              "lower data.n_samples"))
+    if save_tensors:
+        disk(Item("the data in data.pt", samples, f"data.n_samples={d.n_samples}",
+                  "lower data.n_samples"))
     # Training keeps each hidden layer's input and output of a batch for backward.
     mem(Item("activations of a training batch", 2 * batch * m.width * hidden * FLOAT,
              f"{size} trainer.batch_size={t.batch_size}", f"{shrink} or set trainer.batch_size"))

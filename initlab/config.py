@@ -167,6 +167,11 @@ class TrainerConfig:
     # The record is written as training goes: at log epochs, at most this often, so a
     # killed run keeps all but the last few seconds (a short run writes once, at the end).
     flush_every_s: float = 5.0
+    # data.pt and checkpoints/*.pt (the weights at init, best, last and a few log epochs).
+    # false: a lean record of tables and summary only, for sweeps of thousands of jobs;
+    # figures drawn from the tensors (decision boundaries, initial-weight histograms) are
+    # then skipped, and the diagnosis reads the weights from weights.csv.
+    save_tensors: bool = True
 
 
 # ------------------------------------------------------------------------- diagnose

@@ -142,11 +142,18 @@ def init_weight_(w: torch.Tensor, init_cfg, act_cfg, gen: torch.Generator) -> to
 
 
 @torch.no_grad()
+def init_linear_(weight: torch.Tensor, bias: torch.Tensor | None, init_cfg, act_cfg,
+                 gen: torch.Generator) -> None:
+    """One Linear layer: the weight by the scheme (drawing from ``gen``), the bias to the
+    constant ``init_cfg.bias``. The stacked trainer fills each member's slice with it."""
+    init_weight_(weight, init_cfg, act_cfg, gen)
+    if bias is not None:
+        bias.fill_(init_cfg.bias)
+
+
+@torch.no_grad()
 def apply_init(model: nn.Module, init_cfg, act_cfg, gen: torch.Generator) -> None:
-    """Initialize every Linear layer of ``model`` in order: the weight by the scheme,
-    the bias to the constant ``init_cfg.bias``."""
+    """Initialize every Linear layer of ``model`` in order (:func:`init_linear_`)."""
     for module in model.modules():
         if isinstance(module, nn.Linear):
-            init_weight_(module.weight, init_cfg, act_cfg, gen)
-            if module.bias is not None:
-                module.bias.fill_(init_cfg.bias)
+            init_linear_(module.weight, module.bias, init_cfg, act_cfg, gen)

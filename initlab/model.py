@@ -62,5 +62,17 @@ class MLP(nn.Module):
         return self._layers[-1](x).squeeze(-1)
 
 
+def parameter_shapes(model_cfg) -> dict[str, list[int]]:
+    """{fc1.weight: [out, in], fc1.bias: [out], ...} of :class:`MLP`, in its
+    ``named_parameters`` order, without building it (the stacked trainer's layout)."""
+    depth = model_cfg.depth
+    sizes = [model_cfg.in_features] + [model_cfg.width] * (depth - 1) + [1]
+    shapes: dict[str, list[int]] = {}
+    for k in range(1, depth + 1):
+        shapes[f"fc{k}.weight"] = [sizes[k], sizes[k - 1]]
+        shapes[f"fc{k}.bias"] = [sizes[k]]
+    return shapes
+
+
 def build_model(model_cfg, act_cfg) -> MLP:
     return MLP(model_cfg.in_features, model_cfg.width, model_cfg.depth, act_cfg)

@@ -112,7 +112,7 @@ def build_recorders(cfg: DictConfig, model: torch.nn.Module, X_train: torch.Tens
     if "activations" in wanted:
         bounded = cfg.act.name if cfg.act.name in BOUNDED_ACTIVATIONS else None
         recorders["activations"] = ActivationRecorder(model, X_train, bounded, schedule)
-    if n_params <= EPOCH_CHECKPOINT_MAX_PARAMS:
+    if n_params <= EPOCH_CHECKPOINT_MAX_PARAMS and cfg.trainer.get("save_tensors", True):
         recorders["epoch_checkpoints"] = EpochCheckpointer(
             spread_log_epochs(cfg.trainer.log_every, cfg.trainer.epochs, EPOCH_CHECKPOINT_COUNT)
         )
@@ -183,8 +183,10 @@ def run(cfg: DictConfig, out_dir: Path, quiet: bool = False) -> dict[str, Any]:
     optimizer = make_optimizer(cfg.optim, model.parameters())
     # The data and the initial weights first: a run killed at any point keeps what it
     # trained on and started from.
-    writer.save_tensors("data.pt", {k: v.contiguous() for k, v in splits.as_dict().items()})
-    writer.save_tensors("checkpoints/init.pt", cpu_state_dict(model))
+    save_tensors = cfg.trainer.get("save_tensors", True)
+    if save_tensors:
+        writer.save_tensors("data.pt", {k: v.contiguous() for k, v in splits.as_dict().items()})
+        writer.save_tensors("checkpoints/init.pt", cpu_state_dict(model))
 
     checkpointer = Checkpointer()
     recorders = build_recorders(cfg, model, device_splits.X_train)
@@ -232,9 +234,10 @@ def run(cfg: DictConfig, out_dir: Path, quiet: bool = False) -> dict[str, Any]:
         for recorder in recorders.values():
             if recorder not in streamed:
                 recorder.save(writer)
-        writer.save_tensors("checkpoints/init.pt", checkpointer.init_state)
-        writer.save_tensors("checkpoints/best.pt", checkpointer.best_state)
-        writer.save_tensors("checkpoints/last.pt", checkpointer.last_state)
+        if save_tensors:
+            writer.save_tensors("checkpoints/init.pt", checkpointer.init_state)
+            writer.save_tensors("checkpoints/best.pt", checkpointer.best_state)
+            writer.save_tensors("checkpoints/last.pt", checkpointer.last_state)
 
         summary.update(
             status=status,
