@@ -345,6 +345,9 @@ def _weight_snapshots(facts: RunFacts) -> list[tuple[int, Callable[[], dict[str,
 TWIN_ALL_PAIRS_WORK = 1 << 26
 TWIN_SPREAD_WORK = 1 << 26  # the same bound for the largest difference among units with a twin
 TWIN_NEIGHBOURS = 64
+# Layers of at most this many n·n·d values are compared in plain Python floats: a torch op
+# costs ~10 us, and a sweep of 10,000 narrow nets diagnoses ~100,000 such layers.
+TWIN_PYTHON_WORK = 1 << 11
 TWIN_PROJECTION_SEED = 20240607  # fixed: the same record always gets the same answer
 
 
@@ -374,11 +377,14 @@ def _duplicate_units(state: dict[str, Any], layer: str, next_layer: str, rtol: f
        every pair of the units found to have a twin when that is at most
        :data:`TWIN_SPREAD_WORK` values, else over the pairs compared (a lower bound).
     """
+    incoming, bias, outgoing = state[f"{layer}.weight"], state[f"{layer}.bias"], state[f"{next_layer}.weight"]
+    n_units, d = incoming.shape[0], incoming.shape[1] + 1 + outgoing.shape[0]
+    if n_units * n_units * d <= TWIN_PYTHON_WORK:
+        return _duplicate_units_small(incoming.tolist(), bias.tolist(), outgoing.T.tolist(), rtol)
     import torch
 
-    incoming, bias = state[f"{layer}.weight"], state[f"{layer}.bias"][:, None]
-    units = torch.cat((incoming, bias, state[f"{next_layer}.weight"].T), dim=1).double()
-    n_units, d = units.shape
+    bias = bias[:, None]
+    units = torch.cat((incoming, bias, outgoing.T), dim=1).double()
     finite = units.isfinite().all(dim=1)
     distinct, counts = torch.unique(units[finite], dim=0, return_counts=True)
     has_twin = counts >= 2  # per distinct row
@@ -394,6 +400,27 @@ def _duplicate_units(state: dict[str, Any], layer: str, next_layer: str, rtol: f
         if 2 <= flagged.shape[0] and flagged.shape[0] ** 2 * d <= TWIN_SPREAD_WORK:
             spread = max(spread, _twins_all_pairs(flagged, rtol)[1])
     return int(counts[has_twin].sum()), n_units, spread
+
+
+def _duplicate_units_small(incoming: list, bias: list, outgoing: list, rtol: float):
+    """:func:`_duplicate_units` of a narrow layer, every pair compared in Python floats
+    (doubles, as the torch path computes: the same answer, tests/test_scale.py)."""
+    units = [w + [b] + o for w, b, o in zip(incoming, bias, outgoing)]
+    rows = [u for u in units if all(math.isfinite(x) for x in u)]
+    sizes = [max(abs(x) for x in u) for u in rows]
+    has_twin = [False] * len(rows)
+    spread = 0.0
+    for i in range(len(rows)):
+        for j in range(i + 1, len(rows)):
+            distance = max(abs(a - b) for a, b in zip(rows[i], rows[j]))
+            pair_size = max(sizes[i], sizes[j])
+            if distance <= rtol * pair_size:
+                has_twin[i] = has_twin[j] = True
+                spread = max(spread, distance / max(pair_size, _TINY))
+    return sum(has_twin), len(units), spread
+
+
+_TINY = 2.2250738585072014e-308  # torch.finfo(torch.float64).tiny, without importing torch
 
 
 def _pair_twins(a, size_a, b, size_b, rtol: float):
@@ -662,6 +689,10 @@ def _gradient_profile(facts: RunFacts):
             pairs = ()
         else:
             i1, i_n = table.params.index(first), table.params.index(last)
+            if facts.norms_all_finite:  # the common case, in one comprehension
+                facts._profile = [(s, row[i1], row[i_n], row[i1] / row[i_n])
+                                  for s, row in zip(table.steps, table.norms) if row[i_n] != 0]
+                return facts._profile
             pairs = ((s, row[i1], row[i_n]) for s, row in zip(table.steps, table.norms))
     else:
         pairs = ((s, row.get(first), row.get(last)) for s, row in facts.steps.items())

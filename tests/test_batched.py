@@ -257,3 +257,62 @@ def test_the_diagnosis_sees_the_record_read_back_from_disk(tmp_path, monkeypatch
             assert_tensors_agree(record.checkpoint(name), disk.checkpoint(name), name)
         disk.summary = summary
         assert [f.as_dict() for f in diagnose(disk)] == summary["diagnosis"]
+
+
+def _files(run_dir: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(run_dir)): p.read_bytes() for p in sorted(run_dir.rglob("*"))
+            if p.is_file()}
+
+
+def _timeless(summary: dict) -> dict:
+    """A summary less what says when and by which process it was written."""
+    return {k: v for k, v in summary.items() if k not in ("timing", "process", "updated")}
+
+
+def test_records_written_by_the_forked_worker_equal_those_written_here(tmp_path, monkeypatch):
+    """A CPU group's second half of records is written by a forked copy of the process
+    (RECORD_WORKER_MIN_MEMBERS): byte for byte the files this process writes itself, the
+    summaries back in member order (timing and pid aside)."""
+    import json
+
+    import initlab.batched
+
+    cfgs = [compose_config(*SMALL, f"seed={seed}", "trainer.epochs=5") for seed in range(6)]
+    records = {}
+    for mode, minimum in (("here", 10**9), ("worker", 2)):
+        monkeypatch.setattr(initlab.batched, "RECORD_WORKER_MIN_MEMBERS", minimum)
+        assert (initlab.batched._worker_split(torch.device("cpu"), 6, 2) < 6) == (mode == "worker")
+        dirs = [tmp_path / mode / str(i) for i in range(6)]
+        done = []
+        summaries = train_group(cfgs, dirs, threads=2,
+                                on_member_done=lambda i, s, done=done: done.append((i, s["seed"])))
+        assert done == [(i, i) for i in range(6)]
+        records[mode] = [_timeless(s) for s in summaries], [_files(d) for d in dirs]
+    assert records["worker"][0] == records["here"][0]
+    for here, worker in zip(records["here"][1], records["worker"][1]):
+        assert set(here) == set(worker)
+        for name in here:
+            if name == "summary.json":
+                assert _timeless(json.loads(here[name])) == _timeless(json.loads(worker[name]))
+            else:
+                assert here[name] == worker[name], name
+
+
+def test_a_failing_record_worker_fails_the_jobs_it_had_not_written_in_one_line(tmp_path, monkeypatch):
+    import initlab.batched
+
+    monkeypatch.setattr(initlab.batched, "RECORD_WORKER_MIN_MEMBERS", 2)
+    original = initlab.batched._write_member
+
+    def broken(group, i, *args):
+        if i == 4:
+            raise OSError(28, "No space left on device")
+        return original(group, i, *args)
+
+    monkeypatch.setattr(initlab.batched, "_write_member", broken)
+    cfgs = [compose_config(*SMALL, f"seed={seed}", "trainer.epochs=2") for seed in range(6)]
+    done = []
+    with pytest.raises(initlab.batched.RecordWorkerError, match="No space left on device"):
+        train_group(cfgs, [tmp_path / str(i) for i in range(6)], threads=2,
+                    on_member_done=lambda i, s: done.append(i))
+    assert done == [0, 1, 2, 3]  # the worker's first record (job 3) came back before it failed

@@ -13,14 +13,16 @@ import pytest
 from omegaconf import OmegaConf
 
 from hydra_plugins.initlab_batched_launcher._core import grouping_line
+from initlab.config import to_plain
 from tests.test_sweeps import assert_complete_comparison, read_comparison, sweep
 
-# Group overrides (act, init) and value overrides (seed, optim.lr, init.bias, a list).
-MIXED = ["act=relu,tanh", "init=normal,uniform", "seed=0,1", "optim.lr=0.1,0.3", "init.bias=0.5",
-         "trainer.recorders=[grad_norms]"]
+# Group overrides (act, init) and value overrides (seed, optim.lr, init.bias); with a list
+# value the jobs take the launcher's DictConfig path, without one its ConfigView path.
+PLAIN = ["act=relu,tanh", "init=normal,uniform", "seed=0,1", "optim.lr=0.1,0.3", "init.bias=0.5"]
+MIXED = [*PLAIN, "trainer.recorders=[grad_norms]"]
 
 
-def _multirun(sweep_dir: Path, launcher: str, task, extra: list[str]) -> None:
+def _multirun(sweep_dir: Path, launcher: str, task, extra: list[str], overrides=MIXED) -> None:
     """An in-process `initlab run -m -cn smoke ...` with the given task function."""
     from hydra.core.global_hydra import GlobalHydra
 
@@ -29,7 +31,7 @@ def _multirun(sweep_dir: Path, launcher: str, task, extra: list[str]) -> None:
     GlobalHydra.instance().clear()
     try:
         app = _hydra_app()
-        app.multirun("smoke", task, [*MIXED, *extra, "report.sweep=false", "report.quiet=true",
+        app.multirun("smoke", task, [*overrides, *extra, "report.sweep=false", "report.quiet=true",
                                      f"hydra/launcher={launcher}", f"hydra.sweep.dir={sweep_dir}",
                                      "hydra.mode=MULTIRUN"], with_log_configuration=False)
     finally:
@@ -64,20 +66,27 @@ def _comparable_hydra(files: dict, sweep_dir: Path) -> dict:
     return files
 
 
+@pytest.mark.parametrize("overrides, config_type", [(MIXED, "DictConfig"), (PLAIN, "ConfigView")],
+                         ids=["with-a-list", "plain-values"])
 @pytest.mark.parametrize("extra", [[], ["hydra.sweep.subdir=${hydra.job.override_dirname}"]],
                          ids=["default-subdir", "override-dirname-subdir"])
-def test_job_files_equal_those_of_hydras_basic_launcher(tmp_path, monkeypatch, extra):
+def test_job_files_equal_those_of_hydras_basic_launcher(tmp_path, monkeypatch, extra, overrides,
+                                                        config_type):
     import initlab.batched
     from initlab.run import run_from_hydra
 
+    trained = []
+
     def no_training(cfgs, out_dirs, device="cpu", progress=None, on_member_done=None, overrides=None,
                     threads=None):
+        trained.extend(cfgs)
         return [{"status": "completed"} for _ in cfgs]  # only the .hydra/ files are compared
 
     monkeypatch.setattr(initlab.batched, "train_group", no_training)
     basic_dir, batched_dir = tmp_path / "basic", tmp_path / "batched"
-    _multirun(basic_dir, "basic", lambda cfg: None, extra)
-    _multirun(batched_dir, "batched", run_from_hydra, extra)
+    _multirun(basic_dir, "basic", lambda cfg: None, extra, overrides)
+    _multirun(batched_dir, "batched", run_from_hydra, extra, overrides)
+    assert {type(c).__name__ for c in trained} == {config_type}  # the path under test was taken
 
     basic, batched = _job_files(basic_dir), _job_files(batched_dir)
     assert len(basic) == 16 and list(batched) == list(basic)
@@ -91,7 +100,47 @@ def test_job_files_equal_those_of_hydras_basic_launcher(tmp_path, monkeypatch, e
     # The value overrides did land, typed as Hydra types them (the check is not vacuous).
     first = basic[next(iter(basic))]["config.yaml"]
     assert first["init"]["bias"] == 0.5 and first["optim"]["lr"] == 0.1
-    assert first["trainer"]["recorders"] == ["grad_norms"]
+    assert first["trainer"]["recorders"] == (["grad_norms"] if overrides is MIXED else
+                                             ["grad_norms", "weights", "activations"])
+    # What the trainer got is the job's config.yaml (the record's progress setting aside).
+    by_seed_lr = {(c.seed, c.optim.lr, c.act.name, c.init.name): to_plain(c) for c in trained}
+    for job in basic:
+        cfg = basic[job]["config.yaml"]
+        got = by_seed_lr[cfg["seed"], cfg["optim"]["lr"], cfg["act"]["name"], cfg["init"]["name"]]
+        got["trainer"]["progress"] = cfg["trainer"]["progress"]
+        assert got == cfg, job
+
+
+def test_template_values_are_written_as_omegaconfs_dumper_writes_them():
+    """The launcher writes ints, plain strings and lists of them into .hydra/ templates
+    itself; YAML's own dump (with OmegaConf's dumper, as Hydra saves) is the reference,
+    strings that look like numbers, bools, nulls or dates included."""
+    import math
+    import random
+
+    import yaml
+    from omegaconf._utils import get_omega_conf_dumper
+
+    from hydra_plugins.initlab_batched_launcher._compose import _flow, dump, dump_str_list
+
+    def reference(value):
+        text = yaml.dump(value, default_flow_style=True, allow_unicode=True, sort_keys=False,
+                         width=math.inf, Dumper=get_omega_conf_dumper()).rstrip("\n")
+        return text[: -len("\n...")] if text.endswith("\n...") else text
+
+    rng = random.Random(0)
+    cases = [0, 7, -3, 10**20, "seed=5", "/tmp/sweep/7", "1e5", "1.0", "09", "0x1f", "true", "y",
+             "no", "null", "~", "NaN", "inf", "2001-12-14", "init.std=0.01", "a=b=c", [],
+             ["seed=5", "act=relu"], ["1.0"], ["x=[a]", "y"], ["a, b"], "x=[a]"]
+    cases += ["".join(rng.choice("ab1e05.-_=+/nNyYtTrI:x") for _ in range(rng.randint(1, 6)))
+              for _ in range(5000)]
+    for value in cases:
+        assert _flow(value) == reference(value), value
+    # overrides.yaml: a block list of strings.
+    lists = [[], ["seed=5"], ["seed=5", "act=relu", "init.std=0.01"], ["x=[a]", "y"], ["1e5"]]
+    lists += [[rng.choice(cases[23:]) for _ in range(3)] for _ in range(500)]
+    for value in lists:
+        assert dump_str_list(value) == dump(value), value
 
 
 def test_grouping_line():

@@ -100,10 +100,15 @@ LAYERS = {
 }
 
 
-@pytest.fixture(params=["all pairs", "projection"])
+@pytest.fixture(params=["python", "all pairs", "projection"])
 def search(request, monkeypatch):
-    """Both ways _duplicate_units searches: every pair (small layers), or neighbours in
+    """The three ways _duplicate_units searches: every pair in Python floats (narrow
+    layers, forced here on all), every pair in torch (small layers), or neighbours in
     projection order (what wide layers get; forced here on small ones)."""
+    if request.param == "python":
+        monkeypatch.setattr(diagnose, "TWIN_PYTHON_WORK", 1 << 40)
+    else:
+        monkeypatch.setattr(diagnose, "TWIN_PYTHON_WORK", 0)
     if request.param == "projection":
         monkeypatch.setattr(diagnose, "TWIN_ALL_PAIRS_WORK", 0)
     return request.param

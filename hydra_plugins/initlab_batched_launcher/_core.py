@@ -35,6 +35,7 @@ from hydra_plugins.initlab_batched_launcher._compose import (
     one_line,
     write_hydra_files,
 )
+from initlab.config import ConfigView
 
 PREFIX = "hydra/launcher=batched"
 
@@ -210,7 +211,10 @@ class BatchedSweep:
         # As run_from_hydra does in a sweep: one line per job, no per-run progress bar; the
         # record's config says so, as it does under the basic launcher.
         if job.cfg.report.tables in ("auto", "line"):
-            job.cfg.trainer.progress = False
+            if isinstance(job.cfg, ConfigView):
+                job.cfg = job.cfg.updated("trainer.progress", False)
+            else:
+                job.cfg.trainer.progress = False
 
     def _return(self, job: PreparedJob, status: JobStatus, value: Any) -> JobReturn:
         ret = JobReturn(overrides=list(job.overrides), cfg=job.cfg, hydra_cfg=None,
@@ -257,6 +261,8 @@ class BatchedSweep:
         from initlab.record import ERROR_FILE, STATUS_INTERRUPTED
         from initlab.run import _save_traceback, run
 
+        if isinstance(job.cfg, ConfigView):  # the single-run path takes Hydra's own config
+            job.cfg = job.dict_config()
         self._write(job)
         self._job_start(job)
         self.in_flight = [job]
