@@ -32,6 +32,7 @@ import os
 import pickle
 import queue
 import socket
+import struct
 import sys
 import threading
 import time
@@ -95,12 +96,11 @@ GRAD_NORM_CHUNK_VALUES = 1 << 24
 # The progress callback is called at most this often (and at the last epoch).
 PROGRESS_EVERY_S = 0.2
 # Records are text formatting and file creation, one Python thread's work: with a second
-# core, a forked copy of this process writes the second half of a CPU group's records
+# core, a forked copy of this process writes a share of a CPU group's records
 # (its memory shared copy-on-write; summaries come back through a pipe). Measured on 2
 # cores: 200 textbook records 5.4 s -> ~3 s. Not for small groups (a fork costs ~10 ms)
 # nor a GPU group (CUDA does not survive a fork).
 RECORD_WORKER_MIN_MEMBERS = 32
-RECORD_WORKER_SHARE = 0.55  # of the records: the parent also prints every job's line
 
 
 def group_key(cfg: DictConfig) -> tuple:
@@ -650,26 +650,50 @@ def train_group(
             member.writer.write_summary(member.summary)
             return member.summary
 
-        split = _worker_split(dev, group.M, torch.get_num_threads())
-        summaries = []
-        with _RecordWorker(write, range(split, group.M)) if split < group.M else _NoWorker() as worker:
-            for i in range(group.M):
-                summary = write(i) if i < split else worker.next(i)
-                summaries.append(summary)
+        use_worker = _use_worker(dev, group.M, torch.get_num_threads())
+        summaries: dict[int, dict] = {}
+        with _RecordWorker(write, group.M) if use_worker else _NoWorker(group.M) as worker:
+            # This process writes from the first member on and reports each job at once; the
+            # worker's (from the last member back) are reported, in order, after.
+            while (i := worker.claim()) is not None:
+                summaries[i] = write(i)
                 if on_member_done is not None:
-                    on_member_done(i, summary)
-    return summaries
+                    on_member_done(i, summaries[i])
+            failure = None
+            for i in range(len(summaries), group.M):
+                try:
+                    summaries[i] = worker.collect(i)
+                except RecordWorkerError as e:  # the others it sent are complete records
+                    failure = failure or e
+                    continue
+                if on_member_done is not None:
+                    on_member_done(i, summaries[i])
+            if failure is not None:
+                raise failure
+    return [summaries[i] for i in range(group.M)]
 
 
-def _worker_split(dev: torch.device, members: int, threads: int) -> int:
-    """The first member whose record the forked worker writes (``members``: none)."""
-    if (dev.type != "cpu" or members < RECORD_WORKER_MIN_MEMBERS or threads < 2
-            or not hasattr(os, "fork") or sys.platform != "linux"):
-        return members
-    return members - int(members * RECORD_WORKER_SHARE)
+def _use_worker(dev: torch.device, members: int, threads: int) -> bool:
+    """Does a forked worker share the writing of this group's records?"""
+    return (dev.type == "cpu" and members >= RECORD_WORKER_MIN_MEMBERS and threads >= 2
+            and hasattr(os, "fork") and sys.platform == "linux")
 
 
 class _NoWorker:
+    """The members in order, all written here."""
+
+    def __init__(self, members: int):
+        self.next, self.members = 0, members
+
+    def claim(self) -> int | None:
+        if self.next == self.members:
+            return None
+        self.next += 1
+        return self.next - 1
+
+    def collect(self, i: int) -> dict:
+        raise AssertionError("no worker")
+
     def __enter__(self):
         return self
 
@@ -678,12 +702,41 @@ class _NoWorker:
 
 
 class _RecordWorker:
-    """A forked copy of this process that writes members ``indices`` (in order) with
-    ``write`` and sends each summary back; :meth:`next` waits for one. The worker stops
-    when the parent is gone; an error there is raised here (RecordWorkerError)."""
+    """A forked copy of this process that shares the writing of ``members`` records with
+    ``write``: members are claimed one at a time under a lock, this process from the front
+    (:meth:`claim`) and the worker from the back, so each writes as many as its pace
+    allows and neither waits for the other. The worker sends each summary back through a
+    pipe; :meth:`collect` waits for one. The worker stops when the parent is gone; if it
+    fails, the members it had not sent fail here (RecordWorkerError), and the ones left
+    unclaimed are written by this process."""
 
-    def __init__(self, write: Callable[[int], dict], indices: range):
-        self.write, self.indices = write, indices
+    LOCK_TIMEOUT_S = 10.0  # a worker killed inside the (microseconds) claim holds the lock
+
+    def __init__(self, write: Callable[[int], dict], members: int):
+        import mmap
+        import multiprocessing
+
+        self.write = write
+        self.bounds = mmap.mmap(-1, 16)  # next front, end of the unclaimed: shared after fork
+        self.bounds[:] = struct.pack("qq", 0, members)
+        self.lock = multiprocessing.get_context("fork").Lock()
+        self.received: dict[int, Any] = {}
+
+    def _claim(self, from_back: bool) -> int | None:
+        if not self.lock.acquire(timeout=self.LOCK_TIMEOUT_S):
+            raise RecordWorkerError("the record worker holds its lock: it was killed mid-claim")
+        try:
+            front, end = struct.unpack("qq", self.bounds[:])
+            if front >= end:
+                return None
+            claimed = end - 1 if from_back else front
+            self.bounds[:] = struct.pack("qq", front + (not from_back), end - from_back)
+            return claimed
+        finally:
+            self.lock.release()
+
+    def claim(self) -> int | None:
+        return self._claim(from_back=False)
 
     def __enter__(self):
         read_fd, write_fd = os.pipe()
@@ -702,9 +755,7 @@ class _RecordWorker:
                 torch.set_num_threads(1)
                 with os.fdopen(write_fd, "wb") as out:
                     try:
-                        for i in self.indices:
-                            if os.getppid() != parent:
-                                break
+                        while os.getppid() == parent and (i := self._claim(from_back=True)) is not None:
                             pickle.dump((i, self.write(i)), out)
                             out.flush()
                     except BaseException:  # noqa: BLE001 - said to the parent, in its words
@@ -714,9 +765,9 @@ class _RecordWorker:
                 os._exit(code)
         os.close(write_fd)
         self.pipe = os.fdopen(read_fd, "rb")
-        # Drained as the worker sends, while this process writes its own half: a full pipe
+        # Drained as the worker sends, while this process writes its own share: a full pipe
         # (64 KiB, a few summaries) would stall the worker.
-        self.received: queue.Queue = queue.Queue()
+        self.inbox: queue.Queue = queue.Queue()
         self.reader = threading.Thread(target=self._read, name="record-worker-pipe", daemon=True)
         self.reader.start()
         return self
@@ -724,21 +775,22 @@ class _RecordWorker:
     def _read(self) -> None:
         try:
             while True:
-                self.received.put(pickle.load(self.pipe))
+                self.inbox.put(pickle.load(self.pipe))
         except (EOFError, OSError, ValueError, pickle.UnpicklingError):
-            self.received.put(None)
+            self.inbox.put(None)
 
-    def next(self, i: int) -> dict:
-        item = self.received.get()
-        if item is None:
-            self.received.put(None)
-            raise RecordWorkerError(f"the record worker (pid {self.pid}) ended before job "
-                                    f"{i}'s record")
-        index, value = item
-        if index != i:
-            last = str(value).strip().splitlines()[-1] if index == -1 else f"job {index}"
-            raise RecordWorkerError(f"the record worker failed before job {i}'s record: {last}")
-        return value
+    def collect(self, i: int) -> dict:
+        """Member i's summary from the worker (which sends from the last member back)."""
+        while i not in self.received:
+            item = self.inbox.get()
+            if item is None:
+                self.inbox.put(None)
+                failure = self.received.get(-1)
+                why = (str(failure).strip().splitlines()[-1] if failure
+                       else f"it ended (pid {self.pid})")
+                raise RecordWorkerError(f"the record worker failed before job {i}'s record: {why}")
+            self.received[item[0]] = item[1]
+        return self.received.pop(i)
 
     def __exit__(self, *exc):
         if exc[0] is not None:  # stopped early: a worker still writing stops at its next send

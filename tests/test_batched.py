@@ -281,7 +281,7 @@ def test_records_written_by_the_forked_worker_equal_those_written_here(tmp_path,
     records = {}
     for mode, minimum in (("here", 10**9), ("worker", 2)):
         monkeypatch.setattr(initlab.batched, "RECORD_WORKER_MIN_MEMBERS", minimum)
-        assert (initlab.batched._worker_split(torch.device("cpu"), 6, 2) < 6) == (mode == "worker")
+        assert initlab.batched._use_worker(torch.device("cpu"), 6, 2) == (mode == "worker")
         dirs = [tmp_path / mode / str(i) for i in range(6)]
         done = []
         summaries = train_group(cfgs, dirs, threads=2,
@@ -298,21 +298,29 @@ def test_records_written_by_the_forked_worker_equal_those_written_here(tmp_path,
                 assert here[name] == worker[name], name
 
 
-def test_a_failing_record_worker_fails_the_jobs_it_had_not_written_in_one_line(tmp_path, monkeypatch):
+def test_a_failing_record_worker_fails_only_the_job_it_was_writing(tmp_path, monkeypatch):
+    """The worker dies on its first record (the last member): this process writes every
+    other member (it claims what the worker left), then says which job failed, in one line."""
+    import os
+    import time
+
     import initlab.batched
 
     monkeypatch.setattr(initlab.batched, "RECORD_WORKER_MIN_MEMBERS", 2)
-    original = initlab.batched._write_member
+    original, parent = initlab.batched._write_member, os.getpid()
 
     def broken(group, i, *args):
-        if i == 4:
+        if os.getpid() != parent:
             raise OSError(28, "No space left on device")
+        time.sleep(0.1)  # this process slower than the worker: it claims the last member first
         return original(group, i, *args)
 
     monkeypatch.setattr(initlab.batched, "_write_member", broken)
     cfgs = [compose_config(*SMALL, f"seed={seed}", "trainer.epochs=2") for seed in range(6)]
     done = []
-    with pytest.raises(initlab.batched.RecordWorkerError, match="No space left on device"):
+    with pytest.raises(initlab.batched.RecordWorkerError,
+                       match=r"before job 5's record: OSError: \[Errno 28\] No space left on device"):
         train_group(cfgs, [tmp_path / str(i) for i in range(6)], threads=2,
                     on_member_done=lambda i, s: done.append(i))
-    assert done == [0, 1, 2, 3]  # the worker's first record (job 3) came back before it failed
+    assert done == [0, 1, 2, 3, 4]
+    assert all((tmp_path / str(i) / "metrics.csv").exists() for i in range(5))

@@ -255,7 +255,9 @@ def test_the_gradient_norm_matrix_matches_the_csv(smoke_record):
 
 # -------------------------------------------------------------------- sweep figures
 def _job(metrics, **kw):
-    return SimpleNamespace(metrics=metrics, name="0", label="x", status="completed", **kw)
+    """A sweep job as the comparison reads it: metrics.csv by column (given here by row)."""
+    columns = {k: [m[k] for m in metrics] for k in metrics[0]} if metrics else {}
+    return SimpleNamespace(metrics=columns, name="0", label="x", status="completed", **kw)
 
 
 def test_mean_curve_matches_numpy_over_jobs_of_different_length():

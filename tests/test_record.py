@@ -139,3 +139,27 @@ def test_the_summary_keeps_each_parameters_first_and_last_gradient_norm(run_lab)
     (run_dir / "grad_norms.csv").write_text("step,epoch,param,norm\n")  # would change what is read
     assert read_job(run_dir, run_dir.parent).grad_first == {}
     assert (stored.grad_first, stored.grad_last, stored.last_step) == (first, last, last_step)
+
+
+@pytest.mark.parametrize("with_gap", [False, True], ids=["all-numbers", "an-empty-cell"])
+def test_a_table_read_by_column_equals_its_rows(tmp_path, with_gap):
+    """RunRecord.columns (the comparison's read) against the rows, both read from the
+    file that csv.writer wrote; an empty cell (NaN) takes the checked path."""
+    from initlab.record import open_record
+
+    rows = [[e, 1 / e, 0.5 + e / 1e3, 2 / e, 0.25] for e in range(1, 301)]
+    if with_gap:
+        rows[7][3] = ""
+    (tmp_path / "summary.json").write_text(json.dumps({"status": "completed", "epochs_run": 300}))
+    with open(tmp_path / "metrics.csv", "w", newline="") as f:
+        csv.writer(f).writerows([COLUMNS["metrics.csv"], *rows])
+    by_column = open_record(tmp_path).columns("metrics")
+    by_row = open_record(tmp_path).metrics
+    assert list(by_column) == list(COLUMNS["metrics.csv"])
+    for c in COLUMNS["metrics.csv"]:
+        expected = [r[c] for r in by_row]
+        assert len(by_column[c]) == 300
+        assert all(a == b or (math.isnan(a) and math.isnan(b)) for a, b in zip(by_column[c], expected))
+    assert type(by_column["epoch"][0]) is int
+    assert math.isnan(by_column["dev_loss"][7]) == with_gap
+    assert by_column["train_loss"][2] == 1 / 3  # repr round-trips

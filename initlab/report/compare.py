@@ -88,7 +88,7 @@ class Job:
     status: str
     error: str = ""
     summary: dict[str, Any] = field(default_factory=dict)
-    metrics: list[dict[str, float]] = field(default_factory=list)
+    metrics: dict[str, list] = field(default_factory=dict)  # metrics.csv by column; {}: none
     grad_first: dict[str, float] = field(default_factory=dict)  # param -> norm at step 0
     grad_last: dict[str, float] = field(default_factory=dict)  # param -> norm at last step
     last_step: int | None = None
@@ -250,7 +250,7 @@ def read_job(job_dir: Path, sweep_dir: Path, overrides: list[str] | None = None)
         # Only the summary and metrics.csv: the gradient norms shown are in the summary
         # (written by the run; read from grad_norms.csv for a record without them).
         record = open_record(job_dir)
-        metrics = record.metrics
+        metrics = record.columns("metrics")
         ends = stored_grad_norm_ends(record.summary) or grad_norm_ends(record)
     except RecordError as e:
         return Job(name, job_dir, overrides, STATUS_UNREADABLE, error=str(e))

@@ -171,8 +171,8 @@ def grad_norm_by_layer(series: list[Series], shared: str, path: Path, dpi: int) 
 # ------------------------------------------------------------- loss and accuracy curves
 def _mean_curve(jobs, key: str):
     """Epochs, mean and std over the jobs that reached each epoch (grouped once)."""
-    epochs = np.array([m["epoch"] for j in jobs for m in j.metrics], dtype=int)
-    values = np.array([m[key] for j in jobs for m in j.metrics], dtype=float)
+    epochs = np.concatenate([np.asarray(j.metrics["epoch"], dtype=int) for j in jobs] or [[]])
+    values = np.concatenate([np.asarray(j.metrics[key], dtype=float) for j in jobs] or [[]])
     uniq, inverse = np.unique(epochs, return_inverse=True)
     ok = np.isfinite(values)
     count = np.bincount(inverse, weights=ok, minlength=len(uniq))
