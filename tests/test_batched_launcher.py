@@ -66,10 +66,12 @@ def _comparable_hydra(files: dict, sweep_dir: Path) -> dict:
     return files
 
 
-@pytest.mark.parametrize("overrides, config_type", [(MIXED, "DictConfig"), (PLAIN, "ConfigView")],
-                         ids=["with-a-list", "plain-values"])
-@pytest.mark.parametrize("extra", [[], ["hydra.sweep.subdir=${hydra.job.override_dirname}"]],
-                         ids=["default-subdir", "override-dirname-subdir"])
+# Both ways the launcher builds a job's config, and both ways it places the job's folder
+# (the default subdir, or one resolved in the job's own config).
+@pytest.mark.parametrize("overrides, config_type, extra", [
+    (PLAIN, "ConfigView", []),
+    (MIXED, "DictConfig", ["hydra.sweep.subdir=${hydra.job.override_dirname}"]),
+], ids=["plain-values-default-subdir", "with-a-list-override-dirname-subdir"])
 def test_job_files_equal_those_of_hydras_basic_launcher(tmp_path, monkeypatch, extra, overrides,
                                                         config_type):
     import initlab.batched
