@@ -603,5 +603,39 @@ class _without_hydras_job_error_lines:
         sys.stderr = self._stderr
 
 
+def console_main() -> None:
+    """The ``initlab`` command: :func:`main`, then a quick exit.
+
+    Tearing down an interpreter that imported torch, Hydra and matplotlib takes ~0.6 s
+    (measured on 2 cores after a 200-job sweep: module dicts, torch's thread pools), paid
+    by every command. Every file initlab writes is closed by then, so once the exit
+    handlers have run (Hydra's logging flush among them) and stdout/stderr are flushed,
+    the process ends at once with main's exit status. An exception other than SystemExit
+    leaves the usual way, and so does a process with threads still running (a parallel
+    launcher's pool shuts down in the interpreter's own order: threads, then exit handlers).
+    """
+    import atexit
+    import threading
+
+    try:
+        code = main()
+    except SystemExit as e:
+        code = e.code
+    if any(t is not threading.main_thread() and not t.daemon for t in threading.enumerate()):
+        sys.exit(code)
+    if code is None:
+        code = 0
+    elif not isinstance(code, int):  # sys.exit("message"), as the interpreter does it
+        print(code, file=sys.stderr)
+        code = 1
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe (`initlab list | head`)
+            pass
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console_main()

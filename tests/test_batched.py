@@ -324,3 +324,29 @@ def test_a_failing_record_worker_fails_only_the_job_it_was_writing(tmp_path, mon
                     on_member_done=lambda i, s: done.append(i))
     assert done == [0, 1, 2, 3, 4]
     assert all((tmp_path / str(i) / "metrics.csv").exists() for i in range(5))
+
+
+def test_a_lean_record_keeps_every_table_and_the_diagnosis_single_or_batched(tmp_path):
+    """trainer.save_tensors=false: no data.pt, no checkpoints/, the same tables as the full
+    record, and the same findings (the zero-init symmetry found from weights.csv alone);
+    the report draws what needs no tensor."""
+    from initlab.report import render_run
+
+    lean = ["init=zeros", "act=sigmoid", "model.depth=2", "model.width=5", "trainer.epochs=12"]
+    full_dir, lean_dir, stacked_dir = tmp_path / "full", tmp_path / "lean", tmp_path / "stacked"
+    full = run(compose_config(*SMALL, *lean), full_dir, quiet=True)
+    alone = run(compose_config(*SMALL, *lean, "trainer.save_tensors=false"), lean_dir, quiet=True)
+    [stacked] = train_group([compose_config(*SMALL, *lean, "trainer.save_tensors=false")],
+                            [stacked_dir])
+    tables = sorted(p.name for p in full_dir.glob("*.csv"))
+    assert (full_dir / "data.pt").exists() and (full_dir / "checkpoints").is_dir()
+    for run_dir in (lean_dir, stacked_dir):
+        assert not (run_dir / "data.pt").exists() and not (run_dir / "checkpoints").exists()
+        assert sorted(p.name for p in run_dir.glob("*.csv")) == tables
+    codes = [f["code"] for f in full["diagnosis"]]
+    assert "symmetric_weights" in codes
+    assert [f["code"] for f in alone["diagnosis"]] == codes
+    assert [f["code"] for f in stacked["diagnosis"]] == codes
+    drawn = {p.name for p in render_run(lean_dir, figures="full", tables="line")}
+    assert "loss_accuracy.png" in drawn and "grad_norm_by_layer.png" in drawn
+    assert not any("boundary" in name for name in drawn)

@@ -101,3 +101,14 @@ def test_unknown_scheme_lists_choices():
     cfg = OmegaConf.create({"name": "bogus", "bias": 0.0})
     with pytest.raises(ValueError, match="choose from: zeros"):
         I.init_weight_(torch.empty(2, 2), cfg, act("relu"), gen())
+
+
+@pytest.mark.parametrize("depth, width", [(1, 4), (2, 5), (5, 3), (12, 7)])
+def test_parameter_shapes_are_the_models_own(depth, width):
+    """The stacked trainer lays out parameters from parameter_shapes without a model."""
+    from initlab.model import build_model, parameter_shapes
+    from tests.conftest import compose_config
+
+    cfg = compose_config(f"model.depth={depth}", f"model.width={width}")
+    model = build_model(cfg.model, cfg.act)
+    assert parameter_shapes(cfg.model) == {n: list(p.shape) for n, p in model.named_parameters()}

@@ -163,3 +163,47 @@ def test_a_table_read_by_column_equals_its_rows(tmp_path, with_gap):
     assert type(by_column["epoch"][0]) is int
     assert math.isnan(by_column["dev_loss"][7]) == with_gap
     assert by_column["train_loss"][2] == 1 / 3  # repr round-trips
+
+
+def _csv_writer_text(name, rows):
+    import io
+
+    out = io.StringIO(newline="")
+    csv.writer(out).writerows([COLUMNS[name], *rows])
+    return out.getvalue()
+
+
+def test_the_number_writer_writes_what_csv_writer_writes(tmp_path):
+    """write_csv_numbers formats a whole table in one %-format: byte for byte csv.writer's
+    text (repr of floats: NaN, infinities, tiny and huge values, ints, layer names)."""
+    from initlab.record import RecordWriter
+
+    rows = [(e, "fc1", u, v, w) for e, (u, v, w) in enumerate([
+        (0, 0.1, 1 / 3), (1, math.nan, math.inf), (2, -math.inf, 5e-324), (3, 1e300, -0.0),
+        (4, 0.30000000000000004, 123456789.0)])]
+    RecordWriter(tmp_path).write_csv_numbers("units.csv", rows)
+    assert (tmp_path / "units.csv").read_bytes() == _csv_writer_text("units.csv", rows).encode()
+
+
+def test_the_gradient_norm_table_writes_and_reads_what_the_rows_hold(tmp_path):
+    from initlab.record import GradNormTable, RecordWriter, open_record
+
+    params = ["fc1.weight", "fc1.bias", "fc2.weight"]
+    norms = [[0.5 / (s + 1), math.nan if s == 3 else 1e-12 * s, 7.0 + s / 3] for s in range(6)]
+    table = GradNormTable(params, list(range(6)), [s // 2 + 1 for s in range(6)], norms)
+    rows = [(r["step"], r["epoch"], r["param"], r["norm"]) for r in table.rows()]
+    assert len(rows) == 18 and rows[4] == (1, 1, "fc1.bias", 1e-12)
+    RecordWriter(tmp_path).write_csv_body("grad_norms.csv", table.csv_body())
+    assert (tmp_path / "grad_norms.csv").read_bytes() == _csv_writer_text("grad_norms.csv", rows).encode()
+    # Read back: the same table, by column (NaN as NaN).
+    (tmp_path / "summary.json").write_text(json.dumps({"status": "completed"}))
+    back = GradNormTable.from_rows(open_record(tmp_path).grad_norms)
+    assert (back.params, back.steps, back.epochs) == (params, table.steps, table.epochs)
+    assert all(a == b or (math.isnan(a) and math.isnan(b))
+               for row_a, row_b in zip(back.norms, norms) for a, b in zip(row_a, row_b))
+    # Rows that are not one per parameter per step, in one order, have no table form.
+    ragged = table.rows()[:-1]
+    assert GradNormTable.from_rows(ragged) is None
+    swapped = table.rows()
+    swapped[3], swapped[4] = swapped[4], swapped[3]
+    assert GradNormTable.from_rows(swapped) is None
