@@ -623,10 +623,10 @@ def train_group(
             "epochs_run": 0,
             "launcher": LAUNCHER,
         }
-        writer.write_summary(summary)
+        # Compact: this "running" summary lasts only as long as training (the C encoder;
+        # the indented one is ~10x slower and a group writes thousands).
+        writer.write_summary(summary, indent=None)
         data = {k: v.contiguous() for k, v in splits.as_dict().items()}
-        if group.save_tensors:
-            writer.save_tensors("data.pt", data)
         members.append(_Member(cfg, writer, summary, splits.X_train.shape[0], splits.X_dev.shape[0],
                                None if overrides is None else [str(o) for o in overrides[i]], data))
 
@@ -856,6 +856,8 @@ def _write_member(group: StackedGroup, i: int, member: _Member, final: dict[str,
             writer, "activation_hists.csv",
             histogram_rows(group.layers, views("activation_hists"), HISTOGRAM_BINS))
     tensors: dict[str, Any] = {}
+    if group.save_tensors:  # with the checkpoints (init.pt too is written only now)
+        writer.save_tensors("data.pt", member.data)
     if group.checkpoint_epochs is not None:
         tensors[EPOCH_CHECKPOINTS] = {
             s.epoch: _state(group.names, list(s.views.values()), s.position[i])

@@ -189,8 +189,8 @@ class RecordWriter:
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
 
-    def write_summary(self, summary: dict[str, Any]) -> None:
-        _atomic_write_text(self.run_dir / SUMMARY, json.dumps(summary, indent=2) + "\n")
+    def write_summary(self, summary: dict[str, Any], indent: int | None = 2) -> None:
+        _atomic_write_text(self.run_dir / SUMMARY, json.dumps(summary, indent=indent) + "\n")
 
     def write_text(self, name: str, text: str) -> None:
         _atomic_write_text(self.run_dir / name, text)
