@@ -45,7 +45,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch.nn import functional as F
 
 from initlab.callbacks import spread_log_epochs
@@ -550,9 +550,7 @@ class StackedGroup:
 def _plain_node(node: Any) -> Any:
     """A config node read attribute by attribute many times (an init per layer and member):
     as a plain namespace, since a DictConfig lookup costs ~10 us."""
-    if isinstance(node, DictConfig):
-        return SimpleNamespace(**OmegaConf.to_container(node, resolve=True))
-    return node
+    return SimpleNamespace(**to_plain(node)) if isinstance(node, DictConfig) else node
 
 
 def _member_data(cfg: Any, cache: dict) -> Any:
@@ -560,9 +558,7 @@ def _member_data(cfg: Any, cache: dict) -> Any:
     and seed (a learning-rate sweep) share one copy."""
     seed = stream_seed(cfg.seed, DATA_STREAM)
     data = cfg.data
-    plain = (OmegaConf.to_container(data, resolve=True) if isinstance(data, DictConfig)
-             else dict(data))
-    key = (seed, tuple(sorted((k, repr(v)) for k, v in plain.items())))
+    key = (seed, tuple(sorted((k, repr(v)) for k, v in to_plain(data).items())))
     if key not in cache:
         cache[key] = make_splits(data, seed)
     return cache[key]
@@ -858,16 +854,15 @@ def _write_member(group: StackedGroup, i: int, member: _Member, final: dict[str,
     tensors: dict[str, Any] = {}
     if group.save_tensors:  # with the checkpoints (init.pt too is written only now)
         writer.save_tensors("data.pt", member.data)
+        for name, stacked in (("init", group.init_state), ("best", best), ("last", last)):
+            tensors[name] = _state(group.names, stacked, i)
+            writer.save_tensors(f"checkpoints/{name}.pt", tensors[name])
     if group.checkpoint_epochs is not None:
         tensors[EPOCH_CHECKPOINTS] = {
             s.epoch: _state(group.names, list(s.views.values()), s.position[i])
             for s in group.checkpoints if i in s.position
         }
         writer.save_tensors(EPOCH_CHECKPOINTS, tensors[EPOCH_CHECKPOINTS])
-    for name, stacked in (("init", group.init_state), ("best", best), ("last", last)):
-        if group.save_tensors:
-            tensors[name] = _state(group.names, stacked, i)
-            writer.save_tensors(f"checkpoints/{name}.pt", tensors[name])
 
     summary = member.summary
     summary.update(

@@ -615,8 +615,6 @@ def _read_csv(path: Path, summary: dict[str, Any] | None = None,
                 converted = [list(map(f, column)) for f, column in zip(fast, column_cells)]
                 if by_column:
                     return dict(zip(columns, converted)) if n_rows else {}
-                if by_column:
-                    return dict(zip(columns, converted)) if body else {}
                 return [dict(zip(columns, row)) for row in zip(*converted)]
             except ValueError:
                 pass  # a NaN cell or a bad one: the checked path below says which

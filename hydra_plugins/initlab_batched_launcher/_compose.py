@@ -47,9 +47,9 @@ from initlab.config import ConfigView
 
 DEFAULT_SUBDIR = "${hydra.job.num}"
 _SLOT = "__initlab_slot_{}__"
-# Per job, what Hydra's sweep sets in the hydra node: (path under hydra, slot name).
 _UNSEEN = object()
 _PLAIN_TYPES = (int, float, str, bool, type(None))
+# Per job, what Hydra's sweep sets in the hydra node: (path under hydra, slot name).
 _HYDRA_SLOTS = (("job", "num"), ("job", "id"), ("job", "override_dirname"), ("overrides", "task"),
                 ("runtime", "output_dir"))
 
@@ -64,6 +64,7 @@ def dump(value: Any) -> str:
 # (unquoted) by YAML unless it reads as another type ("1e5", "true", "null"): then quoted.
 _PLAIN_STR = re.compile(r"[A-Za-z0-9_/][A-Za-z0-9_./=+-]*\Z")
 _STR_TAG = "tag:yaml.org,2002:str"
+_RESOLVER = get_omega_conf_dumper()(None)
 
 
 def _flow(value: Any) -> Optional[str]:
@@ -83,9 +84,6 @@ def _flow(value: Any) -> Optional[str]:
     if text.endswith("\n..."):
         text = text[: -len("\n...")]
     return None if "\n" in text else text
-
-
-_RESOLVER = get_omega_conf_dumper()(None)
 
 
 def dump_str_list(items: list[str]) -> str:
@@ -212,7 +210,7 @@ class Composition:
     hydra_template: Template
     config_templates: dict[tuple, Template] = field(default_factory=dict)
     # The task config as plain values when it has no interpolations or missing values
-    # (None: every job takes the DictConfig path); per override line, (key, coerced value),
+    # (None: every job takes the DictConfig path); per override line, (dotted key, coerced value),
     # or None when the line is not a plain assignment of an existing value.
     plain: Optional[dict] = None
     line_values: dict[str, Any] = field(default_factory=dict)
@@ -372,25 +370,19 @@ class Composer:
         """The job's config as a ConfigView, or None when it needs the DictConfig path."""
         if comp.plain is None:
             return None
-        data = comp.plain
+        view = ConfigView(comp.plain)
         for o in values:
             hit = comp.line_values.get(o.input_line, _UNSEEN)
             if hit is _UNSEEN:
                 hit = comp.line_values[o.input_line] = self._line_value(comp, o)
             if hit is None:
                 return None
-            parts, value = hit
-            data = top = dict(data)
-            for part in parts[:-1]:  # copy the path, share the rest
-                data[part] = dict(data[part])
-                data = data[part]
-            data[parts[-1]] = value
-            data = top
-        return ConfigView(data)
+            view = view.updated(*hit)
+        return view
 
     @staticmethod
-    def _line_value(comp: Composition, o: Override) -> Optional[tuple[list[str], Any]]:
-        """(path, value) of a plain assignment to an existing plain value, coerced as Hydra
+    def _line_value(comp: Composition, o: Override) -> Optional[tuple[str, Any]]:
+        """(dotted key, value) of a plain assignment to an existing plain value, coerced as Hydra
         coerces it (applied to a scratch copy of the composition); None for anything else,
         including a line Hydra rejects (the DictConfig path then raises Hydra's error)."""
         key = o.key_or_group
@@ -413,7 +405,7 @@ class Composer:
         if not isinstance(new, ValueNode) or new._is_interpolation() or new._is_missing():
             return None
         value = new._value()
-        return (parts, value) if isinstance(value, _PLAIN_TYPES) else None
+        return (key, value) if isinstance(value, _PLAIN_TYPES) else None
 
     # ------------------------------------------------------------------ .hydra/ files
     def hydra_files(self, job: PreparedJob) -> dict[str, str]:
