@@ -3,6 +3,8 @@
 import csv
 import json
 import math
+import random
+import struct
 
 import pytest
 import torch
@@ -169,13 +171,34 @@ def _csv_writer_text(name, rows):
     import io
 
     out = io.StringIO(newline="")
-    csv.writer(out).writerows([COLUMNS[name], *rows])
+    # The record's number format, stated here on its own: floats with 9 significant
+    # digits (what a float32 needs to read back exactly), ints and names as csv.writer has them.
+    csv.writer(out).writerows([COLUMNS[name], *[[format(c, ".9g") if isinstance(c, float) else c
+                                                 for c in row] for row in rows]])
     return out.getvalue()
+
+
+def _f32(x: float) -> float:
+    return struct.unpack("f", struct.pack("f", x))[0]
+
+
+def test_every_float32_reads_back_exactly_from_the_record_format():
+    """FLOAT_FORMAT against the float32 bit patterns themselves: 200 000 random ones (every
+    exponent), and the edges (subnormals, the largest finite, negative zero)."""
+    from initlab.record import FLOAT_FORMAT
+
+    rng = random.Random(0)
+    patterns = [rng.getrandbits(32) for _ in range(200_000)] + [1, 0x7F7FFFFF, 0x80000000, 0x00800000]
+    for bits in patterns:
+        value = struct.unpack("f", struct.pack("I", bits))[0]
+        if math.isfinite(value):
+            back = float(FLOAT_FORMAT % value)
+            assert struct.pack("f", back) == struct.pack("f", value), hex(bits)
 
 
 def test_the_number_writer_writes_what_csv_writer_writes(tmp_path):
     """write_csv_numbers formats a whole table in one %-format: byte for byte csv.writer's
-    text (repr of floats: NaN, infinities, tiny and huge values, ints, layer names)."""
+    text of the record's number format (NaN, infinities, tiny and huge values, ints, names)."""
     from initlab.record import RecordWriter
 
     rows = [(e, "fc1", u, v, w) for e, (u, v, w) in enumerate([
@@ -189,17 +212,19 @@ def test_the_gradient_norm_table_writes_and_reads_what_the_rows_hold(tmp_path):
     from initlab.record import GradNormTable, RecordWriter, open_record
 
     params = ["fc1.weight", "fc1.bias", "fc2.weight"]
-    norms = [[0.5 / (s + 1), math.nan if s == 3 else 1e-12 * s, 7.0 + s / 3] for s in range(6)]
+    norms = [[_f32(0.5 / (s + 1)), math.nan if s == 3 else _f32(1e-12 * s), _f32(7.0 + s / 3)]
+             for s in range(6)]
     table = GradNormTable(params, list(range(6)), [s // 2 + 1 for s in range(6)], norms)
     rows = [(r["step"], r["epoch"], r["param"], r["norm"]) for r in table.rows()]
-    assert len(rows) == 18 and rows[4] == (1, 1, "fc1.bias", 1e-12)
+    assert len(rows) == 18 and rows[4] == (1, 1, "fc1.bias", _f32(1e-12))
     RecordWriter(tmp_path).write_csv_body("grad_norms.csv", table.csv_body())
     assert (tmp_path / "grad_norms.csv").read_bytes() == _csv_writer_text("grad_norms.csv", rows).encode()
     # Read back: the same table, by column (NaN as NaN).
     (tmp_path / "summary.json").write_text(json.dumps({"status": "completed"}))
     back = GradNormTable.from_rows(open_record(tmp_path).grad_norms)
     assert (back.params, back.steps, back.epochs) == (params, table.steps, table.epochs)
-    assert all(a == b or (math.isnan(a) and math.isnan(b))
+    # (each the float32 it was: nine digits read back as that float32's nearest neighbour)
+    assert all(_f32(a) == b or (math.isnan(a) and math.isnan(b))
                for row_a, row_b in zip(back.norms, norms) for a, b in zip(row_a, row_b))
     # Rows that are not one per parameter per step, in one order, have no table form.
     ragged = table.rows()[:-1]

@@ -191,3 +191,38 @@ def test_reading_a_sweep_does_not_need_torch(act_sweep, tmp_path):
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.stdout.strip() == "False", out.stderr
+
+
+def _figure_bytes(sweep_dir: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_size for p in sorted((sweep_dir / "figures").iterdir())}
+
+
+@pytest.mark.parametrize("way", ["forked", "no fork", "the copy fails"])
+def test_comparison_figures_are_the_same_drawn_aside_or_here(act_sweep, tmp_path, monkeypatch, way):
+    """render_sweep draws its figures in a forked copy while it prints the tables; without
+    a fork, or when the copy fails, it draws them itself: the same files either way."""
+    import os
+
+    from initlab.report import compare
+
+    _, original = act_sweep
+    sweep_dir = tmp_path / "copy"
+    shutil.copytree(original, sweep_dir)
+    shutil.rmtree(sweep_dir / "figures")
+    parent = os.getpid()
+    if way == "no fork":
+        monkeypatch.setattr(compare.os, "fork", lambda: (_ for _ in ()).throw(OSError("no fork")))
+    elif way == "the copy fails":
+        draw = compare._FiguresAside._draw
+
+        def fail_in_the_copy(self):
+            if os.getpid() != parent:
+                raise RuntimeError("copy failed")
+            return draw(self)
+
+        monkeypatch.setattr(compare._FiguresAside, "_draw", fail_in_the_copy)
+    written = render_sweep(sweep_dir)
+    names = {p.name for p in written if p.parent.name == "figures"}
+    assert names == set(COMPARISON_FIGURES)
+    assert set(_figure_bytes(sweep_dir)) == set(COMPARISON_FIGURES)
+    assert all(size > 1000 for size in _figure_bytes(sweep_dir).values())

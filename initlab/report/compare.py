@@ -518,7 +518,6 @@ def render_sweep(sweep_dir: Path, console=None, fmt: str = "png", dpi: int = 120
     """
     from rich.console import Console
 
-    from initlab.report.compare_figures import render_comparison_figures
     from initlab.report.tables import print_and_save
 
     sweep_dir = Path(sweep_dir)
@@ -529,6 +528,8 @@ def render_sweep(sweep_dir: Path, console=None, fmt: str = "png", dpi: int = 120
     if not jobs:
         raise RecordError(f"{sweep_dir} has no job directories (nothing ran yet?)")
     groups = seed_groups(jobs)
+    series = groups or [Series(j.label, [j]) for j in jobs]
+    figures = _FiguresAside(series, shared, sweep_dir / "figures", fmt, dpi)
     from initlab.report.tables import plural
 
     # A table of 10,000 rows is read by nobody and costs seconds to lay out: past
@@ -552,11 +553,60 @@ def render_sweep(sweep_dir: Path, console=None, fmt: str = "png", dpi: int = 120
     written = [write_comparison_csv(jobs, sweep_dir / "comparison.csv")]
     if groups:
         written.append(write_seed_summary_csv(groups, sweep_dir / "seed_summary.csv"))
-    series = groups or [Series(j.label, [j]) for j in jobs]
-    written += render_comparison_figures(series, shared, sweep_dir / "figures", fmt, dpi)
+    written += figures.result()
     console.print(f"[bold]Sweep comparison:[/bold] {sweep_dir}  "
                   f"({plural(len(jobs), 'job')}, {plural(len(written) - 1 - bool(groups), 'figure')})")
     return written
+
+
+class _FiguresAside:
+    """The comparison figures, drawn by a forked copy of this process while this one lays
+    out and prints the tables (matplotlib's import and the drawing take ~1.2 s of a 200-job
+    sweep's ~2 s comparison, measured on 2 cores). ``result()`` returns the files written.
+
+    Where there is no fork (not Linux), or the copy fails for any reason, the figures are
+    drawn here instead, as before; an error in the drawing itself is raised here then.
+    """
+
+    def __init__(self, series: list, shared: str, out_dir: Path, fmt: str, dpi: int):
+        self.args = (series, shared, out_dir, fmt, dpi)
+        self.pid = None
+        self.read_end = None
+        if sys.platform.startswith("linux"):
+            try:
+                read_end, write_end = os.pipe()
+                pid = os.fork()
+            except OSError:
+                return
+            if pid == 0:  # the copy: draw, send the paths, and leave at once
+                os.close(read_end)
+                code = 1
+                try:
+                    paths = self._draw()
+                    os.write(write_end, "\n".join(map(str, paths)).encode())
+                    code = 0
+                finally:
+                    os._exit(code)
+            os.close(write_end)
+            self.pid, self.read_end = pid, read_end
+
+    def _draw(self) -> list[Path]:
+        from initlab.report.compare_figures import render_comparison_figures
+
+        return render_comparison_figures(*self.args)
+
+    def result(self) -> list[Path]:
+        if self.pid is None:
+            return self._draw()
+        chunks = []
+        while chunk := os.read(self.read_end, 1 << 16):
+            chunks.append(chunk)
+        os.close(self.read_end)
+        _, status = os.waitpid(self.pid, 0)
+        if os.waitstatus_to_exitcode(status) != 0:
+            return self._draw()  # the same error, if any, now where it can be reported
+        text = b"".join(chunks).decode()
+        return [Path(line) for line in text.split("\n")] if text else []
 
 
 # ---------------------------------------------------------------------- the callback
