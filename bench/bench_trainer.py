@@ -44,7 +44,7 @@ def textbook_config(epochs: int):
 
 
 def fresh_model(cfg, init_state):
-    model = build_model(cfg.model, cfg.act)
+    model = build_model(cfg.model, cfg.act, cfg.data.dim)
     model.load_state_dict(init_state)
     return model
 
@@ -105,7 +105,7 @@ def main() -> None:
     torch.set_num_threads(1)  # tiny tensors: threads only add noise
     cfg = textbook_config(args.epochs)
     splits = make_splits(cfg.data, 0)
-    model = build_model(cfg.model, cfg.act)
+    model = build_model(cfg.model, cfg.act, cfg.data.dim)
     apply_init(model, cfg.init, cfg.act, torch.Generator().manual_seed(1))
     init_state = {k: v.clone() for k, v in model.state_dict().items()}
     lr = cfg.optim.lr

@@ -84,9 +84,9 @@ def log_epoch_count(every: int, epochs: int) -> int:
     return epochs // every + 1 + (epochs % every != 0)
 
 
-def layer_shapes(model: Any) -> list[tuple[int, int]]:
+def layer_shapes(model: Any, in_features: int) -> list[tuple[int, int]]:
     """(in, out) of fc1..fcN: in_features -> width -> ... -> width -> 1."""
-    sizes = [model.in_features] + [model.width] * (model.depth - 1) + [1]
+    sizes = [in_features] + [model.width] * (model.depth - 1) + [1]
     return list(zip(sizes[:-1], sizes[1:]))
 
 
@@ -94,7 +94,7 @@ def estimate(cfg: Any) -> Estimate:
     """Peak host memory and record size of the run ``cfg`` describes (see the module doc)."""
     d, m, t = cfg.data, cfg.model, cfg.trainer
     wanted = set(t.recorders)
-    shapes = layer_shapes(m)
+    shapes = layer_shapes(m, d.dim)
     params = sum(i * o + o for i, o in shapes)
     tensors = 2 * len(shapes)
     hidden = m.depth - 1
@@ -114,7 +114,7 @@ def estimate(cfg: Any) -> Estimate:
     save_tensors = cfg.trainer.get("save_tensors", True)
     if save_tensors:
         disk(Item("checkpoints", params * FLOAT * (3 + epoch_copies), size, shrink))
-    samples = d.n_samples * (m.in_features + 1) * FLOAT
+    samples = d.n_samples * (d.dim + 1) * FLOAT
     mem(Item("the data", 2 * samples, f"data.n_samples={d.n_samples}", "lower data.n_samples"))
     if save_tensors:
         disk(Item("the data in data.pt", samples, f"data.n_samples={d.n_samples}",

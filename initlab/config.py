@@ -1,6 +1,7 @@
 """Configuration schemas, their ConfigStore registration, and cross-field checks.
 
-Every config group has a dataclass schema here; each YAML option under ``conf/`` lists
+Every config group has a dataclass schema (those of the act, init and data options live
+with their specs in :mod:`initlab.options`); each YAML option under ``conf/`` lists
 its schema first in its defaults, so a misspelled key or a wrong type fails while Hydra
 composes the config, before any code runs. Checks Hydra cannot express (ranges, a split
 larger than the data set, a device that is not there) live in :func:`validate`, which
@@ -18,19 +19,18 @@ from typing import Any, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 
-ACTIVATIONS = ("sigmoid", "tanh", "relu", "lrelu", "elu", "selu", "gelu", "silu", "identity")
-INITS = (
-    "zeros",
-    "constant",
-    "normal",
-    "uniform",
-    "xavier_uniform",
-    "xavier_normal",
-    "kaiming_uniform",
-    "kaiming_normal",
-    "orthogonal",
+from initlab.options import (
+    ACTIVATIONS,
+    BASE_SCHEMAS,
+    DATASETS,
+    INITS,
+    OPTION_GROUPS,
+    ActConfig,
+    DataConfig,
+    InitConfig,
+    schema_name,
 )
-DATASETS = ("moons", "circles", "xor")
+
 OPTIMIZERS = ("sgd", "adam")
 RECORDERS = ("grad_norms", "weights", "activations")
 DEVICES = ("cpu", "cuda", "auto")
@@ -45,92 +45,12 @@ class ConfigError(ValueError):
     """A configuration value is out of range; the message is one line for the user."""
 
 
-# ----------------------------------------------------------------------------- data
-@dataclass
-class DataConfig:
-    name: str = MISSING
-    n_samples: int = 1000
-    noise: float = 0.2
-    shuffle: bool = True
-    n_train: int = 640
-    n_dev: int = 160
-    n_test: int = 200
-
-
-@dataclass
-class CirclesConfig(DataConfig):
-    name: str = "circles"
-    factor: float = 0.5  # radius of the inner circle relative to the outer one
-
-
 # ---------------------------------------------------------------------------- model
 @dataclass
 class ModelConfig:
     name: str = "mlp"
     depth: int = 3  # number of Linear layers: fc1 .. fc{depth}
-    width: int = 16  # units in every hidden layer
-    in_features: int = 2
-
-
-# ----------------------------------------------------------------------- activation
-@dataclass
-class ActConfig:
-    name: str = MISSING
-
-
-@dataclass
-class LeakyReLUConfig(ActConfig):
-    name: str = "lrelu"
-    negative_slope: float = 0.01
-
-
-@dataclass
-class ELUConfig(ActConfig):
-    name: str = "elu"
-    alpha: float = 1.0
-
-
-# ----------------------------------------------------------------------------- init
-@dataclass
-class InitConfig:
-    name: str = MISSING
-    bias: float = 0.0  # every bias starts at this constant
-
-
-@dataclass
-class ConstantInitConfig(InitConfig):
-    name: str = "constant"
-    value: float = 0.0
-
-
-@dataclass
-class NormalInitConfig(InitConfig):
-    name: str = "normal"
-    mean: float = 0.0
-    std: float = 1.0
-
-
-@dataclass
-class UniformInitConfig(InitConfig):
-    name: str = "uniform"
-    low: float = -1.0
-    high: float = 1.0
-
-
-@dataclass
-class XavierInitConfig(InitConfig):
-    gain: Optional[float] = None  # null: the recommended gain of the chosen activation
-
-
-@dataclass
-class KaimingInitConfig(InitConfig):
-    mode: str = "fan_in"  # fan_in keeps forward variance, fan_out backward variance
-
-
-@dataclass
-class OrthogonalInitConfig(InitConfig):
-    name: str = "orthogonal"
-    gain: Optional[float] = None
+    width: int = 16  # units in every hidden layer (the input size is data.dim)
 
 
 # ---------------------------------------------------------------------------- optim
@@ -269,35 +189,21 @@ def register_configs() -> None:
     """
     cs = ConfigStore.instance()
     cs.store(name="config_schema", node=Config)
-    cs.store(name="data_schema", node=DataConfig)
-    cs.store(name="circles_schema", node=CirclesConfig)
-    cs.store(name="model_schema", node=ModelConfig)
-    cs.store(name="act_schema", node=ActConfig)
-    cs.store(name="lrelu_schema", node=LeakyReLUConfig)
-    cs.store(name="elu_schema", node=ELUConfig)
-    cs.store(name="init_schema", node=InitConfig)
-    cs.store(name="constant_schema", node=ConstantInitConfig)
-    cs.store(name="normal_schema", node=NormalInitConfig)
-    cs.store(name="uniform_schema", node=UniformInitConfig)
-    cs.store(name="xavier_schema", node=XavierInitConfig)
-    cs.store(name="kaiming_schema", node=KaimingInitConfig)
-    cs.store(name="orthogonal_schema", node=OrthogonalInitConfig)
-    cs.store(name="sgd_schema", node=SGDConfig)
-    cs.store(name="adam_schema", node=AdamConfig)
-    cs.store(name="trainer_schema", node=TrainerConfig)
-    cs.store(name="diagnose_schema", node=DiagnoseConfig)
-    cs.store(name="report_schema", node=ReportConfig)
+    for group, specs in OPTION_GROUPS.items():
+        for name, spec in specs.items():
+            cs.store(name=schema_name(group, name), node=spec.schema)
+    for name, node in (("model_schema", ModelConfig), ("sgd_schema", SGDConfig),
+                       ("adam_schema", AdamConfig), ("trainer_schema", TrainerConfig),
+                       ("diagnose_schema", DiagnoseConfig), ("report_schema", ReportConfig)):
+        cs.store(name=name, node=node)
 
 
 # The schema of each group option whose keys differ from its group's base schema; a key
 # added with `+group.key=...` that the chosen option does not have is rejected by validate.
 OPTION_SCHEMAS = {
-    "data": ({"circles": CirclesConfig}, DataConfig),
-    "act": ({"lrelu": LeakyReLUConfig, "elu": ELUConfig}, ActConfig),
-    "init": ({"constant": ConstantInitConfig, "normal": NormalInitConfig,
-              "uniform": UniformInitConfig, "xavier_uniform": XavierInitConfig,
-              "xavier_normal": XavierInitConfig, "kaiming_uniform": KaimingInitConfig,
-              "kaiming_normal": KaimingInitConfig, "orthogonal": OrthogonalInitConfig}, InitConfig),
+    **{group: ({name: spec.schema for name, spec in specs.items()
+                if spec.schema is not BASE_SCHEMAS[group]}, BASE_SCHEMAS[group])
+       for group, specs in OPTION_GROUPS.items()},
     "optim": ({"sgd": SGDConfig, "adam": AdamConfig}, OptimConfig),
 }
 
@@ -353,9 +259,9 @@ def validate(cfg: Any) -> None:
     if "seed" in cfg:
         _check(isinstance(cfg.seed, int) and 0 <= cfg.seed <= MAX_SEED,
                f"seed must be an integer in [0, {MAX_SEED}] (got {cfg.seed})")
-    _one_of("data.name", d.name, DATASETS)
-    _one_of("act.name", a.name, ACTIVATIONS)
-    _one_of("init.name", i.name, INITS)
+    _one_of("data.name", d.name, tuple(DATASETS))
+    _one_of("act.name", a.name, tuple(ACTIVATIONS))
+    _one_of("init.name", i.name, tuple(INITS))
     _one_of("optim.name", o.name, OPTIMIZERS)
     if hasattr(cfg, "keys"):
         _check_top_level_keys(cfg)
@@ -372,32 +278,19 @@ def validate(cfg: Any) -> None:
         f"data split {d.n_train}+{d.n_dev}+{d.n_test}={total} is larger than "
         f"data.n_samples={d.n_samples}",
     )
-    if d.name == "circles":
-        _check(0 < d.factor < 1, f"data.factor must be in (0, 1) (got {d.factor})")
+    data_spec = DATASETS[d.name]
+    _check(isinstance(d.dim, int) and d.dim >= 1, f"data.dim must be an integer >= 1 (got {d.dim})")
+    _check(d.dim == 2 or data_spec.any_dim,
+           f"data.dim={d.dim}: data={d.name} is 2-D (data sets of any dimension: "
+           f"{', '.join(n for n, spec in DATASETS.items() if spec.any_dim)})")
+    data_spec.check(d, _check)
 
     _check(m.depth >= 1, f"model.depth must be >= 1 (got {m.depth})")
     _check(m.width >= 1, f"model.width must be >= 1 (got {m.width})")
-    _check(m.in_features == 2, f"model.in_features must be 2 for 2-D data (got {m.in_features})")
-
-    _one_of("act.name", a.name, ACTIVATIONS)
-    if a.name == "lrelu":
-        _finite("act.negative_slope", a.negative_slope)
-        _check(a.negative_slope >= 0, f"act.negative_slope must be >= 0 (got {a.negative_slope})")
-
-    _one_of("init.name", i.name, INITS)
-    if i.name == "normal":
-        _finite("init.std", i.std)
-        _check(i.std >= 0, f"init.std must be >= 0 (got {i.std})")
-    if i.name == "uniform":
-        _finite("init.low", i.low)
-        _finite("init.high", i.high)
-        _check(i.low < i.high, f"init.low must be < init.high (got {i.low} >= {i.high})")
-    if i.name.startswith("kaiming"):
-        _one_of("init.mode", i.mode, ("fan_in", "fan_out"))
-    if i.name.startswith("xavier") or i.name == "orthogonal":
-        if i.gain is not None:
-            _finite("init.gain", i.gain)
-        _check(i.gain is None or i.gain > 0, f"init.gain must be > 0 or null (got {i.gain})")
+    ACTIVATIONS[a.name].check(a, _check)
+    INITS[i.name].check(i, _check)
+    _finite("init.bias_std", i.bias_std)
+    _check(i.bias_std >= 0, f"init.bias_std must be >= 0 (got {i.bias_std})")
 
     _one_of("optim.name", o.name, OPTIMIZERS)
     _finite("optim.lr", o.lr)

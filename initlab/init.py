@@ -1,26 +1,22 @@
-"""Weight initialization schemes in the style of ``torch.nn.init``, and ``apply_init``.
+"""Drawing initial weights: the samplers in the style of ``torch.nn.init``, and ``apply_init``.
 
-Each scheme fills a weight matrix in place (trailing ``_``) from an explicit generator,
-with its formula in the docstring. ``apply_init(model, init_cfg, act_cfg, gen)`` applies
-the chosen scheme to every Linear weight and sets every bias to ``init_cfg.bias``.
+A scheme (its spec in :mod:`initlab.options`) says what each weight matrix is drawn from
+(a :class:`~initlab.options.Draw`); the samplers here fill a matrix in place (trailing
+``_``) from an explicit generator, with the formula in the docstring.
+``apply_init(model, init_cfg, act_cfg, gen)`` applies the scheme to every Linear weight
+and sets every bias to ``init_cfg.bias`` (plus N(0, init.bias_std^2) where that is set).
+Data-dependent schemes (LSUV) finish in :func:`lsuv_` once the data are there.
 """
 
 import math
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
-SCHEMES = (
-    "zeros",
-    "constant",
-    "normal",
-    "uniform",
-    "xavier_uniform",
-    "xavier_normal",
-    "kaiming_uniform",
-    "kaiming_normal",
-    "orthogonal",
-)
+from initlab.options import INITS, Draw, activation, init_scheme
+
+SCHEMES = tuple(INITS)
 
 
 def fans(weight: torch.Tensor) -> tuple[int, int]:
@@ -31,24 +27,9 @@ def fans(weight: torch.Tensor) -> tuple[int, int]:
 
 
 def recommended_gain(act_cfg) -> float:
-    """The gain that keeps activation variance steady through ``act`` (as torch's calculate_gain).
-
-    sigmoid, identity: 1;  tanh: 5/3;  relu: sqrt(2);  lrelu(a): sqrt(2 / (1 + a^2));
-    selu: 3/4.  elu, gelu, silu have no closed-form gain; like ReLU they pass positive
-    inputs and damp negative ones, so they get ReLU's sqrt(2), the common choice.
-    """
-    name = act_cfg.name
-    if name in ("sigmoid", "identity"):
-        return 1.0
-    if name == "tanh":
-        return 5.0 / 3
-    if name in ("relu", "elu", "gelu", "silu"):
-        return math.sqrt(2.0)
-    if name == "lrelu":
-        return math.sqrt(2.0 / (1 + act_cfg.negative_slope**2))
-    if name == "selu":
-        return 3.0 / 4
-    raise ValueError(f"no recommended gain for activation {name!r}")
+    """The gain that keeps activation variance steady through ``act`` (its spec's; torch's
+    calculate_gain convention)."""
+    return activation(act_cfg.name).gain(act_cfg)
 
 
 @torch.no_grad()
@@ -75,37 +56,6 @@ def uniform_(w: torch.Tensor, low: float, high: float, gen: torch.Generator) -> 
     return w.uniform_(low, high, generator=gen)
 
 
-def xavier_uniform_(w: torch.Tensor, gain: float, gen: torch.Generator) -> torch.Tensor:
-    """W ~ U(-a, a), a = gain * sqrt(6 / (fan_in + fan_out))  (Glorot & Bengio, 2010)."""
-    fan_in, fan_out = fans(w)
-    a = gain * math.sqrt(6.0 / (fan_in + fan_out))
-    return uniform_(w, -a, a, gen)
-
-
-def xavier_normal_(w: torch.Tensor, gain: float, gen: torch.Generator) -> torch.Tensor:
-    """W ~ N(0, std^2), std = gain * sqrt(2 / (fan_in + fan_out))  (Glorot & Bengio, 2010)."""
-    fan_in, fan_out = fans(w)
-    return normal_(w, 0.0, gain * math.sqrt(2.0 / (fan_in + fan_out)), gen)
-
-
-def _kaiming_std(w: torch.Tensor, gain: float, mode: str) -> float:
-    fan_in, fan_out = fans(w)
-    if mode not in ("fan_in", "fan_out"):
-        raise ValueError(f"mode must be 'fan_in' or 'fan_out', got {mode!r}")
-    return gain / math.sqrt(fan_in if mode == "fan_in" else fan_out)
-
-
-def kaiming_uniform_(w: torch.Tensor, gain: float, mode: str, gen: torch.Generator) -> torch.Tensor:
-    """W ~ U(-b, b), b = gain * sqrt(3 / fan_mode)  (He et al., 2015)."""
-    bound = math.sqrt(3.0) * _kaiming_std(w, gain, mode)
-    return uniform_(w, -bound, bound, gen)
-
-
-def kaiming_normal_(w: torch.Tensor, gain: float, mode: str, gen: torch.Generator) -> torch.Tensor:
-    """W ~ N(0, std^2), std = gain / sqrt(fan_mode)  (He et al., 2015)."""
-    return normal_(w, 0.0, _kaiming_std(w, gain, mode), gen)
-
-
 @torch.no_grad()
 def orthogonal_(w: torch.Tensor, gain: float, gen: torch.Generator) -> torch.Tensor:
     """W = gain * Q, Q with orthonormal rows or columns: QR of a N(0, 1) matrix, signs fixed
@@ -119,26 +69,41 @@ def orthogonal_(w: torch.Tensor, gain: float, gen: torch.Generator) -> torch.Ten
     return w.copy_(gain * q)
 
 
+@torch.no_grad()
+def truncated_normal_(w: torch.Tensor, std: float, gen: torch.Generator) -> torch.Tensor:
+    """W ~ N(0, std^2) cut to [-2 std, 2 std], by the inverse CDF: U(Phi(-2), Phi(2)) mapped
+    through sqrt(2) erfinv(2u - 1), as torch.nn.init.trunc_normal_ does it."""
+    low = math.erf(-2 / math.sqrt(2.0))  # 2 Phi(-2) - 1
+    w.uniform_(low, -low, generator=gen).erfinv_().mul_(std * math.sqrt(2.0))
+    return w.clamp_(-2 * std, 2 * std)
+
+
+def draw_(w: torch.Tensor, draw: Draw, gen: torch.Generator) -> torch.Tensor:
+    """Fill ``w`` from the distribution ``draw`` describes (:class:`initlab.options.Draw`)."""
+    if draw.kind == "constant":
+        return zeros_(w) if draw.value == 0 else constant_(w, draw.value)
+    if draw.kind == "normal":
+        return normal_(w, draw.mean, draw.std, gen)
+    if draw.kind == "truncated_normal":
+        return truncated_normal_(w, draw.std, gen)
+    if draw.kind == "uniform":
+        return uniform_(w, draw.low, draw.high, gen)
+    if draw.kind == "orthogonal":
+        return orthogonal_(w, draw.gain, gen)
+    raise ValueError(f"unknown distribution {draw.kind!r}")
+
+
+def weight_draw(w_shape, init_cfg, act_cfg) -> Draw:
+    """What a weight of shape (fan_out, fan_in) is drawn from under ``init_cfg``."""
+    fan_out, fan_in = w_shape
+    return init_scheme(init_cfg.name).draw(init_cfg, activation(act_cfg.name).gain(act_cfg),
+                                            fan_in, fan_out)
+
+
 def init_weight_(w: torch.Tensor, init_cfg, act_cfg, gen: torch.Generator) -> torch.Tensor:
     """Fill one weight matrix with the scheme named by ``init_cfg.name``."""
-    name = init_cfg.name
-    if name == "zeros":
-        return zeros_(w)
-    if name == "constant":
-        return constant_(w, init_cfg.value)
-    if name == "normal":
-        return normal_(w, init_cfg.mean, init_cfg.std, gen)
-    if name == "uniform":
-        return uniform_(w, init_cfg.low, init_cfg.high, gen)
-    if name in ("xavier_uniform", "xavier_normal", "orthogonal"):
-        gain = init_cfg.gain if init_cfg.gain is not None else recommended_gain(act_cfg)
-        scheme = {"xavier_uniform": xavier_uniform_, "xavier_normal": xavier_normal_,
-                  "orthogonal": orthogonal_}[name]
-        return scheme(w, gain, gen)
-    if name in ("kaiming_uniform", "kaiming_normal"):
-        scheme = kaiming_uniform_ if name == "kaiming_uniform" else kaiming_normal_
-        return scheme(w, recommended_gain(act_cfg), init_cfg.mode, gen)
-    raise ValueError(f"unknown init scheme {name!r} (choose from: {', '.join(SCHEMES)})")
+    fans(w)  # a 2-D Linear weight
+    return draw_(w, weight_draw(tuple(w.shape), init_cfg, act_cfg), gen)
 
 
 @torch.no_grad()
@@ -149,6 +114,9 @@ def init_linear_(weight: torch.Tensor, bias: torch.Tensor | None, init_cfg, act_
     init_weight_(weight, init_cfg, act_cfg, gen)
     if bias is not None:
         bias.fill_(init_cfg.bias)
+        bias_std = getattr(init_cfg, "bias_std", 0.0)
+        if bias_std:  # drawn after the weight, from the same generator
+            bias.add_(torch.randn(bias.shape, generator=gen, dtype=bias.dtype), alpha=bias_std)
 
 
 @torch.no_grad()
@@ -157,3 +125,40 @@ def apply_init(model: nn.Module, init_cfg, act_cfg, gen: torch.Generator) -> Non
     for module in model.modules():
         if isinstance(module, nn.Linear):
             init_linear_(module.weight, module.bias, init_cfg, act_cfg, gen)
+
+
+@torch.no_grad()
+def lsuv_(weights: list[torch.Tensor], biases: list[torch.Tensor], act: nn.Module,
+          x: torch.Tensor, init_cfg) -> list[int]:
+    """Layer-sequential unit variance (Mishkin & Matas, 2016, Algorithm 1), in place.
+
+    The weights come pre-initialized (orthogonal). Layer by layer, from the input: forward
+    the batch ``x`` (examples, features) to the layer's output B_L = x W^T + b; while
+    |Var(B_L) - 1| >= ``init.tolerance`` and fewer than ``init.max_iterations`` passes,
+    divide W_L by sqrt(Var(B_L)). Var is over every unit and example of the batch
+    (population variance, as the paper's numpy code). A layer whose output has zero or
+    non-finite variance (every unit dead, say) is left as it is. Returns the passes taken
+    per layer. Biases are not touched.
+    """
+    passes = []
+    h = x
+    for k, (w, b) in enumerate(zip(weights, biases)):
+        done = 0
+        while done < init_cfg.max_iterations:
+            var = float(torch.var(F.linear(h, w, b), correction=0))
+            if abs(var - 1) < init_cfg.tolerance or not math.isfinite(var) or var == 0:
+                break
+            w.div_(math.sqrt(var))
+            done += 1
+        passes.append(done)
+        out = F.linear(h, w, b)
+        h = act(out) if k < len(weights) - 1 else out
+    return passes
+
+
+def data_dependent_init_(weights: list[torch.Tensor], biases: list[torch.Tensor], act: nn.Module,
+                         x_train: torch.Tensor, init_cfg) -> None:
+    """Finish a data-dependent scheme (LSUV) on the weights :func:`apply_init` drew; the
+    batch is the first ``init.batch_size`` training examples, in data order."""
+    if init_scheme(init_cfg.name).data_dependent:
+        lsuv_(weights, biases, act, x_train[: init_cfg.batch_size], init_cfg)

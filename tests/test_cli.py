@@ -20,8 +20,8 @@ BAD_INPUTS = [
     (["data.n_train=990"], "larger than data.n_samples=1000"),
     (["nonsense_key=1"], "nonsense_key is not a config key (keys: data, model, act"),
     (["model.depht=3"], "model.depht is not a config key (keys of model: name, depth, width"),
-    (["init.std=0.5"], "init.std does not apply to init=kaiming_normal (its keys: name, bias, mode); "
-                       "it belongs to init=normal"),
+    (["init.std=0.5"], "init.std does not apply to init=kaiming_normal (its keys: name, bias, "
+                       "bias_std, mode, gain); it belongs to init=normal"),
     (["+init.std=0.5"], "init.std does not apply to init=kaiming_normal"),
     (["trainer.threads=0"], "trainer.threads must be >= 1"),
     (["-m", "act=relu,foo"], "act=foo is not an option"),
@@ -81,7 +81,7 @@ def test_help_lists_every_group_and_does_not_import_torch(tmp_path):
                          cwd=tmp_path).stdout
     assert "TORCH_NOT_IMPORTED" in out
     for line in ("act: elu, gelu, identity, lrelu, relu, selu, sigmoid, silu, tanh",
-                 "data: circles, moons, xor",
+                 "data: blobs, circles, gaussian, moons, spirals, xor",
                  "experiment: dead_relu, vanishing_gradient, zero_init",
                  "optim: adam, momentum, sgd"):
         assert line in out

@@ -215,8 +215,7 @@ def test_unit_activity_matches_an_independent_forward_pass(act):
     from initlab.model import build_model
 
     torch.manual_seed(0)
-    model = build_model(OmegaConf.create({"in_features": 2, "width": 6, "depth": 3}),
-                        OmegaConf.create({"name": act}))
+    model = build_model(OmegaConf.create({"width": 6, "depth": 3}), OmegaConf.create({"name": act}), 2)
     with torch.no_grad():
         model.fc1.bias[:2] = -50.0  # two units of fc1 off (relu) / saturated (tanh) everywhere
     X = torch.randn(300, 2)

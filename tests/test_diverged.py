@@ -113,8 +113,8 @@ def small_fit(epochs=4, batch_size=32, poison_step=None, chunk_steps=4096, froze
     data = OmegaConf.create({"name": "moons", "n_samples": 200, "noise": 0.2, "shuffle": True,
                              "n_train": 128, "n_dev": 36, "n_test": 36})
     splits = make_splits(data, 0)
-    model = build_model(OmegaConf.create({"in_features": 2, "width": 8, "depth": 3}),
-                        OmegaConf.create({"name": "relu"}))
+    model = build_model(OmegaConf.create({"width": 8, "depth": 3}),
+                        OmegaConf.create({"name": "relu"}), 2)
     recorder = GradNormRecorder(model, chunk_steps=chunk_steps)
     callbacks = [PoisonGradient(model, poison_step)] if poison_step is not None else []
     trained = [p for name, p in model.named_parameters() if name not in frozen]

@@ -28,37 +28,80 @@ def test_recommended_gains_match_torch():
         torch.nn.init.calculate_gain("leaky_relu", 0.2))
 
 
+def init(name, **kw):
+    return OmegaConf.create({"name": name, "bias": 0.0, "bias_std": 0.0, **kw})
+
+
+def drawn(init_cfg, act_cfg):
+    return I.init_weight_(torch.empty(OUT, IN), init_cfg, act_cfg, gen())
+
+
 @pytest.mark.parametrize(
-    "scheme, expected_std",
+    "init_cfg, act_cfg, expected_std",
     [
-        (lambda w: I.xavier_normal_(w, 1.0, gen()), math.sqrt(2 / (IN + OUT))),
-        (lambda w: I.kaiming_normal_(w, math.sqrt(2), "fan_in", gen()), math.sqrt(2 / IN)),
-        (lambda w: I.kaiming_normal_(w, math.sqrt(2), "fan_out", gen()), math.sqrt(2 / OUT)),
-        (lambda w: I.normal_(w, 0.0, 0.01, gen()), 0.01),
+        (init("xavier_normal", gain=None), act("relu"), math.sqrt(2 / (IN + OUT))),  # gain 1
+        (init("xavier_normal", gain=5 / 3), act("tanh"), 5 / 3 * math.sqrt(2 / (IN + OUT))),
+        (init("kaiming_normal", mode="fan_in", gain=None), act("relu"), math.sqrt(2 / IN)),
+        (init("kaiming_normal", mode="fan_out", gain=None), act("relu"), math.sqrt(2 / OUT)),
+        (init("kaiming_normal", mode="fan_in", gain=1.0), act("relu"), math.sqrt(1 / IN)),
+        (init("normal", mean=0.0, std=0.01), act("relu"), 0.01),
+        (init("lecun_normal"), act("selu"), math.sqrt(1 / IN)),
+        (init("variance_scaling", scale=2.0, mode="fan_in", distribution="normal"), act("relu"),
+         math.sqrt(2 / IN)),
+        (init("variance_scaling", scale=1.0, mode="fan_avg", distribution="truncated_normal"),
+         act("relu"), math.sqrt(2 / (IN + OUT))),
+        (init("variance_scaling", scale=3.0, mode="fan_out", distribution="uniform"), act("tanh"),
+         math.sqrt(3 / OUT)),
     ],
-    ids=["xavier_normal", "kaiming_normal_fan_in", "kaiming_normal_fan_out", "normal"],
+    ids=["xavier_normal_gain_1", "xavier_normal_tanh_gain", "kaiming_normal_fan_in",
+         "kaiming_normal_fan_out", "kaiming_explicit_gain", "normal", "lecun_normal",
+         "variance_scaling_he", "variance_scaling_glorot_truncated", "variance_scaling_uniform"],
 )
-def test_normal_schemes_have_closed_form_std(scheme, expected_std):
-    w = scheme(torch.empty(OUT, IN))
+def test_schemes_have_their_closed_form_std(init_cfg, act_cfg, expected_std):
+    w = drawn(init_cfg, act_cfg)
     # std of 150 000 draws is within ~0.4% of the truth; 2% leaves no room for a wrong formula
     assert w.std().item() == pytest.approx(expected_std, rel=0.02)
     assert abs(w.mean().item()) < 4 * expected_std / math.sqrt(w.numel())
 
 
+def test_a_truncated_normal_is_cut_at_two_of_its_stds():
+    w = drawn(init("lecun_normal"), act("selu"))
+    underlying = math.sqrt(1 / IN) / 0.87962566103423978
+    assert w.abs().max().item() <= 2 * underlying * (1 + 1e-6)
+    assert w.abs().max().item() > 0.99 * 2 * underlying
+
+
+def test_xavier_follows_torch_nn_init_at_gain_1():
+    """torch.nn.init.xavier_uniform_ draws U(-a, a) from the generator it is given: the same
+    numbers, whatever the activation."""
+    ours = drawn(init("xavier_uniform", gain=None), act("relu"))
+    theirs = torch.nn.init.xavier_uniform_(torch.empty(OUT, IN), generator=gen())
+    assert torch.allclose(ours, theirs, rtol=0, atol=1e-7)
+
+
 @pytest.mark.parametrize(
-    "scheme, bound",
+    "init_cfg, act_cfg, bound",
     [
-        (lambda w: I.xavier_uniform_(w, 5 / 3, gen()), 5 / 3 * math.sqrt(6 / (IN + OUT))),
-        (lambda w: I.kaiming_uniform_(w, math.sqrt(2), "fan_in", gen()), math.sqrt(6 / IN)),
-        (lambda w: I.uniform_(w, -0.3, 0.3, gen()), 0.3),
+        (init("xavier_uniform", gain=5 / 3), act("tanh"), 5 / 3 * math.sqrt(6 / (IN + OUT))),
+        (init("kaiming_uniform", mode="fan_in", gain=None), act("relu"), math.sqrt(6 / IN)),
+        (init("uniform", low=-0.3, high=0.3), act("relu"), 0.3),
+        (init("standard_uniform"), act("tanh"), 1 / math.sqrt(IN)),
     ],
-    ids=["xavier_uniform_tanh", "kaiming_uniform", "uniform"],
+    ids=["xavier_uniform_tanh", "kaiming_uniform", "uniform", "standard_uniform"],
 )
-def test_uniform_schemes_fill_their_bounds(scheme, bound):
-    w = scheme(torch.empty(OUT, IN))
+def test_uniform_schemes_fill_their_bounds(init_cfg, act_cfg, bound):
+    w = drawn(init_cfg, act_cfg)
     assert w.abs().max().item() <= bound
     assert w.abs().max().item() > 0.999 * bound  # the whole interval is used
     assert w.std().item() == pytest.approx(bound / math.sqrt(3), rel=0.02)  # U(-a, a): a / sqrt(3)
+
+
+def test_random_biases_have_their_std_around_the_constant():
+    linear = torch.nn.Linear(3, 20_000)
+    I.init_linear_(linear.weight, linear.bias, init("normal", mean=0.0, std=1.0, bias=0.5,
+                                                    bias_std=0.05), act("relu"), gen())
+    assert linear.bias.mean().item() == pytest.approx(0.5, abs=4 * 0.05 / math.sqrt(20_000))
+    assert linear.bias.std().item() == pytest.approx(0.05, rel=0.03)
 
 
 def test_uniform_with_offset_bounds():
@@ -82,12 +125,13 @@ def test_orthogonal_rows_or_columns_are_orthonormal(shape):
 
 @pytest.mark.parametrize("scheme", I.SCHEMES)
 def test_apply_init_sets_every_bias_and_is_seeded(scheme):
-    cfg = OmegaConf.create({"name": scheme, "bias": -8.0, "value": 0.5, "mean": 0.0, "std": 0.1,
-                            "low": -1.0, "high": 1.0, "gain": None, "mode": "fan_in"})
-    model_cfg = OmegaConf.create({"in_features": 2, "width": 6, "depth": 3})
+    cfg = OmegaConf.create({"name": scheme, "bias": -8.0, "bias_std": 0.0, "value": 0.5,
+                            "mean": 0.0, "std": 0.1, "low": -1.0, "high": 1.0, "gain": None,
+                            "mode": "fan_in", "scale": 1.0, "distribution": "normal"})
+    model_cfg = OmegaConf.create({"width": 6, "depth": 3})
     models = []
     for _ in range(2):
-        m = build_model(model_cfg, act("relu"))
+        m = build_model(model_cfg, act("relu"), 2)
         I.apply_init(m, cfg, act("relu"), gen())
         models.append(m)
     for name, p in models[0].named_parameters():
@@ -110,5 +154,6 @@ def test_parameter_shapes_are_the_models_own(depth, width):
     from tests.conftest import compose_config
 
     cfg = compose_config(f"model.depth={depth}", f"model.width={width}")
-    model = build_model(cfg.model, cfg.act)
-    assert parameter_shapes(cfg.model) == {n: list(p.shape) for n, p in model.named_parameters()}
+    model = build_model(cfg.model, cfg.act, cfg.data.dim)
+    shapes = {n: list(p.shape) for n, p in model.named_parameters()}
+    assert parameter_shapes(cfg.model, cfg.data.dim) == shapes

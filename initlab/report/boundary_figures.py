@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib import colors as mcolors
 
+from initlab.options import input_size
 from initlab.record import EPOCH_CHECKPOINTS, RunRecord
 from initlab.report.plotting import colorbar_beside, figure, plt, run_config, run_title, save, suptitle
 
@@ -22,12 +23,12 @@ PROBABILITY_NORM = mcolors.BoundaryNorm(np.linspace(0, 1, 11), 10)
 
 def has_boundary(record: RunRecord) -> bool:
     return (record.run_dir / BEST).exists() and (record.run_dir / DATA).exists() and \
-        run_config(record).get("model", {}).get("in_features", 2) == 2
+        input_size(run_config(record)) == 2
 
 
 def has_epoch_boundaries(record: RunRecord) -> bool:
     return (record.run_dir / EPOCH_CHECKPOINTS).exists() and (record.run_dir / DATA).exists() \
-        and run_config(record).get("model", {}).get("in_features", 2) == 2
+        and input_size(run_config(record)) == 2
 
 
 def load_model(record: RunRecord, state: dict | None = None):
@@ -37,7 +38,7 @@ def load_model(record: RunRecord, state: dict | None = None):
     from initlab.model import build_model
 
     cfg = OmegaConf.create(run_config(record))
-    model = build_model(cfg.model, cfg.act)
+    model = build_model(cfg.model, cfg.act, input_size(run_config(record)))
     if state is not None:
         model.load_state_dict(state)
     model.eval()

@@ -23,6 +23,8 @@ import numpy as np  # noqa: E402
 from matplotlib import transforms  # noqa: E402
 from matplotlib.ticker import LogLocator, MaxNLocator, NullFormatter  # noqa: E402
 
+from initlab.options import describe_init  # noqa: E402
+
 # Okabe & Ito (2008): distinguishable with every common colour-vision deficiency.
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
 TRAIN_COLOR, DEV_COLOR = PALETTE[0], PALETTE[1]
@@ -149,12 +151,6 @@ def by_row_and_epoch(rows: list[dict], key: str, columns: Sequence[str], order_k
         m[index, col] = np.fromiter((r[c] for r in rows), dtype=float, count=len(rows))
         matrices[c] = m
     return names, epochs, matrices
-
-
-def describe_init(init_cfg: dict) -> str:
-    from initlab.report.tables import describe_init as describe
-
-    return describe(init_cfg)
 
 
 def run_config(record) -> dict:

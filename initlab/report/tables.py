@@ -19,6 +19,7 @@ from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
+from initlab.options import describe_init, input_size
 from initlab.record import RunRecord
 
 
@@ -252,22 +253,6 @@ def fmt_measured(value: float, digits: int = 4) -> str:
     return fmt(value, digits)
 
 
-def describe_init(init_cfg: dict) -> str:
-    name = init_cfg.get("name", "?")
-    params = {
-        "constant": ("value",),
-        "normal": ("mean", "std"),
-        "uniform": ("low", "high"),
-        "xavier_uniform": ("gain",),
-        "xavier_normal": ("gain",),
-        "orthogonal": ("gain",),
-        "kaiming_uniform": ("mode",),
-        "kaiming_normal": ("mode",),
-    }.get(name, ())
-    args = ", ".join(f"{k}={init_cfg[k]}" for k in params if init_cfg.get(k) is not None)
-    return f"{name}({args})" if args else name
-
-
 def config_table(record: RunRecord) -> Table:
     c = record.config or record.summary.get("config", {})
     s = record.summary
@@ -278,10 +263,11 @@ def config_table(record: RunRecord) -> Table:
     optim, trainer = c.get("optim", {}), c.get("trainer", {})
     depth, width = model.get("depth"), model.get("width")
     if depth is not None:
-        sizes = [model.get("in_features", 2)] + [width] * (depth - 1) + [1]
+        sizes = [input_size(c)] + [width] * (depth - 1) + [1]
         table.add_row("model", f"MLP {'-'.join(map(str, sizes))} ({plural(depth, 'Linear layer')})")
     table.add_row("activation", ", ".join(f"{k}={v}" for k, v in act.items()))
-    table.add_row("init", f"{describe_init(init)}, bias={init.get('bias')}")
+    bias = f"bias={init.get('bias')}" + (f" + N(0, {init['bias_std']}^2)" if init.get("bias_std") else "")
+    table.add_row("init", f"{describe_init(init)}, {bias}")
     opt = {k: v for k, v in optim.items() if k != "name"}
     table.add_row("optimizer", f"{optim.get('name')}({', '.join(f'{k}={v}' for k, v in opt.items())})")
     table.add_row(

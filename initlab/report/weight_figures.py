@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
+from initlab.options import INITS, describe_init
 from initlab.record import RunRecord, layer_number, layer_of
 from initlab.report.plotting import (
     DEEP_NET_LAYERS,
     PALETTE,
     by_row_and_epoch,
     color,
-    describe_init,
     epoch_axis,
     evenly_spaced,
     figure,
@@ -30,8 +30,12 @@ from initlab.report.plotting import (
 # Draws from the scheme per layer: enough for its shape to show in a histogram.
 SCHEME_DRAWS = 10_000
 HIST_BINS = 41
-# Schemes whose distribution is the same for every layer (no fan, no shape in the formula).
-LAYER_FREE_SCHEMES = ("zeros", "constant", "normal", "uniform")
+
+
+def _layer_free(name: str | None) -> bool:
+    """The scheme's distribution is the same for every layer (no fan in its formula)."""
+    spec = INITS.get(name)
+    return spec is not None and spec.layer_free
 
 
 # ------------------------------------------------------------------- initial weights
@@ -58,7 +62,7 @@ def scheme_draws(record: RunRecord, shapes: dict[str, tuple[int, ...]],
     # Plain attribute access: thousands of calls through OmegaConf would dominate.
     init_cfg, act_cfg = _Settings(config.get("init", {})), _Settings(config.get("act", {}))
     gen = torch.Generator().manual_seed(12345)
-    if init_cfg.name in LAYER_FREE_SCHEMES:  # one shape is as good as any: draw once
+    if _layer_free(init_cfg.name):  # one shape is as good as any: draw once
         w = torch.empty((n, 1))
         pooled = init_weight_(w, init_cfg, act_cfg, gen).flatten().numpy()
         return {name: pooled for name in shapes}
@@ -108,7 +112,7 @@ def initial_weights(record: RunRecord, path: Path, dpi: int) -> Path | None:
     ax_w = fig.add_subplot(gs[1], sharex=ax_s)
     ax_s.tick_params(axis="x", labelbottom=False)
     colors = layer_colors(len(names))
-    layer_free = init.get("name") in LAYER_FREE_SCHEMES
+    layer_free = _layer_free(init.get("name"))
     if layer_free or len(names) == 1:
         pooled = draws[names[0]]
         counts, _ = np.histogram(pooled, edges)
