@@ -55,9 +55,10 @@ from initlab.callbacks import spread_log_epochs
 from initlab.config import to_plain
 from initlab.data import make_splits
 from initlab.diagnose import diagnose
-from initlab.init import init_linear_
+from initlab.init import data_dependent_init_, init_linear_
 from initlab.interrupts import StopOnSignal
-from initlab.model import BOUNDED_ACTIVATIONS, make_activation, parameter_shapes
+from initlab.model import activation_backward, bounded_activation, make_activation, parameter_shapes
+from initlab.options import dataset
 from initlab.record import (
     EPOCH_CHECKPOINTS,
     STATUS_COMPLETED,
@@ -92,6 +93,8 @@ from initlab.run import (
     library_versions,
     stream_seed,
 )
+from initlab.signal import measure as measure_signal
+from initlab.signal import member_signal
 
 LAUNCHER = "batched"  # summary.json "launcher"
 # Gradient norms held on the device before one copy to the host: about 64 MB of float32.
@@ -117,13 +120,14 @@ def group_key(cfg: DictConfig) -> tuple:
     m, d, o, t = cfg.model, cfg.data, cfg.optim, cfg.trainer
     act = tuple(sorted(to_plain(cfg.act).items()))
     betas = tuple(o.betas) if o.name == "adam" else None
-    factor = d.factor if d.name == "circles" else None  # the shape of the data set
+    data_shape = tuple(d[key] for key in dataset(d.name).shape_keys)
     return (
-        ("model", m.name, m.depth, m.width, m.in_features),
+        ("model", m.name, m.depth, m.width, d.dim),
         ("act", act),
         ("trainer", t.epochs, t.batch_size, t.log_every, tuple(t.recorders), t.weights_max_params,
          bool(t.get("save_tensors", True))),
-        ("data", d.name, d.n_samples, d.n_train, d.n_dev, d.n_test, d.shuffle, factor),
+        ("data", d.name, d.n_samples, d.n_train, d.n_dev, d.n_test, d.shuffle, d.standardize,
+         data_shape),
         ("optim", o.name, betas),
     )
 
@@ -153,41 +157,6 @@ def _forward(params: list[torch.Tensor], act: torch.nn.Module, x: torch.Tensor,
         else:
             x = (x * weight.transpose(1, 2)).sum(1) + bias
     return x
-
-
-# SELU's constants, as ATen's (torch.selu is elu with these, and so is its gradient).
-_SELU_ALPHA = 1.6732632423543772848170429916717
-_SELU_SCALE = 1.0507009873554804934193349852946
-
-
-def activation_backward(act: torch.nn.Module) -> Callable | None:
-    """``f(grad_out, z, out) -> grad_z`` for the hidden activation ``act``: the ATen
-    backward kernel autograd itself calls for that module (so the activation's part of the
-    gradient is bit for bit autograd's), or None for a module not listed here (then the
-    group trains through autograd)."""
-    aten = torch.ops.aten
-    if isinstance(act, torch.nn.Sigmoid):
-        return lambda g, z, h: aten.sigmoid_backward(g, h)
-    if isinstance(act, torch.nn.Tanh):
-        return lambda g, z, h: aten.tanh_backward(g, h)
-    if isinstance(act, torch.nn.ReLU):
-        return lambda g, z, h: aten.threshold_backward(g, h, 0)
-    if isinstance(act, torch.nn.LeakyReLU):
-        slope = act.negative_slope
-        return lambda g, z, h: aten.leaky_relu_backward(g, z, slope, False)
-    if isinstance(act, torch.nn.ELU):
-        alpha = act.alpha
-        return lambda g, z, h: aten.elu_backward(g, alpha, 1, 1, False, z)
-    if isinstance(act, torch.nn.SELU):
-        return lambda g, z, h: aten.elu_backward(g, _SELU_ALPHA, _SELU_SCALE, 1, False, z)
-    if isinstance(act, torch.nn.GELU):
-        approximate = act.approximate
-        return lambda g, z, h: aten.gelu_backward(g, z, approximate=approximate)
-    if isinstance(act, torch.nn.SiLU):
-        return lambda g, z, h: aten.silu_backward(g, z)
-    if isinstance(act, torch.nn.Identity):
-        return lambda g, z, h: g
-    return None
 
 
 @torch.no_grad()
@@ -366,22 +335,28 @@ class StackedGroup:
         # The single run's layout (initlab.model.MLP) and its init, member by member, each
         # from its own generator, straight into the member's slice of the stacked tensors
         # (no nn.Module per member: a 10,000-member group builds none).
-        self.shapes = parameter_shapes(cfg.model)
+        self.shapes = parameter_shapes(cfg.model, cfg.data.dim)
         self.names = list(self.shapes)
         self.n_params = sum(math.prod(shape) for shape in self.shapes.values())
         stacked_init = [torch.empty(self.M, *shape) for shape in self.shapes.values()]
         splits, cache = [], {}
+        self.act = make_activation(cfg.act)
         for i, c in enumerate(cfgs):
             splits.append(_member_data(c, cache))
             init, act = _plain_node(c.init), _plain_node(c.act)
             gen = _generator(c.seed, INIT_STREAM)
             for k in range(0, len(stacked_init), 2):
                 init_linear_(stacked_init[k][i], stacked_init[k + 1][i], init, act, gen)
+            # LSUV looks at the member's own training data, with the single run's code.
+            data_dependent_init_([w[i] for w in stacked_init[0::2]],
+                                 [b[i] for b in stacked_init[1::2]], self.act,
+                                 splits[-1].X_train, init)
         self.splits = splits
         self.params = [p.to(device).requires_grad_(True) for p in stacked_init]
-        self.act = make_activation(cfg.act)
+        self.layer_names = [name.removesuffix(".weight") for name in self.names[0::2]]
+        self.layer_shapes = [tuple(shape) for shape in list(self.shapes.values())[0::2]]
         self.act_backward = activation_backward(self.act)
-        self.bounded = cfg.act.name if cfg.act.name in BOUNDED_ACTIVATIONS else None
+        self.bounded = bounded_activation(cfg.act)
         self.layers = [name.removesuffix(".weight") for name in self.names[:-2:2]]
 
         def stacked(key: str) -> torch.Tensor:
@@ -392,6 +367,11 @@ class StackedGroup:
         self.xT = {split: self.data[f"X_{split}"].transpose(1, 2).contiguous()
                    for split in ("train", "dev", "test")}
         self.is_one = {key: self.data[f"y_{key}"] > 0.5 for key in ("train", "dev")}
+        # Signal propagation at init, every member at once (initlab.signal), as the single
+        # run measures it.
+        self.init_signal = {k: v.cpu() for k, v in measure_signal(
+            [p.detach() for p in self.params], self.act, self.act_backward, self.xT["train"],
+            self.data["y_train"]).items()}
         n = self.data["X_train"].shape[1]
         self.batch_size = n if t.batch_size is None else min(t.batch_size, n)
         self.steps_per_epoch = math.ceil(n / self.batch_size)
@@ -968,6 +948,8 @@ def _write_member(group: StackedGroup, i: int, member: _Member, final: dict[str,
                  for (split, values), n in zip(final.items(), _split_sizes(member))},
         param_shapes=dict(group.shapes),
         n_params=group.n_params,
+        init_signal=member_signal(group.init_signal, i, group.layer_names, member.cfg,
+                                  group.layer_shapes),
     )
     # The diagnosis sees the record just written, as the single run's does (which reads it
     # back with read_record): the same rows and tensors, built from memory rather than

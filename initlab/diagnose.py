@@ -22,7 +22,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from initlab.config import DiagnoseConfig
-from initlab.record import COLUMNS, GradNormTable, RunRecord, layer_number, layer_of
+from initlab.options import ACTIVATIONS
+from initlab.record import COLUMNS, FLOAT_FORMAT, GradNormTable, RunRecord, layer_number, layer_of
 
 # In the order they are reported: a broken run first, then causes, then the symptom.
 CODES = (
@@ -56,7 +57,12 @@ class Finding:
     fix: str
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """As summary.json holds it: the value in the record's number format, so a finding
+        made from the run in memory reads the same as one made from its files."""
+        out = asdict(self)
+        if isinstance(self.value, float):
+            out["value"] = float(FLOAT_FORMAT % self.value)
+        return out
 
 
 # ------------------------------------------------------------------------ the run's facts
@@ -217,13 +223,20 @@ def _holding_since(epochs: list[int], holds: Callable[[int], bool]) -> int | Non
 def _fix_init(facts: RunFacts) -> str | None:
     """The variance-preserving init that suits the run's activation, as an override;
     None when the run already uses it with its recommended gain (nothing to suggest)."""
-    suited = "xavier_normal" if facts.act in ("sigmoid", "tanh") else "kaiming_normal"
+    suited = "xavier_normal" if _bounded(facts) else "kaiming_normal"
     init = facts.config.get("init", {})
     if init.get("name") != suited:
         return f"init={suited}"
     if init.get("gain") is not None:
-        return "init.gain=null, the activation's recommended gain"
+        return ("init.gain=null, gain 1 as Glorot & Bengio" if suited.startswith("xavier")
+                else "init.gain=null, the activation's gain")
     return None
+
+
+def _bounded(facts: RunFacts) -> bool:
+    """The run's activation has flat tails (its spec says so): sigmoid, tanh."""
+    spec = ACTIVATIONS.get(facts.act)
+    return spec is not None and spec.bounded is not None
 
 
 def _in_parens(advice: str | None) -> str:
@@ -635,7 +648,7 @@ def dead_units(facts: RunFacts) -> Finding | None:
     if _bias(facts) < 0:
         fixes.append(f"start the biases at 0 (init.bias=0 instead of {_bias(facts):g})")
     init = facts.config.get("init", {}).get("name", "?")
-    if facts.act not in ("sigmoid", "tanh") and not init.startswith("kaiming"):
+    if not _bounded(facts) and not init.startswith("kaiming"):
         fixes.append(f"use init=kaiming_normal, whose variance suits ReLU (not init={init})")
     if facts.act == "relu":
         fixes.append("use act=lrelu, whose negative slope keeps a gradient flowing")
@@ -754,7 +767,7 @@ def vanishing_gradient(facts: RunFacts) -> Finding | None:
         message += (f", and {layer_of(first)}'s weights moved by {_g(change)} of their initial "
                     f"size in {span}")
     fixes = []
-    if facts.act in ("sigmoid", "tanh"):
+    if _bounded(facts):
         fixes.append(f"act=relu (the slope of {facts.act} is at most "
                      f"{'0.25' if facts.act == 'sigmoid' else '1'} and shrinks off-centre)")
     init = facts.config.get("init", {})

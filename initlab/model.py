@@ -1,33 +1,51 @@
-"""The MLP (layers fc1 .. fcN, as the textbook names them) and the activation table."""
+"""The MLP (layers fc1 .. fcN, as the textbook names them), built from the activation specs."""
+
+from collections.abc import Callable
 
 import torch
 from torch import nn
 
-# name -> factory(act_cfg) for the hidden activation
-ACTIVATION_FACTORIES = {
-    "sigmoid": lambda cfg: nn.Sigmoid(),
-    "tanh": lambda cfg: nn.Tanh(),
-    "relu": lambda cfg: nn.ReLU(),
-    "lrelu": lambda cfg: nn.LeakyReLU(cfg.negative_slope),
-    "elu": lambda cfg: nn.ELU(cfg.alpha),
-    "selu": lambda cfg: nn.SELU(),
-    "gelu": lambda cfg: nn.GELU(),
-    "silu": lambda cfg: nn.SiLU(),
-    "identity": lambda cfg: nn.Identity(),
-}
-
-# Activations whose output is bounded: for these "saturated" means stuck in a flat tail.
-BOUNDED_ACTIVATIONS = ("sigmoid", "tanh")
+from initlab.options import SELU_ALPHA, SELU_SCALE, activation
 
 
 def make_activation(act_cfg) -> nn.Module:
-    try:
-        factory = ACTIVATION_FACTORIES[act_cfg.name]
-    except KeyError:
-        raise ValueError(
-            f"unknown activation {act_cfg.name!r} (choose from: {', '.join(ACTIVATION_FACTORIES)})"
-        ) from None
-    return factory(act_cfg)
+    """The hidden activation module its spec (:mod:`initlab.options`) builds from ``act_cfg``."""
+    return activation(act_cfg.name).build(act_cfg)
+
+
+def activation_backward(act: nn.Module) -> Callable | None:
+    """``f(grad_out, z, out) -> grad_z`` for the hidden activation ``act``: the ATen
+    backward kernel autograd itself calls for that module (so the activation's part of the
+    gradient is bit for bit autograd's), or None for a module not listed here (then the
+    group trains through autograd)."""
+    aten = torch.ops.aten
+    if isinstance(act, torch.nn.Sigmoid):
+        return lambda g, z, h: aten.sigmoid_backward(g, h)
+    if isinstance(act, torch.nn.Tanh):
+        return lambda g, z, h: aten.tanh_backward(g, h)
+    if isinstance(act, torch.nn.ReLU):
+        return lambda g, z, h: aten.threshold_backward(g, h, 0)
+    if isinstance(act, torch.nn.LeakyReLU):
+        slope = act.negative_slope
+        return lambda g, z, h: aten.leaky_relu_backward(g, z, slope, False)
+    if isinstance(act, torch.nn.ELU):
+        alpha = act.alpha
+        return lambda g, z, h: aten.elu_backward(g, alpha, 1, 1, False, z)
+    if isinstance(act, torch.nn.SELU):
+        return lambda g, z, h: aten.elu_backward(g, SELU_ALPHA, SELU_SCALE, 1, False, z)
+    if isinstance(act, torch.nn.GELU):
+        approximate = act.approximate
+        return lambda g, z, h: aten.gelu_backward(g, z, approximate=approximate)
+    if isinstance(act, torch.nn.SiLU):
+        return lambda g, z, h: aten.silu_backward(g, z)
+    if isinstance(act, torch.nn.Identity):
+        return lambda g, z, h: g
+    return None
+
+
+def bounded_activation(act_cfg) -> str | None:
+    """The activation's name if it has flat tails (it can saturate), else None."""
+    return act_cfg.name if activation(act_cfg.name).bounded is not None else None
 
 
 class MLP(nn.Module):
@@ -62,11 +80,11 @@ class MLP(nn.Module):
         return self._layers[-1](x).squeeze(-1)
 
 
-def parameter_shapes(model_cfg) -> dict[str, list[int]]:
+def parameter_shapes(model_cfg, in_features: int) -> dict[str, list[int]]:
     """{fc1.weight: [out, in], fc1.bias: [out], ...} of :class:`MLP`, in its
     ``named_parameters`` order, without building it (the stacked trainer's layout)."""
     depth = model_cfg.depth
-    sizes = [model_cfg.in_features] + [model_cfg.width] * (depth - 1) + [1]
+    sizes = [in_features] + [model_cfg.width] * (depth - 1) + [1]
     shapes: dict[str, list[int]] = {}
     for k in range(1, depth + 1):
         shapes[f"fc{k}.weight"] = [sizes[k], sizes[k - 1]]
@@ -74,5 +92,6 @@ def parameter_shapes(model_cfg) -> dict[str, list[int]]:
     return shapes
 
 
-def build_model(model_cfg, act_cfg) -> MLP:
-    return MLP(model_cfg.in_features, model_cfg.width, model_cfg.depth, act_cfg)
+def build_model(model_cfg, act_cfg, in_features: int) -> MLP:
+    """The MLP of ``model_cfg`` for inputs of ``in_features`` (a run's data.dim)."""
+    return MLP(in_features, model_cfg.width, model_cfg.depth, act_cfg)

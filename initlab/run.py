@@ -35,9 +35,9 @@ from initlab.callbacks import (
 from initlab.config import ConfigError, validate
 from initlab.data import make_splits
 from initlab.diagnose import diagnose
-from initlab.init import apply_init
+from initlab.init import apply_init, data_dependent_init_
 from initlab.interrupts import Interrupted, StopOnSignal
-from initlab.model import BOUNDED_ACTIVATIONS, build_model
+from initlab.model import activation_backward, bounded_activation, build_model, make_activation
 from initlab.record import (
     ERROR_FILE,
     REPORT_ERROR_FILE,
@@ -57,6 +57,8 @@ from initlab.recorders import (
     WeightRecorder,
     WeightStatsRecorder,
 )
+from initlab.signal import measure as measure_signal
+from initlab.signal import member_signal, model_params, stacked_input
 from initlab.trainer import Trainer, evaluate
 
 # Independent random streams, so changing one part (say the init) leaves the others alone.
@@ -110,7 +112,7 @@ def build_recorders(cfg: DictConfig, model: torch.nn.Module, X_train: torch.Tens
             recorders["weights"] = WeightRecorder(model, schedule)
         recorders["weight_stats"] = WeightStatsRecorder(model, schedule)
     if "activations" in wanted:
-        bounded = cfg.act.name if cfg.act.name in BOUNDED_ACTIVATIONS else None
+        bounded = bounded_activation(cfg.act)
         recorders["activations"] = ActivationRecorder(model, X_train, bounded, schedule)
     if n_params <= EPOCH_CHECKPOINT_MAX_PARAMS and cfg.trainer.get("save_tensors", True):
         recorders["epoch_checkpoints"] = EpochCheckpointer(
@@ -176,8 +178,17 @@ def run(cfg: DictConfig, out_dir: Path, quiet: bool = False) -> dict[str, Any]:
         torch.set_num_threads(cfg.trainer.threads)
     torch.manual_seed(cfg.seed)
     splits = make_splits(cfg.data, stream_seed(cfg.seed, DATA_STREAM))
-    model = build_model(cfg.model, cfg.act)
+    model = build_model(cfg.model, cfg.act, cfg.data.dim)
     apply_init(model, cfg.init, cfg.act, _generator(cfg.seed, INIT_STREAM))
+    layers = [getattr(model, f"fc{k}") for k in range(1, model.depth + 1)]
+    act = make_activation(cfg.act)
+    data_dependent_init_([fc.weight for fc in layers], [fc.bias for fc in layers], act,
+                         splits.X_train, cfg.init)
+    # Signal propagation at init (initlab.signal), on the model as it starts.
+    measured = measure_signal(model_params(model), act, activation_backward(act),
+                              stacked_input(splits.X_train), splits.y_train.unsqueeze(0))
+    init_signal = member_signal(measured, 0, [f"fc{k}" for k in range(1, model.depth + 1)], cfg,
+                                [tuple(fc.weight.shape) for fc in layers])
     model.to(device)
     device_splits = splits.to(device)
     optimizer = make_optimizer(cfg.optim, model.parameters())
@@ -249,6 +260,7 @@ def run(cfg: DictConfig, out_dir: Path, quiet: bool = False) -> dict[str, Any]:
             metrics=final,
             param_shapes={k: list(v.shape) for k, v in checkpointer.init_state.items()},
             n_params=n_params,
+            init_signal=init_signal,
         )
         # The diagnosis reads the record just written (the reporters' one bridge), with the
         # final summary in memory, so summary.json is written once more, complete.

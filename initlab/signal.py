@@ -1,0 +1,262 @@
+"""Signal propagation at init: what the net does to its inputs before the first step,
+measured, and beside it what mean-field theory (:mod:`initlab.theory`) predicts.
+
+Measured on the training inputs (the first ``SIGNAL_EXAMPLES``), per layer fc1..fcN:
+
+- ``q``: the mean squared pre-activation E[z_l^2] (over units and examples);
+- ``corr``: the mean cosine between the pre-activation vectors of pairs of inputs
+  (examples 2i and 2i+1): near 1, the layer maps different inputs to nearly the same
+  direction (a collapsed representation); NaN for a one-unit layer;
+- ``grad_sq``: the mean over examples of ||dloss_i/dz_l||^2, the backpropagated signal of
+  each example's own loss;
+
+and for the network: ``born_dead`` (the output is the same number for every training
+input: some layer is zero everywhere, Lu et al., 2019), ``dead_layer`` (the first hidden
+layer whose every unit is zero on every training input), ``output_range``, the fitted
+factor by which the backpropagated signal's norm changes per layer toward the input, and
+for nets where it is cheap the singular values of the Jacobian d h_(N-1) / d h_1 (the
+hidden-to-hidden map; Saxe et al., 2014; Pennington et al., 2017) at a few inputs.
+
+Everything is computed on stacked parameters (members, ...), so a single run (one member)
+and a batched group measure with the same code.
+"""
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from initlab import theory
+from initlab.options import activation, init_scheme
+
+SIGNAL_EXAMPLES = 256
+JACOBIAN_EXAMPLES = 8
+JACOBIAN_MAX_WIDTH = 256
+JACOBIAN_ZERO = 1e-10  # singular values below this share of the largest count as zeros
+# Members measured at once: their hidden layers (members x width x examples x depth
+# floats) stay under this many values (256 MB of float32).
+MAX_VALUES = 1 << 26
+
+
+def _forward(params: list[torch.Tensor], act: torch.nn.Module, x: torch.Tensor):
+    """Pre-activations z_l (M, units, n) and hidden outputs h_l of the stacked MLP on the
+    feature-major inputs x (M, features, n)."""
+    depth = len(params) // 2
+    zs, hs = [], []
+    h = x
+    for k in range(depth):
+        weight, bias = params[2 * k], params[2 * k + 1]
+        z = torch.baddbmm(bias.unsqueeze(2), weight, h)
+        zs.append(z)
+        if k < depth - 1:
+            h = act(z)
+            hs.append(h)
+    return zs, hs
+
+
+def _pair_cosine(z: torch.Tensor) -> torch.Tensor:
+    """(M,) mean cosine between the vectors of examples 2i and 2i+1 of z (M, units, n)."""
+    pairs = z.shape[2] // 2
+    if z.shape[1] < 2 or pairs == 0:
+        return torch.full((z.shape[0],), math.nan, dtype=z.dtype, device=z.device)
+    a, b = z[:, :, 0:2 * pairs:2].double(), z[:, :, 1:2 * pairs:2].double()
+    cos = (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1))
+    return cos.nanmean(1).to(z.dtype)  # a zero vector has no direction: left out
+
+
+@torch.no_grad()
+def measure(params: list[torch.Tensor], act: torch.nn.Module, act_backward: Callable,
+            x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The measurements of each member (see the module doc), as (M, ...) tensors.
+
+    ``x`` is feature-major (M, features, n), ``y`` (M, n) the 0/1 labels: the members'
+    own training sets. ``act_backward(grad, z, h)`` is the activation's gradient
+    (:func:`initlab.batched.activation_backward`).
+    """
+    M, depth = params[0].shape[0], len(params) // 2
+    width = params[0].shape[1]
+    per_member = max(1, width * x.shape[2] * depth)
+    if M * per_member > MAX_VALUES:  # in chunks of members, joined at the end
+        step = max(1, MAX_VALUES // per_member)
+        parts = [measure([p[i:i + step] for p in params], act, act_backward, x[i:i + step],
+                         y[i:i + step]) for i in range(0, M, step)]
+        return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+    zs, hs = _forward(params, act, x)
+    logits = zs[-1][:, 0, :]
+    out = {"output_range": (logits.amax(1) - logits.amin(1)).float()}
+    dead = torch.stack([(h == 0).all(2).all(1) for h in hs], 1) if hs else \
+        torch.zeros(M, 0, dtype=torch.bool)
+    out["dead_layer"] = torch.where(dead.any(1), dead.float().argmax(1), -1) if hs else \
+        torch.full((M,), -1)
+    out["born_dead"] = out["output_range"] == 0
+    n = min(SIGNAL_EXAMPLES, x.shape[2])
+    zs_n = [z[:, :, :n] for z in zs]
+    out["q"] = torch.stack([(z.double() ** 2).mean((1, 2)) for z in zs_n], 1)
+    out["corr"] = torch.stack([_pair_cosine(z) for z in zs_n], 1)
+    out["input_sq"] = (x[:, :, :n].double() ** 2).sum(1).mean(1)
+    if act_backward is None:  # an activation with no known gradient kernel: no gradients
+        out["grad_sq"] = torch.full((M, depth), math.nan, dtype=torch.float64)
+        return out
+    # Each example's own loss: d loss_i / d logit_i = sigmoid(logit_i) - y_i.
+    d = (torch.sigmoid(zs_n[-1]) - y[:, None, :n])
+    grad_sq = [None] * depth
+    grad_sq[-1] = (d.double() ** 2).sum(1).mean(1)
+    g = d * params[-2].transpose(1, 2)  # d loss / d h_(N-1)
+    for k in range(depth - 2, -1, -1):
+        dz = act_backward(g, zs_n[k], hs[k][:, :, :n])
+        grad_sq[k] = (dz.double() ** 2).sum(1).mean(1)
+        if k:
+            g = torch.bmm(params[2 * k].transpose(1, 2), dz)
+    out["grad_sq"] = torch.stack(grad_sq, 1)
+    if depth >= 3 and width <= JACOBIAN_MAX_WIDTH:
+        out["jacobian_sv"] = _jacobian_singular_values(params, zs, hs, act_backward)
+    return out
+
+
+def _jacobian_singular_values(params, zs, hs, act_backward) -> torch.Tensor:
+    """(M, examples, width) singular values of d h_(N-1) / d h_1 = prod_l D_l W_l (l = 2..N-1,
+    D_l the activation's slope at the example) at the first JACOBIAN_EXAMPLES inputs."""
+    M, width = params[0].shape[0], params[0].shape[1]
+    k = min(JACOBIAN_EXAMPLES, zs[0].shape[2])
+    jac = torch.eye(width, dtype=torch.float64).expand(M, k, width, width)
+    for layer in range(1, len(params) // 2 - 1):
+        z, h = zs[layer][:, :, :k], hs[layer][:, :, :k]
+        slope = act_backward(torch.ones_like(z), z, h).double()  # (M, width, k)
+        weight = params[2 * layer].double().unsqueeze(1)  # (M, 1, width, width)
+        jac = slope.transpose(1, 2).unsqueeze(3) * (weight @ jac)
+    return torch.linalg.svdvals(jac)  # float64: a rank-deficient map shows zeros as ~1e-17
+
+
+# ------------------------------------------------------------------ one member's record
+def _finite(values) -> list[float | None]:
+    return [float(v) if math.isfinite(float(v)) else None for v in values]
+
+
+def grad_factor(grad_sq: list[float]) -> float | None:
+    """The factor by which the backpropagated signal's norm changes per layer toward the
+    input: exp of the least-squares slope of ln ||delta_l|| against l, read from the output
+    down (< 1: it shrinks toward the input). None with fewer than 2 positive values."""
+    points = [(k, 0.5 * math.log(v)) for k, v in enumerate(grad_sq) if v is not None and v > 0]
+    if len(points) < 2:
+        return None
+    mean_k = sum(k for k, _ in points) / len(points)
+    mean_y = sum(y for _, y in points) / len(points)
+    slope = sum((k - mean_k) * (y - mean_y) for k, y in points) / \
+        sum((k - mean_k) ** 2 for k, _ in points)
+    return math.exp(-slope)
+
+
+def member_signal(measured: dict[str, torch.Tensor], m: int, layers: list[str], cfg: Any,
+                  shapes: list[tuple[int, int]]) -> dict[str, Any]:
+    """Member ``m``'s signal block of summary.json: its measurements and, where the theory
+    applies, the prediction beside them (:func:`predicted`)."""
+    grad_sq = _finite(measured["grad_sq"][m].tolist())
+    dead = int(measured["dead_layer"][m])
+    block: dict[str, Any] = {
+        "layers": layers,
+        "q": _finite(measured["q"][m].tolist()),
+        "corr": _finite(measured["corr"][m].tolist()),
+        "grad_sq": grad_sq,
+        "grad_factor": grad_factor(grad_sq),
+        "born_dead": bool(measured["born_dead"][m]),
+        "dead_layer": layers[dead] if dead >= 0 else None,
+        "output_range": float(measured["output_range"][m]),
+    }
+    if "jacobian_sv" in measured:
+        sv = measured["jacobian_sv"][m].flatten()
+        # Zero up to float64 rounding of the product: a dead unit's direction.
+        zero = sv <= JACOBIAN_ZERO * sv.max() if bool(sv.max() > 0) else torch.ones_like(sv, dtype=torch.bool)
+        logs = sv[~zero].log()
+        block["jacobian"] = {
+            "examples": int(measured["jacobian_sv"].shape[1]),
+            "max": float(sv.max()), "min_nonzero": float(sv[~zero].min()) if logs.numel() else None,
+            "mean_log": float(logs.mean()) if logs.numel() else None,
+            "std_log": float(logs.std(correction=0)) if logs.numel() else None,
+            "zeros": int(zero.sum()), "values": int(sv.numel()),
+        }
+    else:
+        block["jacobian"] = None
+    block["theory"] = predicted(cfg, shapes, float(measured["input_sq"][m]), grad_sq)
+    return block
+
+
+# Predictions are cached by their inputs, the mean squared input norm rounded to 4
+# digits (a 10,000-seed sweep has a handful of distinct values; the rounding moves a
+# prediction by < 1e-4, far inside the theory's own finite-width error).
+_cache: dict[tuple, dict | None] = {}
+
+
+def predicted(cfg: Any, shapes: list[tuple[int, int]], input_sq: float,
+              grad_sq: list[float | None]) -> dict[str, Any] | None:
+    """Mean-field theory's q_l and grad_sq_l (anchored at the measured last layer), the
+    chi_1 at the fixed point of the hidden layers and the phase it gives; None where the
+    theory does not apply: weights not drawn i.i.d. with mean 0 (zeros, constant, a
+    normal with a mean) or set from the data (LSUV)."""
+    init, act = cfg.init, cfg.act
+    spec = init_scheme(init.name)
+    gain = activation(act.name).gain(act)
+    draws = [spec.draw(init, gain, fan_in, fan_out) for fan_out, fan_in in shapes]
+    zero_mean = all(d.kind in ("truncated_normal", "orthogonal")
+                    or (d.kind == "normal" and d.mean == 0)
+                    or (d.kind == "uniform" and d.low == -d.high) for d in draws)
+    bias = float(init.bias)
+    if spec.data_dependent or not zero_mean or not math.isfinite(bias) or abs(bias) > 1e6:
+        return None
+    input_sq = float(f"{input_sq:.4g}")
+    key = (act.name, tuple(sorted((k, repr(v)) for k, v in _items(act))),
+           tuple(draws), tuple(shapes), float(init.bias), float(getattr(init, "bias_std", 0.0)),
+           input_sq)
+    if key not in _cache:
+        if len(_cache) > 256:
+            _cache.clear()
+        _cache[key] = _predict(cfg, draws, shapes, input_sq)
+    base = _cache[key]
+    if base is None:
+        return None
+    out = dict(base)
+    last = grad_sq[-1]
+    if last is not None and last > 0:
+        chain = [last]
+        for chi in reversed(base["chi"]):
+            chain.append(chain[-1] * chi)
+        out["grad_sq"] = list(reversed(chain))
+    else:
+        out["grad_sq"] = None
+    return out
+
+
+def _items(node: Any) -> list[tuple[str, Any]]:
+    keys = node.keys() if hasattr(node, "keys") else vars(node).keys()
+    return [(k, node[k] if hasattr(node, "keys") else getattr(node, k)) for k in keys]
+
+
+def _predict(cfg: Any, draws, shapes, input_sq: float) -> dict[str, Any] | None:
+    spec = activation(cfg.act.name)
+    phi, slope = spec.pointwise(cfg.act), spec.slope(cfg.act)
+    moments = [d.second_moment(fan_in, fan_out) for d, (fan_out, fan_in) in zip(draws, shapes)]
+    fan_ins = [fan_in for _, fan_in in shapes]
+    b0, sigma_b2 = float(cfg.init.bias), float(getattr(cfg.init, "bias_std", 0.0)) ** 2
+    pred = theory.predict(moments, fan_ins, b0, sigma_b2, phi, slope, input_sq)
+    if not all(math.isfinite(q) for q in pred.q):
+        return None
+    # The phase: chi_1 at the fixed point of the hidden-to-hidden map (layer fc2's sigma_w^2;
+    # a net with one hidden layer has none, so fc1's), from the last hidden layer's variance.
+    sigma_w2 = pred.sigma_w2[1] if len(shapes) >= 3 else pred.sigma_w2[0]
+    last_hidden = pred.q[-2] - b0**2 if len(pred.q) >= 2 else pred.q[0] - b0**2
+    v_star = theory.fixed_point(sigma_w2, sigma_b2, b0, phi, start=max(last_hidden, 1e-12))
+    chi = theory.chi1(sigma_w2, v_star if v_star is not None else last_hidden, b0, slope)
+    return {"q": pred.q, "chi": pred.chi, "sigma_w2": sigma_w2, "sigma_b2": sigma_b2,
+            "bias": b0, "q_star": None if v_star is None else v_star + b0**2,
+            "chi1": chi, "phase": theory.phase(chi)}
+
+
+def stacked_input(x: torch.Tensor) -> torch.Tensor:
+    """One run's training inputs (n, features) as the (1, features, n) stack :func:`measure`
+    takes."""
+    return x.t().unsqueeze(0).contiguous()
+
+
+def model_params(model: torch.nn.Module) -> list[torch.Tensor]:
+    """A single run's MLP parameters as a one-member stack [W1, b1, ...]."""
+    return [p.detach().unsqueeze(0) for p in model.parameters()]
