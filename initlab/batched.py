@@ -190,7 +190,7 @@ def _loss_and_grads(params: list[torch.Tensor], act: torch.nn.Module, act_backwa
     grads: list[torch.Tensor] = [None] * len(params)  # type: ignore[list-item]
     grads[-1] = d_logits.sum(1, keepdim=True)
     d_sum = d_logits.unsqueeze(1)  # sum(1)'s backward, broadcast over the units
-    grads[-2] = (d_sum * x).sum(2, keepdim=True).transpose(1, 2)
+    grads[-2] = torch.bmm(d_sum, x.transpose(1, 2))  # (M, 1, units): the units' sums over examples
     if depth > 1:
         d_x = d_sum * w_t
         for k in range(depth - 2, -1, -1):

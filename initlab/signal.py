@@ -210,7 +210,7 @@ def predicted(cfg: Any, shapes: list[tuple[int, int]], input_sq: float,
     if key not in _cache:
         if len(_cache) > 256:
             _cache.clear()
-        _cache[key] = _predict(cfg, draws, shapes, input_sq)
+        _cache[key] = _predict(cfg, draws, shapes, input_sq, key[:2])
     base = _cache[key]
     if base is None:
         return None
@@ -231,7 +231,7 @@ def _items(node: Any) -> list[tuple[str, Any]]:
     return [(k, node[k] if hasattr(node, "keys") else getattr(node, k)) for k in keys]
 
 
-def _predict(cfg: Any, draws, shapes, input_sq: float) -> dict[str, Any] | None:
+def _predict(cfg: Any, draws, shapes, input_sq: float, act_key: tuple) -> dict[str, Any] | None:
     spec = activation(cfg.act.name)
     phi, slope = spec.pointwise(cfg.act), spec.slope(cfg.act)
     moments = [d.second_moment(fan_in, fan_out) for d, (fan_out, fan_in) in zip(draws, shapes)]
@@ -241,14 +241,29 @@ def _predict(cfg: Any, draws, shapes, input_sq: float) -> dict[str, Any] | None:
     if not all(math.isfinite(q) for q in pred.q):
         return None
     # The phase: chi_1 at the fixed point of the hidden-to-hidden map (layer fc2's sigma_w^2;
-    # a net with one hidden layer has none, so fc1's), from the last hidden layer's variance.
+    # a net with one hidden layer has none, so fc1's), or where the map grows without
+    # bound, at the last hidden layer's predicted variance.
     sigma_w2 = pred.sigma_w2[1] if len(shapes) >= 3 else pred.sigma_w2[0]
-    last_hidden = pred.q[-2] - b0**2 if len(pred.q) >= 2 else pred.q[0] - b0**2
-    v_star = theory.fixed_point(sigma_w2, sigma_b2, b0, phi, start=max(last_hidden, 1e-12))
-    chi = theory.chi1(sigma_w2, v_star if v_star is not None else last_hidden, b0, slope)
+    v_star, chi_star = _phase(act_key, phi, slope, sigma_w2, sigma_b2, b0)
+    if v_star is None:
+        last_hidden = pred.q[-2] - b0**2 if len(pred.q) >= 2 else pred.q[0] - b0**2
+        chi_star = theory.chi1(sigma_w2, last_hidden, b0, slope)
     return {"q": pred.q, "chi": pred.chi, "sigma_w2": sigma_w2, "sigma_b2": sigma_b2,
             "bias": b0, "q_star": None if v_star is None else v_star + b0**2,
-            "chi1": chi, "phase": theory.phase(chi)}
+            "chi1": chi_star, "phase": theory.phase(chi_star)}
+
+
+_phases: dict[tuple, tuple] = {}
+
+
+def _phase(act_key: Any, phi, slope, sigma_w2: float, sigma_b2: float, b0: float):
+    """(v*, chi_1 at v*) of the hidden map, from v = 1 (so it depends on no member's data:
+    a sweep over seeds computes it once); (None, None) where the map grows without bound."""
+    key = (act_key, sigma_w2, sigma_b2, b0)
+    if key not in _phases:
+        v_star = theory.fixed_point(sigma_w2, sigma_b2, b0, phi)
+        _phases[key] = (v_star, None if v_star is None else theory.chi1(sigma_w2, v_star, b0, slope))
+    return _phases[key]
 
 
 def stacked_input(x: torch.Tensor) -> torch.Tensor:

@@ -215,14 +215,67 @@ def test_comparison_figures_are_the_same_drawn_aside_or_here(act_sweep, tmp_path
     elif way == "the copy fails":
         draw = compare._FiguresAside._draw
 
-        def fail_in_the_copy(self):
+        def fail_in_the_copy(self, names):
             if os.getpid() != parent:
                 raise RuntimeError("copy failed")
-            return draw(self)
+            return draw(self, names)
 
         monkeypatch.setattr(compare._FiguresAside, "_draw", fail_in_the_copy)
     written = render_sweep(sweep_dir)
-    names = {p.name for p in written if p.parent.name == "figures"}
-    assert names == set(COMPARISON_FIGURES)
+    figures = [p.name for p in written if p.parent.name == "figures"]
+    assert figures == ["grad_norm_by_layer.png", "loss_accuracy.png", "final_accuracy.png"]
     assert set(_figure_bytes(sweep_dir)) == set(COMPARISON_FIGURES)
     assert all(size > 1000 for size in _figure_bytes(sweep_dir).values())
+
+
+def test_wilson_intervals_are_the_published_ones():
+    """Values from Newcombe (1998), Table I (95%, Wilson score method without continuity
+    correction): 81/263, 15/148, 0/20, 1/29."""
+    from initlab.report.compare import wilson_interval
+
+    for (k, n), (low, high) in {(81, 263): (0.2553, 0.3662), (15, 148): (0.0624, 0.1605),
+                                (0, 20): (0.0, 0.1611), (1, 29): (0.0061, 0.1718)}.items():
+        ours = wilson_interval(k, n)
+        assert ours == pytest.approx((low, high), abs=1e-4), (k, n)
+
+
+def test_quantiles_and_slopes_are_numpys():
+    import numpy as np
+
+    from initlab.report.compare import least_squares_slope, quantile
+
+    rng = np.random.default_rng(0)
+    values = rng.normal(size=37).tolist()
+    for q in (0.05, 0.25, 0.5, 0.95):
+        assert quantile(values + [math.nan], q) == pytest.approx(float(np.quantile(values, q)))
+    x, y = np.arange(6.0), rng.normal(size=6)
+    assert least_squares_slope(list(zip(x, y))) == pytest.approx(float(np.polyfit(x, y, 1)[0]))
+    assert math.isnan(least_squares_slope([(1.0, 2.0)]))
+
+
+def test_seed_statistics_equal_those_computed_from_the_job_files(tmp_path):
+    import statistics
+
+    import numpy as np
+
+    result, sweep_dir = sweep(tmp_path, "seed=0,1,2,3")
+    assert result.returncode == 0, result.stderr
+    with (sweep_dir / "seed_summary.csv").open(newline="") as f:
+        (group,) = list(csv.DictReader(f))
+    summaries = [json.loads((sweep_dir / str(k) / "summary.json").read_text()) for k in range(4)]
+    accs = [s["metrics"]["test"]["acc"] for s in summaries]
+    assert float(group["test_acc_median"]) == pytest.approx(statistics.median(accs))
+    last_dev = []
+    for k in range(4):
+        with (sweep_dir / str(k) / "metrics.csv").open(newline="") as f:
+            last_dev.append(float(list(csv.DictReader(f))[-1]["dev_acc"]))
+    assert float(group["last_dev_acc_mean"]) == pytest.approx(statistics.fmean(last_dev))
+    assert float(group["last_dev_acc_median"]) == pytest.approx(statistics.median(last_dev))
+    slopes = []
+    for s in summaries:
+        first = {p: v for p, v in s["grad_norms"]["first"].items() if p.endswith(".weight")}
+        layers = [int(p[2:].split(".")[0]) for p in first]
+        slopes.append(float(np.polyfit(layers, [math.log10(v) for v in first.values()], 1)[0]))
+    assert float(group["grad_slope_mean"]) == pytest.approx(statistics.fmean(slopes))
+    rates = (sweep_dir / "finding_rates.csv").read_text().splitlines()
+    assert rates[0] == "group,overrides,code,count,seeds,rate,ci95_low,ci95_high"

@@ -70,12 +70,23 @@ COMPARISON_COLUMNS = (
     "train_loss", "train_acc", "dev_loss", "dev_acc", "test_loss", "test_acc",
     "findings", "last_step",
 )  # then first_grad_norm:<param> and last_grad_norm:<param> for every parameter
+# Across the seeds of a group: the final (best-on-dev) metrics' mean, std, median and 5%
+# and 95% quantiles; the last epoch's train and dev metrics; the slope of the step-0
+# weight-gradient norms against depth; how often each finding occurred, with its 95%
+# Wilson interval (finding_rates.csv has one row per group and finding).
+SEED_STATS = ("mean", "std", "median", "q05", "q95")
+LAST_EPOCH_SPLITS = ("train", "dev")  # metrics.csv has these per epoch; test only at the best
 SEED_SUMMARY_COLUMNS = (
     "group", "overrides", "seeds", "finished",
-    *(f"{split}_{key}_{stat}" for split in SPLITS for key in ("loss", "acc")
-      for stat in ("mean", "std")),
+    *(f"{split}_{key}_{stat}" for split in SPLITS for key in ("loss", "acc") for stat in SEED_STATS),
+    *(f"last_{split}_{key}_{stat}" for split in LAST_EPOCH_SPLITS for key in ("loss", "acc")
+      for stat in ("mean", "median")),
+    "grad_slope_mean", "grad_slope_std",
     "findings",
 )
+FINDING_RATES_COLUMNS = ("group", "overrides", "code", "count", "seeds", "rate", "ci95_low",
+                         "ci95_high")
+Z95 = 1.959963984540054  # the standard normal's 97.5% quantile
 
 
 @dataclass
@@ -99,6 +110,21 @@ class Job:
         """Final (best-on-dev) loss or acc of ``split``; NaN when the job has none."""
         value = ((self.summary.get("metrics") or {}).get(split) or {}).get(key)
         return math.nan if value is None else float(value)
+
+    def last(self, split: str, key: str) -> float:
+        """The last recorded epoch's train or dev loss or acc; NaN when there is none."""
+        column = self.metrics.get(f"{split}_{key}") or []
+        return float(column[-1]) if column else math.nan
+
+    def grad_slope(self) -> float:
+        """Decades per layer of the step-0 weight-gradient norms (least-squares slope of
+        log10 norm against the layer number): negative, they shrink toward the output;
+        positive, toward the input. NaN with fewer than two positive norms."""
+        points = [(layer_number(p.rsplit(".", 1)[0]), math.log10(v))
+                  for p, v in self.grad_first.items()
+                  if p.endswith(".weight") and isinstance(v, (int, float)) and v > 0
+                  and math.isfinite(v)]
+        return least_squares_slope(points)
 
     def override(self, key: str) -> str | None:
         return parse_overrides(self.overrides).get(key)
@@ -345,6 +371,46 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(finite), statistics.stdev(finite) if len(finite) > 1 else 0.0
 
 
+def quantile(values: list[float], q: float) -> float:
+    """The q-quantile of the finite values, interpolated linearly between order statistics
+    (numpy's default, "type 7"); NaN for none."""
+    finite = sorted(v for v in values if math.isfinite(v))
+    if not finite:
+        return math.nan
+    position = q * (len(finite) - 1)
+    low = math.floor(position)
+    high = min(low + 1, len(finite) - 1)
+    return finite[low] + (finite[high] - finite[low]) * (position - low)
+
+
+def seed_stats(values: list[float]) -> list[float]:
+    """[mean, std, median, q05, q95] of the finite values (SEED_STATS)."""
+    mean, std = mean_std(values)
+    return [mean, std, quantile(values, 0.5), quantile(values, 0.05), quantile(values, 0.95)]
+
+
+def least_squares_slope(points: list[tuple[float, float]]) -> float:
+    """The slope of the least-squares line through (x, y) points; NaN with fewer than two
+    distinct x."""
+    if len({x for x, _ in points}) < 2:
+        return math.nan
+    mx = statistics.fmean(x for x, _ in points)
+    my = statistics.fmean(y for _, y in points)
+    return sum((x - mx) * (y - my) for x, y in points) / sum((x - mx) ** 2 for x, _ in points)
+
+
+def wilson_interval(k: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """The Wilson score interval of a rate k/n (95% at the default z): unlike k/n +- z se,
+    it stays inside [0, 1] and is not empty at k = 0 or k = n (Wilson, 1927)."""
+    if n == 0:
+        return math.nan, math.nan
+    p = k / n
+    denominator = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denominator
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
 def finding_frequencies(series: Series) -> list[tuple[str, int]]:
     """(code, number of seeds it occurred in), most frequent first."""
     counts = Counter(code for job in series.jobs for code in job.findings)
@@ -352,11 +418,16 @@ def finding_frequencies(series: Series) -> list[tuple[str, int]]:
 
 
 def describe_findings(series: Series) -> str:
-    """One line per finding: "dead_units in 7 of 10 seeds"."""
+    """One line per finding: "dead_units in 7 of 10 seeds (40%-89%)", the rate's 95% Wilson
+    interval in brackets."""
     from initlab.report.tables import plural
 
     n = plural(len(series.jobs), "seed")
-    return "\n".join(f"{code} in {k} of {n}" for code, k in finding_frequencies(series))
+    lines = []
+    for code, k in finding_frequencies(series):
+        low, high = wilson_interval(k, len(series.jobs))
+        lines.append(f"{code} in {k} of {n} ({low:.0%}-{high:.0%})")
+    return "\n".join(lines)
 
 
 def param_columns(jobs: list[Job]) -> list[str]:
@@ -400,12 +471,32 @@ def write_seed_summary_csv(groups: list[Series], path: Path) -> Path:
             stats = []
             for split in SPLITS:
                 for key in ("loss", "acc"):
-                    stats.extend(mean_std([j.final(split, key) for j in g.finished_jobs]))
-            overrides = " ".join(o for o in g.jobs[0].overrides
-                                 if o.partition("=")[0] != SEED_KEY)
+                    stats.extend(seed_stats([j.final(split, key) for j in g.finished_jobs]))
+            for split in LAST_EPOCH_SPLITS:
+                for key in ("loss", "acc"):
+                    last = [j.last(split, key) for j in g.finished_jobs]
+                    stats.extend([mean_std(last)[0], quantile(last, 0.5)])
+            stats.extend(mean_std([j.grad_slope() for j in g.finished_jobs]))
             findings = "; ".join(f"{c}:{k}/{len(g.jobs)}" for c, k in finding_frequencies(g))
-            writer.writerow([i, overrides, len(g.jobs), len(g.finished_jobs),
+            writer.writerow([i, _group_overrides(g), len(g.jobs), len(g.finished_jobs),
                              *(_csv_number(v) for v in stats), findings])
+    return path
+
+
+def _group_overrides(group: Series) -> str:
+    return " ".join(o for o in group.jobs[0].overrides if o.partition("=")[0] != SEED_KEY)
+
+
+def write_finding_rates_csv(groups: list[Series], path: Path) -> Path:
+    """One row per group and finding: how many seeds had it, the rate, its 95% Wilson CI."""
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(FINDING_RATES_COLUMNS)
+        for i, g in enumerate(groups):
+            n = len(g.jobs)
+            for code, k in finding_frequencies(g):
+                low, high = wilson_interval(k, n)
+                writer.writerow([i, _group_overrides(g), code, k, n, k / n, low, high])
     return path
 
 
@@ -507,7 +598,7 @@ def seed_table(groups: list[Series]):
             cells.append("–" if math.isnan(m) else OneOf(f"{m:.3f} ± {s:.3f}", f"{m:.3f}\n± {s:.3f}"))
         findings = describe_findings(g) or "–"
         table.add_row(Folded(g.label), f"{len(g.finished_jobs)} of {len(g.jobs)}", *cells,
-                      OneOf(findings, findings.replace(" in ", "\n  in ")))
+                      OneOf(findings, findings.replace(" (", "\n  (")))
     return Fitted(table, optional=("dev acc", "test loss"))  # seed_summary.csv has them all
 
 
@@ -553,58 +644,75 @@ def render_sweep(sweep_dir: Path, console=None, fmt: str = "png", dpi: int = 120
     written = [write_comparison_csv(jobs, sweep_dir / "comparison.csv")]
     if groups:
         written.append(write_seed_summary_csv(groups, sweep_dir / "seed_summary.csv"))
+        written.append(write_finding_rates_csv(groups, sweep_dir / "finding_rates.csv"))
     written += figures.result()
     console.print(f"[bold]Sweep comparison:[/bold] {sweep_dir}  "
-                  f"({plural(len(jobs), 'job')}, {plural(len(written) - 1 - bool(groups), 'figure')})")
+                  f"({plural(len(jobs), 'job')}, {plural(len(written) - 1 - 2 * bool(groups), 'figure')})")
     return written
 
 
 class _FiguresAside:
-    """The comparison figures, drawn by a forked copy of this process while this one lays
-    out and prints the tables (matplotlib's import and the drawing take ~1.2 s of a 200-job
-    sweep's ~2 s comparison, measured on 2 cores). ``result()`` returns the files written.
+    """The comparison figures, drawn by two forked copies of this process (half the
+    figures each, FIGURE_PARTS) while this one lays out and prints the tables: matplotlib's
+    import and the drawing took ~1.3 s of a 200-job sweep's ~2 s comparison, measured on 2
+    cores. ``result()`` returns the files written, in COMPARISON_FIGURES order.
 
-    Where there is no fork (not Linux), or the copy fails for any reason, the figures are
-    drawn here instead, as before; an error in the drawing itself is raised here then.
+    Where there is no fork (not Linux), or a copy fails for any reason, its figures are
+    drawn here instead; an error in the drawing itself is raised here then.
     """
 
     def __init__(self, series: list, shared: str, out_dir: Path, fmt: str, dpi: int):
-        self.args = (series, shared, out_dir, fmt, dpi)
-        self.pid = None
-        self.read_end = None
-        if sys.platform.startswith("linux"):
-            try:
-                read_end, write_end = os.pipe()
-                pid = os.fork()
-            except OSError:
-                return
-            if pid == 0:  # the copy: draw, send the paths, and leave at once
-                os.close(read_end)
-                code = 1
-                try:
-                    paths = self._draw()
-                    os.write(write_end, "\n".join(map(str, paths)).encode())
-                    code = 0
-                finally:
-                    os._exit(code)
-            os.close(write_end)
-            self.pid, self.read_end = pid, read_end
+        from initlab.report.compare_figures import FIGURE_PARTS
 
-    def _draw(self) -> list[Path]:
+        self.args = (series, shared, out_dir, fmt, dpi)
+        self.parts: list[tuple[tuple[str, ...], int | None, int | None]] = []
+        for names in FIGURE_PARTS:
+            self.parts.append((names, *self._fork(names)))
+
+    def _fork(self, names: tuple[str, ...]) -> tuple[int | None, int | None]:
+        if not sys.platform.startswith("linux"):
+            return None, None
+        try:
+            read_end, write_end = os.pipe()
+            pid = os.fork()
+        except OSError:
+            return None, None
+        if pid == 0:  # the copy: draw, send the paths, and leave at once
+            os.close(read_end)
+            code = 1
+            try:
+                paths = self._draw(names)
+                os.write(write_end, "\n".join(map(str, paths)).encode())
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(write_end)
+        return pid, read_end
+
+    def _draw(self, names: tuple[str, ...]) -> list[Path]:
         from initlab.report.compare_figures import render_comparison_figures
 
-        return render_comparison_figures(*self.args)
+        return render_comparison_figures(*self.args, names=names)
 
     def result(self) -> list[Path]:
-        if self.pid is None:
-            return self._draw()
+        from initlab.report.compare_figures import COMPARISON_FIGURES
+
+        written: list[Path] = []
+        for names, pid, read_end in self.parts:
+            written += self._collect(names, pid, read_end)
+        order = {name: i for i, name in enumerate(COMPARISON_FIGURES)}
+        return sorted(written, key=lambda p: order.get(p.stem, len(order)))
+
+    def _collect(self, names, pid, read_end) -> list[Path]:
+        if pid is None:
+            return self._draw(names)
         chunks = []
-        while chunk := os.read(self.read_end, 1 << 16):
+        while chunk := os.read(read_end, 1 << 16):
             chunks.append(chunk)
-        os.close(self.read_end)
-        _, status = os.waitpid(self.pid, 0)
+        os.close(read_end)
+        _, status = os.waitpid(pid, 0)
         if os.waitstatus_to_exitcode(status) != 0:
-            return self._draw()  # the same error, if any, now where it can be reported
+            return self._draw(names)  # the same error, if any, now where it can be reported
         text = b"".join(chunks).decode()
         return [Path(line) for line in text.split("\n")] if text else []
 

@@ -303,13 +303,20 @@ def final_accuracy(series: list[Series], shared: str, path: Path, dpi: int) -> P
     return save(fig, path, dpi)
 
 
+# The comparison figures, in the order they are listed; FIGURE_PARTS splits them in two
+# of about equal drawing time (loss_accuracy, 200 seeds: ~0.5 s; the other two ~0.4 s).
+COMPARISON_FIGURES = ("grad_norm_by_layer", "loss_accuracy", "final_accuracy")
+FIGURE_PARTS = (("loss_accuracy",), ("grad_norm_by_layer", "final_accuracy"))
+
+
 def render_comparison_figures(series: list[Series], shared: str, out_dir: Path,
-                              fmt: str = "png", dpi: int = 120) -> list[Path]:
-    """Draw every comparison figure the jobs have data for; returns the files written."""
+                              fmt: str = "png", dpi: int = 120,
+                              names: tuple[str, ...] = COMPARISON_FIGURES) -> list[Path]:
+    """Draw the comparison figures in ``names`` the jobs have data for; returns the files
+    written."""
     style()
-    written = [
-        grad_norm_by_layer(series, shared, out_dir / f"grad_norm_by_layer.{fmt}", dpi),
-        loss_accuracy(series, shared, out_dir / f"loss_accuracy.{fmt}", dpi),
-        final_accuracy(series, shared, out_dir / f"final_accuracy.{fmt}", dpi),
-    ]
+    draw = {"grad_norm_by_layer": grad_norm_by_layer, "loss_accuracy": loss_accuracy,
+            "final_accuracy": final_accuracy}
+    written = [draw[name](series, shared, out_dir / f"{name}.{fmt}", dpi)
+               for name in COMPARISON_FIGURES if name in names]
     return [p for p in written if p is not None]
