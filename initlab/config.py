@@ -178,6 +178,9 @@ class Config:
     # A run (or sweep) into a folder that already holds a record is refused unless this is
     # true; then the old record's files are removed first.
     overwrite: bool = False
+    # The paper a preset reproduces (initlab.papers): its sweep's comparison then prints
+    # the paper's claim beside initlab's measurement. Set by conf/experiment/<paper>.yaml.
+    paper: Optional[str] = None
 
 
 def register_configs() -> None:
@@ -316,6 +319,10 @@ def validate(cfg: Any) -> None:
            f"trainer.threads must be >= 1 or null for torch's default (got {t.threads})")
     for name in t.recorders:
         _one_of("trainer.recorders entry", name, RECORDERS)
+    if cfg.get("paper") is not None:
+        from initlab.papers import PAPERS
+
+        _one_of("paper", cfg.paper, tuple(PAPERS))
     if "diagnose" in cfg:
         validate_diagnose(cfg.diagnose)
     if "report" in cfg:

@@ -32,6 +32,8 @@ from typing import Any
 
 from hydra.experimental.callback import Callback
 
+from initlab.papers import PAPERS, describe, expected_for, wilson_interval
+from initlab.papers import measure as measure_quantity
 from initlab.record import (
     FINISHED_STATUSES,
     STATUS_INTERRUPTED,
@@ -86,7 +88,8 @@ SEED_SUMMARY_COLUMNS = (
 )
 FINDING_RATES_COLUMNS = ("group", "overrides", "code", "count", "seeds", "rate", "ci95_low",
                          "ci95_high")
-Z95 = 1.959963984540054  # the standard normal's 97.5% quantile
+PAPER_COLUMNS = ("paper", "group", "overrides", "quantity", "paper_says", "paper_value", "n",
+                 "value", "ci95_low", "ci95_high")
 
 
 @dataclass
@@ -399,18 +402,6 @@ def least_squares_slope(points: list[tuple[float, float]]) -> float:
     return sum((x - mx) * (y - my) for x, y in points) / sum((x - mx) ** 2 for x, _ in points)
 
 
-def wilson_interval(k: int, n: int, z: float = Z95) -> tuple[float, float]:
-    """The Wilson score interval of a rate k/n (95% at the default z): unlike k/n +- z se,
-    it stays inside [0, 1] and is not empty at k = 0 or k = n (Wilson, 1927)."""
-    if n == 0:
-        return math.nan, math.nan
-    p = k / n
-    denominator = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denominator
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
 def finding_frequencies(series: Series) -> list[tuple[str, int]]:
     """(code, number of seeds it occurred in), most frequent first."""
     counts = Counter(code for job in series.jobs for code in job.findings)
@@ -645,10 +636,53 @@ def render_sweep(sweep_dir: Path, console=None, fmt: str = "png", dpi: int = 120
     if groups:
         written.append(write_seed_summary_csv(groups, sweep_dir / "seed_summary.csv"))
         written.append(write_finding_rates_csv(groups, sweep_dir / "finding_rates.csv"))
+    paper = _paper_of(jobs)
+    if paper is not None:
+        table, path = paper_table(paper, series, sweep_dir / "paper.csv")
+        print_and_save({"paper": table}, console, sweep_dir / "tables")
+        written.append(path)
     written += figures.result()
     console.print(f"[bold]Sweep comparison:[/bold] {sweep_dir}  "
-                  f"({plural(len(jobs), 'job')}, {plural(len(written) - 1 - 2 * bool(groups), 'figure')})")
+                  f"({plural(len(jobs), 'job')}, "
+                  f"{plural(sum(p.parent.name == 'figures' for p in written), 'figure')})")
     return written
+
+
+def _paper_of(jobs: list[Job]):
+    """The paper a preset's sweep reproduces (its config's ``paper``), or None."""
+    for j in jobs:
+        name = (j.summary.get("config") or {}).get("paper")
+        if name:
+            return PAPERS.get(name)
+    return None
+
+
+def paper_table(paper, series: list[Series], path: Path):
+    """The paper's claim beside initlab's measurement, per group of seeds and quantity:
+    the table to print, and paper.csv (written to ``path``)."""
+    from initlab.report.tables import Fitted, Folded
+
+    table = wide_table(f"{paper.citation}\nThe paper: {paper.claim}")
+    for col in ("group", "quantity", "the paper", "initlab (95% CI)"):
+        table.add_column(col)
+    rows = []
+    for i, g in enumerate(series):
+        summaries = [j.summary for j in g.finished_jobs]
+        overrides = [o for o in g.jobs[0].overrides if o.partition("=")[0] != SEED_KEY]
+        expected = expected_for(paper, overrides)
+        for q in paper.quantities:
+            m = measure_quantity(q, summaries)
+            says = expected.says if expected is not None and q is paper.quantities[0] else ""
+            table.add_row(Folded(g.label), q.name, says, describe(m, q.rate))
+            rows.append([paper.name, i, " ".join(overrides), q.name, says,
+                         "" if expected is None or expected.value is None or q is not paper.quantities[0]
+                         else expected.value, m.get("n", 0), m.get("value", ""), m.get("low", ""),
+                         m.get("high", "")])
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(PAPER_COLUMNS)
+        writer.writerows(rows)
+    return Fitted(table), path
 
 
 class _FiguresAside:

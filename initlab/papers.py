@@ -1,0 +1,193 @@
+"""The classic initialization papers as presets: each paper's claim, and the number
+initlab measures for it across the seeds of a sweep, side by side.
+
+A preset (``conf/experiment/<paper>.yaml``) sets the paper's network and its sweep, and
+``paper: <name>``; when the sweep ends, the comparison (:mod:`initlab.report.compare`)
+calls :func:`paper_table`, which groups the jobs as the seed summary does and, per group,
+reads one number from each job's record (:class:`Quantity`) and prints its mean with a
+95% confidence interval (a rate: Wilson's) beside what the paper says. docs/papers.md
+has each paper, its setting, initlab's number and how long the preset takes.
+
+Torch-free: it reads summary.json only.
+"""
+
+import math
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+Z95 = 1.959963984540054
+
+
+@dataclass(frozen=True)
+class Quantity:
+    """One number per job, read from its summary.json (None where the job has none)."""
+
+    name: str  # column header
+    meaning: str  # what it is, in words
+    read: Callable[[dict], float | bool | None]
+    rate: bool = False  # a yes/no per job: shown as a rate with its Wilson interval
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What the paper says for the jobs whose overrides include ``where`` (all of them)."""
+
+    where: tuple[str, ...]
+    says: str  # the paper's claim for these jobs, in words and numbers
+    value: float | None = None  # the number to test against, where the claim has one
+
+
+@dataclass(frozen=True)
+class Paper:
+    name: str
+    citation: str
+    claim: str
+    quantities: tuple[Quantity, ...]
+    expected: tuple[Expected, ...] = field(default_factory=tuple)
+
+
+def _signal(key: str) -> Callable[[dict], Any]:
+    return lambda s: (s.get("init_signal") or {}).get(key)
+
+
+def _jacobian(key: str) -> Callable[[dict], Any]:
+    return lambda s: ((s.get("init_signal") or {}).get("jacobian") or {}).get(key)
+
+
+def _dev_acc(s: dict) -> float | None:
+    return ((s.get("metrics") or {}).get("dev") or {}).get("acc")
+
+
+def _hidden_q_gap(s: dict) -> float | None:
+    q = (s.get("init_signal") or {}).get("q") or []
+    hidden = [v for v in q[:-1] if v is not None]
+    return max(abs(v - 1) for v in hidden) if hidden else None
+
+
+def _log10_condition(s: dict) -> float | None:
+    jac = (s.get("init_signal") or {}).get("jacobian") or {}
+    if not jac.get("max") or not jac.get("min_nonzero"):
+        return None
+    return math.log10(jac["max"] / jac["min_nonzero"])
+
+
+def _theory_factor(s: dict) -> float | None:
+    theory = (s.get("init_signal") or {}).get("theory") or {}
+    chi = theory.get("chi1")
+    return math.sqrt(chi) if isinstance(chi, (int, float)) and chi >= 0 else None
+
+
+GRAD_FACTOR = Quantity("gradient factor per layer",
+                       "how the backpropagated signal's norm changes per layer toward the input "
+                       "at init (fitted over all layers)", _signal("grad_factor"))
+
+PAPERS: dict[str, Paper] = {p.name: p for p in [
+    Paper("he2015", "He, Zhang, Ren & Sun (2015), Delving deep into rectifiers, ICCV",
+          "In a 30-layer ReLU net, Xavier's init halves the signal's variance at every layer "
+          "(its norm x0.71 a layer), so the net stalls; He's init (gain sqrt 2) keeps it, and "
+          "the net learns.",
+          (GRAD_FACTOR, Quantity("best dev acc", "best dev accuracy after training", _dev_acc)),
+          (Expected(("init=xavier_normal",), "x0.71 a layer (1/sqrt 2); does not learn", 1 / math.sqrt(2)),
+           Expected(("init=kaiming_normal",), "x1.00 a layer; learns", 1.0))),
+    Paper("glorot2010", "Glorot & Bengio (2010), Understanding the difficulty of training deep "
+          "feedforward neural networks, AISTATS",
+          "With the 'standard' init U(+-1/sqrt(n)), the backpropagated gradients of a tanh net "
+          "shrink toward the input (Var(W) n = 1/3: their norm x0.58 a layer near tanh's linear "
+          "regime); the normalized init (Xavier) keeps them about constant.",
+          (GRAD_FACTOR,),
+          (Expected(("init=standard_uniform",), "x0.58 a layer (sqrt(1/3)), or less", math.sqrt(1 / 3)),
+           Expected(("init=xavier_uniform",), "about x1 a layer", 1.0))),
+    Paper("saxe2014", "Saxe, McClelland & Ganguli (2014), Exact solutions to the nonlinear "
+          "dynamics of learning in deep linear neural networks, ICLR",
+          "In a deep linear net, orthogonal init makes the input-output Jacobian an isometry: "
+          "every singular value is exactly 1 (dynamical isometry); a scaled Gaussian init with the "
+          "same variance spreads them over orders of magnitude, more with depth.",
+          (Quantity("std of log singular values", "spread of the hidden Jacobian's singular values "
+                    "at init (0: all equal)", _jacobian("std_log")),
+           Quantity("log10 condition number", "log10 of its largest over its smallest singular value",
+                    _log10_condition)),
+          (Expected(("init=orthogonal",), "0: every singular value 1", 0.0),
+           Expected(("init=kaiming_normal",), "> 0, growing with depth", None))),
+    Paper("lu2019", "Lu, Shin, Su & Karniadakis (2019), Dying ReLU and initialization: theory "
+          "and numerical examples",
+          "A deep, narrow ReLU net is born dead (a constant function) with a probability that "
+          "grows with depth at a fixed width and tends to 1 as the net gets deeper.",
+          (Quantity("born dead", "the output is the same for every training input at init",
+                    _signal("born_dead"), rate=True),),
+          (Expected(("model.depth=10",), "a sizeable share of nets", None),
+           Expected(("model.depth=20",), "a larger share than at depth 10", None))),
+    Paper("schoenholz2017", "Schoenholz, Gilmer, Ganguli & Sohl-Dickstein (2017), Deep "
+          "information propagation, ICLR",
+          "For tanh with sigma_b^2 = 0.05, the edge of chaos is sigma_w^2 ~ 1.76: below it "
+          "gradients vanish with depth (ordered), above it they explode (chaotic), on it they "
+          "travel through the whole net.",
+          (GRAD_FACTOR, Quantity("theory: sqrt(chi_1)", "mean-field theory's factor at the fixed "
+                                 "point", _theory_factor)),
+          (Expected(("init.scale=1.0",), "ordered: below 1", None),
+           Expected(("init.scale=1.76",), "critical: about 1", 1.0),
+           Expected(("init.scale=3.0",), "chaotic: above 1", None))),
+    Paper("lsuv2016", "Mishkin & Matas (2016), All you need is a good init, ICLR",
+          "LSUV (orthogonal, then each layer scaled on a batch of data) gives every layer unit "
+          "output variance at init, whatever the activation; orthogonal init alone does not.",
+          (Quantity("max |q - 1| over hidden layers", "the largest gap between a hidden layer's "
+                    "mean squared pre-activation and 1, at init", _hidden_q_gap),
+           Quantity("best dev acc", "best dev accuracy after training", _dev_acc)),
+          (Expected(("init=lsuv",), "below 0.1 (the paper's tolerance)", None),
+           Expected(("init=orthogonal",), "no such guarantee", None))),
+]}
+
+
+def mean_interval(values: list[float]) -> tuple[float, float, float]:
+    """(mean, low, high): the mean with its 95% interval, mean +- 1.96 s / sqrt(n) (one
+    value: the interval is that value)."""
+    mean = statistics.fmean(values)
+    if len(values) < 2:
+        return mean, mean, mean
+    half = Z95 * statistics.stdev(values) / math.sqrt(len(values))
+    return mean, mean - half, mean + half
+
+
+def wilson_interval(k: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """The Wilson score interval of a rate k/n (95% at the default z; Wilson, 1927)."""
+    if n == 0:
+        return math.nan, math.nan
+    p = k / n
+    denominator = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denominator
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def measure(quantity: Quantity, summaries: list[dict]) -> dict[str, Any]:
+    """The quantity over the jobs: n, the value and its 95% interval (a rate: Wilson's)."""
+    raw = [quantity.read(s) for s in summaries]
+    if quantity.rate:
+        flags = [bool(v) for v in raw if v is not None]
+        if not flags:
+            return {"n": 0}
+        k = sum(flags)
+        low, high = wilson_interval(k, len(flags))
+        return {"n": len(flags), "count": k, "value": k / len(flags), "low": low, "high": high}
+    values = [float(v) for v in raw if isinstance(v, (int, float)) and math.isfinite(v)]
+    if not values:
+        return {"n": 0}
+    value, low, high = mean_interval(values)
+    return {"n": len(values), "value": value, "low": low, "high": high}
+
+
+def expected_for(paper: Paper, overrides: list[str]) -> Expected | None:
+    given = set(overrides)
+    for e in paper.expected:
+        if all(w in given for w in e.where):
+            return e
+    return None
+
+
+def describe(m: dict[str, Any], rate: bool) -> str:
+    if not m.get("n"):
+        return "–"
+    if rate:
+        return f"{m['count']} of {m['n']} = {m['value']:.0%} ({m['low']:.0%}-{m['high']:.0%})"
+    return f"{m['value']:.3g} ({m['low']:.3g} to {m['high']:.3g}), n={m['n']}"

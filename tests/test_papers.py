@@ -1,0 +1,168 @@
+"""The paper presets (conf/experiment/<paper>.yaml, initlab.papers): each preset's sweep,
+with fewer seeds, against an independent computation in numpy from the jobs' own initial
+weights and data, and against the paper's number where there is one, within a tolerance
+derived from the seeds (4 standard errors) and, where the number is mean-field theory's,
+its finite-width bias.
+"""
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from initlab.papers import PAPERS
+from tests.conftest import initlab_cli
+
+CONF = Path(__file__).resolve().parents[1] / "conf" / "experiment"
+
+
+def run_preset(tmp_path: Path, name: str, *overrides: str) -> list[dict]:
+    sweep_dir = tmp_path / name
+    result = initlab_cli("run", "-m", f"experiment={name}", *overrides, "trainer.progress=false",
+                         f"hydra.sweep.dir={sweep_dir}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "The paper:" in result.stdout
+    with (sweep_dir / "paper.csv").open(newline="") as f:
+        assert {r["paper"] for r in csv.DictReader(f)} == {name}
+    jobs = sorted((p for p in sweep_dir.iterdir() if (p / "summary.json").exists()),
+                  key=lambda p: int(p.name))
+    return [{**json.loads((p / "summary.json").read_text()), "dir": p} for p in jobs]
+
+
+def numpy_signal(job: dict) -> dict:
+    """The init measurements, recomputed in float64 numpy from the job's init.pt and data.pt:
+    per-layer q and ||dloss_i/dz_l||^2 over the first 256 training examples."""
+    state = torch.load(job["dir"] / "checkpoints" / "init.pt")
+    data = torch.load(job["dir"] / "data.pt")
+    act = job["config"]["act"]["name"]
+    x = data["X_train"][:256].double().numpy()
+    y = data["y_train"][:256].double().numpy()
+    depth = len(state) // 2
+    ws = [state[f"fc{k}.weight"].double().numpy() for k in range(1, depth + 1)]
+    bs = [state[f"fc{k}.bias"].double().numpy() for k in range(1, depth + 1)]
+    phi = {"tanh": np.tanh, "relu": lambda z: np.maximum(z, 0), "identity": lambda z: z}[act]
+    dphi = {"tanh": lambda z: 1 - np.tanh(z) ** 2, "relu": lambda z: (z > 0) * 1.0,
+            "identity": lambda z: np.ones_like(z)}[act]
+    h, zs = x, []
+    for k in range(depth):
+        z = h @ ws[k].T + bs[k]
+        zs.append(z)
+        h = phi(z)
+    delta = 1 / (1 + np.exp(-zs[-1])) - y[:, None]
+    grad_sq = [None] * depth
+    grad_sq[-1] = float((delta**2).sum(1).mean())
+    for k in range(depth - 2, -1, -1):
+        delta = (delta @ ws[k + 1]) * dphi(zs[k])
+        grad_sq[k] = float((delta**2).sum(1).mean())
+    layers = np.arange(depth)
+    slope = np.polyfit(layers, 0.5 * np.log(grad_sq), 1)[0]
+    return {"q": [float((z**2).mean()) for z in zs], "grad_sq": grad_sq,
+            "grad_factor": float(np.exp(-slope)), "var": [float(z.var()) for z in zs]}
+
+
+def by(jobs: list[dict], key: str, value) -> list[dict]:
+    def get(cfg, dotted):
+        for part in dotted.split("."):
+            cfg = cfg[part]
+        return cfg
+
+    return [j for j in jobs if get(j["config"], key) == value]
+
+
+def mean_se(values: list[float]) -> tuple[float, float]:
+    return float(np.mean(values)), float(np.std(values, ddof=1) / math.sqrt(len(values)))
+
+
+def test_every_paper_has_its_preset_and_every_paper_preset_its_paper():
+    presets = {p.stem for p in CONF.glob("*.yaml") if "\npaper:" in p.read_text()}
+    assert presets == set(PAPERS)
+
+
+def test_he2015_xavier_shrinks_the_signal_by_a_root_two_a_layer_and_he_keeps_it(tmp_path):
+    jobs = run_preset(tmp_path, "he2015", "seed=range(0,4)", "trainer.epochs=1")
+    for j in jobs:
+        ours = numpy_signal(j)
+        assert j["init_signal"]["grad_factor"] == pytest.approx(ours["grad_factor"], rel=1e-4)
+    # Mean field: ReLU halves E[phi'^2], so the norm changes by sqrt(sigma_w^2 / 2) a layer:
+    # 1/sqrt(2) with Xavier's sigma_w^2 = 1, 1 with He's 2. Tolerance: 4 standard errors over
+    # the seeds plus the finite-width bias of a geometric mean (~1/width below, 3% at 32).
+    width = jobs[0]["config"]["model"]["width"]
+    for init, expected in (("xavier_normal", 1 / math.sqrt(2)), ("kaiming_normal", 1.0)):
+        mean, se = mean_se([j["init_signal"]["grad_factor"] for j in by(jobs, "init.name", init)])
+        assert abs(mean - expected) <= 4 * se + expected * 1.5 / width, (init, mean, se)
+
+
+def test_glorot2010_the_standard_init_shrinks_gradients_by_at_most_root_a_third(tmp_path):
+    jobs = run_preset(tmp_path, "glorot2010", "seed=range(0,3)")
+    for j in jobs:
+        assert j["init_signal"]["grad_factor"] == pytest.approx(numpy_signal(j)["grad_factor"], rel=1e-4)
+    # Var(W) fan_in = 1/3 and tanh' <= 1: the squared norm shrinks by at most 1/3 a layer.
+    standard, se = mean_se([j["init_signal"]["grad_factor"]
+                            for j in by(jobs, "init.name", "standard_uniform")])
+    xavier, _ = mean_se([j["init_signal"]["grad_factor"] for j in by(jobs, "init.name", "xavier_uniform")])
+    assert standard <= math.sqrt(1 / 3) + 4 * se
+    assert xavier > 0.9  # about constant
+
+
+def test_saxe2014_orthogonal_is_an_isometry_and_the_gaussian_is_not(tmp_path):
+    jobs = run_preset(tmp_path, "saxe2014", "seed=range(0,3)")
+    for j in jobs:
+        state = torch.load(j["dir"] / "checkpoints" / "init.pt")
+        depth = len(state) // 2
+        product = np.eye(state["fc1.weight"].shape[0])
+        for k in range(2, depth):  # the hidden-to-hidden map of a linear net: W_(N-1) ... W_2
+            product = state[f"fc{k}.weight"].double().numpy() @ product
+        sv = np.linalg.svd(product, compute_uv=False)
+        sv = sv[sv > 1e-10 * sv.max()]  # the record's rule: smaller ones count as zeros
+        assert j["init_signal"]["jacobian"]["std_log"] == pytest.approx(float(np.log(sv).std()),
+                                                                        rel=1e-3, abs=1e-6)
+    for j in by(jobs, "init.name", "orthogonal"):
+        assert j["init_signal"]["jacobian"]["std_log"] < 1e-5  # float32 rounding of 18 products
+    for j in by(jobs, "init.name", "kaiming_normal"):
+        assert j["init_signal"]["jacobian"]["std_log"] > 1
+
+
+def test_lu2019_born_dead_rate_agrees_with_an_independent_simulation(tmp_path):
+    jobs = run_preset(tmp_path, "lu2019", "seed=range(0,120)", "model.depth=10")
+    measured = sum(j["init_signal"]["born_dead"] for j in jobs) / len(jobs)
+    # The same nets, drawn by numpy: He normal weights, zero biases, width 3, depth 10, on 640
+    # inputs N(0, 1); born dead when the output is one number on every input.
+    rng = np.random.default_rng(0)
+    sims, dead = 3000, 0
+    for _ in range(sims):
+        h = rng.normal(size=(640, 1))
+        for _layer in range(9):
+            w = rng.normal(size=(3, h.shape[1])) * math.sqrt(2 / h.shape[1])
+            h = np.maximum(h @ w.T, 0)
+        out = h @ (rng.normal(size=(1, 3)) * math.sqrt(2 / 3)).T
+        dead += float(out.max() - out.min()) == 0.0
+    p = dead / sims
+    # Two binomial proportions: 4 standard errors of their difference.
+    assert abs(measured - p) <= 4 * math.sqrt(p * (1 - p) * (1 / len(jobs) + 1 / sims)), (measured, p)
+
+
+def test_schoenholz2017_the_measured_factor_is_mean_field_theorys(tmp_path):
+    jobs = run_preset(tmp_path, "schoenholz2017", "seed=range(0,3)")
+    width = jobs[0]["config"]["model"]["width"]
+    phases = {}
+    for j in jobs:
+        ours = numpy_signal(j)
+        assert j["init_signal"]["grad_factor"] == pytest.approx(ours["grad_factor"], rel=1e-4)
+        phases[j["config"]["init"]["scale"]] = j["init_signal"]["theory"]["phase"]
+    assert phases == {1.0: "ordered", 1.76: "critical", 3.0: "chaotic"}
+    for scale in (1.0, 1.76, 3.0):
+        group = by(jobs, "init.scale", scale)
+        mean, se = mean_se([j["init_signal"]["grad_factor"] for j in group])
+        predicted = math.sqrt(group[0]["init_signal"]["theory"]["chi1"])
+        assert abs(mean - predicted) <= 4 * se + 2 / width, (scale, mean, predicted)
+
+
+def test_lsuv2016_every_hidden_layer_starts_at_unit_variance(tmp_path):
+    jobs = run_preset(tmp_path, "lsuv2016", "seed=range(0,3)", "trainer.epochs=1")
+    for j in by(jobs, "init.name", "lsuv"):
+        var = numpy_signal(j)["var"]  # on the first 256 training examples: LSUV's batch
+        assert all(abs(v - 1) < 0.1 for v in var), var
