@@ -82,7 +82,8 @@ def test_help_lists_every_group_and_does_not_import_torch(tmp_path):
     assert "TORCH_NOT_IMPORTED" in out
     for line in ("act: elu, gelu, identity, lrelu, relu, selu, sigmoid, silu, tanh",
                  "data: blobs, circles, gaussian, moons, spirals, xor",
-                 "experiment: dead_relu, vanishing_gradient, zero_init",
+                 "experiment: dead_relu, glorot2010, he2015, lsuv2016, lu2019, saxe2014, schoenholz2017, "
+                 "vanishing_gradient, zero_init",
                  "optim: adam, momentum, sgd"):
         assert line in out
     assert "_schema" not in out

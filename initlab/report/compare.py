@@ -589,7 +589,7 @@ def seed_table(groups: list[Series]):
             cells.append("–" if math.isnan(m) else OneOf(f"{m:.3f} ± {s:.3f}", f"{m:.3f}\n± {s:.3f}"))
         findings = describe_findings(g) or "–"
         table.add_row(Folded(g.label), f"{len(g.finished_jobs)} of {len(g.jobs)}", *cells,
-                      OneOf(findings, findings.replace(" (", "\n  (")))
+                      OneOf(findings, findings.replace(" in ", "\n  in ").replace(" (", "\n  (")))
     return Fitted(table, optional=("dev acc", "test loss"))  # seed_summary.csv has them all
 
 
