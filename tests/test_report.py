@@ -20,7 +20,7 @@ from tests.conftest import initlab_cli
 SMALL_NET_FIGURES = {
     "loss_accuracy", "grad_norm_by_layer", "grad_norm_over_time", "weights_over_time",
     "initial_weights", "decision_boundary", "activation_stats", "activation_histograms",
-    "weight_distribution", "decision_boundary_epochs",
+    "weight_distribution", "decision_boundary_epochs", "signal_at_init",
 }
 
 

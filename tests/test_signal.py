@@ -120,3 +120,18 @@ def test_no_theory_for_inits_it_does_not_describe(tmp_path):
         run(cfg, tmp_path / str(i), quiet=True)
         block = json.loads((tmp_path / str(i) / "summary.json").read_text())["init_signal"]
         assert block["theory"] is None, init
+
+
+def test_the_report_shows_the_signal_beside_the_theory(tmp_path):
+    from initlab.report import render_run
+    from initlab.run import run
+
+    cfg = compose_config("act=tanh", "init=xavier_normal", "model.depth=5", "model.width=32",
+                         "trainer.epochs=1", "trainer.progress=false")
+    run(cfg, tmp_path, quiet=True)
+    written = render_run(tmp_path, console=None, figures="full", tables="full")
+    assert tmp_path / "figures" / "signal_at_init.png" in written
+    text = (tmp_path / "tables" / "signal.txt").read_text()
+    block = json.loads((tmp_path / "summary.json").read_text())["init_signal"]
+    assert "q theory" in text and block["theory"]["phase"] in text
+    assert f"{block['q'][0]:.3f}" in text

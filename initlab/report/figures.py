@@ -18,6 +18,7 @@ from initlab.record import RunRecord
 from initlab.report import activation_figures as act
 from initlab.report import boundary_figures as boundary
 from initlab.report import gradient_figures as grad
+from initlab.report import signal_figures as signal
 from initlab.report import training_figures as training
 from initlab.report import weight_figures as weight
 from initlab.report.plotting import style
@@ -46,6 +47,8 @@ RUN_FIGURES: tuple[FigureSpec, ...] = (
     FigureSpec("grad_norm_heatmap", grad.grad_norm_heatmap,
                lambda r: grad.has_grad_norms(r) and grad.is_deep(r), key=False,
                about="weight-gradient norm per layer and epoch (deep nets)"),
+    FigureSpec("signal_at_init", signal.signal_at_init, signal.has_signal, key=False,
+               about="q and the backpropagated signal per layer at init, beside mean-field theory"),
     FigureSpec("initial_weights", weight.initial_weights, weight.has_initial_weights, key=True,
                about="the init scheme's shape (fresh draws) and the net's initial weights"),
     FigureSpec("weights_over_time", weight.weights_over_time, weight.has_weights, key=False,

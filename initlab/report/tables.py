@@ -385,6 +385,39 @@ def activation_table(record: RunRecord) -> Table | None:
     return table
 
 
+def signal_table(record: RunRecord) -> Table | None:
+    """Signal propagation at init (summary.json init_signal), measured beside mean-field
+    theory's prediction where it applies."""
+    block = record.summary.get("init_signal")
+    if not isinstance(block, dict) or not block.get("layers"):
+        return None
+    theory = block.get("theory") or {}
+    title = "Signal at init: measured"
+    if theory:
+        title += (f" (theory: sigma_w^2 {theory['sigma_w2']:.3g}, sigma_b^2 {theory['sigma_b2']:.3g}, "
+                  f"chi_1 {theory['chi1']:.3g}: {theory['phase']})")
+    table = Table(title=title)
+    for col in ("layer", "q", "q theory", "pair corr", "|grad|^2", "|grad|^2 theory"):
+        table.add_column(col, justify="right" if col != "layer" else "left")
+
+    def cell(values, k):
+        v = (values or [None] * (k + 1))[k]
+        return "–" if v is None else fmt(v, 3)
+
+    for k, layer in enumerate(block["layers"]):
+        table.add_row(layer, cell(block.get("q"), k), cell(theory.get("q"), k),
+                      cell(block.get("corr"), k), cell(block.get("grad_sq"), k),
+                      cell(theory.get("grad_sq"), k))
+    notes = []
+    if block.get("grad_factor") is not None:
+        notes.append(f"gradient x{block['grad_factor']:.3g} a layer toward the input")
+    if block.get("born_dead"):
+        notes.append(f"born dead (constant output; dead layer {block.get('dead_layer')})")
+    if notes:
+        table.caption = "; ".join(notes)
+    return table
+
+
 def run_tables(record: RunRecord) -> dict[str, Table]:
     """Every table of a run, by the file name it is saved under."""
     tables = {
@@ -393,6 +426,7 @@ def run_tables(record: RunRecord) -> dict[str, Table]:
         "grad_norms": grad_norm_table(record),
         "weights": weights_table(record),
         "activations": activation_table(record),
+        "signal": signal_table(record),
         "metrics": metrics_table(record),
     }
     return {name: t for name, t in tables.items() if t is not None and t.row_count}
