@@ -95,9 +95,8 @@ def measure(params: list[torch.Tensor], act: torch.nn.Module, act_backward: Call
     out["q"] = torch.stack([(z.double() ** 2).mean((1, 2)) for z in zs_n], 1)
     out["corr"] = torch.stack([_pair_cosine(z) for z in zs_n], 1)
     out["input_sq"] = (x[:, :, :n].double() ** 2).sum(1).mean(1)
-    if act_backward is None:  # an activation with no known gradient kernel: no gradients
-        out["grad_sq"] = torch.full((M, depth), math.nan, dtype=torch.float64)
-        return out
+    if act_backward is None:  # an activation with no ATen kernel listed: autograd's gradient
+        act_backward = _autograd_backward(act)
     # Each example's own loss: d loss_i / d logit_i = sigmoid(logit_i) - y_i.
     d = (torch.sigmoid(zs_n[-1]) - y[:, None, :n])
     grad_sq = [None] * depth
@@ -112,6 +111,18 @@ def measure(params: list[torch.Tensor], act: torch.nn.Module, act_backward: Call
     if depth >= 3 and width <= JACOBIAN_MAX_WIDTH:
         out["jacobian_sv"] = _jacobian_singular_values(params, zs, hs, act_backward)
     return out
+
+
+def _autograd_backward(act: torch.nn.Module) -> Callable:
+    """``f(grad_out, z, out) -> grad_z`` of any activation module, through autograd."""
+
+    def backward(g: torch.Tensor, z: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        with torch.enable_grad():
+            leaf = z.detach().requires_grad_(True)
+            (grad,) = torch.autograd.grad(act(leaf), leaf, g)
+        return grad
+
+    return backward
 
 
 def _jacobian_singular_values(params, zs, hs, act_backward) -> torch.Tensor:

@@ -135,3 +135,22 @@ def test_the_report_shows_the_signal_beside_the_theory(tmp_path):
     block = json.loads((tmp_path / "summary.json").read_text())["init_signal"]
     assert "q theory" in text and block["theory"]["phase"] in text
     assert f"{block['q'][0]:.3f}" in text
+
+
+def test_an_activation_without_a_listed_kernel_is_measured_through_autograd():
+    """A module activation_backward does not know (here Softplus) is measured through the
+    autograd fallback: the same numbers as autograd through the nn.Module itself."""
+    cfg, model = _net("relu")
+    act = torch.nn.Softplus()
+    x = torch.randn(32, 2, dtype=torch.float64)
+    y = torch.ones(1, 32, dtype=torch.float64)
+    out = measure(model_params(model), act, None, stacked_input(x), y)
+    zs, h = [], x
+    for k in range(1, 6):
+        z = getattr(model, f"fc{k}")(h)
+        z.retain_grad()
+        zs.append(z)
+        h = act(z) if k < 5 else z
+    torch.nn.functional.binary_cross_entropy_with_logits(h.squeeze(1), y[0], reduction="sum").backward()
+    for k, z in enumerate(zs):
+        assert float(out["grad_sq"][0, k]) == pytest.approx(float((z.grad ** 2).sum(1).mean()), rel=1e-9)
