@@ -56,7 +56,7 @@ def test_measurements_equal_a_plain_forward_and_autograd(act_name):
             assert float(out["corr"][0, k]) == pytest.approx(float(cos), rel=1e-6)
         else:
             assert math.isnan(float(out["corr"][0, k]))
-    assert float(out["output_range"][0]) == pytest.approx(float(logits.max() - logits.min()))
+    assert float(out["output_range"][0]) == pytest.approx(float((logits.max() - logits.min()).detach()))
     assert not bool(out["born_dead"][0])
     # The Jacobian of the hidden-to-hidden map h_1 -> h_4 at the first example.
     with torch.no_grad():
