@@ -272,7 +272,8 @@ def config_table(record: RunRecord) -> Table:
     table.add_row("optimizer", f"{optim.get('name')}({', '.join(f'{k}={v}' for k, v in opt.items())})")
     table.add_row(
         "data",
-        f"{data.get('name')}: {data.get('n_train')} train / {data.get('n_dev')} dev / "
+        f"{data.get('name')}{'' if input_size(c) == 2 else f' ({input_size(c)}-D)'}: "
+        f"{data.get('n_train')} train / {data.get('n_dev')} dev / "
         f"{data.get('n_test')} test, noise {data.get('noise')}",
     )
     batch = trainer.get("batch_size") or "full"
