@@ -295,7 +295,6 @@ def validate(cfg: Any) -> None:
     _finite("init.bias_std", i.bias_std)
     _check(i.bias_std >= 0, f"init.bias_std must be >= 0 (got {i.bias_std})")
 
-    _one_of("optim.name", o.name, OPTIMIZERS)
     _finite("optim.lr", o.lr)
     _check(o.lr > 0, f"optim.lr must be > 0 (got {o.lr})")
     _finite("optim.weight_decay", o.weight_decay)

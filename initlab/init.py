@@ -14,9 +14,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from initlab.options import INITS, Draw, activation, init_scheme
-
-SCHEMES = tuple(INITS)
+from initlab.options import Draw, activation, init_scheme
 
 
 def fans(weight: torch.Tensor) -> tuple[int, int]:
@@ -24,12 +22,6 @@ def fans(weight: torch.Tensor) -> tuple[int, int]:
     if weight.dim() != 2:
         raise ValueError(f"expected a 2-D Linear weight, got shape {tuple(weight.shape)}")
     return weight.shape[1], weight.shape[0]
-
-
-def recommended_gain(act_cfg) -> float:
-    """The gain that keeps activation variance steady through ``act`` (its spec's; torch's
-    calculate_gain convention)."""
-    return activation(act_cfg.name).gain(act_cfg)
 
 
 @torch.no_grad()
