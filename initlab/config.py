@@ -127,13 +127,28 @@ class DiagnoseConfig:
     # DeadRelu uses 1% (threshold_inactivity = 1.0).
     dead_unit_max_active: float = 0.0
     # dead_units / saturation: a layer is reported when more than this fraction of its units
-    # are dead (or saturated): SageMaker's threshold_layer = 50%.
+    # are dead, or of its activations (units x training examples) are saturated (in the flat
+    # tail, |tanh| > 0.97, the recorders' SATURATION_THRESHOLD): SageMaker's threshold_layer
+    # = 50% (DeadRelu counts units, SaturatedActivation counts activations).
     layer_fraction: float = 0.5
-    # saturation: a unit of a sigmoid/tanh layer is saturated when it is in the flat tail
-    # (|tanh| > 0.97, the recorders' SATURATION_THRESHOLD) on at least this fraction of the
-    # training examples: "most examples". SageMaker's SaturatedActivation asks for 99%; at
-    # 0.99 the verdict on a tanh net with huge init hinges on the third decimal.
-    saturated_unit_min_fraction: float = 0.9
+    # collapsed_representation and signal_phase are findings of deep nets: of at least this
+    # many layers (three hidden layers and more; in a shallower net the correlation and the
+    # per-layer factor are one or two layers' worth, the data's and the activation's mean's
+    # doing more than the depth's).
+    deep_min_depth: int = 4
+    # collapsed_representation: a hidden layer is collapsed when the mean cosine between its
+    # pre-activations of pairs of training inputs at init (init_signal.corr) is at least
+    # this. Poole et al. (2016) and Schoenholz et al. (2017) follow this correlation map to
+    # its fixed point c* = 1 in the ordered phase; at 0.95 two inputs differ by ~18 degrees.
+    collapse_corr: float = 0.95
+    # signal_phase: the backpropagated gradient's per-layer factor f at init (init_signal
+    # grad_factor) is ordered or chaotic when |ln f| >= this (f outside 0.905..1.105: a depth
+    # scale 1/|ln f| under 10 layers, Schoenholz et al. 2017's xi), and reported when
+    # f^(depth-1) is beyond `phase_total_factor` either way (a change the layers' norms show
+    # plainly). Theory's own "critical" band is narrower (initlab.theory.CRITICAL_LOG_CHI on
+    # chi_1 = f^2): a factor measured at finite width is noisier than chi_1.
+    phase_log_factor: float = 0.1
+    phase_total_factor: float = 10.0
     # not_learning: judged only after this many epochs (AutoTrainer waits for 30% of the
     # planned epochs; a 1-epoch textbook run is too short to call).
     not_learning_min_epochs: int = 10
@@ -342,8 +357,11 @@ def validate_diagnose(g: Any) -> None:
         _check(g[key] > 0, f"diagnose.{key} must be > 0 (got {g[key]})")
     for key in ("dead_unit_max_active", "layer_fraction"):
         _check(0 <= g[key] < 1, f"diagnose.{key} must be in [0, 1) (got {g[key]})")
-    key = "saturated_unit_min_fraction"
-    _check(0 < g[key] <= 1, f"diagnose.{key} must be in (0, 1] (got {g[key]})")
+    _check(0 < g.collapse_corr < 1, f"diagnose.collapse_corr must be in (0, 1) (got {g.collapse_corr})")
+    _check(g.phase_log_factor > 0, f"diagnose.phase_log_factor must be > 0 (got {g.phase_log_factor})")
+    _check(g.deep_min_depth >= 2, f"diagnose.deep_min_depth must be >= 2 (got {g.deep_min_depth})")
+    _check(g.phase_total_factor > 1,
+           f"diagnose.phase_total_factor must be > 1 (got {g.phase_total_factor})")
     _check(g.not_learning_min_epochs >= 1,
            f"diagnose.not_learning_min_epochs must be >= 1 (got {g.not_learning_min_epochs})")
 

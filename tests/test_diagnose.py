@@ -87,7 +87,8 @@ def test_dead_units_count_per_unit_and_need_more_than_the_layer_fraction(tmp_pat
     f = only(write_record(tmp_path / "b", width=16, units=unit_rows(0, "fc1", most)),
              "dead_units")
     assert f.value == pytest.approx(9 / 16)
-    assert "9 of 16 units of fc1" in f.message and "born dead" in f.message
+    assert "9 of 16 units of fc1" in f.message and "from initialization (epoch 0)" in f.message
+    assert f.severity == "warning"  # part of a layer, and nothing says the run did not learn
     # A unit active on a single example is alive: the count is over the whole train set.
     one_example = [0.0] * 8 + [1 / 640] + [0.5] * 7
     assert codes(write_record(tmp_path / "c", width=16,
@@ -103,26 +104,50 @@ def test_units_that_die_during_training_are_dated_from_the_first_epoch_they_stay
     assert "died during training" in f.message
 
 
-def test_a_fully_dead_layer_means_a_constant_output(tmp_path):
+def test_a_layer_dead_at_init_is_a_born_dead_net(tmp_path):
+    # No init_signal in this record: units.csv at epoch 0 says fc1 is zero everywhere.
     units = unit_rows(0, "fc1", [0.0] * 4) + unit_rows(0, "fc2", [0.0, 0.0, 0.0, 0.7])
+    f = only(write_record(tmp_path, units=units), "born_dead")
+    assert f.layers == ["fc1"] and f.severity == "problem" and f.first_epoch == 0
+    assert "every unit of fc1 (4) is zero on every training input" in f.message
+    assert "same value for every input" in f.message and "born dead" in f.message
+
+
+def test_a_layer_that_dies_in_training_means_a_constant_output(tmp_path):
+    units = (unit_rows(0, "fc1", [0.5] * 4) + unit_rows(0, "fc2", [0.5] * 4)
+             + unit_rows(20, "fc1", [0.0] * 4) + unit_rows(20, "fc2", [0.0, 0.0, 0.0, 0.7]))
     f = only(write_record(tmp_path, units=units), "dead_units")
-    assert f.layers == ["fc1", "fc2"]
+    assert f.layers == ["fc1", "fc2"] and f.severity == "problem"  # a whole layer is dead
     assert "All units of fc1" in f.message and "3 of 4 units of fc2" in f.message
-    assert "same value for every input" in f.message
+    assert "same value for every input" in f.message and "died during training" in f.message
 
 
-def test_saturation_counts_units_stuck_on_most_examples(tmp_path):
-    units = [(0, "fc1", i, 1.0, s) for i, s in enumerate([0.95, 0.92, 0.91, 0.5])]
+def test_saturation_counts_the_layers_activations_in_the_flat_tail(tmp_path):
+    # Each unit's share of examples in the tail; the layer's share is their mean (SageMaker's
+    # SaturatedActivation counts activations, not units).
+    shares = [0.95, 0.92, 0.91, 0.5]
+    units = [(0, "fc1", i, 1.0, s) for i, s in enumerate(shares)]
     f = only(write_record(tmp_path, act="tanh", units=units), "saturation")
-    assert f.value == pytest.approx(3 / 4) and f.threshold == 0.5
-    assert "3 of 4 units of fc1" in f.message and "|a| > 0.97" in f.message
-    units = [(0, "fc1", i, 1.0, s) for i, s in enumerate([0.95, 0.89, 0.89, 0.5])]
+    assert f.value == pytest.approx(sum(shares) / 4) and f.threshold == 0.5
+    assert "82% of fc1's activations" in f.message and "|a| > 0.97" in f.message
+    assert "3 of 4 units there are saturated on most training examples" in f.message
+    assert f.severity == "warning"  # no metrics: nothing says it stopped learning
+    units = [(0, "fc1", i, 1.0, s) for i, s in enumerate([0.5, 0.5, 0.45, 0.5])]
     assert codes(write_record(tmp_path / "b", act="tanh", units=units)) == []
+
+
+def test_saturation_is_a_problem_when_the_run_did_not_learn(tmp_path):
+    units = [(0, "fc1", i, 1.0, 0.99) for i in range(4)]
+    run_dir = write_record(tmp_path, act="tanh", units=units, metrics=flat_metrics(12))
+    findings = diagnose(read_record(run_dir))
+    assert [(f.code, f.severity) for f in findings] == [("saturation", "problem"),
+                                                        ("not_learning", "problem")]
+    assert "saturation" in findings[1].fix
 
 
 def test_thresholds_come_from_the_runs_saved_diagnose_config(tmp_path):
     units = [(0, "fc1", i, 1.0, s) for i, s in enumerate([0.95, 0.95, 0.95, 0.5])]
-    strict = {"saturated_unit_min_fraction": 0.99}
+    strict = {"layer_fraction": 0.9}  # 71% of the activations are saturated
     assert codes(write_record(tmp_path, act="tanh", units=units, diagnose=strict)) == []
 
 
@@ -182,9 +207,10 @@ def test_healthy_record_prints_no_problems_and_lists_what_was_checked(tmp_path):
 def test_findings_have_the_contract_fields(tmp_path):
     run_dir = write_record(tmp_path, metrics=flat_metrics(12))
     (stored,) = [f.as_dict() for f in diagnose(read_record(run_dir))]
-    assert set(stored) == {"code", "layers", "first_epoch", "value", "threshold", "message",
-                           "fix"}
-    assert stored["code"] == "not_learning"
+    assert set(stored) == {"code", "severity", "layers", "first_epoch", "first_step", "value",
+                           "threshold", "message", "fix"}
+    assert stored["code"] == "not_learning" and stored["severity"] == "problem"
+    assert stored["first_epoch"] == 1 and stored["first_step"] is None
 
 
 def test_a_run_stores_its_diagnosis_and_the_report_never_rewrites_the_summary(run_lab):
@@ -246,7 +272,8 @@ def test_unit_activity_matches_an_independent_forward_pass(act):
 def test_a_finding_over_hundreds_of_layers_stays_readable():
     from rich.console import Console
 
-    from initlab.diagnose import Finding, _names
+    from initlab.diagnose import Finding
+    from initlab.diagnose.words import names as _names
 
     layers = [f"fc{k}" for k in range(1, 401)]
     sentence = _names(f"3 of 16 units of {layer}" for layer in layers)

@@ -42,14 +42,15 @@ def test_report_rediagnoses_an_old_run_without_units_csv(tmp_path):
     summary = json.loads((run_dir / "summary.json").read_text())
     del summary["diagnosis"]
     del summary["config"]["diagnose"]
+    del summary["init_signal"]
     (run_dir / "summary.json").write_text(json.dumps(summary))
 
     result = initlab("report", str(run_dir), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "dead_units" in result.stdout and "born dead" in result.stdout
+    assert "born_dead" in result.stdout and "born dead" in result.stdout
     # activations.csv still says every unit of fc1..fc4 is zero on every example.
     assert "fc1, fc2, fc3, fc4" in result.stdout
-    assert "dead_units" in (run_dir / "tables" / "diagnosis.txt").read_text()
+    assert "born_dead" in (run_dir / "tables" / "diagnosis.txt").read_text()
     # The report derives the diagnosis in memory; it never rewrites the record.
     assert "diagnosis" not in json.loads((run_dir / "summary.json").read_text())
 

@@ -9,7 +9,6 @@ import time
 import pytest
 import torch
 
-from initlab import diagnose
 from initlab.budget import (
     FIXED_DISK_BYTES,
     MIN_REFUSED_BYTES,
@@ -19,7 +18,8 @@ from initlab.budget import (
 )
 from initlab.callbacks import spread_log_epochs
 from initlab.config import MAX_SEED, ConfigError, validate
-from initlab.diagnose import _duplicate_units
+from initlab.diagnose import twins as diagnose
+from initlab.diagnose.twins import duplicate_units as _duplicate_units
 from tests.conftest import compose_config, initlab_cli
 
 GB = 10**9
@@ -153,8 +153,8 @@ def test_a_unit_with_an_infinity_has_no_twin():
 
 SCALE_CHECK = """
 import resource, sys, time, torch
-from initlab import diagnose
-from initlab.diagnose import _duplicate_units
+from initlab.diagnose import twins as diagnose
+from initlab.diagnose.twins import duplicate_units as _duplicate_units
 torch.set_num_threads(1)
 torch.cdist = None  # the all-pairs matrix must not come back
 w = 100_000

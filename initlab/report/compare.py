@@ -107,6 +107,7 @@ class Job:
     grad_last: dict[str, float] = field(default_factory=dict)  # param -> norm at last step
     last_step: int | None = None
     findings: list[str] = field(default_factory=list)  # diagnosis codes, in order
+    severities: dict[str, str] = field(default_factory=dict)  # code -> problem | warning
     label: str = ""  # the overrides that tell this job apart from the others
 
     def final(self, split: str, key: str) -> float:
@@ -299,6 +300,8 @@ def read_job(job_dir: Path, sweep_dir: Path, overrides: list[str] | None = None)
         findings=list(dict.fromkeys(
             str(d.get("code")) for d in summary.get("diagnosis") or [] if isinstance(d, dict)
         )),
+        severities={str(d.get("code")): str(d.get("severity") or "problem")
+                    for d in summary.get("diagnosis") or [] if isinstance(d, dict)},
     )
 
 
@@ -509,6 +512,40 @@ def _status_cell(status: str) -> str:
     return f"[{STATUS_STYLE.get(status, 'bold red')}]{status}[/]"
 
 
+def decisive_gradients(job: Job) -> str:
+    """The step-0 gradient numbers a textbook comparison turns on, in a few characters:
+    which parameters alone got a gradient when most got exactly 0 (the dead-ReLU
+    experiment: "only fc5.bias"), else the first over the last layer's weight-gradient
+    norm (the vanishing-gradient experiment: "fc1/fc5 9.0e-11")."""
+    from initlab.report.tables import fmt
+
+    first = {p: v for p, v in job.grad_first.items() if isinstance(v, (int, float))}
+    if not first:
+        return "–"
+    nonzero = [p for p, v in first.items() if v != 0]
+    if len(nonzero) < len(first) and len(nonzero) <= 2:
+        return "only " + " ".join(nonzero) if nonzero else "all 0"
+    weights = sorted((p for p in first if p.endswith(".weight")),
+                     key=lambda p: layer_number(p.rsplit(".", 1)[0]))
+    if len(weights) < 2 or first[weights[-1]] == 0:
+        return "–"
+    a, b = (w.rsplit(".", 1)[0] for w in (weights[0], weights[-1]))
+    return f"{a}/{b} {fmt(first[weights[0]] / first[weights[-1]], 2)}"
+
+
+SEVERITY_STYLE = {"problem": "bold red", "warning": "yellow"}
+
+
+def _findings_cell(job: Job):
+    from rich.text import Text
+
+    text = Text()
+    for k, code in enumerate(job.findings):
+        text.append(("\n" if k else "") + code,
+                    SEVERITY_STYLE.get(job.severities.get(code, "problem"), "bold red"))
+    return text if job.findings else "–"
+
+
 def comparison_table(jobs: list[Job], title: str):
     """One row per job; the train and dev losses are in comparison.csv, to stay narrow."""
     from initlab.report.tables import Fitted, Folded, fmt
@@ -523,7 +560,11 @@ def comparison_table(jobs: list[Job], title: str):
         table.add_column(f"{split}\nacc", justify="right")
     table.add_column("test\nloss", justify="right")
     table.add_column("best\nepoch", justify="right")
-    # One code per line, whole; an ellipsis only on terminals too narrow for the table.
+    # The step-0 gradients the textbook's comparisons are read from (the norms by layer
+    # are in the gradient table below and comparison.csv).
+    table.add_column("step-0\ngradients")
+    # One code per line, whole, red for a problem, yellow for a warning; an ellipsis only
+    # on terminals too narrow for the table.
     table.add_column("findings", overflow="ellipsis")
     for j in jobs:
         accs = [j.final(s, "acc") for s in SPLITS]
@@ -532,10 +573,13 @@ def comparison_table(jobs: list[Job], title: str):
             *("–" if math.isnan(a) else f"{a:.3f}" for a in accs),
             fmt(j.final("test", "loss")),
             str(j.summary.get("best_epoch", "–")),
-            "\n".join(j.findings) or "–",
+            Folded(decisive_gradients(j)),
+            _findings_cell(j),
         )
     # On a narrow terminal these go first (comparison.csv has every column).
-    return Fitted(table, optional=("train\nacc", "dev\nacc", "best\nepoch", "test\nloss"))
+    # At 60 columns even the test accuracy goes: the codes stay whole.
+    return Fitted(table, optional=("train\nacc", "dev\nacc", "best\nepoch", "test\nloss",
+                                   "step-0\ngradients", "test\nacc"))
 
 
 def grad_norm_table(jobs: list[Job], note: str = ""):

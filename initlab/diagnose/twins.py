@@ -1,0 +1,160 @@
+"""Duplicate hidden units: which units of a layer are exact or near twins of another.
+
+A fact the ``symmetric_weights`` rule reads (:func:`duplicate_units`): bounded in time and
+memory at any width, so a sweep of 10,000 narrow nets and one net of width 100,000 are
+both diagnosed in well under a second.
+"""
+
+import math
+from typing import Any
+
+# duplicate_units compares every pair of distinct units when that is at most this many
+# values (time ~0.1 s), else each with at most TWIN_NEIGHBOURS neighbours in the order of a
+# random projection (see there), so its time and memory are bounded at any width.
+TWIN_ALL_PAIRS_WORK = 1 << 26
+TWIN_SPREAD_WORK = 1 << 26  # the same bound for the largest difference among units with a twin
+TWIN_NEIGHBOURS = 64
+# Layers of at most this many n·n·d values are compared in plain Python floats: a torch op
+# costs ~10 us, and a sweep of 10,000 narrow nets diagnoses ~100,000 such layers.
+TWIN_PYTHON_WORK = 1 << 11
+TWIN_PROJECTION_SEED = 20240607  # fixed: the same record always gets the same answer
+
+
+def duplicate_units(state: dict[str, Any], layer: str, next_layer: str, rtol: float):
+    """(units with a near-twin, units, largest relative difference between twins).
+
+    A unit is its incoming weights, its bias and its outgoing weights; two units are twins
+    when those differ nowhere by more than ``rtol`` times the larger |value| of the pair
+    (relative to the pair, not the layer: one huge unit must not make small ones look alike).
+    A unit holding a NaN or an infinity has no twin.
+
+    Never the n×n distance matrix: memory O(n·d) for n units of d values, and time
+    O(n log n + n·d·K) (width 100 000 takes a fraction of a second):
+    1. bit-identical units (a zero or constant init) are collapsed with ``torch.unique``;
+       a group of two or more is twins at distance 0;
+    2. the m distinct units are compared pair by pair, a block at a time, when m·m·d is at
+       most :data:`TWIN_ALL_PAIRS_WORK` (exact);
+    3. else they are sorted by a fixed random projection ``p = u·r``. Twins i, j satisfy
+       ``|p_i - p_j| <= ||r||_1 * rtol * max(s_i, s_j)`` (s = largest |value| of a unit),
+       so each unit is compared only with the following units of that order inside its
+       window, and at most K = :data:`TWIN_NEIGHBOURS` of them. What the cap can miss: a
+       pair of twins with more than K distinct units between them in projection order,
+       i.e. more than K distinct units crowding one window (width ~ d·rtol·s): a large
+       ``rtol``, or a big cluster of units that nearly but not quite agree. Random inits
+       spread the projections far wider; units that all agree (to well within rtol) are
+       each found through their next neighbour. The largest difference is then taken over
+       every pair of the units found to have a twin when that is at most
+       :data:`TWIN_SPREAD_WORK` values, else over the pairs compared (a lower bound).
+    """
+    incoming, bias, outgoing = state[f"{layer}.weight"], state[f"{layer}.bias"], state[f"{next_layer}.weight"]
+    n_units, d = incoming.shape[0], incoming.shape[1] + 1 + outgoing.shape[0]
+    if n_units * n_units * d <= TWIN_PYTHON_WORK:
+        return _duplicate_units_small(incoming.tolist(), bias.tolist(), outgoing.T.tolist(), rtol)
+    import torch
+
+    bias = bias[:, None]
+    units = torch.cat((incoming, bias, outgoing.T), dim=1).double()
+    finite = units.isfinite().all(dim=1)
+    distinct, counts = torch.unique(units[finite], dim=0, return_counts=True)
+    has_twin = counts >= 2  # per distinct row
+    m = distinct.shape[0]
+    spread = 0.0
+    if m >= 2 and m * m * d <= TWIN_ALL_PAIRS_WORK:
+        found, spread = _twins_all_pairs(distinct, rtol)
+        has_twin |= found
+    elif m >= 2:
+        order, found, spread = _twins_by_projection(distinct, rtol)
+        has_twin[order] |= found
+        flagged = distinct[order][found]
+        if 2 <= flagged.shape[0] and flagged.shape[0] ** 2 * d <= TWIN_SPREAD_WORK:
+            spread = max(spread, _twins_all_pairs(flagged, rtol)[1])
+    return int(counts[has_twin].sum()), n_units, spread
+
+
+def _duplicate_units_small(incoming: list, bias: list, outgoing: list, rtol: float):
+    """:func:`duplicate_units` of a narrow layer, every pair compared in Python floats
+    (doubles, as the torch path computes: the same answer, tests/test_scale.py)."""
+    units = [w + [b] + o for w, b, o in zip(incoming, bias, outgoing)]
+    rows = [u for u in units if all(math.isfinite(x) for x in u)]
+    sizes = [max(abs(x) for x in u) for u in rows]
+    has_twin = [False] * len(rows)
+    spread = 0.0
+    for i in range(len(rows)):
+        for j in range(i + 1, len(rows)):
+            distance = max(abs(a - b) for a, b in zip(rows[i], rows[j]))
+            pair_size = max(sizes[i], sizes[j])
+            if distance <= rtol * pair_size:
+                has_twin[i] = has_twin[j] = True
+                spread = max(spread, distance / max(pair_size, _TINY))
+    return sum(has_twin), len(units), spread
+
+
+_TINY = 2.2250738585072014e-308  # torch.finfo(torch.float64).tiny, without importing torch
+
+
+def _pair_twins(a, size_a, b, size_b, rtol: float):
+    """Elementwise over pairs (a[k], b[k]) broadcast: (twins mask, relative difference)."""
+    import torch
+
+    distance = (a - b).abs().amax(dim=-1)
+    pair_size = torch.maximum(size_a, size_b)
+    relative = distance / pair_size.clamp_min(torch.finfo(distance.dtype).tiny)
+    return distance <= rtol * pair_size, relative
+
+
+def _twins_all_pairs(rows, rtol: float):
+    """(which rows have a twin among ``rows``, largest relative difference of a twin pair),
+    every pair compared, a block of rows at a time (memory O(block·n·d))."""
+    import torch
+
+    n, d = rows.shape
+    size = rows.abs().amax(dim=1)
+    found = torch.zeros(n, dtype=torch.bool)
+    spread = 0.0
+    block = max(1, (1 << 22) // (n * d))
+    for start in range(0, n, block):
+        stop = min(start + block, n)
+        twins, relative = _pair_twins(rows[start:stop, None, :], size[start:stop, None],
+                                      rows[None, :, :], size[None, :], rtol)
+        twins[torch.arange(stop - start), torch.arange(start, stop)] = False  # not itself
+        found[start:stop] |= twins.any(dim=1)
+        if twins.any():
+            spread = max(spread, float(relative[twins].max()))
+    return found, spread
+
+
+def _twins_by_projection(rows, rtol: float):
+    """(projection order, which rows of that order have a twin found, largest relative
+    difference of the pairs found): see :func:`duplicate_units`, step 3."""
+    import torch
+
+    m, d = rows.shape
+    r = torch.randn(d, generator=torch.Generator().manual_seed(TWIN_PROJECTION_SEED),
+                    dtype=torch.float64)
+    order = torch.argsort(rows @ r)
+    rows = rows[order]
+    proj = rows @ r
+    size = rows.abs().amax(dim=1)
+    # A twin's size is within rtol of the unit's own: max(s_i, s_j) <= s_i / (1 - rtol).
+    bound = size / (1 - rtol) if rtol < 1 else torch.full_like(size, float(size.max()))
+    # Slack for the rounding of the projections themselves (d terms, each <= |r_k| s_i).
+    window = r.abs().sum() * bound * (rtol + 4 * d * torch.finfo(torch.float64).eps)
+    found = torch.zeros(m, dtype=torch.bool)
+    active = torch.arange(m)
+    spread = 0.0
+    for k in range(1, min(TWIN_NEIGHBOURS, m - 1) + 1):
+        active = active[active + k < m]
+        # Projections are sorted: once the k-th neighbour is out of a unit's window,
+        # every later one is too.
+        active = active[proj[active + k] - proj[active] <= window[active]]
+        if active.numel() == 0:
+            break
+        other = active + k
+        twins, relative = _pair_twins(rows[active], size[active], rows[other], size[other], rtol)
+        if twins.any():
+            found[active[twins]] = True
+            found[other[twins]] = True
+            spread = max(spread, float(relative[twins].max()))
+    return order, found, spread
+
+
