@@ -223,7 +223,7 @@ def test_textbook_words_relu_relieves_and_lrelu_is_the_fix(zoo_runs):
     assert "relieves the vanishing" in relu["message"]
     assert "init.bias=0" not in relu["fix"]  # a positive bias keeps ReLUs on
     assert "the textbook's fix for dead ReLUs" in lrelu["message"]
-    assert "init.bias" not in lrelu["fix"] and "keep act=lrelu" in lrelu["fix"]
+    assert "init.bias" not in lrelu["fix"] and "Keep act=lrelu" in lrelu["fix"]
     # The gradient norms are read at a step: the label says "from step 0", not an epoch.
     from initlab.diagnose import Finding
 

@@ -137,12 +137,17 @@ class _AttrDict(dict):
         return getattr(schema(), key)
 
 
-def phase_clause(facts: RunFacts, phase, with_fix: bool = False) -> tuple[str, str]:
-    """("the ordered phase; theory …; sigma_w^2 ≈ 1.76 is critical for this bias", fix)."""
+def phase_clause(facts: RunFacts, phase, with_fix: bool = False,
+                 brief: bool = False) -> tuple[str, str]:
+    """("the ordered phase; theory …; sigma_w^2 ≈ 1.76 is critical for this bias", fix);
+    ``brief``: the phase and theory's chi_1 only (beside a finding that says more)."""
     if phase is None:
         return "", ""
     text = f"the {phase.phase} phase"
     theory, critical = phase.theory, None
+    if brief:
+        chi = (theory or {}).get("chi1")
+        return text + (f" (mean-field χ₁ = {g(chi)})" if chi is not None else ""), ""
     if theory and theory.get("sigma_w2") is not None:
         agrees = "agrees" if theory.get("phase") == phase.phase else f"says {theory.get('phase')}"
         text += (f"; mean-field theory {agrees} (χ₁ = {g(theory.get('chi1'))} at σ_w² = "
@@ -357,14 +362,15 @@ def vanishing_gradient(facts: RunFacts, ev: Evidence, earlier: Earlier) -> tuple
         if d["weight_factor"] is not None:
             text += (f"; what shrinks it here is the weights' scale: the initial weights alone "
                      f"scale a gradient by ×{g(d['weight_factor'])} per layer")
-    words, _ = phase_clause(facts, d["phase"])
+    words, _ = phase_clause(facts, d["phase"], brief=True)
     if words and d["phase"].phase != "critical":
         text += f"; at init this is {words}"
     if d["leaky_negative"]:
         slope = facts.config.get("act", {}).get("negative_slope", 0.01)
-        fixes.append(f"keep act=lrelu, which is what lets these gradients through; a larger "
-                     f"negative slope passes more of them (act.negative_slope={min(10 * slope, 0.3):g})")
-    elif facts.init_name in ("normal", "uniform", "constant", "zeros"):
+        return sentence(text), (
+            "Keep act=lrelu: it is what lets these gradients through. A larger negative slope "
+            f"passes more of them (act.negative_slope={min(10 * slope, 0.3):g}).")
+    if facts.init_name in ("normal", "uniform", "constant", "zeros"):
         fixes.append(f"a variance-preserving init ({fix_init(facts)})")
     if facts.bias != 0 and facts.bounded:
         fixes.append(f"init.bias=0 (instead of {facts.bias:g}: off-centre the slope is smaller)")
@@ -395,7 +401,7 @@ def exploding_gradient(facts: RunFacts, ev: Evidence, earlier: Earlier) -> tuple
                 f"{g(n['g1'])}: ×{g(n['ratio'])}), at {n['hits']} of {n['steps']} recorded "
                 f"step{'s' if n['steps'] != 1 else ''}")
     text = "; ".join(parts)
-    words, _ = phase_clause(facts, d["phase"])
+    words, _ = phase_clause(facts, d["phase"], brief=True)
     if not d["grows_over_time"] and words and d["phase"].phase == "chaotic":
         text += f"; at init this is {words}"
     fix = (f"Lower the learning rate ({fix_lr(facts)})" if d["grows_over_time"]
