@@ -15,6 +15,15 @@ from initlab.config import register_configs
 register_configs()
 _register_resolvers()
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Under pytest-xdist (the README's test command runs one worker per core) each worker,
+    # and each `initlab` it spawns, uses one thread: two workers on two cores, not four
+    # threads fighting over them. The lab's nets are tiny; one thread is also their fastest.
+    import torch
+
+    torch.set_num_threads(1)
+    os.environ["OMP_NUM_THREADS"] = "1"
+
 
 def compose_config(*overrides: str, config_name: str = "config"):
     """The config `initlab run -cn config_name overrides...` would run, without Hydra's runtime."""
