@@ -37,6 +37,7 @@ DEVICES = ("cpu", "cuda", "auto")
 # What the report step draws and prints; "auto" picks by context (see ReportConfig).
 FIGURE_SETS = ("auto", "none", "key", "full")
 TABLE_SETS = ("auto", "line", "brief", "full")
+PAGE_CHOICES = ("auto", "true", "false")
 FIGURE_FORMATS = ("png", "svg", "pdf")
 MAX_DPI = 1200
 
@@ -173,6 +174,10 @@ class ReportConfig:
 
     figures: str = "auto"  # auto | none | key | full
     tables: str = "auto"  # auto | line | brief | full
+    # auto: a single run writes its index.html; a job of a sweep leaves it to the sweep's
+    # comparison, which writes the pages of the jobs its table shows (a 10,000-job sweep
+    # should not write 10,000 pages nobody opens). true | false: always | never.
+    page: str = "auto"  # auto | true | false
     sweep: bool = True  # the comparison (tables, figures) at the root of a sweep
     quiet: bool = False
     format: str = "png"  # png | svg | pdf
@@ -346,6 +351,7 @@ def validate(cfg: Any) -> None:
 def validate_report(r: Any) -> None:
     _one_of("report.figures", r.figures, FIGURE_SETS)
     _one_of("report.tables", r.tables, TABLE_SETS)
+    _one_of("report.page", str(r.page).lower(), PAGE_CHOICES)
     _one_of("report.format", r.format, FIGURE_FORMATS)
     _check(1 <= r.dpi <= MAX_DPI, f"report.dpi must be in [1, {MAX_DPI}] (got {r.dpi})")
 

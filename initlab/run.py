@@ -282,12 +282,14 @@ def report_run(cfg: DictConfig, out_dir: Path, summary: dict[str, Any], in_sweep
     r = cfg.report
     figures = r.figures if r.figures != "auto" else ("none" if in_sweep else "key")
     tables = r.tables if r.tables != "auto" else ("line" if in_sweep else "brief")
-    if r.quiet and figures == "none":
+    page = str(r.get("page", "auto")).lower()
+    page = page == "true" or (page == "auto" and not in_sweep)
+    if r.quiet and figures == "none" and not page:
         return
     from initlab.report import render_run
 
     render_run(out_dir, console=_console(r.quiet), fmt=r.format, dpi=r.dpi, figures=figures,
-               tables=tables, job_label=job_label)
+               tables=tables, job_label=job_label, page=page)
 
 
 class JobFailed(CompactHydraException):

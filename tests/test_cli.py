@@ -160,7 +160,9 @@ def test_a_single_run_draws_the_key_figures_and_brief_tables(tmp_path):
     assert drawn == {s.name for s in RUN_FIGURES if s.key}
     assert "Final metrics" in result.stdout and "Diagnosis" in result.stdout
     assert "Training log" not in result.stdout
-    assert result.stdout.rstrip().endswith("4 figures)")
+    *_, record_line, page_line = result.stdout.rstrip().splitlines()
+    assert record_line.endswith("4 figures)")
+    assert page_line == f"Report page: {(tmp_path / 'run' / 'index.html').resolve().as_uri()}"
 
 
 def test_quiet_prints_nothing(tmp_path):
@@ -201,8 +203,8 @@ def test_option_errors_of_report_are_one_line(tmp_path):
     assert "--dpi: must be in [1, 1200]" in line
 
 
-@pytest.mark.parametrize("line, offered", [("initlab ", "run report list"), ("initlab r", "run report"),
-                                           ("initlab report ", "")])
+@pytest.mark.parametrize("line, offered", [("initlab ", "run report list export"),
+                                           ("initlab r", "run report"), ("initlab report ", "")])
 def test_completion_of_the_command_offers_the_commands(tmp_path, line, offered):
     import os
 

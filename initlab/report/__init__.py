@@ -65,23 +65,25 @@ def one_line(record: RunRecord, findings, label: str = "") -> str:
 
 
 def render_run(run_dir: Path, console=None, fmt: str = "png", dpi: int = 120,
-               figures: str = "full", tables: str = "full", job_label: str = "") -> list[Path]:
-    """Print and save the run's tables, then draw its figures; returns the figures.
+               figures: str = "full", tables: str = "full", job_label: str = "",
+               page: bool = True) -> list[Path]:
+    """Print and save the run's tables, draw its figures, write its page; returns the figures.
 
     ``figures``: none | key | full (see :data:`initlab.report.figures.RUN_FIGURES`);
-    ``tables``: line (one line) | brief | full. This is what ``initlab report`` runs
-    (full, full) and what a run runs after its record is complete.
+    ``tables``: line (one line) | brief | full; ``page``: write ``index.html``
+    (:mod:`initlab.report.page`) and end with its path. This is what ``initlab report``
+    runs (full, full, page) and what a run runs after its record is complete.
     """
     from rich.console import Console
 
     # One line needs the summary (and that metrics.csv holds rows): nothing else is parsed.
-    one_line_only = tables == "line" and figures == "none"
+    one_line_only = tables == "line" and figures == "none" and not page
     record = (open_record if one_line_only else read_record)(Path(run_dir))
     status = effective_status(record.summary)
     if status in (STATUS_FAILED, STATUS_RUNNING, STATUS_STOPPED) and not record.metrics:
         raise RecordError(f"{record.run_dir} holds no results yet: {describe_status(record.summary)}"
                           + ("" if record.summary.get("error") else "; no epoch finished"))
-    _check_writable(record.run_dir, figures != "none", tables != "line")
+    _check_writable(record.run_dir, figures != "none", tables != "line", page)
     console = console or Console()
     findings = run_findings(record)
     if tables == "line":
@@ -110,17 +112,47 @@ def render_run(run_dir: Path, console=None, fmt: str = "png", dpi: int = 120,
     if tables != "line":
         console.print(f"[bold]Run record:[/bold] {record.run_dir}  "
                       f"({_plural(len(written), 'figure')})", soft_wrap=True)
+    if page:
+        from initlab.diagnose import unchecked_rules
+        from initlab.report.page import run_page
+
+        path = run_page(record, findings, unchecked_rules(record), sweep_page=_sweep_page_of(record))
+        print_page_path(console, path)
     return written
 
 
-def _check_writable(folder: Path, figures: bool, tables: bool) -> None:
-    """The report writes ``tables/`` and ``figures/`` in ``folder``: say in one line, before
-    anything is drawn, when one of them is in the way (a file of that name)."""
+def print_page_path(console, path: Path) -> None:
+    """The page's path as a ``file://`` link (a terminal that knows links makes it one)."""
+    from rich.text import Text
+
+    url = path.resolve().as_uri()
+    console.print(Text.assemble(("Report page: ", "bold"), (url, f"link {url}")), soft_wrap=True)
+
+
+def _sweep_page_of(record: RunRecord) -> Path | None:
+    """The page of the sweep this run is a job of, when there is one to link back to."""
+    from initlab.report.compare import MULTIRUN_FILE
+    from initlab.report.page import PAGE
+
+    for folder in list(record.run_dir.parents)[:3]:
+        if (folder / MULTIRUN_FILE).exists():
+            return folder / PAGE
+    return None
+
+
+def _check_writable(folder: Path, figures: bool, tables: bool, page: bool = False) -> None:
+    """The report writes ``tables/``, ``figures/`` and ``index.html`` in ``folder``: say in
+    one line, before anything is drawn, when one of them is in the way (a file where a
+    folder goes, or the other way round)."""
     for name, used in (("tables", tables), ("figures", figures)):
         target = folder / name
         if used and (target.is_symlink() or target.exists()) and not target.is_dir():
             raise RecordError(f"{target} is a file, not a folder; the report writes its {name} "
                               "there: move or remove it")
+    target = folder / "index.html"
+    if page and target.exists() and not target.is_file():
+        raise RecordError(f"{target} is not a file; the report writes the run's page there: "
+                          "move or remove it")
 
 
 def render_path(path: Path, console=None, fmt: str = "png", dpi: int = 120) -> list[Path]:
@@ -143,7 +175,7 @@ def render_path(path: Path, console=None, fmt: str = "png", dpi: int = 120) -> l
     if (path / SUMMARY).exists():
         return render_run(path, console=console, fmt=fmt, dpi=dpi, figures="full", tables="full")
     if (path / MULTIRUN_FILE).exists():
-        _check_writable(path, True, True)
+        _check_writable(path, True, True, True)
         return render_sweep(path, console=console, fmt=fmt, dpi=dpi)
     list_path(path, console)
     return []

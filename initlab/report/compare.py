@@ -39,6 +39,7 @@ from initlab.record import (
     STATUS_INTERRUPTED,
     STATUS_STOPPED,
     SUMMARY,
+    TENSORBOARD_DIR,
     RecordError,
     describe_status,
     effective_status,
@@ -62,8 +63,8 @@ BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 DEFAULT_SUBDIR = "${hydra.job.num}"  # hydra.sweep.subdir: job i in <sweep>/<i>
 SEED_KEY = "seed"
 SPLITS = ("train", "dev", "test")
-# Directories under a sweep root that are the comparison's own output, not jobs.
-NOT_JOB_DIRS = {"figures", "tables"}
+# Directories under a sweep root that are the comparison's (or an export's) output, not jobs.
+NOT_JOB_DIRS = {"figures", "tables", TENSORBOARD_DIR}
 # The per-job tables printed (and saved under tables/) show at most this many jobs.
 TABLE_MAX_JOBS = 100
 
@@ -689,6 +690,15 @@ def render_sweep(sweep_dir: Path, console=None, fmt: str = "png", dpi: int = 120
     console.print(f"[bold]Sweep comparison:[/bold] {sweep_dir}  "
                   f"({plural(len(jobs), 'job')}, "
                   f"{plural(sum(p.parent.name == 'figures' for p in written), 'figure')})")
+    from initlab.report import print_page_path
+    from initlab.report.page import PAGE, sweep_page, write_job_pages
+
+    # The jobs the table shows get their own page (a job of a sweep leaves it to this step);
+    # past TABLE_MAX_JOBS a job's page is one `initlab report JOB` away.
+    job_pages = write_job_pages(shown, sweep_dir / PAGE)
+    page = sweep_page(sweep_dir, jobs, shown, tables, job_pages)
+    written += [page, *job_pages.values()]
+    print_page_path(console, page)
     return written
 
 

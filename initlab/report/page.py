@@ -1,0 +1,288 @@
+"""The browsable report: one self-contained ``index.html`` per run and per sweep.
+
+Written by the report step next to the record (``initlab report PATH`` writes it again),
+from the record alone, like every other reporter. A page works from the file system with
+no server and no network: figures and files are linked relatively, the style sheet and the
+few lines of script that sort a table are inline, nothing comes from a CDN.
+
+Templates are Jinja2 (``initlab/report/templates/``): it escapes every value by default
+(overrides, messages and paths are the user's text and may hold ``<`` or ``&``), keeps the
+markup in files a reader can open, is already installed with torch, and is the templating
+library of Flask, Sphinx and Ansible. The tables are the ones the terminal shows
+(:mod:`initlab.report.tables`, :mod:`initlab.report.compare`), read cell by cell from their
+rich ``Table``: one home for what a table holds, two ways to show it.
+"""
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from initlab.record import RunRecord, describe_status, effective_status
+
+PAGE = "index.html"
+FIGURE_SUFFIXES = (".png", ".svg")  # what an <img> shows; a PDF figure is linked instead
+# The comparison figures of a sweep (initlab.report.compare_figures, not imported here: it
+# imports matplotlib, which the sweep draws in forked copies), in reading order.
+SWEEP_FIGURE_ABOUT = {
+    "grad_norm_by_layer": "gradient L2 norm per layer at the first step, one line per job or seed group",
+    "loss_accuracy": "train and dev loss and accuracy over epochs, per job or seed group",
+    "final_accuracy": "final dev and test accuracy of every job",
+}
+# The run tables shown open, in this order; the others follow, folded.
+OPEN_TABLES = ("metrics", "config", "grad_norms", "activations")
+
+
+@dataclass
+class TableData:
+    """A table as the page shows it: plain-text cells, which columns hold numbers."""
+
+    name: str
+    title: str
+    headers: list[str]
+    rows: list[list[str]]
+    numeric: list[bool]
+    caption: str = ""
+    row_classes: list[str] = field(default_factory=list)
+    cell_html: dict[tuple[int, int], str] = field(default_factory=dict)  # (row, col) -> safe html
+
+
+@dataclass
+class FigureLink:
+    href: str
+    name: str
+    about: str
+    image: bool
+
+
+@dataclass
+class FileLink:
+    href: str
+    path: str
+    size: str
+
+
+def _plain(cell: Any) -> str:
+    """A rich cell as the terminal shows its text: markup strings and Text objects lose
+    their styles, Folded cells their break points."""
+    from rich.errors import MarkupError
+    from rich.text import Text
+
+    if cell is None:
+        return ""
+    if isinstance(cell, Text):
+        return cell.plain
+    if isinstance(cell, str):
+        try:
+            return Text.from_markup(cell).plain
+        except MarkupError:
+            return cell
+    return str(getattr(cell, "text", cell))
+
+
+def table_data(name: str, table: Any) -> TableData:
+    """The cells of a rich ``Table`` (or a :class:`~initlab.report.tables.Fitted` one)."""
+    table = getattr(table, "table", table)
+    columns = table.columns
+    cells = [[_plain(c) for c in column.cells] for column in columns]
+    rows = [list(r) for r in zip(*cells)] if cells else []
+    return TableData(
+        name=name, title=_plain(table.title), caption=_plain(table.caption),
+        headers=[_plain(c.header).replace("\n", " ") for c in columns], rows=rows,
+        numeric=[c.justify == "right" for c in columns])
+
+
+def href(path: Path, base: Path) -> str:
+    """``path`` relative to the page's folder ``base``, as a URL."""
+    return quote(Path(os.path.relpath(path, base)).as_posix())
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n} B"
+
+
+def file_links(folder: Path, skip: tuple[str, ...] = (PAGE,), skip_dirs: set[str] = frozenset(),
+               limit: int = 400) -> tuple[list[FileLink], int]:
+    """Every file under ``folder`` (sorted; the page itself and ``skip_dirs`` left out),
+    linked relatively; at most ``limit``, with the count of those left out."""
+    links, left = [], 0
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not (Path(root) == folder and d in skip_dirs))
+        for name in sorted(files):
+            path = Path(root) / name
+            if Path(root) == folder and name in skip:
+                continue
+            if len(links) >= limit:
+                left += 1
+                continue
+            try:
+                size = path.stat().st_size
+            except OSError:
+                continue
+            links.append(FileLink(href(path, folder), path.relative_to(folder).as_posix(), _size(size)))
+    return links, left
+
+
+def figure_links(figures_dir: Path, base: Path, specs: dict[str, str] | None = None) -> list[FigureLink]:
+    """The figures drawn in ``figures_dir``: those named in ``specs`` (name -> about) first,
+    in its order, then any others, by name."""
+    if not figures_dir.is_dir():
+        return []
+    specs = specs or {}
+    found = sorted(p for p in figures_dir.iterdir() if p.is_file())
+    order = {name: k for k, name in enumerate(specs)}
+    found.sort(key=lambda p: (order.get(p.stem, len(order)), p.name))
+    return [FigureLink(href(p, base), p.stem.replace("_", " "), specs.get(p.stem, ""),
+                       p.suffix.lower() in FIGURE_SUFFIXES) for p in found]
+
+
+def _environment():
+    from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+
+    env = Environment(loader=PackageLoader("initlab.report", "templates"),
+                      autoescape=select_autoescape(["html", "j2"]), undefined=StrictUndefined,
+                      trim_blocks=True, lstrip_blocks=True)
+    return env
+
+
+_ENV = None
+
+
+def render(template: str, **context: Any) -> str:
+    global _ENV
+    if _ENV is None:
+        _ENV = _environment()
+    return _ENV.get_template(template).render(**context)
+
+
+def write_page(folder: Path, html: str) -> Path:
+    """Write ``folder/index.html`` atomically: a browser never reads half a page."""
+    path = folder / PAGE
+    tmp = path.with_name(f".{PAGE}.tmp")
+    tmp.write_text(html, encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def _number(value: Any) -> str:
+    from initlab.report.tables import fmt
+
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return fmt(float(value)) if isinstance(value, float) or not math.isfinite(value) else str(value)
+    return "–" if value is None else str(value)
+
+
+def finding_view(f: Any) -> dict[str, Any]:
+    from initlab.diagnose import layer_list
+
+    return {"code": f.code, "severity": f.severity, "when": f.when,
+            "layers": layer_list(f.layers) if f.layers else "the network",
+            "value": _number(f.value), "threshold": _number(f.threshold),
+            "message": f.message, "fix": f.fix}
+
+
+def run_page(record: RunRecord, findings: list, unchecked: dict[str, str] | None = None,
+             tables: dict[str, Any] | None = None, sweep_page: Path | None = None) -> Path:
+    """Write the run's page: diagnosis first, then figures, tables and every file."""
+    from initlab.diagnose import CODES, verdict
+    from initlab.report.tables import run_tables
+
+    run_dir = record.run_dir
+    s = record.summary
+    status = effective_status(s)
+    shown = tables if tables is not None else run_tables(record)
+    ordered = [n for n in OPEN_TABLES if n in shown] + [n for n in shown if n not in OPEN_TABLES]
+    specs = {}
+    if (run_dir / "figures").is_dir():
+        from initlab.report.figures import RUN_FIGURES
+
+        specs = {spec.name: spec.about for spec in RUN_FIGURES}
+    metrics = s.get("metrics") or {}
+    test_acc = (metrics.get("test") or {}).get("acc")
+    files, left = file_links(run_dir)
+    html = render(
+        "run.html.j2", title=f"initlab run {run_dir.name}", run_dir=str(run_dir),
+        status=status, status_line=describe_status(s), epochs=s.get("epochs_run"),
+        test_acc=None if not isinstance(test_acc, (int, float)) else f"{test_acc:.3f}",
+        findings=[finding_view(f) for f in findings],
+        unchecked=[f"{code} ({why})" for code, why in (unchecked or {}).items()],
+        checked=[c for c in CODES if c not in (unchecked or {})],
+        verdict=verdict(findings) if findings else "",
+        figures=figure_links(run_dir / "figures", run_dir, specs),
+        tables=[table_data(n, shown[n]) for n in ordered], open_tables=OPEN_TABLES,
+        files=files, files_left=left,
+        sweep_href=href(sweep_page, run_dir) if sweep_page is not None else None)
+    return write_page(run_dir, html)
+
+
+def _badge(text: str, kind: str) -> str:
+    from markupsafe import escape
+
+    return f'<span class="badge {kind}-{escape(text.replace(" ", "-"))}">{escape(text)}</span>'
+
+
+def write_job_pages(jobs: list, sweep_page_path: Path) -> dict[str, Path]:
+    """The pages of ``jobs`` (those with a readable record): job name -> page."""
+    from initlab.diagnose import unchecked_rules
+    from initlab.record import RecordError, read_record
+    from initlab.report import run_findings
+
+    pages = {}
+    for job in jobs:
+        if not (job.job_dir / "summary.json").exists():
+            continue
+        try:
+            record = read_record(job.job_dir)
+        except (RecordError, OSError, ValueError):
+            continue  # the comparison lists it with its error; there is no record to show
+        findings = run_findings(record)
+        pages[job.name] = run_page(record, findings, unchecked_rules(record),
+                                   sweep_page=sweep_page_path)
+    return pages
+
+
+def sweep_page(sweep_dir: Path, jobs: list, shown: list, tables: dict[str, Any],
+               job_pages: dict[str, Path]) -> Path:
+    """Write the sweep's page: status counts, the sortable comparison (each job linked to
+    its page), the other tables, the comparison figures and the sweep's own files."""
+    from collections import Counter
+
+    from markupsafe import escape
+
+    comparison = table_data("comparison", tables["comparison"])
+    headers = comparison.headers
+    col = {name: headers.index(name) for name in ("job", "status", "findings") if name in headers}
+    for r, job in enumerate(shown[:len(comparison.rows)]):
+        comparison.row_classes.append(f"row-{job.status.replace(' ', '-')}")
+        if "job" in col:
+            target = job_pages.get(job.name)
+            link = href(target, sweep_dir) if target else href(job.job_dir, sweep_dir) + "/"
+            comparison.cell_html[(r, col["job"])] = f'<a href="{escape(link)}">{escape(job.name)}</a>'
+        if "status" in col:
+            comparison.cell_html[(r, col["status"])] = _badge(job.status, "status")
+        if "findings" in col:
+            cells = [_badge(code, "severity").replace(f"severity-{code}",
+                                                      f"severity-{job.severities.get(code, 'problem')}")
+                     for code in job.findings]
+            if job.error and not job.finished:
+                cells.append(f'<span class="error">{escape(job.error)}</span>')
+            comparison.cell_html[(r, col["findings"])] = " ".join(cells) or "–"
+    counts = Counter(j.status for j in jobs)
+    others = [table_data(name, t) for name, t in tables.items() if name != "comparison"]
+    files, left = file_links(sweep_dir, skip_dirs={j.name.split("/")[0] for j in jobs})
+    specs = SWEEP_FIGURE_ABOUT
+    html = render(
+        "sweep.html.j2", title=f"initlab sweep {sweep_dir.name}", sweep_dir=str(sweep_dir),
+        n_jobs=len(jobs), counts=sorted(counts.items(), key=lambda kv: (kv[0] != "completed", kv[0])),
+        comparison=comparison, more=len(jobs) - len(shown), tables=others,
+        figures=figure_links(sweep_dir / "figures", sweep_dir, specs),
+        unfinished=[(j.name, j.label, j.status, j.error) for j in jobs
+                    if not j.finished and j.status != "running"][:200],
+        files=files, files_left=left)
+    return write_page(sweep_dir, html)
