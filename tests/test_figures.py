@@ -300,3 +300,26 @@ def test_report_modules_import_no_circle():
             "import initlab.report.plotting as p; print('ok')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+def test_a_layer_a_shallower_job_lacks_is_left_out_not_drawn_as_nan(tmp_path, monkeypatch):
+    """A depth sweep: the depth-2 job has no fc3; its curve stops at fc2, and no NaN/Inf
+    cross is drawn (none of the norms is non-finite)."""
+    from initlab.report import compare_figures
+
+    def job(norms):
+        return SimpleNamespace(name="0", label="x", status="completed", grad_first=norms,
+                               grad_last=norms, last_step=3)
+
+    shallow = job({"fc1.weight": 0.2, "fc2.weight": 0.1})
+    deep = job({"fc1.weight": 0.3, "fc2.weight": 0.2, "fc3.weight": 0.1})
+    series = [SimpleNamespace(label=f"model.depth={d}", jobs=[j], finished_jobs=[j])
+              for d, j in ((2, shallow), (3, deep))]
+    counts, captured = [], {}
+    monkeypatch.setattr(compare_figures, "note_non_finite", lambda ax, count: counts.append(count))
+    monkeypatch.setattr(compare_figures, "save", lambda fig, path, dpi: captured.setdefault("fig", fig))
+    compare_figures.grad_norm_by_layer(series, "", tmp_path / "g.png", 50)
+    assert counts and set(counts) == {0}
+    lines = [line for line in captured["fig"].axes[0].get_lines() if line.get_label() == "model.depth=2"]
+    assert [len(line.get_xdata()) for line in lines] == [2]
+    plotting.plt.close(captured["fig"])

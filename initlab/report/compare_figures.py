@@ -142,10 +142,15 @@ def grad_norm_by_layer(series: list[Series], shared: str, path: Path, dpi: int) 
             if np.isnan(centre).all() and not any(getattr(j, attr) for j in s.jobs):
                 continue
             st = series_style(i, n)
-            log.plot(x + offsets[i], centre, row=zero_series.index(i) if i in zero_series else 0,
+            # A layer the series' nets do not have (a shallower job of a depth sweep) is
+            # left out, not drawn as a NaN on the top edge.
+            has = np.array([any(f"{layer}.weight" in getattr(j, attr) for j in s.jobs)
+                            for layer in layers])
+            xs = (x + offsets[i])[has]
+            log.plot(xs, centre[has], row=zero_series.index(i) if i in zero_series else 0,
                      label=s.label, **st)
             if len(s.jobs) > 1:
-                log.band(x + offsets[i], low, high, st["color"])
+                log.band(xs, low[has], high[has], st["color"])
         log.finish("gradient L2 norm of the layer's weights" if k == 0 else "",
                    "layer (input → output)")
         if first is not None:
