@@ -28,6 +28,9 @@ commands:
                                   jobs of a sweep, or list a folder of runs and sweeps
   list [FOLDER]                   runs and sweeps under FOLDER (default: outputs),
                                   newest first
+  export tensorboard PATH [--out DIR]
+                                  write a run's or a sweep's record as TensorBoard events
+                                  (default DIR: PATH/tensorboard; needs the tensorboard extra)
 
 options:
   -h, --help      show this message
@@ -40,7 +43,7 @@ examples:
   initlab run -m experiment=dead_relu           a textbook comparison
 """
 
-COMMANDS = ("run", "report", "list")
+COMMANDS = ("run", "report", "list", "export")
 CONFIG_PATH = "pkg://initlab.conf"
 
 
@@ -440,6 +443,69 @@ def _report(args: list[str], prog: str = "initlab report") -> int:
     return 0
 
 
+def _export(args: list[str], prog: str = "initlab export") -> int:
+    """``initlab export FORMAT PATH [--out DIR]``: one line on stderr for anything wrong, as
+    :func:`_report` does (bad input exit 2, a missing extra or an unwritable folder exit 1)."""
+    import argparse
+
+    from initlab.export import FORMATS, INSTALL_HINT
+
+    class OneLineParser(argparse.ArgumentParser):
+        def error(self, message: str):  # argparse prints usage too: one line is enough
+            print(f"{self.prog}: error: {message} (see `{self.prog} --help`)", file=sys.stderr)
+            sys.exit(2)
+
+    parser = OneLineParser(
+        prog=prog,
+        description="Write a run's record (PATH holds summary.json) or every job of a sweep "
+        "(PATH holds multirun.yaml) as TensorBoard event files: per-epoch loss and accuracy, "
+        "per-step gradient norms, weight and activation histograms, the config as hparams. "
+        f"Needs the tensorboard extra: {INSTALL_HINT}",
+    )
+    parser.add_argument("format", metavar="FORMAT", help=f"the export format ({', '.join(FORMATS)})")
+    parser.add_argument("path", metavar="PATH", type=Path, help="a run or a sweep folder")
+    parser.add_argument("--out", metavar="DIR", type=Path, default=None,
+                        help="where the events go (default: PATH/tensorboard; an earlier "
+                        "export there is replaced)")
+    if args and args[0] not in FORMATS and not args[0].startswith("-"):
+        print(f"{prog}: error: unknown export format {args[0]!r} (choose from: "
+              f"{', '.join(FORMATS)}); usage: {prog} tensorboard PATH [--out DIR]", file=sys.stderr)
+        return 2
+    ns = parser.parse_args(args)
+    from initlab.export import ExportError, MissingExtra, export
+    from initlab.record import RecordError
+
+    try:
+        export(ns.format, ns.path, out=ns.out)
+    except MissingExtra as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 1
+    except (RecordError, ExportError) as e:
+        print(f"{prog}: error: {_one_line(str(e))}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a full disk, a read-only folder: the file it could not write
+        where = e.filename or f"writing the export of {ns.path}"
+        print(f"{prog}: error: {where}: {e.strerror or e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # a bug: one line, and its traceback kept so it can be reported
+        import tempfile
+        import traceback
+
+        saved = Path(tempfile.gettempdir()) / f"initlab-export-error-{os.getpid()}.txt"
+        try:
+            saved.write_text(traceback.format_exc())
+            where = f"traceback in {saved}"
+        except OSError:
+            where = "traceback not saved"
+        print(f"{prog}: internal error: {_one_line(f'{type(e).__name__}: {e}')} "
+              f"({where}; please report it)", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _given(args: list[str]) -> set[str]:
     """Which of `initlab list`'s arguments the user gave ("path" when a folder is named)."""
     return {"path"} if any(not a.startswith("-") for a in args) else set()
@@ -494,6 +560,8 @@ def main(argv: list[str] | None = None) -> int:
         return _report(rest)
     if command == "list":
         return _report(rest, prog="initlab list")
+    if command == "export":
+        return _export(rest)
     print(
         f"initlab: error: unknown command {command!r} (choose from: {', '.join(COMMANDS)}); "
         "see `initlab --help`",
