@@ -84,17 +84,23 @@ def diagnose(record: RunRecord) -> list[Finding]:
 
 
 def _has(record: RunRecord) -> dict[str, bool]:
-    """Which of the data the rules read the record holds."""
-    table = record.grad_norm_table()
+    """Which of the data the rules read the record holds (the cheapest evidence first: a
+    sweep's comparison asks this of every job page it writes)."""
     signal = record.summary.get("init_signal")
+    ends = (record.summary.get("grad_norms") or {}).get("first")
+    if ends:  # the run stored its first recorded step's norms: grad_norms.csv has rows
+        grad_norms = True
+    else:
+        table = record.grad_norm_table()
+        grad_norms = bool(table.steps if table is not None else record.grad_norms)
     return {
-        "grad_norms": bool(table.steps if table is not None else record.grad_norms),
+        "grad_norms": grad_norms,
         "units": bool(record.units or record.activations),
-        "metrics": bool(record.metrics),
+        "metrics": bool(record.summary.get("epochs_run")) or bool(record.metrics),
         "init_signal": isinstance(signal, dict),
-        "weights": bool(record.summary.get("param_shapes") and record.tuples("weights"))
-        or (record.run_dir / "checkpoints" / "init.pt").exists()
-        or (record.run_dir / "checkpoints" / "last.pt").exists(),
+        "weights": (record.run_dir / "checkpoints" / "init.pt").exists()
+        or (record.run_dir / "checkpoints" / "last.pt").exists()
+        or bool(record.summary.get("param_shapes") and record.tuples("weights")),
     }
 
 
