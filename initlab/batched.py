@@ -58,7 +58,7 @@ from initlab.diagnose import diagnose
 from initlab.init import data_dependent_init_, init_linear_
 from initlab.interrupts import StopOnSignal
 from initlab.model import activation_backward, bounded_activation, make_activation, parameter_shapes
-from initlab.options import dataset
+from initlab.options import CUSTOM, OPTION_GROUPS, dataset, is_custom
 from initlab.record import (
     EPOCH_CHECKPOINTS,
     STATUS_COMPLETED,
@@ -116,7 +116,14 @@ def group_key(cfg: DictConfig) -> tuple:
     epochs, batch size, log schedule, recorders, the data set's name and split sizes, the
     optimizer kind (and Adam's betas). Everything else may differ between members: seeds,
     init scheme and its parameters, biases, learning rate, momentum, weight decay, noise.
+    A job with a custom component (``act=custom``, ...) has no key: ValueError, and it trains
+    alone (the stacked trainer's equivalence with a single run is tested for initlab's own
+    components, and a user's may not be elementwise or seeded the way it needs).
     """
+    for group in OPTION_GROUPS:
+        if is_custom(cfg[group].name):
+            raise ValueError(f"{group}={CUSTOM} trains alone: the stacked trainer takes "
+                             f"initlab's own components only")
     m, d, o, t = cfg.model, cfg.data, cfg.optim, cfg.trainer
     act = tuple(sorted(to_plain(cfg.act).items()))
     betas = tuple(o.betas) if o.name == "adam" else None

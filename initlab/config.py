@@ -28,7 +28,9 @@ from initlab.options import (
     ActConfig,
     DataConfig,
     InitConfig,
+    is_custom,
     schema_name,
+    schema_node,
 )
 
 OPTIMIZERS = ("sgd", "adam")
@@ -213,8 +215,8 @@ def register_configs() -> None:
     cs = ConfigStore.instance()
     cs.store(name="config_schema", node=Config)
     for group, specs in OPTION_GROUPS.items():
-        for name, spec in specs.items():
-            cs.store(name=schema_name(group, name), node=spec.schema)
+        for name in specs:
+            cs.store(name=schema_name(group, name), node=schema_node(group, name))
     for name, node in (("model_schema", ModelConfig), ("sgd_schema", SGDConfig),
                        ("adam_schema", AdamConfig), ("trainer_schema", TrainerConfig),
                        ("diagnose_schema", DiagnoseConfig), ("report_schema", ReportConfig)):
@@ -242,6 +244,8 @@ def _check_top_level_keys(cfg: Any) -> None:
 def _check_option_keys(cfg: Any) -> None:
     for group, (by_name, base) in OPTION_SCHEMAS.items():
         node = cfg[group]
+        if is_custom(node.name):  # keys beyond the schema's are the target's kwargs
+            continue
         schema = by_name.get(node.name, base)
         allowed = [f.name for f in fields(schema)]
         for key in node:

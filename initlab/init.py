@@ -5,7 +5,9 @@ A scheme (its spec in :mod:`initlab.options`) says what each weight matrix is dr
 ``_``) from an explicit generator, with the formula in the docstring.
 ``apply_init(model, init_cfg, act_cfg, gen)`` applies the scheme to every Linear weight
 and sets every bias to ``init_cfg.bias`` (plus N(0, init.bias_std^2) where that is set).
-Data-dependent schemes (LSUV) finish in :func:`lsuv_` once the data are there.
+Data-dependent schemes (LSUV) finish in :func:`lsuv_` once the data are there. A custom
+scheme (``init=custom``) fills each weight itself (:func:`initlab.custom.fill_weight_`),
+from the same generator.
 """
 
 import math
@@ -85,8 +87,9 @@ def draw_(w: torch.Tensor, draw: Draw, gen: torch.Generator) -> torch.Tensor:
     raise ValueError(f"unknown distribution {draw.kind!r}")
 
 
-def weight_draw(w_shape, init_cfg, act_cfg) -> Draw:
-    """What a weight of shape (fan_out, fan_in) is drawn from under ``init_cfg``."""
+def weight_draw(w_shape, init_cfg, act_cfg) -> Draw | None:
+    """What a weight of shape (fan_out, fan_in) is drawn from under ``init_cfg`` (None for a
+    custom scheme: initlab does not know its distribution)."""
     fan_out, fan_in = w_shape
     return init_scheme(init_cfg.name).draw(init_cfg, activation(act_cfg.name).gain(act_cfg),
                                             fan_in, fan_out)
@@ -95,6 +98,10 @@ def weight_draw(w_shape, init_cfg, act_cfg) -> Draw:
 def init_weight_(w: torch.Tensor, init_cfg, act_cfg, gen: torch.Generator) -> torch.Tensor:
     """Fill one weight matrix with the scheme named by ``init_cfg.name``."""
     fans(w)  # a 2-D Linear weight
+    spec = init_scheme(init_cfg.name)
+    if spec.fill is not None:
+        spec.fill(w, None, init_cfg, gen)
+        return w
     return draw_(w, weight_draw(tuple(w.shape), init_cfg, act_cfg), gen)
 
 
@@ -102,10 +109,17 @@ def init_weight_(w: torch.Tensor, init_cfg, act_cfg, gen: torch.Generator) -> to
 def init_linear_(weight: torch.Tensor, bias: torch.Tensor | None, init_cfg, act_cfg,
                  gen: torch.Generator) -> None:
     """One Linear layer: the weight by the scheme (drawing from ``gen``), the bias to the
-    constant ``init_cfg.bias``. The stacked trainer fills each member's slice with it."""
-    init_weight_(weight, init_cfg, act_cfg, gen)
+    constant ``init_cfg.bias``. The stacked trainer fills each member's slice with it. A
+    custom scheme gets the bias too, already at ``init.bias``, to leave or set."""
     if bias is not None:
-        bias.fill_(init_cfg.bias)
+        bias.fill_(init_cfg.bias)  # no draw: the weights below come from gen as before
+    spec = init_scheme(init_cfg.name)
+    if spec.fill is not None:
+        fans(weight)
+        spec.fill(weight, bias, init_cfg, gen)
+    else:
+        init_weight_(weight, init_cfg, act_cfg, gen)
+    if bias is not None:
         bias_std = getattr(init_cfg, "bias_std", 0.0)
         if bias_std:  # drawn after the weight, from the same generator
             bias.add_(torch.randn(bias.shape, generator=gen, dtype=bias.dtype), alpha=bias_std)

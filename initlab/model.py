@@ -9,7 +9,8 @@ from initlab.options import SELU_ALPHA, SELU_SCALE, activation
 
 
 def make_activation(act_cfg) -> nn.Module:
-    """The hidden activation module its spec (:mod:`initlab.options`) builds from ``act_cfg``."""
+    """The hidden activation module its spec (:mod:`initlab.options`) builds from ``act_cfg``
+    (for ``act=custom``, the module ``act._target_`` builds)."""
     return activation(act_cfg.name).build(act_cfg)
 
 
@@ -17,28 +18,30 @@ def activation_backward(act: nn.Module) -> Callable | None:
     """``f(grad_out, z, out) -> grad_z`` for the hidden activation ``act``: the ATen
     backward kernel autograd itself calls for that module (so the activation's part of the
     gradient is bit for bit autograd's), or None for a module not listed here (then the
-    group trains through autograd)."""
+    group trains through autograd). By exact type: a subclass (a custom activation deriving
+    from nn.SiLU, say) may compute something else in its own forward."""
     aten = torch.ops.aten
-    if isinstance(act, torch.nn.Sigmoid):
+    kind = type(act)
+    if kind is torch.nn.Sigmoid:
         return lambda g, z, h: aten.sigmoid_backward(g, h)
-    if isinstance(act, torch.nn.Tanh):
+    if kind is torch.nn.Tanh:
         return lambda g, z, h: aten.tanh_backward(g, h)
-    if isinstance(act, torch.nn.ReLU):
+    if kind is torch.nn.ReLU:
         return lambda g, z, h: aten.threshold_backward(g, h, 0)
-    if isinstance(act, torch.nn.LeakyReLU):
+    if kind is torch.nn.LeakyReLU:
         slope = act.negative_slope
         return lambda g, z, h: aten.leaky_relu_backward(g, z, slope, False)
-    if isinstance(act, torch.nn.ELU):
+    if kind is torch.nn.ELU:
         alpha = act.alpha
         return lambda g, z, h: aten.elu_backward(g, alpha, 1, 1, False, z)
-    if isinstance(act, torch.nn.SELU):
+    if kind is torch.nn.SELU:
         return lambda g, z, h: aten.elu_backward(g, SELU_ALPHA, SELU_SCALE, 1, False, z)
-    if isinstance(act, torch.nn.GELU):
+    if kind is torch.nn.GELU:
         approximate = act.approximate
         return lambda g, z, h: aten.gelu_backward(g, z, approximate=approximate)
-    if isinstance(act, torch.nn.SiLU):
+    if kind is torch.nn.SiLU:
         return lambda g, z, h: aten.silu_backward(g, z)
-    if isinstance(act, torch.nn.Identity):
+    if kind is torch.nn.Identity:
         return lambda g, z, h: g
     return None
 

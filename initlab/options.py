@@ -6,7 +6,9 @@ report names it — and everything else reads it from here: validation and schem
 registration (:mod:`initlab.config`), the model (:mod:`initlab.model`), the init
 (:mod:`initlab.init`), the data (:mod:`initlab.data`), the diagnosis and the report.
 Adding an activation, an init or a data set is a spec here and a YAML file under
-``conf/`` (tests/test_options.py checks that each has the other).
+``conf/`` (tests/test_options.py checks that each has the other). The ``custom`` option of
+each group is the user's own component, named by ``_target_``; :mod:`initlab.custom` holds
+its contracts and checks.
 
 This module must not import torch at import time (``initlab run --help`` loads it): the
 few callables that need torch import it when called.
@@ -17,7 +19,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from omegaconf import MISSING
+from omegaconf import MISSING, OmegaConf
+
+from initlab import custom
+from initlab.custom import CUSTOM, is_custom
 
 Check = Callable[[bool, str], None]
 
@@ -49,6 +54,14 @@ class ELUConfig(ActConfig):
     alpha: float = 1.0
 
 
+@dataclass
+class CustomActConfig(ActConfig):
+    name: str = CUSTOM
+    # A torch.nn.Module class or a factory returning one; the node's other keys are its
+    # keyword arguments (act.beta=2).
+    _target_: str = MISSING
+
+
 @dataclass(frozen=True)
 class ActivationSpec:
     """A hidden activation.
@@ -78,6 +91,14 @@ class ActivationSpec:
         from torch import nn
 
         return getattr(nn, self.module)(**{key: cfg[key] for key in self.params})
+
+
+class CustomActivationSpec(ActivationSpec):
+    """``act=custom``: the module ``act._target_`` builds; its gain, pointwise function and
+    slope are integrated over, evaluated on and differentiated through that module."""
+
+    def build(self, cfg: Any):
+        return custom.build_activation(cfg)
 
 
 def _sigmoid(x: float) -> float:
@@ -131,6 +152,11 @@ _ACTIVATION_LIST = [
                    lambda c: lambda x: _sigmoid(x) * (1 + x * (1 - _sigmoid(x)))),
     ActivationSpec("identity", "no activation: a deep linear network", "Identity",
                    lambda c: 1.0, lambda c: lambda x: x, lambda c: lambda x: 1.0),
+    CustomActivationSpec(CUSTOM, "your own: act._target_ names a torch.nn.Module class or a "
+                         "factory, the other keys its arguments (docs/custom_components.md)",
+                         "", custom.activation_gain, custom.activation_pointwise,
+                         custom.activation_slope, schema=CustomActConfig,
+                         check=custom.check_activation),
 ]
 ACTIVATIONS: dict[str, ActivationSpec] = {spec.name: spec for spec in _ACTIVATION_LIST}
 
@@ -203,6 +229,14 @@ class LSUVInitConfig(InitConfig):
     batch_size: int = 256  # training examples (in data order) the variances are measured on
 
 
+@dataclass
+class CustomInitConfig(InitConfig):
+    name: str = CUSTOM
+    # fn(weight, generator=gen, **kwargs), filling a weight in place; the node's other keys
+    # (beyond bias, bias_std) are its keyword arguments.
+    _target_: str = MISSING
+
+
 @dataclass(frozen=True)
 class Draw:
     """The distribution one weight matrix is drawn from, in numbers (torch-free).
@@ -264,17 +298,20 @@ class InitSpec:
     ``gain`` is the chosen activation's (:attr:`ActivationSpec.gain`), for the schemes that
     use it. ``shown`` are the keys the report prints beside the name; ``layer_free``: every
     layer gets the same distribution (so one histogram stands for all); ``data_dependent``:
-    the scheme then looks at training data (LSUV).
+    the scheme then looks at training data (LSUV). ``fill(weight, bias, cfg, gen)``: a
+    scheme that fills the weights itself instead (``init=custom``); its ``draw`` is None,
+    the distribution unknown to initlab.
     """
 
     name: str
     summary: str
-    draw: Callable[[Any, float, int, int], Draw]
+    draw: Callable[[Any, float, int, int], Optional[Draw]]
     schema: type = InitConfig
     shown: tuple[str, ...] = ()
     layer_free: bool = False
     data_dependent: bool = False
     check: Callable[[Any, Check], None] = _no_checks
+    fill: Optional[Callable[[Any, Any, Any, Any], None]] = None
 
 
 def _gain(cfg: Any, default: float) -> float:
@@ -377,6 +414,10 @@ _INIT_LIST = [
              lambda c, g, i, o: Draw("orthogonal", gain=1.0),
              schema=LSUVInitConfig, shown=("tolerance", "max_iterations"), data_dependent=True,
              check=_check_lsuv),
+    InitSpec(CUSTOM, "your own: init._target_ names fn(weight, generator=gen, **kwargs) that "
+             "fills a weight in place (docs/custom_components.md)",
+             lambda c, g, i, o: None, schema=CustomInitConfig, check=custom.check_init,
+             fill=custom.fill_weight_),
 ]
 INITS: dict[str, InitSpec] = {spec.name: spec for spec in _INIT_LIST}
 
@@ -391,6 +432,8 @@ def init_scheme(name: str) -> InitSpec:
 def describe_init(init_cfg: Any) -> str:
     """``name(key=value, ...)`` with the keys that define the scheme (a mapping or config)."""
     name = init_cfg.get("name", "?")
+    if is_custom(name):
+        return custom.describe("init", init_cfg)
     spec = INITS.get(name)
     shown = spec.shown if spec is not None else ()
     args = ", ".join(f"{k}={init_cfg[k]}" for k in shown if init_cfg.get(k) is not None)
@@ -439,6 +482,14 @@ class GaussianConfig(DataConfig):
     # How labels are made from x ~ N(0, I): "teacher" (the sign of a random linear teacher
     # w . x, w ~ N(0, I) from the data seed) or "first" (the sign of x_1).
     rule: str = "teacher"
+
+
+@dataclass
+class CustomDataConfig(DataConfig):
+    name: str = CUSTOM
+    # fn(n_samples=, noise=, generator=, **kwargs) -> (X, y); the node's other keys (beyond
+    # the data keys above) are its keyword arguments. X has data.dim columns.
+    _target_: str = MISSING
 
 
 @dataclass(frozen=True)
@@ -503,6 +554,9 @@ _DATASET_LIST = [
     DatasetSpec("gaussian", "x ~ N(0, I) in any dimension, labels from a rule (a random "
                 "linear teacher by default)", _make("make_gaussian"), schema=GaussianConfig,
                 any_dim=True, shape_keys=("rule",), check=_check_gaussian),
+    DatasetSpec(CUSTOM, "your own: data._target_ names fn(n_samples=, noise=, generator=, "
+                "**kwargs) -> (X, y) (docs/custom_components.md)", custom.make_data,
+                schema=CustomDataConfig, any_dim=True, check=custom.check_data),
 ]
 DATASETS: dict[str, DatasetSpec] = {spec.name: spec for spec in _DATASET_LIST}
 
@@ -517,6 +571,32 @@ def dataset(name: str) -> DatasetSpec:
 # The config groups whose options are specs here, with their base schemas.
 OPTION_GROUPS: dict[str, dict[str, Any]] = {"act": ACTIVATIONS, "init": INITS, "data": DATASETS}
 BASE_SCHEMAS: dict[str, type] = {"act": ActConfig, "init": InitConfig, "data": DataConfig}
+
+
+def built_in(specs: dict[str, Any]) -> dict[str, Any]:
+    """The options initlab ships, without ``custom`` (whose behaviour is the user's)."""
+    return {name: spec for name, spec in specs.items() if not is_custom(name)}
+
+
+def schema_node(group: str, option: str) -> Any:
+    """What the ConfigStore holds for an option: its schema; for ``custom`` a node that
+    takes keys beyond the schema's (``act.beta=2``, Hydra's instantiate style: they are the
+    target's keyword arguments)."""
+    schema = OPTION_GROUPS[group][option].schema
+    if not is_custom(option):
+        return schema
+    node = OmegaConf.structured(schema)
+    OmegaConf.set_struct(node, False)
+    return node
+
+
+def describe_option(group: str, node: Any) -> str:
+    """How tables and titles name a group's option: its name, or for a custom component its
+    target and arguments (``mypkg.Swish(beta=2)``)."""
+    name = node.get("name", "?")
+    if is_custom(name):
+        return custom.describe(group, node)
+    return describe_init(node) if group == "init" else name
 
 
 def schema_name(group: str, option: str) -> str:

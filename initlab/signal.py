@@ -203,9 +203,12 @@ def predicted(cfg: Any, shapes: list[tuple[int, int]], input_sq: float,
     """Mean-field theory's q_l and grad_sq_l (anchored at the measured last layer), the
     chi_1 at the fixed point of the hidden layers and the phase it gives; None where the
     theory does not apply: weights not drawn i.i.d. with mean 0 (zeros, constant, a
-    normal with a mean) or set from the data (LSUV)."""
+    normal with a mean) or set from the data (LSUV), or by a custom init (its distribution
+    is unknown here). A custom activation's functions come from its own module."""
     init, act = cfg.init, cfg.act
     spec = init_scheme(init.name)
+    if spec.fill is not None:
+        return None
     gain = activation(act.name).gain(act)
     draws = [spec.draw(init, gain, fan_in, fan_out) for fan_out, fan_in in shapes]
     zero_mean = all(d.kind in ("truncated_normal", "orthogonal")

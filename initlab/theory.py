@@ -50,9 +50,35 @@ def gaussian_mean(f: Callable[[float], float], mean: float, var: float) -> float
     total = 0.0
     for a, b in pieces:
         half = (b - a) / 2
+        if is_vectorized(f):  # one call for every node (a custom module's own forward)
+            x = _nodes * half + (a + b) / 2
+            total += float(np.sum(_weights * half * f(x) * np.exp(-((x - mean) ** 2) / (2 * var))))
+            continue
         for x, w in zip((_nodes * half + (a + b) / 2).tolist(), _weights.tolist()):
             total += w * half * f(x) * math.exp(-((x - mean) ** 2) / (2 * var))
     return total / math.sqrt(2 * math.pi * var)
+
+
+def vectorized(f: Callable) -> Callable:
+    """Mark ``f`` as taking a float64 array of points at once (and still one float), so
+    :func:`gaussian_mean` calls it once per piece instead of once per node: what a custom
+    activation's module-backed function needs (initlab.custom); the built-in functions are
+    written for one float."""
+    f.vectorized = True  # type: ignore[attr-defined]
+    return f
+
+
+def is_vectorized(f: Callable) -> bool:
+    return getattr(f, "vectorized", False)
+
+
+def squared(f: Callable[[float], float]) -> Callable[[float], float]:
+    """z -> f(z)^2, vectorized where ``f`` is."""
+
+    def f2(z):
+        return f(z) ** 2
+
+    return vectorized(f2) if is_vectorized(f) else f2
 
 
 @dataclass(frozen=True)
@@ -77,9 +103,9 @@ def predict(second_moments: list[float], fan_ins: list[int], bias_mean: float, s
     v = second_moments[0] * input_sq + sigma_b2
     variances = [v]
     for s in sigma_w2[1:]:
-        v = s * gaussian_mean(lambda z: phi(z) ** 2, bias_mean, v) + sigma_b2
+        v = s * gaussian_mean(squared(phi), bias_mean, v) + sigma_b2
         variances.append(v)
-    chi = [sigma_w2[k + 1] * gaussian_mean(lambda z: slope(z) ** 2, bias_mean, variances[k])
+    chi = [sigma_w2[k + 1] * gaussian_mean(squared(slope), bias_mean, variances[k])
            for k in range(len(variances) - 1)]
     return Prediction([v + bias_mean**2 for v in variances], chi, sigma_w2, bias_mean, sigma_b2)
 
@@ -92,7 +118,7 @@ def fixed_point(sigma_w2: float, sigma_b2: float, bias_mean: float, phi: Callabl
     ReLU net without bias and sigma_w^2 > 2); a map that shrinks to 0 gives 0."""
     v = start
     for _ in range(iterations):
-        new = sigma_w2 * gaussian_mean(lambda z: phi(z) ** 2, bias_mean, v) + sigma_b2
+        new = sigma_w2 * gaussian_mean(squared(phi), bias_mean, v) + sigma_b2
         if not math.isfinite(new) or new > 1e100:
             return None
         if new < 1e-100:
@@ -106,7 +132,7 @@ def fixed_point(sigma_w2: float, sigma_b2: float, bias_mean: float, phi: Callabl
 def chi1(sigma_w2: float, var: float, bias_mean: float, slope: Callable[[float], float]) -> float:
     """sigma_w^2 E[phi'(z)^2], z ~ N(b0, var): how the squared gradient scales per layer
     (var 0, the fixed point of a vanishing signal: the limit of small variances)."""
-    return sigma_w2 * gaussian_mean(lambda z: slope(z) ** 2, bias_mean, max(var, 1e-12))
+    return sigma_w2 * gaussian_mean(squared(slope), bias_mean, max(var, 1e-12))
 
 
 def phase(chi: float) -> str:

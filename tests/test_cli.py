@@ -10,7 +10,7 @@ import pytest
 from tests.conftest import initlab_cli, read_summary
 
 BAD_INPUTS = [
-    (["act=foo"], "choose from: elu, gelu"),
+    (["act=foo"], "choose from: custom, elu, gelu"),
     (["init=bar"], "choose from: constant"),
     (["model.depth=0"], "model.depth must be >= 1"),
     (["model.width=-1"], "model.width must be >= 1"),
@@ -80,8 +80,8 @@ def test_help_lists_every_group_and_does_not_import_torch(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=tmp_path).stdout
     assert "TORCH_NOT_IMPORTED" in out
-    for line in ("act: elu, gelu, identity, lrelu, relu, selu, sigmoid, silu, tanh",
-                 "data: blobs, circles, gaussian, moons, spirals, xor",
+    for line in ("act: custom, elu, gelu, identity, lrelu, relu, selu, sigmoid, silu, tanh",
+                 "data: blobs, circles, custom, gaussian, moons, spirals, xor",
                  "experiment: dead_relu, glorot2010, he2015, lsuv2016, lu2019, saxe2014, schoenholz2017, "
                  "vanishing_gradient, zero_init",
                  "optim: adam, momentum, sgd"):

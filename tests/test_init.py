@@ -8,7 +8,7 @@ from omegaconf import OmegaConf
 
 from initlab import init as I
 from initlab.model import build_model
-from initlab.options import INITS
+from initlab.options import INITS, built_in
 
 OUT, IN = 300, 500  # fan_out, fan_in of the test matrix: 150 000 draws per scheme
 
@@ -116,7 +116,7 @@ def test_orthogonal_rows_or_columns_are_orthonormal(shape):
     assert torch.allclose(gram, 4.0 * torch.eye(small, dtype=torch.float64), atol=1e-5)
 
 
-@pytest.mark.parametrize("scheme", list(INITS))
+@pytest.mark.parametrize("scheme", list(built_in(INITS)))
 def test_apply_init_sets_every_bias_and_is_seeded(scheme):
     cfg = OmegaConf.create({"name": scheme, "bias": -8.0, "bias_std": 0.0, "value": 0.5,
                             "mean": 0.0, "std": 0.1, "low": -1.0, "high": 1.0, "gain": None,

@@ -1,6 +1,7 @@
 """The option specs (initlab.options): each has its YAML and each YAML its spec, and what a
 spec says (gain, pointwise function, second moment, data shape) against torch or a closed
-form; the new inits (LSUV) and data sets (dim, standardize) against independent checks."""
+form; the new inits (LSUV) and data sets (dim, standardize) against independent checks.
+The ``custom`` options run the user's code: tests/test_custom_components.py."""
 
 import math
 from pathlib import Path
@@ -31,7 +32,7 @@ def test_every_spec_has_its_yaml_and_every_yaml_its_spec(group):
         assert first == f"/{options.schema_name(group, name)}"
 
 
-@pytest.mark.parametrize("name", list(options.ACTIVATIONS))
+@pytest.mark.parametrize("name", list(options.built_in(options.ACTIVATIONS)))
 def test_each_activations_pointwise_function_is_its_torch_module(name):
     cfg = compose_config(f"act={name}").act
     spec = options.ACTIVATIONS[name]
@@ -55,7 +56,7 @@ def test_gains_are_torchs(name, torch_name, param):
     assert options.ACTIVATIONS[name].gain(cfg) == pytest.approx(expected)
 
 
-@pytest.mark.parametrize("name", list(options.INITS))
+@pytest.mark.parametrize("name", list(options.built_in(options.INITS)))
 def test_each_schemes_second_moment_is_what_it_draws(name):
     """Draw.second_moment (the sigma_w^2 / fan_in of mean-field theory) against 120 000 draws."""
     cfg = compose_config(f"init={name}", "act=tanh").init
@@ -115,7 +116,7 @@ def test_an_lsuv_run_starts_at_unit_variance(tmp_path):
         h = torch.tanh(out)
 
 
-@pytest.mark.parametrize("name", list(options.DATASETS))
+@pytest.mark.parametrize("name", list(options.built_in(options.DATASETS)))
 def test_every_data_set_has_its_shape_both_labels_and_depends_only_on_its_seed(name):
     dim = 5 if options.DATASETS[name].any_dim else 2
     cfg = compose_config(f"data={name}", f"data.dim={dim}").data
@@ -197,7 +198,7 @@ def test_bad_option_values_fail_in_one_line(overrides, message):
         validate(compose_config(*overrides))
 
 
-@pytest.mark.parametrize("name", list(options.ACTIVATIONS))
+@pytest.mark.parametrize("name", list(options.built_in(options.ACTIVATIONS)))
 def test_each_activations_slope_is_autograds(name):
     cfg = compose_config(f"act={name}").act
     spec = options.ACTIVATIONS[name]

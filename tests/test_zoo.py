@@ -145,13 +145,13 @@ def test_zoo_findings_are_exactly_the_expected_ones(zoo_runs, name, expected):
 
 def test_the_zoo_covers_every_finding_and_healthy_nets_of_every_activation():
     from initlab.diagnose import CODES
-    from initlab.options import ACTIVATIONS
+    from initlab.options import ACTIVATIONS, built_in
 
     assert len(ZOO) >= 30
     assert {code for z in ZOO for code in z[2]} == set(CODES)
     activations = {next((o.split("=")[1] for o in z[1] if o.startswith("act=")), "relu")
                    for z in ZOO if z[0] in HEALTHY}
-    assert activations == set(ACTIVATIONS)
+    assert activations == set(built_in(ACTIVATIONS))
 
 
 def test_precision_and_recall_over_the_whole_zoo(zoo_runs):

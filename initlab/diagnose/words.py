@@ -13,7 +13,7 @@ from typing import Any
 
 from initlab.diagnose.facts import RunFacts
 from initlab.diagnose.rules import Earlier, Evidence
-from initlab.options import ACTIVATIONS
+from initlab.options import ACTIVATIONS, is_custom
 from initlab.record import layer_of
 
 # Slope of tanh where |tanh| = 0.97 (the recorders' saturation threshold), relative to its
@@ -102,11 +102,12 @@ def critical_sigma_w2(facts: RunFacts, theory: dict[str, Any]) -> float | None:
     asks once per distinct setting). Where phi(0) = 0 and the bias is exactly 0 the fixed
     point is q* = 0 and chi_1 = sigma_w^2 phi'(0)^2, so the answer is 1 / phi'(0)^2 without
     a search; for a ReLU-like activation chi_1 = sigma_w^2 E[phi'^2] does not depend on
-    q, so it is 1 / E[phi'^2] at any bias spread when the bias mean is 0."""
+    q, so it is 1 / E[phi'^2] at any bias spread when the bias mean is 0. None for a custom
+    activation: the diagnosis reads the record only, never the user's code."""
     from initlab import theory as mean_field
 
     spec = ACTIVATIONS.get(facts.act)
-    if spec is None or spec.pointwise is None:
+    if spec is None or spec.pointwise is None or is_custom(facts.act):
         return None
     act_cfg = facts.config.get("act", {})
     sigma_b2, bias = float(theory.get("sigma_b2") or 0.0), float(theory.get("bias") or 0.0)

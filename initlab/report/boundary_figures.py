@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib import colors as mcolors
 
+from initlab.custom import code_missing
 from initlab.options import input_size
 from initlab.record import EPOCH_CHECKPOINTS, RunRecord
 from initlab.report.plotting import colorbar_beside, figure, plt, run_config, run_title, save, suptitle
@@ -23,12 +24,13 @@ PROBABILITY_NORM = mcolors.BoundaryNorm(np.linspace(0, 1, 11), 10)
 
 def has_boundary(record: RunRecord) -> bool:
     return (record.run_dir / BEST).exists() and (record.run_dir / DATA).exists() and \
-        input_size(run_config(record)) == 2
+        input_size(run_config(record)) == 2 and not code_missing(run_config(record), ("act",))
 
 
 def has_epoch_boundaries(record: RunRecord) -> bool:
+    # A custom activation's module rebuilds the model: skipped where it does not import.
     return (record.run_dir / EPOCH_CHECKPOINTS).exists() and (record.run_dir / DATA).exists() \
-        and input_size(run_config(record)) == 2
+        and input_size(run_config(record)) == 2 and not code_missing(run_config(record), ("act",))
 
 
 def load_model(record: RunRecord, state: dict | None = None):

@@ -23,7 +23,7 @@ import numpy as np  # noqa: E402
 from matplotlib import transforms  # noqa: E402
 from matplotlib.ticker import LogLocator, MaxNLocator, NullFormatter  # noqa: E402
 
-from initlab.options import describe_init  # noqa: E402
+from initlab.options import describe_init, describe_option  # noqa: E402
 
 # Okabe & Ito (2008): distinguishable with every common colour-vision deficiency.
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
@@ -162,7 +162,7 @@ def run_title(record) -> str:
     """A short description of the run for figure titles: '5-layer MLP, sigmoid, normal(...), bias 1.0'."""
     c = run_config(record)
     act, init, model = c.get("act", {}), c.get("init", {}), c.get("model", {})
-    return (f"{model.get('depth')}-layer MLP, {act.get('name')}, "
+    return (f"{model.get('depth')}-layer MLP, {describe_option('act', act)}, "
             f"{describe_init(init)}, bias {init.get('bias')}")
 
 

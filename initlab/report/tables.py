@@ -19,7 +19,7 @@ from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
-from initlab.options import describe_init, input_size
+from initlab.options import describe_init, describe_option, input_size, is_custom
 from initlab.record import RunRecord
 
 
@@ -265,14 +265,15 @@ def config_table(record: RunRecord) -> Table:
     if depth is not None:
         sizes = [input_size(c)] + [width] * (depth - 1) + [1]
         table.add_row("model", f"MLP {'-'.join(map(str, sizes))} ({plural(depth, 'Linear layer')})")
-    table.add_row("activation", ", ".join(f"{k}={v}" for k, v in act.items()))
+    table.add_row("activation", describe_option("act", act) if is_custom(act.get("name")) else
+                  ", ".join(f"{k}={v}" for k, v in act.items()))
     bias = f"bias={init.get('bias')}" + (f" + N(0, {init['bias_std']}^2)" if init.get("bias_std") else "")
     table.add_row("init", f"{describe_init(init)}, {bias}")
     opt = {k: v for k, v in optim.items() if k != "name"}
     table.add_row("optimizer", f"{optim.get('name')}({', '.join(f'{k}={v}' for k, v in opt.items())})")
     table.add_row(
         "data",
-        f"{data.get('name')}{'' if input_size(c) == 2 else f' ({input_size(c)}-D)'}: "
+        f"{describe_option('data', data)}{'' if input_size(c) == 2 else f' ({input_size(c)}-D)'}: "
         f"{data.get('n_train')} train / {data.get('n_dev')} dev / "
         f"{data.get('n_test')} test, noise {data.get('noise')}",
     )

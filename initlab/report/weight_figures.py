@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
+from initlab.custom import code_missing
 from initlab.options import INITS, describe_init
 from initlab.record import RunRecord, layer_number, layer_of
 from initlab.report.plotting import (
@@ -40,7 +41,10 @@ def _layer_free(name: str | None) -> bool:
 
 # ------------------------------------------------------------------- initial weights
 def has_initial_weights(record: RunRecord) -> bool:
-    return (record.run_dir / "checkpoints" / "init.pt").exists()
+    # The fresh draws call a custom init (and a custom activation, for the gain): skipped
+    # where its module does not import.
+    return (record.run_dir / "checkpoints" / "init.pt").exists() and \
+        not code_missing(run_config(record))
 
 
 class _Settings(dict):
