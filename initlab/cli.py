@@ -421,26 +421,14 @@ def _report(args: list[str], prog: str = "initlab report") -> int:
     from initlab.record import RecordError
     from initlab.report import list_path, render_path
 
-    try:
+    def action() -> None:
         if listing:
             list_path(ns.path, default="path" not in _given(args))
         else:
             render_path(ns.path, fmt=ns.format, dpi=ns.dpi)
-    except RecordError as e:
-        print(f"{prog}: error: {_one_line(str(e))}", file=sys.stderr)
-        return 2
-    except OSError as e:  # a full disk, a read-only folder: the file it could not write
-        where = e.filename or f"writing the report of {ns.path}"
-        print(f"{prog}: error: {where}: {e.strerror or e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
-        return 130
-    except Exception as e:  # a bug: one line, and its traceback kept so it can be reported
-        print(f"{prog}: internal error: {_one_line(f'{type(e).__name__}: {e}')} "
-              f"({_save_report_traceback(ns.path)}; please report it)", file=sys.stderr)
-        return 1
-    return 0
+
+    return _in_one_line(prog, action, f"writing the report of {ns.path}",
+                        ((RecordError, 2),), lambda: _save_report_traceback(ns.path))
 
 
 def _export(args: list[str], prog: str = "initlab export") -> int:
@@ -475,33 +463,32 @@ def _export(args: list[str], prog: str = "initlab export") -> int:
     from initlab.export import ExportError, MissingExtra, export
     from initlab.record import RecordError
 
+    return _in_one_line(prog, lambda: export(ns.format, ns.path, out=ns.out),
+                        f"writing the export of {ns.path}",
+                        ((MissingExtra, 1), (RecordError, 2), (ExportError, 2)),
+                        lambda: _save_report_traceback(ns.path, kind="export"))
+
+
+def _in_one_line(prog: str, action, what: str, expected: tuple, save_traceback) -> int:
+    """Run ``action()`` (a report, a listing, an export); anything wrong is one line on
+    stderr and an exit status, never a traceback: the ``expected`` errors (type, status)
+    as they say, a full disk or a read-only folder naming the file, Ctrl-C 130, and a bug
+    as an internal error whose traceback ``save_traceback()`` keeps (it returns where)."""
     try:
-        export(ns.format, ns.path, out=ns.out)
-    except MissingExtra as e:
-        print(f"{prog}: error: {e}", file=sys.stderr)
-        return 1
-    except (RecordError, ExportError) as e:
-        print(f"{prog}: error: {_one_line(str(e))}", file=sys.stderr)
-        return 2
-    except OSError as e:  # a full disk, a read-only folder: the file it could not write
-        where = e.filename or f"writing the export of {ns.path}"
-        print(f"{prog}: error: {where}: {e.strerror or e}", file=sys.stderr)
-        return 1
+        action()
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
-    except Exception as e:  # a bug: one line, and its traceback kept so it can be reported
-        import tempfile
-        import traceback
-
-        saved = Path(tempfile.gettempdir()) / f"initlab-export-error-{os.getpid()}.txt"
-        try:
-            saved.write_text(traceback.format_exc())
-            where = f"traceback in {saved}"
-        except OSError:
-            where = "traceback not saved"
+    except Exception as e:
+        for kind, status in expected:
+            if isinstance(e, kind):
+                print(f"{prog}: error: {_one_line(str(e))}", file=sys.stderr)
+                return status
+        if isinstance(e, OSError):
+            print(f"{prog}: error: {e.filename or what}: {e.strerror or e}", file=sys.stderr)
+            return 1
         print(f"{prog}: internal error: {_one_line(f'{type(e).__name__}: {e}')} "
-              f"({where}; please report it)", file=sys.stderr)
+              f"({save_traceback()}; please report it)", file=sys.stderr)
         return 1
     return 0
 
@@ -511,17 +498,18 @@ def _given(args: list[str]) -> set[str]:
     return {"path"} if any(not a.startswith("-") for a in args) else set()
 
 
-def _save_report_traceback(path: Path) -> str:
-    """Save the current traceback in the run's report_error.txt (a temporary file for a
-    sweep, a folder, or a run that cannot be written); returns where, or why it could not."""
+def _save_report_traceback(path: Path, kind: str = "report") -> str:
+    """Save the current traceback in the run's report_error.txt (a temporary file for an
+    export, a sweep, a folder, or a run that cannot be written); returns where, or why it
+    could not."""
     import tempfile
     import traceback
 
     from initlab.record import REPORT_ERROR_FILE, SUMMARY
 
     text = traceback.format_exc()
-    candidates = [path / REPORT_ERROR_FILE] if (path / SUMMARY).is_file() else []
-    candidates.append(Path(tempfile.gettempdir()) / f"initlab-report-error-{os.getpid()}.txt")
+    candidates = [path / REPORT_ERROR_FILE] if kind == "report" and (path / SUMMARY).is_file() else []
+    candidates.append(Path(tempfile.gettempdir()) / f"initlab-{kind}-error-{os.getpid()}.txt")
     for target in candidates:
         try:
             target.write_text(text)
