@@ -122,8 +122,8 @@ def group_key(cfg: DictConfig) -> tuple:
     """
     for group in OPTION_GROUPS:
         if is_custom(cfg[group].name):
-            raise ValueError(f"{group}={CUSTOM} trains alone: the stacked trainer takes "
-                             f"initlab's own components only")
+            raise ValueError(f"{group}={CUSTOM}: the stacked trainer takes initlab's own "
+                             "components only")
     m, d, o, t = cfg.model, cfg.data, cfg.optim, cfg.trainer
     act = tuple(sorted(to_plain(cfg.act).items()))
     betas = tuple(o.betas) if o.name == "adam" else None

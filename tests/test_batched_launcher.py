@@ -148,6 +148,9 @@ def test_template_values_are_written_as_omegaconfs_dumper_writes_them():
 def test_grouping_line():
     assert grouping_line(24, [16, 4, 4], 3, 4096, 0, 0) == "24 jobs → 3 groups of 16, 4, 4"
     assert grouping_line(3, [2], 1, 4096, 1, 0) == "3 jobs → 1 group of 2; 1 failed its checks"
+    why = "act=custom: the stacked trainer takes initlab's own components only"
+    assert grouping_line(3, [1, 1, 1], 3, 4096, 0, 2, (why, why)) == \
+        f"3 jobs → 3 groups of 1, 1, 1; 2 train alone ({why})"
     line = grouping_line(10000, [10000], 3, 4096, 0, 0)
     assert line == ("10000 jobs → 1 group of 10000, trained in 3 chunks of at most 4096 "
                     "(hydra.launcher.max_members)")

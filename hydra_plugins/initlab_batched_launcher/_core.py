@@ -111,8 +111,9 @@ def _plural(n: int, word: str) -> str:
 
 
 def grouping_line(n_jobs: int, sizes: list[int], chunks: int, max_members: int, failed: int,
-                  alone: int) -> str:
-    """'24 jobs → 3 groups of 16, 4, 4' and what else the user should know about the split."""
+                  alone: int, why_alone: tuple[str, ...] = ()) -> str:
+    """'24 jobs → 3 groups of 16, 4, 4' and what else the user should know about the split
+    (``why_alone``: the reasons jobs train alone, each said once)."""
     if len(sizes) <= 8:
         shape = ", ".join(map(str, sizes))
     else:  # a thousand groups: by size, biggest first
@@ -121,7 +122,8 @@ def grouping_line(n_jobs: int, sizes: list[int], chunks: int, max_members: int, 
     line = f"{_plural(n_jobs, 'job')} → {_plural(len(sizes), 'group')}" + (f" of {shape}" if sizes else "")
     if chunks > len(sizes):
         line += f", trained in {chunks} chunks of at most {max_members} (hydra.launcher.max_members)"
-    notes = ([f"{alone} train alone (no stacked form)"] if alone else []) + (
+    reasons = "; ".join(dict.fromkeys(why_alone)) or "no stacked form"
+    notes = ([f"{alone} train{'s' if alone == 1 else ''} alone ({reasons})"] if alone else []) + (
         [f"{failed} failed {'its' if failed == 1 else 'their'} checks"] if failed else [])
     return line + ("; " + "; ".join(notes) if notes else "")
 
@@ -156,7 +158,8 @@ class BatchedSweep:
         self.prepare_s = time.perf_counter() - started
         if not self.quiet:
             print(grouping_line(len(jobs), [len(g) for _, g in groups], len(chunks),
-                                self.launcher.max_members, len(failed), len(alone)), flush=True)
+                                self.launcher.max_members, len(failed), len(alone),
+                                tuple(j.alone for j in alone)), flush=True)
         for job in failed:
             self._fail_job(job)
         try:
@@ -195,7 +198,9 @@ class BatchedSweep:
             try:
                 job.key = (job.device, batched.group_key(job.cfg))
             except Exception as e:  # noqa: BLE001 - no stacked form: it trains alone
-                job.alone = one_line(f"{type(e).__name__}: {e}")
+                # group_key's own refusal (ValueError) says why in words; anything else
+                # is named by its type.
+                job.alone = one_line(str(e) if isinstance(e, ValueError) else f"{type(e).__name__}: {e}")
 
     def _groups(self, jobs: list[PreparedJob]):
         """[(key, jobs)] in order of each group's first job; key None: a job that trains alone."""
