@@ -16,6 +16,7 @@ The record is the only bridge between training and reporting. Its layout is a co
     data.pt             the tensors trained and evaluated on
     tables/*.txt        every table printed at the end, as text
     figures/*.png       every figure
+    index.html          the report page
     tensorboard/        TensorBoard events, once `initlab export tensorboard` wrote them
 
 The reader needs neither torch nor matplotlib: it reads JSON and CSV only.
@@ -49,11 +50,12 @@ SUMMARY = "summary.json"
 ERROR_FILE = "error.txt"  # the traceback of a run that failed
 REPORT_ERROR_FILE = "report_error.txt"  # the traceback of a report step that failed
 TENSORBOARD_DIR = "tensorboard"  # `initlab export tensorboard`'s events (initlab.export)
+PAGE = "index.html"  # the report page (initlab.report.page)
 # Files a run writes while it trains (appended at log epochs, see RecordWriter.append_csv).
 STREAMED_CSVS = ("metrics.csv", "grad_norms.csv")
 # Everything a run (and its report) may leave in its directory: what `overwrite=true` clears.
 RECORD_PATHS = (SUMMARY, *COLUMNS, "data.pt", "checkpoints", "tables", "figures", ERROR_FILE,
-                REPORT_ERROR_FILE, ".hydra", "initlab.log", TENSORBOARD_DIR, "index.html")
+                REPORT_ERROR_FILE, ".hydra", "initlab.log", TENSORBOARD_DIR, PAGE)
 
 
 class Status(str, Enum):

@@ -282,7 +282,7 @@ def report_run(cfg: DictConfig, out_dir: Path, summary: dict[str, Any], in_sweep
     r = cfg.report
     figures = r.figures if r.figures != "auto" else ("none" if in_sweep else "key")
     tables = r.tables if r.tables != "auto" else ("line" if in_sweep else "brief")
-    page = str(r.get("page", "auto")).lower()
+    page = str(r.page).lower()  # OmegaConf keeps `report.page=true` as the string "True"
     page = page == "true" or (page == "auto" and not in_sweep)
     if r.quiet and figures == "none" and not page:
         return

@@ -135,14 +135,14 @@ def test_a_job_page_shows_the_gradient_norms_the_csv_holds(sweep_dir):
     """A sweep writes its jobs' pages from their summaries: the gradient table equals the
     one read from grad_norms.csv, and the page says where the rest is."""
     from initlab.record import read_record
-    from initlab.report.page import grad_ends_table, table_data
-    from initlab.report.tables import grad_norm_table
+    from initlab.report.page import table_data
+    from initlab.report.tables import grad_norm_ends_table, grad_norm_table
 
     out, _ = sweep_dir
     for job in ("0", "1"):
         record = read_record(out / job)
         from_csv = table_data("g", grad_norm_table(record))
-        from_summary = table_data("g", grad_ends_table(record.summary))
+        from_summary = table_data("g", grad_norm_ends_table(record.summary["grad_norms"]))
         assert (from_summary.headers, from_summary.rows) == (from_csv.headers, from_csv.rows)
         html = (out / job / "index.html").read_text(encoding="utf-8")
         assert f"initlab report {out / job}" in html

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from initlab.config import FIGURE_FORMATS
 from initlab.record import (
+    PAGE,
     STATUS_COMPLETED,
     STATUS_FAILED,
     STATUS_RUNNING,
@@ -86,12 +87,19 @@ def render_run(run_dir: Path, console=None, fmt: str = "png", dpi: int = 120,
     _check_writable(record.run_dir, figures != "none", tables != "line", page)
     console = console or Console()
     findings = run_findings(record)
+    # Built once for the terminal and the page, which shows every table.
+    every_table = unchecked = None
+    if tables != "line" or page:
+        from initlab.diagnose import unchecked_rules
+        from initlab.report.tables import run_tables
+
+        every_table, unchecked = run_tables(record), unchecked_rules(record)
     if tables == "line":
         console.print(one_line(record, findings, job_label), highlight=False, markup=False,
                       soft_wrap=True)
     else:
-        from initlab.diagnose import diagnosis_table, unchecked_rules
-        from initlab.report.tables import print_and_save, run_tables
+        from initlab.diagnose import diagnosis_table
+        from initlab.report.tables import print_and_save
 
         if status != STATUS_COMPLETED:  # say how it ended before the numbers that show it
             style = "cyan" if status == STATUS_RUNNING else "bold red"
@@ -99,10 +107,10 @@ def render_run(run_dir: Path, console=None, fmt: str = "png", dpi: int = 120,
 
             console.print(Text.assemble(("status: ", style), describe_status(record.summary)),
                           soft_wrap=True)
-        shown = run_tables(record)
+        shown = dict(every_table)
         if tables == "brief":
             shown = {k: v for k, v in shown.items() if k in BRIEF_TABLES}
-        shown["diagnosis"] = diagnosis_table(findings, unchecked_rules(record))
+        shown["diagnosis"] = diagnosis_table(findings, unchecked)
         print_and_save(shown, console, record.run_dir / "tables")
     written: list[Path] = []
     if figures != "none":
@@ -113,10 +121,10 @@ def render_run(run_dir: Path, console=None, fmt: str = "png", dpi: int = 120,
         console.print(f"[bold]Run record:[/bold] {record.run_dir}  "
                       f"({_plural(len(written), 'figure')})", soft_wrap=True)
     if page:
-        from initlab.diagnose import unchecked_rules
         from initlab.report.page import run_page
 
-        path = run_page(record, findings, unchecked_rules(record), sweep_page=_sweep_page_of(record))
+        path = run_page(record, findings, unchecked, tables=every_table,
+                        sweep_page=_sweep_page_of(record))
         print_page_path(console, path)
     return written
 
@@ -132,7 +140,6 @@ def print_page_path(console, path: Path) -> None:
 def _sweep_page_of(record: RunRecord) -> Path | None:
     """The page of the sweep this run is a job of, when there is one to link back to."""
     from initlab.report.compare import MULTIRUN_FILE
-    from initlab.report.page import PAGE
 
     for folder in list(record.run_dir.parents)[:3]:
         if (folder / MULTIRUN_FILE).exists():
@@ -149,7 +156,7 @@ def _check_writable(folder: Path, figures: bool, tables: bool, page: bool = Fals
         if used and (target.is_symlink() or target.exists()) and not target.is_dir():
             raise RecordError(f"{target} is a file, not a folder; the report writes its {name} "
                               "there: move or remove it")
-    target = folder / "index.html"
+    target = folder / PAGE
     if page and target.exists() and not target.is_file():
         raise RecordError(f"{target} is not a file; the report writes the run's page there: "
                           "move or remove it")

@@ -310,13 +310,17 @@ def final_accuracy(series: list[Series], shared: str, path: Path, dpi: int) -> P
 
 # The comparison figures, in the order they are listed; FIGURE_PARTS splits them in two
 # of about equal drawing time (loss_accuracy, 200 seeds: ~0.5 s; the other two ~0.4 s).
-COMPARISON_FIGURES = ("grad_norm_by_layer", "loss_accuracy", "final_accuracy")
+COMPARISON_FIGURES = {  # name -> what it shows (the report page's caption)
+    "grad_norm_by_layer": "gradient L2 norm per layer at the first step, one line per job or seed group",
+    "loss_accuracy": "train and dev loss and accuracy over epochs, per job or seed group",
+    "final_accuracy": "final dev and test accuracy of every job",
+}
 FIGURE_PARTS = (("loss_accuracy",), ("grad_norm_by_layer", "final_accuracy"))
 
 
 def render_comparison_figures(series: list[Series], shared: str, out_dir: Path,
                               fmt: str = "png", dpi: int = 120,
-                              names: tuple[str, ...] = COMPARISON_FIGURES) -> list[Path]:
+                              names: tuple[str, ...] = tuple(COMPARISON_FIGURES)) -> list[Path]:
     """Draw the comparison figures in ``names`` the jobs have data for; returns the files
     written."""
     style()

@@ -16,21 +16,14 @@ rich ``Table``: one home for what a table holds, two ways to show it.
 import math
 import os
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from initlab.record import RunRecord, describe_status, effective_status
+from initlab.record import PAGE, RunRecord, describe_status, effective_status
 
-PAGE = "index.html"
 FIGURE_SUFFIXES = (".png", ".svg")  # what an <img> shows; a PDF figure is linked instead
-# The comparison figures of a sweep (initlab.report.compare_figures, not imported here: it
-# imports matplotlib, which the sweep draws in forked copies), in reading order.
-SWEEP_FIGURE_ABOUT = {
-    "grad_norm_by_layer": "gradient L2 norm per layer at the first step, one line per job or seed group",
-    "loss_accuracy": "train and dev loss and accuracy over epochs, per job or seed group",
-    "final_accuracy": "final dev and test accuracy of every job",
-}
 # The run tables shown open, in this order; the others follow, folded.
 OPEN_TABLES = ("metrics", "config", "grad_norms", "activations")
 
@@ -158,23 +151,18 @@ def figure_links(figures_dir: Path, base: Path, specs: dict[str, str] | None = N
                        p.suffix.lower() in FIGURE_SUFFIXES) for p in found]
 
 
+@cache
 def _environment():
+    """Loaded once per process: the templates compile on first use and are kept."""
     from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-    env = Environment(loader=PackageLoader("initlab.report", "templates"),
-                      autoescape=select_autoescape(["html", "j2"]), undefined=StrictUndefined,
-                      trim_blocks=True, lstrip_blocks=True)
-    return env
-
-
-_ENV = None
+    return Environment(loader=PackageLoader("initlab.report", "templates"),
+                       autoescape=select_autoescape(["html", "j2"]), undefined=StrictUndefined,
+                       trim_blocks=True, lstrip_blocks=True)
 
 
 def render(template: str, **context: Any) -> str:
-    global _ENV
-    if _ENV is None:
-        _ENV = _environment()
-    return _ENV.get_template(template).render(**context)
+    return _environment().get_template(template).render(**context)
 
 
 def write_page(folder: Path, html: str) -> Path:
@@ -239,44 +227,27 @@ def run_page(record: RunRecord, findings: list, unchecked: dict[str, str] | None
     return write_page(run_dir, html)
 
 
-def _badge(text: str, kind: str) -> str:
+def _badge(text: str, css_class: str) -> str:
     from markupsafe import escape
 
-    return f'<span class="badge {kind}-{escape(text.replace(" ", "-"))}">{escape(text)}</span>'
-
-
-def grad_ends_table(summary: dict[str, Any]):
-    """The run's gradient-norm table (first and last recorded step) from summary.json's
-    ``grad_norms``, which the run stored from grad_norms.csv: the same table as
-    :func:`initlab.report.tables.grad_norm_table`, without reading the CSV."""
-    from rich.table import Table
-
-    from initlab.report.tables import fmt_measured
-
-    ends = summary.get("grad_norms") or {}
-    first, last = ends.get("first") or {}, ends.get("last") or {}
-    last_step = ends.get("last_step")
-    table = Table(title="Gradient L2 norms (after backward, before the step)")
-    table.add_column("parameter")
-    table.add_column("step 0", justify="right")
-    several = last_step not in (None, 0)
-    if several:
-        table.add_column(f"step {last_step}", justify="right")
-    for name, value in first.items():
-        table.add_row(name, fmt_measured(value), *([fmt_measured(last.get(name, math.nan))]
-                                                   if several else []))
-    return table
+    return f'<span class="badge {escape(css_class)}">{escape(text)}</span>'
 
 
 def lean_tables(record: RunRecord) -> dict[str, Any]:
     """The tables of a job's page that read no long CSV: configuration, final metrics,
     gradient norms from the summary, activations and the signal at init. The training log
     and the weights per unit are one ``initlab report JOB`` away."""
-    from initlab.report.tables import activation_table, config_table, metrics_table, signal_table
+    from initlab.report.tables import (
+        activation_table,
+        config_table,
+        grad_norm_ends_table,
+        metrics_table,
+        signal_table,
+    )
 
     tables = {"metrics": metrics_table(record), "config": config_table(record)}
     if (record.summary.get("grad_norms") or {}).get("first"):
-        tables["grad_norms"] = grad_ends_table(record.summary)
+        tables["grad_norms"] = grad_norm_ends_table(record.summary["grad_norms"])
     tables["activations"] = activation_table(record)
     tables["signal"] = signal_table(record)
     return {name: t for name, t in tables.items() if t is not None and t.row_count}
@@ -285,7 +256,7 @@ def lean_tables(record: RunRecord) -> dict[str, Any]:
 def write_job_pages(jobs: list, sweep_page_path: Path) -> dict[str, Path]:
     """The pages of ``jobs`` (those with a readable record): job name -> page. A sweep
     writes up to a hundred of them, so each reads the summary and the short tables only
-    (:func:`lean_tables`): ~8 ms a job instead of ~40 ms for a 2000-epoch one."""
+    (:func:`lean_tables`): ~4 ms a job instead of ~40 ms for a 2000-epoch one."""
     from initlab.diagnose import unchecked_rules
     from initlab.record import RecordError, open_record
     from initlab.report import run_findings
@@ -323,10 +294,10 @@ def sweep_page(sweep_dir: Path, jobs: list, shown: list, tables: dict[str, Any],
             link = href(target, sweep_dir) if target else href(job.job_dir, sweep_dir) + "/"
             comparison.cell_html[(r, col["job"])] = f'<a href="{escape(link)}">{escape(job.name)}</a>'
         if "status" in col:
-            comparison.cell_html[(r, col["status"])] = _badge(job.status, "status")
+            comparison.cell_html[(r, col["status"])] = _badge(
+                job.status, f"status-{job.status.replace(' ', '-')}")
         if "findings" in col:
-            cells = [_badge(code, "severity").replace(f"severity-{code}",
-                                                      f"severity-{job.severities.get(code, 'problem')}")
+            cells = [_badge(code, f"severity-{job.severities.get(code, 'problem')}")
                      for code in job.findings]
             if job.error and not job.finished:
                 cells.append(f'<span class="error">{escape(job.error)}</span>')
@@ -334,12 +305,14 @@ def sweep_page(sweep_dir: Path, jobs: list, shown: list, tables: dict[str, Any],
     counts = Counter(j.status for j in jobs)
     others = [table_data(name, t) for name, t in tables.items() if name != "comparison"]
     files, left = file_links(sweep_dir, skip_dirs={j.name.split("/")[0] for j in jobs})
-    specs = SWEEP_FIGURE_ABOUT
+    # The comparison already imported it (its figures are drawn meanwhile).
+    from initlab.report.compare_figures import COMPARISON_FIGURES
+
     html = render(
         "sweep.html.j2", title=f"initlab sweep {sweep_dir.name}", sweep_dir=str(sweep_dir),
         n_jobs=len(jobs), counts=sorted(counts.items(), key=lambda kv: (kv[0] != "completed", kv[0])),
         comparison=comparison, more=len(jobs) - len(shown), tables=others,
-        figures=figure_links(sweep_dir / "figures", sweep_dir, specs),
+        figures=figure_links(sweep_dir / "figures", sweep_dir, COMPARISON_FIGURES),
         unfinished=[(j.name, j.label, j.status, j.error) for j in jobs
                     if not j.finished and j.status != "running"][:200],
         files=files, files_left=left)

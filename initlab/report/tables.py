@@ -312,20 +312,28 @@ def training_log_table(record: RunRecord) -> Table:
 
 
 def grad_norm_table(record: RunRecord) -> Table:
-    series = record.grad_norm_series()
-    steps = [s for s, _ in next(iter(series.values()), [])]
-    first, last = (steps[0], steps[-1]) if steps else (0, 0)
+    """Every parameter's gradient norm at the first and the last recorded step, read from
+    grad_norms.csv."""
+    from initlab.record import grad_norm_ends
+
+    return grad_norm_ends_table(grad_norm_ends(record))
+
+
+def grad_norm_ends_table(ends: dict) -> Table:
+    """The gradient-norm table from ``{first, last, last_step}`` (:func:`grad_norm_ends`
+    computes it from grad_norms.csv; a run stores it in summary.json ``grad_norms``, which
+    a sweep's job pages read instead of the CSV)."""
+    first, last = ends.get("first") or {}, ends.get("last") or {}
+    last_step = ends.get("last_step")
+    several = last_step not in (None, 0)
     table = Table(title="Gradient L2 norms (after backward, before the step)")
     table.add_column("parameter")
-    table.add_column(f"step {first}", justify="right")
-    if last != first:
-        table.add_column(f"step {last}", justify="right")
-    for name, points in series.items():
-        if not points:
-            continue
-        cells = [fmt_measured(points[0][1])] + (
-            [fmt_measured(points[-1][1])] if last != first else [])
-        table.add_row(name, *cells)
+    table.add_column("step 0", justify="right")
+    if several:
+        table.add_column(f"step {last_step}", justify="right")
+    for name, value in first.items():
+        table.add_row(name, fmt_measured(value),
+                      *([fmt_measured(last.get(name, math.nan))] if several else []))
     return table
 
 
