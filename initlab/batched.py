@@ -30,10 +30,14 @@ activations initlab ships, since on nets this small autograd's bookkeeping cost 
 the arithmetic; any other activation module trains through autograd.
 """
 
+import contextlib
+import gc
+import itertools
 import math
 import os
 import pickle
 import queue
+import signal
 import socket
 import struct
 import sys
@@ -42,7 +46,7 @@ import time
 import traceback
 import warnings
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -56,7 +60,7 @@ from initlab.config import to_plain
 from initlab.data import make_splits
 from initlab.diagnose import diagnose
 from initlab.init import data_dependent_init_, init_linear_
-from initlab.interrupts import StopOnSignal
+from initlab.interrupts import Interrupted, StopOnSignal
 from initlab.model import activation_backward, bounded_activation, make_activation, parameter_shapes
 from initlab.options import CUSTOM, OPTION_GROUPS, dataset, is_custom
 from initlab.record import (
@@ -101,12 +105,9 @@ LAUNCHER = "batched"  # summary.json "launcher"
 GRAD_NORM_CHUNK_VALUES = 1 << 24
 # The progress callback is called at most this often (and at the last epoch).
 PROGRESS_EVERY_S = 0.2
-# Records are text formatting and file creation, one Python thread's work: with a second
-# core, a forked copy of this process writes a share of a CPU group's records
-# (its memory shared copy-on-write; summaries come back through a pipe). Measured on 2
-# cores: 200 textbook records 5.4 s -> ~3 s. Not for small groups (a fork costs ~10 ms)
-# nor a GPU group (CUDA does not survive a fork).
-RECORD_WORKER_MIN_MEMBERS = 32
+# A CPU group trains in one forked process per core (:class:`_Shards`), each with at least
+# this many members (a fork costs ~10 ms, and a small stacked model is overhead-bound).
+SHARD_MIN_MEMBERS = 32
 
 
 def group_key(cfg: DictConfig) -> tuple:
@@ -315,6 +316,21 @@ class _Snapshot:
     epoch: int
     position: dict[int, int]  # member index -> row in the tensors below
     views: dict[str, torch.Tensor]
+    lists: dict[str, list] = field(default_factory=dict)
+
+    def listed(self, name: str) -> list:
+        """``views[name]`` as nested Python lists, made once for every member: one
+        ``tolist`` per view instead of one per member, layer and epoch (~4 ms a record)."""
+        if name not in self.lists:
+            self.lists[name] = self.views[name].tolist()
+        return self.lists[name]
+
+
+class _Listed(list):
+    """A list the recorders' row formats read as they read a tensor (``.tolist()``)."""
+
+    def tolist(self) -> list:
+        return self
 
 
 @dataclass
@@ -665,11 +681,13 @@ def train_group(
     model on ``device`` and write job i's complete record into ``out_dirs[i]``, as
     :func:`initlab.run.run` would. ``progress(epochs_done, epochs)`` is called at most every
     PROGRESS_EVERY_S seconds and at the end; ``on_member_done(i, summary)`` once job i's
-    record is complete. SIGINT/SIGTERM stop every member after the current epoch (status
-    ``interrupted``), a second one aborts at once. ``overrides``: job i's command-line
-    overrides, as its .hydra/overrides.yaml holds them (default: read from there), for the
-    record the diagnosis sees. ``threads``: CPU threads of the stacked model (default: the
-    first job's trainer.threads). Returns the members' summaries.
+    record is complete, in member order. SIGINT/SIGTERM stop every member after the current
+    epoch (status ``interrupted``), a second one aborts at once. ``overrides``: job i's
+    command-line overrides, as its .hydra/overrides.yaml holds them (default: read from
+    there), for the record the diagnosis sees. ``threads``: CPU cores for the group
+    (default: the first job's trainer.threads); a CPU group of at least 2 ×
+    SHARD_MIN_MEMBERS members trains in one process per core (:class:`_Shards`). Returns the
+    members' summaries.
     """
     if len(cfgs) != len(out_dirs) or not cfgs:
         raise ValueError(f"train_group needs one out_dir per config (got {len(cfgs)} configs, "
@@ -677,15 +695,39 @@ def train_group(
     keys = {group_key(c) for c in cfgs}
     if len(keys) != 1:
         raise ValueError(f"train_group got configs of {len(keys)} different group keys")
-    started = time.perf_counter()
     dev = torch.device(device)
     threads = cfgs[0].trainer.threads if threads is None else threads
-    if dev.type == "cpu" and threads is not None:
-        torch.set_num_threads(threads)
+    shards = _shard_count(dev, len(cfgs), threads or 1)
+    members = list(zip(cfgs, out_dirs, overrides if overrides is not None else [None] * len(cfgs)))
+    if shards == 1:
+        if dev.type == "cpu" and threads is not None:
+            torch.set_num_threads(threads)
+        with StopOnSignal() as stop_on_signal:
+            return _train_shard(members, dev, stop_on_signal, progress, on_member_done,
+                                library_versions())
+    with _Shards(members, shards, progress, on_member_done) as sharded:
+        return sharded.train()
+
+
+def _shard_count(dev: torch.device, members: int, threads: int) -> int:
+    """How many processes train this group: one per core on a CPU, each with at least
+    SHARD_MIN_MEMBERS members; one on a GPU (CUDA does not survive a fork)."""
+    if dev.type != "cpu" or not hasattr(os, "fork") or sys.platform != "linux":
+        return 1
+    return max(1, min(threads, members // SHARD_MIN_MEMBERS))
+
+
+def _train_shard(members: Sequence[tuple[DictConfig, Path, Sequence[str] | None]], dev: torch.device,
+                 stop_on_signal: Any, progress: Callable[[int, int], None] | None,
+                 on_member_done: Callable[[int, dict], None] | None,
+                 versions: dict[str, str]) -> list[dict]:
+    """Train ``members`` (config, run folder, overrides) as one stacked model in this
+    process and write their records in order, ``on_member_done(i, summary)`` after each."""
+    started = time.perf_counter()
+    cfgs = [cfg for cfg, _, _ in members]
     group = StackedGroup(cfgs, dev)
-    versions = library_versions()
-    members = []
-    for i, (cfg, out_dir, splits) in enumerate(zip(cfgs, out_dirs, group.splits)):
+    states = []
+    for (cfg, out_dir, overrides), splits in zip(members, group.splits):
         writer = RecordWriter(Path(out_dir))
         summary: dict[str, Any] = {
             "status": STATUS_RUNNING,
@@ -701,182 +743,289 @@ def train_group(
         # the indented one is ~10x slower and a group writes thousands).
         writer.write_summary(summary, indent=None)
         data = {k: v.contiguous() for k, v in splits.as_dict().items()}
-        members.append(_Member(cfg, writer, summary, splits.X_train.shape[0], splits.X_dev.shape[0],
-                               None if overrides is None else [str(o) for o in overrides[i]], data))
+        states.append(_Member(cfg, writer, summary, splits.X_train.shape[0], splits.X_dev.shape[0],
+                              None if overrides is None else [str(o) for o in overrides], data))
 
-    with StopOnSignal() as stop_on_signal:
-        train_s = group.fit(stop_on_signal, progress)
-        setup_s = time.perf_counter() - started - train_s
-        final = group.final_metrics()
-        per_member = group.member_major()
-        last = [p.detach().cpu() for p in group.params]
-        best = [b.cpu() for b in group.best]
-
-        def write(i: int) -> dict:
-            member = members[i]
+    train_s = group.fit(stop_on_signal, progress)
+    setup_s = time.perf_counter() - started - train_s
+    final = group.final_metrics()
+    per_member = group.member_major()
+    last = [p.detach().cpu() for p in group.params]
+    best = [b.cpu() for b in group.best]
+    for snapshot in group.logs:  # made before the freeze below, so it covers them
+        for name in snapshot.views:
+            snapshot.listed(name)
+    summaries = []
+    with _gc_frozen():
+        for i, member in enumerate(states):
             record_started = time.perf_counter()
-            _write_member(group, i, member, final, last, best, stop_on_signal.name or None,
-                          per_member)
+            _write_member(group, i, member, final, last, best, stop_on_signal.signal, per_member)
             now = time.perf_counter()
             # This member's share of the group's setup and training, plus its own record.
-            member.summary["timing"] = {"train_s": train_s / group.M, "record_s": now - record_started,
-                                        "total_s": (setup_s + train_s) / group.M + now - record_started}
+            member.summary["timing"] = {
+                "train_s": train_s / group.M, "record_s": now - record_started,
+                "total_s": (setup_s + train_s) / group.M + now - record_started}
             member.writer.write_summary(member.summary)
-            return member.summary
-
-        use_worker = _use_worker(dev, group.M, torch.get_num_threads())
-        summaries: dict[int, dict] = {}
-        with _RecordWorker(write, group.M) if use_worker else _NoWorker(group.M) as worker:
-            # This process writes from the first member on and reports each job at once; the
-            # worker's (from the last member back) are reported, in order, after.
-            while (i := worker.claim()) is not None:
-                summaries[i] = write(i)
-                if on_member_done is not None:
-                    on_member_done(i, summaries[i])
-            failure = None
-            for i in range(len(summaries), group.M):
-                try:
-                    summaries[i] = worker.collect(i)
-                except RecordWorkerError as e:  # the others it sent are complete records
-                    failure = failure or e
-                    continue
-                if on_member_done is not None:
-                    on_member_done(i, summaries[i])
-            if failure is not None:
-                raise failure
-    return [summaries[i] for i in range(group.M)]
+            summaries.append(member.summary)
+            if on_member_done is not None:
+                on_member_done(i, member.summary)
+    return summaries
 
 
-def _use_worker(dev: torch.device, members: int, threads: int) -> bool:
-    """Does a forked worker share the writing of this group's records?"""
-    return (dev.type == "cpu" and members >= RECORD_WORKER_MIN_MEMBERS and threads >= 2
-            and hasattr(os, "fork") and sys.platform == "linux")
+@contextlib.contextmanager
+def _gc_frozen():
+    """Everything alive now (the group's snapshots, its lists, the configs) out of the
+    cyclic garbage collector's sight while records are written: their millions of rows
+    trigger collections, and each would walk those long-lived objects again (measured:
+    ~4 ms a record). What the records make is still collected."""
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
-class _NoWorker:
-    """The members in order, all written here."""
+class ShardError(RuntimeError):
+    """A forked shard failed: the jobs whose records it had not finished fail, in one line."""
 
-    def __init__(self, members: int):
-        self.next, self.members = 0, members
 
-    def claim(self) -> int | None:
-        if self.next == self.members:
-            return None
-        self.next += 1
-        return self.next - 1
+class _ParentStop:
+    """A shard's stop signal, set by the process that forked it (:class:`_SharedStop`): the
+    shard ignores SIGINT/SIGTERM itself, so a Ctrl-C, which reaches every process of the
+    terminal's group, counts once. When that process is gone (killed), the shard stops as
+    if signalled and completes its records."""
 
-    def collect(self, i: int) -> dict:
-        raise AssertionError("no worker")
+    def __init__(self, control: "_Control", parent: int):
+        self.control, self.parent = control, parent
+        self.parent_gone = False
 
-    def __enter__(self):
+    @property
+    def received(self) -> int | None:
+        if self.control.aborted:
+            raise Interrupted(self.control.stop or signal.SIGTERM)
+        if self.control.stop:
+            return self.control.stop
+        if not self.parent_gone and os.getppid() != self.parent:
+            self.parent_gone = True
+        return -1 if self.parent_gone else None
+
+    @property
+    def name(self) -> str:
+        stop = self.control.stop
+        return signal.Signals(stop).name if stop else "the end of its launcher process"
+
+    @property
+    def signal(self) -> str | None:
+        return signal.Signals(self.control.stop).name if self.control.stop else None
+
+
+class _Control:
+    """Words shared by a sharded group's processes (an anonymous mmap, shared after fork):
+    the stop signal, the abort flag and each shard's epochs done."""
+
+    def __init__(self, shards: int):
+        import mmap
+
+        self.memory = mmap.mmap(-1, 8 * (2 + shards))
+
+    def _get(self, slot: int) -> int:
+        return struct.unpack_from("q", self.memory, 8 * slot)[0]
+
+    def _set(self, slot: int, value: int) -> None:
+        struct.pack_into("q", self.memory, 8 * slot, value)
+
+    stop = property(lambda self: self._get(0), lambda self, v: self._set(0, v))
+    aborted = property(lambda self: bool(self._get(1)), lambda self, v: self._set(1, int(v)))
+
+    def epochs(self, shard: int) -> int:
+        return self._get(2 + shard)
+
+    def set_epochs(self, shard: int, epochs: int) -> None:
+        self._set(2 + shard, epochs)
+
+
+class _SharedStop(StopOnSignal):
+    """This process's StopOnSignal, which also tells the shards (:class:`_ParentStop`)."""
+
+    def __init__(self, control: _Control):
+        super().__init__()
+        self.control = control
+
+    def _handle(self, signum, frame) -> None:
+        if self.received is None:
+            self.control.stop = signum
+        else:
+            self.control.aborted = True
+        super()._handle(signum, frame)
+
+
+class _Shards:
+    """A CPU group trained in ``shards`` processes, one thread each: this one and forked
+    copies, each training a contiguous slice of the members as its own stacked model and
+    writing their records. Why: the training loop is one Python thread issuing small
+    tensor ops, which a second torch thread speeds up little; measured on 2 cores, 200
+    textbook members for 2000 epochs: 8.6-9.1 s in one process with 2 threads, 6.5-6.9 s
+    in two processes of 100 members with 1 (and the records are written two at a time).
+
+    Each shard sends a summary back through its pipe as soon as the record is complete;
+    they are reported in member order. A shard that fails fails the jobs it had not sent
+    (:class:`ShardError`, in one line) after the others finished; one signal stops every
+    shard after its epoch, a second (or an error here) aborts them at once.
+    """
+
+    def __init__(self, members: list, shards: int, progress: Callable[[int, int], None] | None,
+                 on_member_done: Callable[[int, dict], None] | None):
+        self.members, self.progress, self.on_member_done = members, progress, on_member_done
+        self.bounds = [round(k * len(members) / shards) for k in range(shards + 1)]
+        self.control = _Control(shards)
+        self.children: list[int] = []
+        self.inbox: queue.Queue = queue.Queue()
+        self.readers: list[threading.Thread] = []
+        self.epochs = members[0][0].trainer.epochs
+
+    def __enter__(self) -> "_Shards":
+        self.stop = _SharedStop(self.control).__enter__()
+        torch.set_num_threads(1)
+        versions = library_versions()
+        parent = os.getpid()
+        try:
+            for shard in range(1, len(self.bounds) - 1):
+                self._fork(shard, parent, versions)
+        except BaseException:
+            self.__exit__(*sys.exc_info())
+            raise
+        self.versions = versions
         return self
 
-    def __exit__(self, *exc):
-        return False
-
-
-class _RecordWorker:
-    """A forked copy of this process that shares the writing of ``members`` records with
-    ``write``: members are claimed one at a time under a lock, this process from the front
-    (:meth:`claim`) and the worker from the back, so each writes as many as its pace
-    allows and neither waits for the other. The worker sends each summary back through a
-    pipe; :meth:`collect` waits for one. The worker stops when the parent is gone; if it
-    fails, the members it had not sent fail here (RecordWorkerError), and the ones left
-    unclaimed are written by this process."""
-
-    LOCK_TIMEOUT_S = 10.0  # a worker killed inside the (microseconds) claim holds the lock
-
-    def __init__(self, write: Callable[[int], dict], members: int):
-        import mmap
-        import multiprocessing
-
-        self.write = write
-        self.bounds = mmap.mmap(-1, 16)  # next front, end of the unclaimed: shared after fork
-        self.bounds[:] = struct.pack("qq", 0, members)
-        self.lock = multiprocessing.get_context("fork").Lock()
-        self.received: dict[int, Any] = {}
-
-    def _claim(self, from_back: bool) -> int | None:
-        if not self.lock.acquire(timeout=self.LOCK_TIMEOUT_S):
-            raise RecordWorkerError("the record worker holds its lock: it was killed mid-claim")
-        try:
-            front, end = struct.unpack("qq", self.bounds[:])
-            if front >= end:
-                return None
-            claimed = end - 1 if from_back else front
-            self.bounds[:] = struct.pack("qq", front + (not from_back), end - from_back)
-            return claimed
-        finally:
-            self.lock.release()
-
-    def claim(self) -> int | None:
-        return self._claim(from_back=False)
-
-    def __enter__(self):
+    def _fork(self, shard: int, parent: int, versions: dict[str, str]) -> None:
         read_fd, write_fd = os.pipe()
-        parent = os.getpid()
         sys.stdout.flush()
         sys.stderr.flush()
         with warnings.catch_warnings():
-            # Python >= 3.12 warns of fork() beside threads (a progress bar's); the worker
-            # takes no lock they hold: it formats and writes files, then _exits.
+            # Python >= 3.12 warns of fork() beside threads (a progress bar's); the shard
+            # takes no lock they hold: it trains, writes files, then _exits.
             warnings.simplefilter("ignore", DeprecationWarning)
-            self.pid = os.fork()
-        if self.pid == 0:  # the worker: never returns
+            pid = os.fork()
+        if pid == 0:  # the shard: never returns
             os.close(read_fd)
             code = 0
             try:
-                torch.set_num_threads(1)
+                for signum in StopOnSignal.SIGNALS:  # its stop comes from the parent
+                    signal.signal(signum, signal.SIG_IGN)
                 with os.fdopen(write_fd, "wb") as out:
-                    try:
-                        while os.getppid() == parent and (i := self._claim(from_back=True)) is not None:
-                            pickle.dump((i, self.write(i)), out)
-                            out.flush()
-                    except BaseException:  # noqa: BLE001 - said to the parent, in its words
-                        code = 1
-                        pickle.dump((-1, traceback.format_exc()), out)
+                    code = self._shard_main(shard, parent, versions, out)
             finally:
                 os._exit(code)
         os.close(write_fd)
-        self.pipe = os.fdopen(read_fd, "rb")
-        # Drained as the worker sends, while this process writes its own share: a full pipe
-        # (64 KiB, a few summaries) would stall the worker.
-        self.inbox: queue.Queue = queue.Queue()
-        self.reader = threading.Thread(target=self._read, name="record-worker-pipe", daemon=True)
-        self.reader.start()
-        return self
+        self.children.append(pid)
+        reader = threading.Thread(target=self._read, args=(shard, os.fdopen(read_fd, "rb")),
+                                  name=f"shard-{shard}-pipe", daemon=True)
+        reader.start()
+        self.readers.append(reader)
 
-    def _read(self) -> None:
+    def _shard_main(self, shard: int, parent: int, versions: dict[str, str], out) -> int:
+        """A forked shard's work; its exit code."""
+        first, end = self.bounds[shard], self.bounds[shard + 1]
+        stop = _ParentStop(self.control, parent)
+        sending = True
+
+        def done(i: int, summary: dict) -> None:
+            nonlocal sending
+            if self.control.aborted:
+                raise Interrupted(self.control.stop or signal.SIGTERM)
+            if sending:
+                try:
+                    pickle.dump((first + i, summary), out)
+                    out.flush()
+                except OSError:  # the parent is gone: its records are still worth finishing
+                    sending = False
+
+        try:
+            _train_shard(self.members[first:end], torch.device("cpu"), stop,
+                         lambda epochs, _: self.control.set_epochs(shard, epochs), done, versions)
+        except Interrupted:
+            return 1
+        except BaseException:  # noqa: BLE001 - said to the parent, in its words
+            if sending:
+                with contextlib.suppress(OSError):
+                    pickle.dump((-shard, traceback.format_exc()), out)
+            return 1
+        return 0
+
+    def _read(self, shard: int, pipe) -> None:
         try:
             while True:
-                self.inbox.put(pickle.load(self.pipe))
+                self.inbox.put(pickle.load(pipe))
         except (EOFError, OSError, ValueError, pickle.UnpicklingError):
-            self.inbox.put(None)
+            self.inbox.put((None, shard))
+        finally:
+            pipe.close()
 
-    def collect(self, i: int) -> dict:
-        """Member i's summary from the worker (which sends from the last member back)."""
-        while i not in self.received:
-            item = self.inbox.get()
-            if item is None:
-                self.inbox.put(None)
-                failure = self.received.get(-1)
-                why = (str(failure).strip().splitlines()[-1] if failure
-                       else f"it ended (pid {self.pid})")
-                raise RecordWorkerError(f"the record worker failed before job {i}'s record: {why}")
-            self.received[item[0]] = item[1]
-        return self.received.pop(i)
+    def _report_progress(self, own: int, total: int) -> None:
+        if self.progress is not None:
+            self.progress(min([own] + [self.control.epochs(k)
+                                       for k in range(1, len(self.bounds) - 1)]), total)
 
-    def __exit__(self, *exc):
-        if exc[0] is not None:  # stopped early: a worker still writing stops at its next send
-            self.pipe.close()
-        os.waitpid(self.pid, 0)
-        self.reader.join()
-        self.pipe.close()
+    def train(self) -> list[dict]:
+        summaries: dict[int, dict] = {}
+
+        def done(i: int, summary: dict) -> None:
+            summaries[i] = summary
+            if self.on_member_done is not None:
+                self.on_member_done(i, summary)
+
+        self.control.set_epochs(0, 0)
+        own = _train_shard(self.members[:self.bounds[1]], torch.device("cpu"), self.stop,
+                           self._report_progress, done, self.versions)
+        received: dict[int, dict] = {}
+        errors: dict[int, str] = {}  # shard -> the last line of its traceback
+        ended: set[int] = set()
+        failure: tuple[int, int, str] | None = None  # the first shard that failed: (it, job, why)
+        for i in range(len(own), len(self.members)):
+            shard = next(k for k in range(1, len(self.bounds) - 1) if i < self.bounds[k + 1])
+            while i not in received and shard not in ended:
+                try:
+                    key, value = self.inbox.get(timeout=PROGRESS_EVERY_S)
+                except queue.Empty:
+                    self._report_progress(self.epochs, self.epochs)
+                    continue
+                if key is None:
+                    ended.add(value)
+                elif key < 0:
+                    errors[-key] = str(value).strip().splitlines()[-1]
+                else:
+                    received[key] = value
+            if i in received:
+                done(i, received.pop(i))
+            elif failure is None or failure[0] != shard:
+                why = errors.get(shard) or f"it ended (exit {self._exit_code(shard)})"
+                failure = failure or (shard, i, why)
+        if failure is not None:
+            shard, job, why = failure
+            raise ShardError(f"the process training jobs {self.bounds[shard]}-"
+                             f"{self.bounds[shard + 1] - 1} failed before job {job}'s record: {why}")
+        return [summaries[i] for i in range(len(self.members))]
+
+    def _exit_code(self, shard: int) -> str:
+        pid = self.children[shard - 1]
+        try:
+            _, status = os.waitpid(pid, 0)
+        except ChildProcessError:
+            return "unknown"
+        self.children[shard - 1] = 0
+        return str(os.waitstatus_to_exitcode(status))
+
+    def __exit__(self, *exc) -> bool:
+        if exc[0] is not None:  # an error or a second signal here: the shards stop at once
+            self.control.aborted = True
+        for pid in self.children:
+            if pid:
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(pid, 0)
+        for reader in self.readers:
+            reader.join()
+        self.stop.__exit__(*exc)
         return False
-
-
-class RecordWorkerError(RuntimeError):
-    """The forked record writer failed: the jobs it had not written fail, in one line."""
 
 
 def _write_rows(writer: RecordWriter, name: str, rows: Iterable[tuple]) -> list[tuple]:
@@ -910,14 +1059,15 @@ def _write_member(group: StackedGroup, i: int, member: _Member, final: dict[str,
                                    per_member["grad_norms"][i, :steps_run].tolist())
         writer.write_csv_body("grad_norms.csv", grad_table.csv_body())
 
-    def views(name: str) -> list[tuple[int, torch.Tensor]]:
-        return [(s.epoch, s.views[name][s.position[i]])
+    def views(name: str) -> list[tuple[int, _Listed]]:
+        return [(s.epoch, _Listed(s.listed(name)[s.position[i]]))
                 for s in group.logs if i in s.position and name in s.views]
 
     if group.record_weights:
-        sizes = [math.prod(group.shapes[n]) for n in group.names]
+        bounds = list(itertools.accumulate([math.prod(group.shapes[n]) for n in group.names], initial=0))
         tables["weights"] = _write_rows(writer, "weights.csv", weight_rows(
-            group.names, [(e, list(flat.split(sizes))) for e, flat in views("weights")]))
+            group.names, [(e, [_Listed(flat[a:b]) for a, b in itertools.pairwise(bounds)])
+                          for e, flat in views("weights")]))
     if group.record_weight_stats:
         tables["weight_stats"] = _write_rows(
             writer, "weight_stats.csv", weight_stats_rows(group.weight_names, views("weight_stats")))
@@ -925,7 +1075,7 @@ def _write_member(group: StackedGroup, i: int, member: _Member, final: dict[str,
         tables["activations"] = _write_rows(
             writer, "activations.csv", activation_stats_rows(group.layers, views("activations")))
         tables["units"] = _write_rows(writer, "units.csv", unit_rows(
-            group.layers, [(e, list(u.unbind(0))) for e, u in views("units")]))
+            group.layers, [(e, [_Listed(layer) for layer in u]) for e, u in views("units")]))
         tables["activation_hists"] = _write_rows(
             writer, "activation_hists.csv",
             histogram_rows(group.layers, views("activation_hists"), HISTOGRAM_BINS))

@@ -50,6 +50,11 @@ class StopOnSignal:
     def name(self) -> str:
         return signal.Signals(self.received).name if self.received else ""
 
+    @property
+    def signal(self) -> str | None:
+        """The signal's name, as a record's summary holds it (None: none received)."""
+        return self.name or None
+
     def _handle(self, signum, frame) -> None:
         if self.received is not None:
             raise Interrupted(signum)

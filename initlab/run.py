@@ -122,10 +122,10 @@ def build_recorders(cfg: DictConfig, model: torch.nn.Module, X_train: torch.Tens
 
 
 def library_versions() -> dict[str, str]:
+    from importlib.metadata import version
+
     import hydra
-    import matplotlib
     import omegaconf
-    import rich
 
     return {
         "initlab": __version__,
@@ -133,8 +133,10 @@ def library_versions() -> dict[str, str]:
         "torch": torch.__version__,
         "hydra": hydra.__version__,
         "omegaconf": omegaconf.__version__,
-        "matplotlib": matplotlib.__version__,
-        "rich": getattr(rich, "__version__", "unknown"),
+        # From the installed metadata: importing matplotlib costs ~0.3 s, and a sweep's
+        # launcher process has no figure to draw.
+        "matplotlib": version("matplotlib"),
+        "rich": version("rich"),
     }
 
 

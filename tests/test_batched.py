@@ -272,61 +272,144 @@ def _timeless(summary: dict) -> dict:
     return {k: v for k, v in summary.items() if k not in ("timing", "process", "updated")}
 
 
-def test_records_written_by_the_forked_worker_equal_those_written_here(tmp_path, monkeypatch):
-    """A CPU group's second half of records is written by a forked copy of the process
-    (RECORD_WORKER_MIN_MEMBERS): byte for byte the files this process writes itself, the
-    summaries back in member order (timing and pid aside)."""
-    import json
-
+def _shards(monkeypatch, minimum: int) -> None:
     import initlab.batched
 
+    monkeypatch.setattr(initlab.batched, "SHARD_MIN_MEMBERS", minimum)
+
+
+def test_a_group_trained_in_shards_writes_what_one_process_writes(tmp_path, monkeypatch):
+    """A CPU group split over 3 processes (SHARD_MIN_MEMBERS 2, 3 threads), each training
+    2 members as its own stacked model: byte for byte the files one process writes, the
+    summaries back in member order (timing and pid aside), each from its own process."""
+    import os
+
     cfgs = [compose_config(*SMALL, f"seed={seed}", "trainer.epochs=5") for seed in range(6)]
-    records = {}
-    for mode, minimum in (("here", 10**9), ("worker", 2)):
-        monkeypatch.setattr(initlab.batched, "RECORD_WORKER_MIN_MEMBERS", minimum)
-        assert initlab.batched._use_worker(torch.device("cpu"), 6, 2) == (mode == "worker")
+    records, pids = {}, {}
+    for mode, minimum, threads in (("one", 10**9, 1), ("shards", 2, 3)):
+        _shards(monkeypatch, minimum)
         dirs = [tmp_path / mode / str(i) for i in range(6)]
         done = []
-        summaries = train_group(cfgs, dirs, threads=2,
+        summaries = train_group(cfgs, dirs, threads=threads,
                                 on_member_done=lambda i, s, done=done: done.append((i, s["seed"])))
         assert done == [(i, i) for i in range(6)]
         records[mode] = [_timeless(s) for s in summaries], [_files(d) for d in dirs]
-    assert records["worker"][0] == records["here"][0]
-    for here, worker in zip(records["here"][1], records["worker"][1]):
-        assert set(here) == set(worker)
-        for name in here:
+        pids[mode] = [s["process"]["pid"] for s in summaries]
+    assert pids["one"] == [os.getpid()] * 6
+    assert pids["shards"][:2] == [os.getpid()] * 2
+    assert len({pids["shards"][2], pids["shards"][4], os.getpid()}) == 3
+    assert pids["shards"][3] == pids["shards"][2] and pids["shards"][5] == pids["shards"][4]
+    assert records["shards"][0] == records["one"][0]
+    for one, sharded in zip(records["one"][1], records["shards"][1]):
+        assert set(one) == set(sharded)
+        for name in one:
             if name == "summary.json":
-                assert _timeless(json.loads(here[name])) == _timeless(json.loads(worker[name]))
+                assert _timeless(json.loads(one[name])) == _timeless(json.loads(sharded[name]))
             else:
-                assert here[name] == worker[name], name
+                assert one[name] == sharded[name], name
 
 
-def test_a_failing_record_worker_fails_only_the_job_it_was_writing(tmp_path, monkeypatch):
-    """The worker dies on its first record (the last member): this process writes every
-    other member (it claims what the worker left), then says which job failed, in one line."""
-    import os
-    import time
-
+def test_a_failing_shard_fails_only_the_jobs_it_had_not_finished(tmp_path, monkeypatch):
+    """The middle one of 3 shards dies on its first record (a full disk): every other job's
+    record is complete and reported, in order; then one line says which jobs failed."""
     import initlab.batched
 
-    monkeypatch.setattr(initlab.batched, "RECORD_WORKER_MIN_MEMBERS", 2)
-    original, parent = initlab.batched._write_member, os.getpid()
+    _shards(monkeypatch, 2)
+    original = initlab.batched._write_member
 
-    def broken(group, i, *args):
-        if os.getpid() != parent:
+    def broken(group, i, member, *args):
+        if member.cfg.seed in (2, 3):
             raise OSError(28, "No space left on device")
-        time.sleep(0.1)  # this process slower than the worker: it claims the last member first
-        return original(group, i, *args)
+        return original(group, i, member, *args)
 
     monkeypatch.setattr(initlab.batched, "_write_member", broken)
     cfgs = [compose_config(*SMALL, f"seed={seed}", "trainer.epochs=2") for seed in range(6)]
     done = []
-    with pytest.raises(initlab.batched.RecordWorkerError,
-                       match=r"before job 5's record: OSError: \[Errno 28\] No space left on device"):
-        train_group(cfgs, [tmp_path / str(i) for i in range(6)], threads=2,
+    with pytest.raises(initlab.batched.ShardError,
+                       match=r"^the process training jobs 2-3 failed before job 2's record: "
+                             r"OSError: \[Errno 28\] No space left on device$"):
+        train_group(cfgs, [tmp_path / str(i) for i in range(6)], threads=3,
                     on_member_done=lambda i, s: done.append(i))
-    assert done == [0, 1, 2, 3, 4]
-    assert all((tmp_path / str(i) / "metrics.csv").exists() for i in range(5))
+    assert done == [0, 1, 4, 5]
+    for i in done:
+        assert json.loads((tmp_path / str(i) / "summary.json").read_text())["status"] == "completed"
+
+
+def test_one_signal_stops_every_shard_and_each_record_is_complete(tmp_path, monkeypatch):
+    """Ctrl-C reaches the launcher's process: the shards stop too (each after its own
+    epoch), every record ends there with status interrupted, and nothing is lost."""
+    import os
+    import signal
+
+    import initlab.batched
+
+    _shards(monkeypatch, 2)
+    monkeypatch.setattr(initlab.batched, "PROGRESS_EVERY_S", 0.0)
+    cfgs = [compose_config(*SMALL, f"seed={seed}", "trainer.epochs=400") for seed in range(4)]
+    dirs = [tmp_path / str(i) for i in range(4)]
+    sent = []
+
+    def progress(done: int, total: int) -> None:
+        if done >= 3 and not sent:  # the slowest shard is past epoch 3
+            sent.append(done)
+            os.kill(os.getpid(), signal.SIGINT)
+
+    summaries = train_group(cfgs, dirs, threads=2, progress=progress)
+    assert len({s["process"]["pid"] for s in summaries}) == 2
+    for summary, run_dir in zip(summaries, dirs):
+        epochs = summary["epochs_run"]
+        assert summary["status"] == "interrupted" and summary["signal"] == "SIGINT"
+        assert 3 <= epochs < 400
+        assert summary["stop_reason"] == f"interrupted by SIGINT at epoch {epochs}"
+        assert len(read_csv(run_dir / "metrics.csv")) == epochs
+        assert max(torch.load(run_dir / "checkpoints/epochs.pt")) == epochs
+
+
+SHARDED_GROUP = """
+import sys
+import initlab.batched
+from tests.conftest import compose_config
+from tests.test_batched import SMALL
+
+initlab.batched.SHARD_MIN_MEMBERS = 2
+cfgs = [compose_config(*SMALL, f"seed={seed}", "trainer.epochs=1000000") for seed in range(4)]
+initlab.batched.train_group(cfgs, [f"{sys.argv[1]}/{i}" for i in range(4)], threads=2)
+"""
+
+
+def test_a_shard_whose_launcher_is_killed_completes_its_records(tmp_path):
+    """kill -9 of the launcher's process: the shard it forked notices, stops after its
+    epoch and completes its members' records (status interrupted, every row measured)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root = Path(__file__).resolve().parents[1]
+    parent = subprocess.Popen([sys.executable, "-c", SHARDED_GROUP, str(tmp_path)], cwd=root)
+    summary = tmp_path / "3" / "summary.json"
+    deadline = time.monotonic() + 60
+    while not summary.exists() and time.monotonic() < deadline and parent.poll() is None:
+        time.sleep(0.05)
+    assert summary.exists(), "the shard never started"
+    shard = json.loads(summary.read_text())["process"]["pid"]
+    assert shard != parent.pid
+    time.sleep(0.5)  # a few epochs
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    while time.monotonic() < deadline:
+        try:
+            os.kill(shard, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    for i in (2, 3):
+        done = json.loads((tmp_path / str(i) / "summary.json").read_text())
+        epochs = done["epochs_run"]
+        assert done["status"] == "interrupted" and done["signal"] is None
+        assert done["stop_reason"] == f"interrupted by the end of its launcher process at epoch {epochs}"
+        assert epochs >= 1 and len(read_csv(tmp_path / str(i) / "metrics.csv")) == epochs
 
 
 def test_a_lean_record_keeps_every_table_and_the_diagnosis_single_or_batched(tmp_path):

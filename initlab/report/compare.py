@@ -750,7 +750,7 @@ class _FiguresAside:
     """
 
     def __init__(self, series: list, shared: str, out_dir: Path, fmt: str, dpi: int):
-        from initlab.report.compare_figures import FIGURE_PARTS
+        from initlab.report import FIGURE_PARTS
 
         self.args = (series, shared, out_dir, fmt, dpi)
         self.parts: list[tuple[tuple[str, ...], int | None, int | None]] = []
@@ -783,7 +783,7 @@ class _FiguresAside:
         return render_comparison_figures(*self.args, names=names)
 
     def result(self) -> list[Path]:
-        from initlab.report.compare_figures import COMPARISON_FIGURES
+        from initlab.report import COMPARISON_FIGURES
 
         written: list[Path] = []
         for names, pid, read_end in self.parts:

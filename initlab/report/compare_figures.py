@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from initlab.record import layer_number
+from initlab.report import COMPARISON_FIGURES
 from initlab.report.plotting import (
     epoch_axis,
     figure,
@@ -306,16 +307,6 @@ def final_accuracy(series: list[Series], shared: str, path: Path, dpi: int) -> P
     seeds = " (mean ± 1 std, small dots = seeds)" if any(len(s.jobs) > 1 for s in series) else ""
     suptitle(fig, "Final dev and test accuracy" + seeds + _subtitle(shared), fontsize=11)
     return save(fig, path, dpi)
-
-
-# The comparison figures, in the order they are listed; FIGURE_PARTS splits them in two
-# of about equal drawing time (loss_accuracy, 200 seeds: ~0.5 s; the other two ~0.4 s).
-COMPARISON_FIGURES = {  # name -> what it shows (the report page's caption)
-    "grad_norm_by_layer": "gradient L2 norm per layer at the first step, one line per job or seed group",
-    "loss_accuracy": "train and dev loss and accuracy over epochs, per job or seed group",
-    "final_accuracy": "final dev and test accuracy of every job",
-}
-FIGURE_PARTS = (("loss_accuracy",), ("grad_norm_by_layer", "final_accuracy"))
 
 
 def render_comparison_figures(series: list[Series], shared: str, out_dir: Path,

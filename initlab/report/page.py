@@ -306,7 +306,7 @@ def sweep_page(sweep_dir: Path, jobs: list, shown: list, tables: dict[str, Any],
     others = [table_data(name, t) for name, t in tables.items() if name != "comparison"]
     files, left = file_links(sweep_dir, skip_dirs={j.name.split("/")[0] for j in jobs})
     # The comparison already imported it (its figures are drawn meanwhile).
-    from initlab.report.compare_figures import COMPARISON_FIGURES
+    from initlab.report import COMPARISON_FIGURES
 
     html = render(
         "sweep.html.j2", title=f"initlab sweep {sweep_dir.name}", sweep_dir=str(sweep_dir),
