@@ -220,3 +220,33 @@ def test_an_empty_run_dir_is_refused_rather_than_writing_into_the_current_folder
     result = initlab_cli("run", "-cn", "smoke", "hydra.run.dir=", cwd=tmp_path)
     assert result.returncode == 2 and "hydra.run.dir is empty" in result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_sweep_check_hands_its_composition_to_hydras_multirun_once():
+    """The sweep's check composes exactly what Hydra's multirun composes next: that one
+    identical request gets a copy (equal, not the same object); any other request, and
+    every later one, is composed by Hydra."""
+    from hydra.types import RunMode
+    from omegaconf import OmegaConf
+
+    from initlab import cli
+
+    app = cli._hydra_app()
+    calls = []
+    load = app.config_loader.load_configuration
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs["overrides"])
+        return load(*args, **kwargs)
+
+    app.config_loader.load_configuration = counting
+    cli._reuse_next_composition(app)
+    sweep = ["seed=1,2", cli.MULTIRUN_OVERRIDE]
+    first = app.compose_config("config", sweep, run_mode=RunMode.MULTIRUN)
+    other = app.compose_config("config", ["seed=1"], run_mode=RunMode.RUN)
+    again = app.compose_config("config", sweep, run_mode=RunMode.MULTIRUN)
+    later = app.compose_config("config", sweep, run_mode=RunMode.MULTIRUN)
+    assert calls == [sweep, ["seed=1"], sweep]
+    assert again is not first and OmegaConf.to_yaml(again) == OmegaConf.to_yaml(first)
+    assert OmegaConf.to_yaml(later) == OmegaConf.to_yaml(first)
+    assert other.seed == 1

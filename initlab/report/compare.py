@@ -686,16 +686,17 @@ def render_sweep(sweep_dir: Path, console=None, fmt: str = "png", dpi: int = 120
         table, path = paper_table(paper, series, sweep_dir / "paper.csv")
         print_and_save({"paper": table}, console, sweep_dir / "tables")
         written.append(path)
+    from initlab.report import print_page_path
+    from initlab.report.page import PAGE, sweep_page, write_job_pages
+
+    # The jobs the table shows get their own page (a job of a sweep leaves it to this step),
+    # written while the forked copies draw the figures (~0.4 s for 100 pages); past
+    # TABLE_MAX_JOBS a job's page is one `initlab report JOB` away.
+    job_pages = write_job_pages(shown, sweep_dir / PAGE)
     written += figures.result()
     console.print(f"[bold]Sweep comparison:[/bold] {sweep_dir}  "
                   f"({plural(len(jobs), 'job')}, "
                   f"{plural(sum(p.parent.name == 'figures' for p in written), 'figure')})")
-    from initlab.report import print_page_path
-    from initlab.report.page import PAGE, sweep_page, write_job_pages
-
-    # The jobs the table shows get their own page (a job of a sweep leaves it to this step);
-    # past TABLE_MAX_JOBS a job's page is one `initlab report JOB` away.
-    job_pages = write_job_pages(shown, sweep_dir / PAGE)
     page = sweep_page(sweep_dir, jobs, shown, tables, job_pages)
     written += [page, *job_pages.values()]
     print_page_path(console, page)
