@@ -133,8 +133,9 @@ def test_template_values_are_written_as_omegaconfs_dumper_writes_them():
     rng = random.Random(0)
     cases = [0, 7, -3, 10**20, "seed=5", "/tmp/sweep/7", "1e5", "1.0", "09", "0x1f", "true", "y",
              "no", "null", "~", "NaN", "inf", "2001-12-14", "init.std=0.01", "a=b=c", [],
-             ["seed=5", "act=relu"], ["1.0"], ["x=[a]", "y"], ["a, b"], "x=[a]"]
-    cases += ["".join(rng.choice("ab1e05.-_=+/nNyYtTrI:x") for _ in range(rng.randint(1, 6)))
+             ["seed=5", "act=relu"], ["1.0"], ["x=[a]", "y"], ["a, b"], "x=[a]",
+             "act=relu,seed=3", ",a", "a,", "1,000", ["a,b"], "a,,b", "1,2"]
+    cases += ["".join(rng.choice("ab1e05.-_=+/nNyYtTrI:x,") for _ in range(rng.randint(1, 6)))
               for _ in range(5000)]
     for value in cases:
         assert _flow(value) == reference(value), value

@@ -31,6 +31,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from enum import Enum
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Optional
 
@@ -63,6 +64,9 @@ def dump(value: Any) -> str:
 # A string of these characters, starting with one of the first set, is written plain
 # (unquoted) by YAML unless it reads as another type ("1e5", "true", "null"): then quoted.
 _PLAIN_STR = re.compile(r"[A-Za-z0-9_/][A-Za-z0-9_./=+-]*\Z")
+# Outside a flow collection a comma is no indicator: a job's override_dirname
+# ("act=relu,seed=3") is written plain too.
+_BLOCK_PLAIN_STR = re.compile(r"[A-Za-z0-9_/][A-Za-z0-9_./=+,-]*\Z")
 _STR_TAG = "tag:yaml.org,2002:str"
 _RESOLVER = get_omega_conf_dumper()(None)
 
@@ -75,7 +79,7 @@ def _flow(value: Any) -> Optional[str]:
     of 10,000 jobs fills 60,000 slots."""
     if type(value) is int:
         return str(value)
-    if type(value) is str and _is_plain_str(value):
+    if type(value) is str and _is_plain_str(value, _BLOCK_PLAIN_STR):
         return value
     if type(value) is list and all(type(v) is str and _is_plain_str(v) for v in value):
         return "[" + ", ".join(value) + "]"
@@ -94,10 +98,11 @@ def dump_str_list(items: list[str]) -> str:
     return dump(items)
 
 
-def _is_plain_str(text: str) -> bool:
-    """Would ``text`` be written plain: does it read back as a string, to YAML (not null, a
-    date...) and to OmegaConf's dumper (which quotes what looks like a bool, int or float)?"""
-    return (_PLAIN_STR.match(text) is not None
+def _is_plain_str(text: str, pattern: re.Pattern = _PLAIN_STR) -> bool:
+    """Would ``text`` be written plain (in a flow collection; ``pattern`` _BLOCK_PLAIN_STR:
+    as a block value): does it read back as a string, to YAML (not null, a date...) and to
+    OmegaConf's dumper (which quotes what looks like a bool, int or float)?"""
+    return (pattern.match(text) is not None
             and not (yaml_is_bool(text) or is_int(text) or is_float(text))
             and _RESOLVER.resolve(yaml.ScalarNode, text, (True, False)) == _STR_TAG)
 
@@ -216,7 +221,8 @@ class Composition:
     line_values: dict[str, Any] = field(default_factory=dict)
     scratch: Optional[DictConfig] = None
 
-    @property
+    # Read once per composition, not once per job (a DictConfig lookup costs ~10 us a key).
+    @cached_property
     def job_name(self) -> str:
         return str(self.full.hydra.job.name)
 
@@ -224,7 +230,7 @@ class Composition:
     def env_set(self) -> dict:
         return dict(self.full.hydra.job.env_set)
 
-    @property
+    @cached_property
     def log_file(self) -> bool:
         return "file" in (OmegaConf.select(self.full, "hydra.job_logging.handlers") or {})
 
