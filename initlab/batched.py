@@ -1,8 +1,9 @@
 """The stacked training engine of the batched launcher: jobs of one shape trained as one model.
 
 This module owns :func:`group_key` (which jobs may share a stacked model) and
-:func:`train_group` (train them together and write each job's complete record). Member k
-of a group is the same experiment as job k run alone by :func:`initlab.run.run`:
+:func:`train_group` (train them together and write each job's complete record; on a CPU a
+big group in one forked process per core, :class:`_Shards`). Member k of a group is the
+same experiment as job k run alone by :func:`initlab.run.run`:
 
 - the same data, initial weights and mini-batch order: each member's data, init and
   shuffle come from its own generators on the single run's random streams, and its model
