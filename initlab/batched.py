@@ -106,6 +106,11 @@ LAUNCHER = "batched"  # summary.json "launcher"
 GRAD_NORM_CHUNK_VALUES = 1 << 24
 # The progress callback is called at most this often (and at the last epoch).
 PROGRESS_EVERY_S = 0.2
+# Records read the log-epoch views as Python lists, made this many members at a time: one
+# tolist per block (not per member, layer and epoch), and a block's lists, ~8x their
+# float32 values, are all that is held (measured, 256 members logged every epoch for 300:
+# +60 MB while records are written, against +850 MB when every member was listed at once).
+LIST_ROWS = 16
 # A CPU group trains in one forked process per core (:class:`_Shards`), each with at least
 # this many members (a fork costs ~10 ms, and a small stacked model is overhead-bound).
 SHARD_MIN_MEMBERS = 32
@@ -317,14 +322,17 @@ class _Snapshot:
     epoch: int
     position: dict[int, int]  # member index -> row in the tensors below
     views: dict[str, torch.Tensor]
-    lists: dict[str, list] = field(default_factory=dict)
+    lists: dict[str, tuple[int, list]] = field(default_factory=dict)
 
-    def listed(self, name: str) -> list:
-        """``views[name]`` as nested Python lists, made once for every member: one
-        ``tolist`` per view instead of one per member, layer and epoch (~4 ms a record)."""
-        if name not in self.lists:
-            self.lists[name] = self.views[name].tolist()
-        return self.lists[name]
+    def row(self, name: str, row: int) -> list:
+        """Row ``row`` of ``views[name]`` as a Python list, from the block of LIST_ROWS rows
+        made with one ``tolist``; only the block in use is kept."""
+        start, block = self.lists.get(name, (-1, []))
+        if not start <= row < start + len(block):
+            start = row - row % LIST_ROWS
+            block = self.views[name][start:start + LIST_ROWS].tolist()
+            self.lists[name] = start, block
+        return block[row - start]
 
 
 class _Listed(list):
@@ -706,7 +714,7 @@ def train_group(
         with StopOnSignal() as stop_on_signal:
             return _train_shard(members, dev, stop_on_signal, progress, on_member_done,
                                 library_versions())
-    with _Shards(members, shards, progress, on_member_done) as sharded:
+    with _Shards(members, shards, threads or 1, progress, on_member_done) as sharded:
         return sharded.train()
 
 
@@ -753,9 +761,6 @@ def _train_shard(members: Sequence[tuple[DictConfig, Path, Sequence[str] | None]
     per_member = group.member_major()
     last = [p.detach().cpu() for p in group.params]
     best = [b.cpu() for b in group.best]
-    for snapshot in group.logs:  # made before the freeze below, so it covers them
-        for name in snapshot.views:
-            snapshot.listed(name)
     summaries = []
     with _gc_frozen():
         for i, member in enumerate(states):
@@ -775,10 +780,10 @@ def _train_shard(members: Sequence[tuple[DictConfig, Path, Sequence[str] | None]
 
 @contextlib.contextmanager
 def _gc_frozen():
-    """Everything alive now (the group's snapshots, its lists, the configs) out of the
+    """Everything alive now (the group's snapshots, the configs, the summaries) out of the
     cyclic garbage collector's sight while records are written: their millions of rows
-    trigger collections, and each would walk those long-lived objects again (measured:
-    ~4 ms a record). What the records make is still collected."""
+    trigger collections, and each would walk those long-lived objects again (measured on
+    100 textbook records: 24 -> 20 ms a record). What the records make is still collected."""
     gc.freeze()
     try:
         yield
@@ -861,70 +866,89 @@ class _SharedStop(StopOnSignal):
 
 
 class _Shards:
-    """A CPU group trained in ``shards`` processes, one thread each: this one and forked
-    copies, each training a contiguous slice of the members as its own stacked model and
-    writing their records. Why: the training loop is one Python thread issuing small
-    tensor ops, which a second torch thread speeds up little; measured on 2 cores, 200
-    textbook members for 2000 epochs: 8.6-9.1 s in one process with 2 threads, 6.5-6.9 s
-    in two processes of 100 members with 1 (and the records are written two at a time).
+    """A CPU group trained in ``shards`` processes: this one and forked copies, each
+    training a contiguous slice of the members as its own stacked model (``threads //
+    shards`` torch threads each) and writing their records. Why: the training loop is one
+    Python thread issuing small tensor ops, which a second torch thread speeds up little;
+    measured on 2 cores, 200 textbook members for 2000 epochs: 8.6-9.1 s in one process
+    with 2 threads, 6.5-6.9 s in two processes of 100 members with 1 (and the records are
+    written two at a time).
 
     Each shard sends a summary back through its pipe as soon as the record is complete;
-    they are reported in member order. A shard that fails fails the jobs it had not sent
-    (:class:`ShardError`, in one line) after the others finished; one signal stops every
-    shard after its epoch, a second (or an error here) aborts them at once.
+    they are reported in member order. A shard that fails, this one included, fails the
+    jobs whose records it had not finished, after the others finished theirs
+    (:class:`ShardError` for a forked one, in one line); one signal stops every shard
+    after its epoch, a second aborts them at once.
     """
 
-    def __init__(self, members: list, shards: int, progress: Callable[[int, int], None] | None,
+    def __init__(self, members: list, shards: int, threads: int,
+                 progress: Callable[[int, int], None] | None,
                  on_member_done: Callable[[int, dict], None] | None):
         self.members, self.progress, self.on_member_done = members, progress, on_member_done
         self.bounds = [round(k * len(members) / shards) for k in range(shards + 1)]
+        self.threads = max(1, threads // shards)
         self.control = _Control(shards)
         self.children: list[int] = []
+        self.exit_codes: dict[int, str] = {}
+        self.read_fds: list[int] = []
         self.inbox: queue.Queue = queue.Queue()
         self.readers: list[threading.Thread] = []
         self.epochs = members[0][0].trainer.epochs
 
     def __enter__(self) -> "_Shards":
+        self.previous_threads = torch.get_num_threads()
         self.stop = _SharedStop(self.control).__enter__()
-        torch.set_num_threads(1)
-        versions = library_versions()
+        torch.set_num_threads(self.threads)
+        self.versions = library_versions()
         parent = os.getpid()
         try:
             for shard in range(1, len(self.bounds) - 1):
-                self._fork(shard, parent, versions)
+                self._fork(shard, parent)
         except BaseException:
             self.__exit__(*sys.exc_info())
             raise
-        self.versions = versions
         return self
 
-    def _fork(self, shard: int, parent: int, versions: dict[str, str]) -> None:
+    def _fork(self, shard: int, parent: int) -> None:
         read_fd, write_fd = os.pipe()
         sys.stdout.flush()
         sys.stderr.flush()
-        with warnings.catch_warnings():
-            # Python >= 3.12 warns of fork() beside threads (a progress bar's); the shard
-            # takes no lock they hold: it trains, writes files, then _exits.
-            warnings.simplefilter("ignore", DeprecationWarning)
-            pid = os.fork()
-        if pid == 0:  # the shard: never returns
-            os.close(read_fd)
-            code = 0
-            try:
-                for signum in StopOnSignal.SIGNALS:  # its stop comes from the parent
-                    signal.signal(signum, signal.SIG_IGN)
-                with os.fdopen(write_fd, "wb") as out:
-                    code = self._shard_main(shard, parent, versions, out)
-            finally:
-                os._exit(code)
+        # No signal between the fork and the shard's own handling (it ignores them), nor
+        # between the fork and this process knowing the shard's pid.
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, StopOnSignal.SIGNALS)
+        pid = -1
+        try:
+            with warnings.catch_warnings():
+                # Python >= 3.12 warns of fork() beside threads (a progress bar's); the
+                # shard takes no lock they hold: it trains, writes files, then _exits.
+                warnings.simplefilter("ignore", DeprecationWarning)
+                pid = os.fork()
+            if pid == 0:  # the shard: never returns
+                code = 1
+                try:
+                    for signum in StopOnSignal.SIGNALS:  # its stop comes from the parent
+                        signal.signal(signum, signal.SIG_IGN)
+                    signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+                    # The other shards' pipes are this process's to read: a copy held
+                    # here would keep a killed launcher's pipes open.
+                    for fd in [read_fd, *self.read_fds]:
+                        os.close(fd)
+                    with os.fdopen(write_fd, "wb") as out:
+                        code = self._shard_main(shard, parent, out)
+                finally:
+                    os._exit(code)
+            self.children.append(pid)
+        finally:
+            if pid != 0:
+                signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         os.close(write_fd)
-        self.children.append(pid)
+        self.read_fds.append(read_fd)
         reader = threading.Thread(target=self._read, args=(shard, os.fdopen(read_fd, "rb")),
                                   name=f"shard-{shard}-pipe", daemon=True)
         reader.start()
         self.readers.append(reader)
 
-    def _shard_main(self, shard: int, parent: int, versions: dict[str, str], out) -> int:
+    def _shard_main(self, shard: int, parent: int, out) -> int:
         """A forked shard's work; its exit code."""
         first, end = self.bounds[shard], self.bounds[shard + 1]
         stop = _ParentStop(self.control, parent)
@@ -943,7 +967,8 @@ class _Shards:
 
         try:
             _train_shard(self.members[first:end], torch.device("cpu"), stop,
-                         lambda epochs, _: self.control.set_epochs(shard, epochs), done, versions)
+                         lambda epochs, _: self.control.set_epochs(shard, epochs), done,
+                         self.versions)
         except Interrupted:
             return 1
         except BaseException:  # noqa: BLE001 - said to the parent, in its words
@@ -976,13 +1001,17 @@ class _Shards:
                 self.on_member_done(i, summary)
 
         self.control.set_epochs(0, 0)
-        own = _train_shard(self.members[:self.bounds[1]], torch.device("cpu"), self.stop,
-                           self._report_progress, done, self.versions)
+        own_failure: Exception | None = None
+        try:
+            _train_shard(self.members[:self.bounds[1]], torch.device("cpu"), self.stop,
+                         self._report_progress, done, self.versions)
+        except Exception as e:  # noqa: BLE001 - the other shards' records still complete first
+            own_failure = e
         received: dict[int, dict] = {}
         errors: dict[int, str] = {}  # shard -> the last line of its traceback
         ended: set[int] = set()
-        failure: tuple[int, int, str] | None = None  # the first shard that failed: (it, job, why)
-        for i in range(len(own), len(self.members)):
+        failures: dict[int, str] = {}  # shard -> why its first unfinished job failed
+        for i in range(self.bounds[1], len(self.members)):
             shard = next(k for k in range(1, len(self.bounds) - 1) if i < self.bounds[k + 1])
             while i not in received and shard not in ended:
                 try:
@@ -998,34 +1027,41 @@ class _Shards:
                     received[key] = value
             if i in received:
                 done(i, received.pop(i))
-            elif failure is None or failure[0] != shard:
-                why = errors.get(shard) or f"it ended (exit {self._exit_code(shard)})"
-                failure = failure or (shard, i, why)
-        if failure is not None:
-            shard, job, why = failure
-            raise ShardError(f"the process training jobs {self.bounds[shard]}-"
-                             f"{self.bounds[shard + 1] - 1} failed before job {job}'s record: {why}")
+            elif shard not in failures:
+                failures[shard] = (f"the process training jobs {self.bounds[shard]}-"
+                                   f"{self.bounds[shard + 1] - 1} failed before job {i}'s record: "
+                                   + (errors.get(shard) or f"it ended (exit {self._exit_code(shard)})"))
+        if own_failure is not None:
+            raise own_failure
+        if failures:
+            raise ShardError("; ".join(failures[k] for k in sorted(failures)))
         return [summaries[i] for i in range(len(self.members))]
 
     def _exit_code(self, shard: int) -> str:
-        pid = self.children[shard - 1]
-        try:
-            _, status = os.waitpid(pid, 0)
-        except ChildProcessError:
-            return "unknown"
-        self.children[shard - 1] = 0
-        return str(os.waitstatus_to_exitcode(status))
+        """The shard's exit status (it has ended: its pipe is closed)."""
+        if shard not in self.exit_codes:
+            pid, self.children[shard - 1] = self.children[shard - 1], 0
+            try:
+                _, status = os.waitpid(pid, 0)
+                self.exit_codes[shard] = str(os.waitstatus_to_exitcode(status))
+            except ChildProcessError:
+                self.exit_codes[shard] = "unknown"
+        return self.exit_codes[shard]
 
     def __exit__(self, *exc) -> bool:
-        if exc[0] is not None:  # an error or a second signal here: the shards stop at once
-            self.control.aborted = True
-        for pid in self.children:
-            if pid:
-                with contextlib.suppress(ChildProcessError):
-                    os.waitpid(pid, 0)
-        for reader in self.readers:
-            reader.join()
-        self.stop.__exit__(*exc)
+        try:
+            if exc[0] is not None:  # an error or a second signal here: the shards stop at once
+                self.control.aborted = True
+            for k, pid in enumerate(self.children):
+                if pid:
+                    with contextlib.suppress(ChildProcessError):
+                        os.waitpid(pid, 0)
+                    self.children[k] = 0
+            for reader in self.readers:
+                reader.join()
+        finally:
+            self.stop.__exit__(*exc)
+            torch.set_num_threads(self.previous_threads)
         return False
 
 
@@ -1061,7 +1097,7 @@ def _write_member(group: StackedGroup, i: int, member: _Member, final: dict[str,
         writer.write_csv_body("grad_norms.csv", grad_table.csv_body())
 
     def views(name: str) -> list[tuple[int, _Listed]]:
-        return [(s.epoch, _Listed(s.listed(name)[s.position[i]]))
+        return [(s.epoch, _Listed(s.row(name, s.position[i])))
                 for s in group.logs if i in s.position and name in s.views]
 
     if group.record_weights:

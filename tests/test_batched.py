@@ -335,6 +335,64 @@ def test_a_failing_shard_fails_only_the_jobs_it_had_not_finished(tmp_path, monke
         assert json.loads((tmp_path / str(i) / "summary.json").read_text())["status"] == "completed"
 
 
+def test_every_failing_shard_is_named_and_the_healthy_ones_finish(tmp_path, monkeypatch):
+    """4 shards of 2 jobs: the second fails on a full disk, the fourth dies outright
+    (os._exit, no word): the first and third finish and are reported, in order, and one
+    line names both failures, each with its own reason."""
+    import os
+
+    import initlab.batched
+
+    _shards(monkeypatch, 2)
+    original = initlab.batched._write_member
+
+    def broken(group, i, member, *args):
+        if member.cfg.seed in (2, 3):
+            raise OSError(28, "No space left on device")
+        if member.cfg.seed in (6, 7):
+            os._exit(9)
+        return original(group, i, member, *args)
+
+    monkeypatch.setattr(initlab.batched, "_write_member", broken)
+    cfgs = [compose_config(*SMALL, f"seed={seed}", "trainer.epochs=2") for seed in range(8)]
+    done = []
+    torch.set_num_threads(3)
+    with pytest.raises(initlab.batched.ShardError) as raised:
+        train_group(cfgs, [tmp_path / str(i) for i in range(8)], threads=4,
+                    on_member_done=lambda i, s: done.append(i))
+    assert str(raised.value) == (
+        "the process training jobs 2-3 failed before job 2's record: OSError: [Errno 28] No "
+        "space left on device; the process training jobs 6-7 failed before job 6's record: "
+        "it ended (exit 9)")
+    assert done == [0, 1, 4, 5]
+    assert torch.get_num_threads() == 3  # the shards' thread setting does not outlive them
+
+
+def test_when_the_launchers_own_shard_fails_the_others_still_finish(tmp_path, monkeypatch):
+    """The first shard is this process's: its error is raised as it is (the launcher fails
+    the jobs it had not finished), but only after the other shards' records are complete
+    and reported."""
+    import initlab.batched
+
+    _shards(monkeypatch, 2)
+    original = initlab.batched._write_member
+
+    def broken(group, i, member, *args):
+        if member.cfg.seed == 0:
+            raise OSError(28, "No space left on device")
+        return original(group, i, member, *args)
+
+    monkeypatch.setattr(initlab.batched, "_write_member", broken)
+    cfgs = [compose_config(*SMALL, f"seed={seed}", "trainer.epochs=2") for seed in range(6)]
+    done = []
+    with pytest.raises(OSError, match="No space left on device"):
+        train_group(cfgs, [tmp_path / str(i) for i in range(6)], threads=3,
+                    on_member_done=lambda i, s: done.append(i))
+    assert done == [2, 3, 4, 5]
+    for i in done:
+        assert json.loads((tmp_path / str(i) / "summary.json").read_text())["status"] == "completed"
+
+
 def test_one_signal_stops_every_shard_and_each_record_is_complete(tmp_path, monkeypatch):
     """Ctrl-C reaches the launcher's process: the shards stop too (each after its own
     epoch), every record ends there with status interrupted, and nothing is lost."""
