@@ -226,12 +226,23 @@ def test_the_sweep_check_hands_its_composition_to_hydras_multirun_once():
     """The sweep's check composes exactly what Hydra's multirun composes next: that one
     identical request gets a copy (equal, not the same object); any other request, and
     every later one, is composed by Hydra."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    from initlab import cli
+
+    app = cli._hydra_app()  # sets Hydra's global state, as the CLI's process does
+    try:
+        _check_the_composition_is_reused(app)
+    finally:
+        GlobalHydra.instance().clear()  # later tests in this process initialize their own
+
+
+def _check_the_composition_is_reused(app) -> None:
     from hydra.types import RunMode
     from omegaconf import OmegaConf
 
     from initlab import cli
 
-    app = cli._hydra_app()
     calls = []
     load = app.config_loader.load_configuration
 
