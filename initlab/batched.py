@@ -799,7 +799,8 @@ class _ParentStop:
     """A shard's stop signal, set by the process that forked it (:class:`_SharedStop`): the
     shard ignores SIGINT/SIGTERM itself, so a Ctrl-C, which reaches every process of the
     terminal's group, counts once. When that process is gone (killed), the shard stops as
-    if signalled and completes its records."""
+    if signalled and completes its records. Read once an epoch by the fit, ``received``
+    raises :class:`Interrupted` once the parent has aborted (its second signal)."""
 
     def __init__(self, control: "_Control", parent: int):
         self.control, self.parent = control, parent

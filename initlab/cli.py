@@ -197,16 +197,16 @@ def _reuse_next_composition(app) -> None:
 
     loader = app.config_loader
     load = loader.load_configuration
-    kept: dict = {}
+    first: list = []  # [the request, a copy of its composition]
 
     def load_configuration(*args, **kwargs):
-        key = repr((args, sorted(kwargs.items())))
-        if kept.pop(key, None) is not None:
+        request = repr((args, sorted(kwargs.items())))
+        if first and first[0] == request:
             loader.load_configuration = load  # once: later compositions are Hydra's own
-            return kept.pop("cfg")
+            return first[1]
         cfg = load(*args, **kwargs)
-        if not kept:
-            kept[key], kept["cfg"] = True, copy.deepcopy(cfg)
+        if not first:
+            first[:] = [request, copy.deepcopy(cfg)]
         return cfg
 
     loader.load_configuration = load_configuration

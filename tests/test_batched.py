@@ -309,27 +309,39 @@ def test_a_group_trained_in_shards_writes_what_one_process_writes(tmp_path, monk
                 assert one[name] == sharded[name], name
 
 
-def test_a_failing_shard_fails_only_the_jobs_it_had_not_finished(tmp_path, monkeypatch):
-    """The middle one of 3 shards dies on its first record (a full disk): every other job's
-    record is complete and reported, in order; then one line says which jobs failed."""
+def _full_disk() -> None:
+    raise OSError(28, "No space left on device")
+
+
+def _train_with_failing_records(tmp_path, monkeypatch, members: int, threads: int, done: list,
+                                failures: dict) -> None:
+    """train_group of ``members`` seeds in shards of 2 (``threads`` of them at most), where
+    writing seed k's record first calls ``failures[k]``; ``done`` collects the jobs reported."""
     import initlab.batched
 
     _shards(monkeypatch, 2)
     original = initlab.batched._write_member
 
     def broken(group, i, member, *args):
-        if member.cfg.seed in (2, 3):
-            raise OSError(28, "No space left on device")
+        failures.get(member.cfg.seed, lambda: None)()
         return original(group, i, member, *args)
 
     monkeypatch.setattr(initlab.batched, "_write_member", broken)
-    cfgs = [compose_config(*SMALL, f"seed={seed}", "trainer.epochs=2") for seed in range(6)]
+    cfgs = [compose_config(*SMALL, f"seed={seed}", "trainer.epochs=2") for seed in range(members)]
+    train_group(cfgs, [tmp_path / str(i) for i in range(members)], threads=threads,
+                on_member_done=lambda i, s: done.append(i))
+
+
+def test_a_failing_shard_fails_only_the_jobs_it_had_not_finished(tmp_path, monkeypatch):
+    """The middle one of 3 shards dies on its first record (a full disk): every other job's
+    record is complete and reported, in order; then one line says which jobs failed."""
+    import initlab.batched
+
     done = []
     with pytest.raises(initlab.batched.ShardError,
                        match=r"^the process training jobs 2-3 failed before job 2's record: "
                              r"OSError: \[Errno 28\] No space left on device$"):
-        train_group(cfgs, [tmp_path / str(i) for i in range(6)], threads=3,
-                    on_member_done=lambda i, s: done.append(i))
+        _train_with_failing_records(tmp_path, monkeypatch, 6, 3, done, {2: _full_disk, 3: _full_disk})
     assert done == [0, 1, 4, 5]
     for i in done:
         assert json.loads((tmp_path / str(i) / "summary.json").read_text())["status"] == "completed"
@@ -343,23 +355,14 @@ def test_every_failing_shard_is_named_and_the_healthy_ones_finish(tmp_path, monk
 
     import initlab.batched
 
-    _shards(monkeypatch, 2)
-    original = initlab.batched._write_member
+    def dies() -> None:
+        os._exit(9)
 
-    def broken(group, i, member, *args):
-        if member.cfg.seed in (2, 3):
-            raise OSError(28, "No space left on device")
-        if member.cfg.seed in (6, 7):
-            os._exit(9)
-        return original(group, i, member, *args)
-
-    monkeypatch.setattr(initlab.batched, "_write_member", broken)
-    cfgs = [compose_config(*SMALL, f"seed={seed}", "trainer.epochs=2") for seed in range(8)]
     done = []
     torch.set_num_threads(3)
     with pytest.raises(initlab.batched.ShardError) as raised:
-        train_group(cfgs, [tmp_path / str(i) for i in range(8)], threads=4,
-                    on_member_done=lambda i, s: done.append(i))
+        _train_with_failing_records(tmp_path, monkeypatch, 8, 4, done,
+                                    {2: _full_disk, 3: _full_disk, 6: dies, 7: dies})
     assert str(raised.value) == (
         "the process training jobs 2-3 failed before job 2's record: OSError: [Errno 28] No "
         "space left on device; the process training jobs 6-7 failed before job 6's record: "
@@ -372,22 +375,9 @@ def test_when_the_launchers_own_shard_fails_the_others_still_finish(tmp_path, mo
     """The first shard is this process's: its error is raised as it is (the launcher fails
     the jobs it had not finished), but only after the other shards' records are complete
     and reported."""
-    import initlab.batched
-
-    _shards(monkeypatch, 2)
-    original = initlab.batched._write_member
-
-    def broken(group, i, member, *args):
-        if member.cfg.seed == 0:
-            raise OSError(28, "No space left on device")
-        return original(group, i, member, *args)
-
-    monkeypatch.setattr(initlab.batched, "_write_member", broken)
-    cfgs = [compose_config(*SMALL, f"seed={seed}", "trainer.epochs=2") for seed in range(6)]
     done = []
     with pytest.raises(OSError, match="No space left on device"):
-        train_group(cfgs, [tmp_path / str(i) for i in range(6)], threads=3,
-                    on_member_done=lambda i, s: done.append(i))
+        _train_with_failing_records(tmp_path, monkeypatch, 6, 3, done, {0: _full_disk})
     assert done == [2, 3, 4, 5]
     for i in done:
         assert json.loads((tmp_path / str(i) / "summary.json").read_text())["status"] == "completed"
