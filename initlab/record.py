@@ -51,7 +51,7 @@ ERROR_FILE = "error.txt"  # the traceback of a run that failed
 REPORT_ERROR_FILE = "report_error.txt"  # the traceback of a report step that failed
 TENSORBOARD_DIR = "tensorboard"  # `initlab export tensorboard`'s events (initlab.export)
 PAGE = "index.html"  # the report page (initlab.report.page)
-# Files a run writes while it trains (appended at log epochs, see RecordWriter.append_csv).
+# Files a run writes while it trains (appended at log epochs, see RecordWriter.append_csv_body).
 STREAMED_CSVS = ("metrics.csv", "grad_norms.csv")
 # Everything a run (and its report) may leave in its directory: what `overwrite=true` clears.
 RECORD_PATHS = (SUMMARY, *COLUMNS, "data.pt", "checkpoints", "tables", "figures", ERROR_FILE,
@@ -205,13 +205,16 @@ class RecordWriter:
             writer.writerow(COLUMNS[name])
             writer.writerows(_cells(row) for row in rows)
 
-    def write_csv_numbers(self, name: str, rows: list[tuple]) -> None:
-        """:meth:`write_csv` for rows of numbers and names that need no quoting (a parameter
-        or layer name in the text columns), byte for byte what :meth:`write_csv` writes
-        (FLOAT_FORMAT for each float, str for each int) and several times faster: the whole table is one
+    @staticmethod
+    def number_rows(name: str, rows: list[tuple]) -> str:
+        """Rows of numbers and names that need no quoting (a parameter or layer name in the
+        text columns) as CSV text, byte for byte what :meth:`write_csv` writes (FLOAT_FORMAT
+        for each float, str for each int) and several times faster: the whole table is one
         ``%``-format, so the per-cell work is C's (a batched sweep writes millions of rows)."""
-        body = (_row_format(name) * len(rows)) % tuple([cell for row in rows for cell in row])
-        self.write_csv_body(name, body)
+        return (_row_format(name) * len(rows)) % tuple([cell for row in rows for cell in row])
+
+    def write_csv_numbers(self, name: str, rows: list[tuple]) -> None:
+        self.write_csv_body(name, self.number_rows(name, rows))
 
     def write_csv_body(self, name: str, body: str) -> None:
         """A CSV whose rows are already text (:meth:`GradNormTable.csv_body`): the header
@@ -219,17 +222,6 @@ class RecordWriter:
         with _replacing(self.run_dir / name) as tmp, tmp.open("w", newline="") as f:
             f.write(",".join(COLUMNS[name]) + "\r\n")
             f.write(body)
-
-    def start_csv(self, name: str) -> None:
-        """An empty CSV (its header only) that :meth:`append_csv` then grows."""
-        self.write_csv(name, ())
-
-    def append_csv(self, name: str, rows: Iterable[Iterable[Any]]) -> None:
-        """Append rows to a CSV begun with :meth:`start_csv`: written as training goes, so a
-        killed run keeps every row flushed before the kill. Flushed to the OS, not fsynced:
-        a process that dies loses nothing flushed; only a machine crash could."""
-        with (self.run_dir / name).open("a", newline="") as f:
-            csv.writer(f).writerows(_cells(row) for row in rows)
 
     def save_tensors(self, relpath: str, tensors: dict) -> None:
         import torch

@@ -3,10 +3,10 @@
 1. Compose each job cheaply (:mod:`._compose`) and check it as a run would
    (``initlab.config.validate``, ``initlab.budget.check_budget``, the device); a job that
    fails is recorded ``failed`` in one line, as ``initlab.run.run_from_hydra`` records it.
-2. Group the others by ``initlab.batched.group_key`` (and device), say how in one line,
+2. Group the others by ``initlab.engine.group_key`` (and device), say how in one line,
    and split groups bigger than ``max_members`` into chunks.
 3. Per chunk: write its jobs' folders and ``.hydra/`` files, train it as one stacked model
-   (``initlab.batched.train_group``) under a progress bar, print one line per job.
+   (``initlab.engine.train_group``) under a progress bar, print one line per job.
    A job ``group_key`` cannot place trains alone, the way a single run does.
 4. SIGINT/SIGTERM: the chunk in training stops (the engine's own handler) and keeps its
    records; later chunks never get a folder; exit 128 + signal, as initlab does.
@@ -63,9 +63,9 @@ def _cannot_batch(launcher: Any) -> Optional[str]:
         name = getattr(launcher.task_function, "__qualname__", launcher.task_function)
         return f"it trains initlab runs only, and this app's task is {name}"
     try:
-        import initlab.batched  # noqa: F401
+        import initlab.engine  # noqa: F401
     except Exception as e:  # noqa: BLE001 - a missing or broken engine: say which, run anyway
-        return f"the stacked trainer (initlab.batched) cannot be imported: {one_line(str(e))}"
+        return f"the training engine (initlab.engine) cannot be imported: {one_line(str(e))}"
     return None
 
 
@@ -174,7 +174,7 @@ class BatchedSweep:
 
     def _check(self, jobs: list[PreparedJob], sweep_dir: Path) -> None:
         """What a single run checks before it trains; system figures read once per sweep."""
-        from initlab import batched
+        from initlab import engine
         from initlab.budget import available_memory, check_budget, free_disk
         from initlab.config import ConfigError, validate
         from initlab.run import resolve_device
@@ -196,7 +196,7 @@ class BatchedSweep:
                 job.error = one_line(f"{type(e).__name__}: {e}")
                 continue
             try:
-                job.key = (job.device, batched.group_key(job.cfg))
+                job.key = (job.device, engine.group_key(job.cfg))
             except Exception as e:  # noqa: BLE001 - no stacked form: it trains alone
                 # group_key's own refusal (ValueError) says why in words; anything else
                 # is named by its type.
@@ -234,8 +234,8 @@ class BatchedSweep:
         """As run_from_hydra fails a job: its record says failed and why, in one line."""
         from hydra.errors import CompactHydraException
 
+        from initlab.job import mark_record
         from initlab.record import STATUS_FAILED
-        from initlab.run import mark_record
 
         if write and job.cfg is not None:
             try:
@@ -249,13 +249,14 @@ class BatchedSweep:
 
     def _report(self, job: PreparedJob, summary: dict) -> None:
         """The job's one line, from its record (initlab.run.report_run, as in any sweep)."""
+        from initlab.job import save_traceback
         from initlab.record import REPORT_ERROR_FILE
-        from initlab.run import _save_traceback, report_run
+        from initlab.run import report_run
 
         try:
             report_run(job.cfg, job.out_dir, summary, in_sweep=True, job_label=job.label)
         except Exception as e:  # noqa: BLE001 - the record is complete; say how to retry
-            where = _save_traceback(job.out_dir, REPORT_ERROR_FILE)
+            where = save_traceback(job.out_dir, REPORT_ERROR_FILE)
             print(f"initlab: error: the report failed: {type(e).__name__}: {e} ({where}; retry "
                   f"with `initlab report {job.out_dir}`)", file=sys.stderr, flush=True)
 
@@ -263,8 +264,9 @@ class BatchedSweep:
     def _train_alone(self, job: PreparedJob) -> None:
         """A job with no stacked form: the single-run path (initlab.run.run)."""
         from initlab.config import ConfigError
+        from initlab.job import save_traceback
         from initlab.record import ERROR_FILE, STATUS_INTERRUPTED
-        from initlab.run import _save_traceback, run
+        from initlab.run import run
 
         if isinstance(job.cfg, ConfigView):  # the single-run path takes Hydra's own config
             job.cfg = job.dict_config()
@@ -278,7 +280,7 @@ class BatchedSweep:
                 job.error = str(e)
                 return self._fail_job(job, write=False)
             except Exception as e:  # noqa: BLE001 - a bug: one line, the traceback kept
-                job.error = f"{type(e).__name__}: {e} ({_save_traceback(job.out_dir, ERROR_FILE)})"
+                job.error = f"{type(e).__name__}: {e} ({save_traceback(job.out_dir, ERROR_FILE)})"
                 return self._fail_job(job, write=False)
         if summary.get("status") == STATUS_INTERRUPTED:
             self._interrupted([job], [summary])
@@ -286,9 +288,9 @@ class BatchedSweep:
         self._return(job, JobStatus.COMPLETED, summary)
 
     def _train_chunk(self, chunk: list[PreparedJob], device: str, number: int, count: int) -> None:
-        from initlab import batched
+        from initlab import engine
+        from initlab.job import save_traceback
         from initlab.record import ERROR_FILE, STATUS_INTERRUPTED
-        from initlab.run import _save_traceback
 
         written: list[PreparedJob] = []
         try:
@@ -313,14 +315,15 @@ class BatchedSweep:
         what = f"group {number}/{count}" if count > 1 else "group"
         with self._hydra(chunk[0]), self._progress(f"{what} ({_plural(len(chunk), 'job')})") as progress:
             try:
-                summaries = batched.train_group([j.cfg for j in chunk], [j.out_dir for j in chunk],
+                summaries = engine.train_group([j.cfg for j in chunk], [j.out_dir for j in chunk],
                                                 device=device, threads=self.launcher.threads,
                                                 progress=progress,
                                                 on_member_done=on_member_done,
-                                                overrides=[j.overrides for j in chunk])
+                                                overrides=[j.overrides for j in chunk],
+                                                launcher="batched")
             except Exception as e:  # noqa: BLE001 - the engine failed: these jobs fail, in one line
                 message = f"{type(e).__name__}: {one_line(str(e))}"
-                where = _save_traceback(chunk[0].out_dir, ERROR_FILE)
+                where = save_traceback(chunk[0].out_dir, ERROR_FILE)
                 print(f"initlab: error: {what} of {_plural(len(chunk), 'job')} ({chunk[0].label} …) "
                       f"failed: {message} ({where})", file=sys.stderr, flush=True)
                 for i, job in enumerate(chunk):
@@ -340,8 +343,8 @@ class BatchedSweep:
     def _mark_quietly(self, job: PreparedJob) -> None:
         from hydra.errors import CompactHydraException
 
+        from initlab.job import mark_record
         from initlab.record import STATUS_FAILED
-        from initlab.run import mark_record
 
         mark_record(job.out_dir, STATUS_FAILED, job.error)
         self._return(job, JobStatus.FAILED, CompactHydraException(job.error))
@@ -375,8 +378,8 @@ class BatchedSweep:
 
     def _abort(self, signum: int, sweep_dir: Path) -> None:
         """A second signal (or one between chunks) ended the sweep at once."""
+        from initlab.job import epochs_in_record, mark_record
         from initlab.record import FINISHED_STATUSES, STATUS_INTERRUPTED, STATUS_RUNNING
-        from initlab.run import _epochs_in_record, mark_record
 
         name = signal.Signals(signum).name
         for job in self.in_flight:
@@ -384,7 +387,7 @@ class BatchedSweep:
             if status is None or status == STATUS_RUNNING or status not in FINISHED_STATUSES:
                 mark_record(job.out_dir, STATUS_INTERRUPTED,
                             f"aborted by {name}; the record holds what was written up to epoch "
-                            f"{_epochs_in_record(job.out_dir)}")
+                            f"{epochs_in_record(job.out_dir)}")
         print(f"initlab: aborted by {name}; finished jobs keep their records in {sweep_dir}; "
               f"later jobs were not started (`initlab report {sweep_dir}`)", file=sys.stderr, flush=True)
         sys.exit(128 + signum)
@@ -442,7 +445,7 @@ class _ProgressBar:
         self.bar.start()
         return self.update
 
-    def update(self, done: int, total: int) -> None:
+    def update(self, done: int, total: int, *_) -> None:
         self.bar.update(self.task, completed=done, total=total)
 
     def __exit__(self, *exc):

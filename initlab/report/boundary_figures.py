@@ -33,18 +33,14 @@ def has_epoch_boundaries(record: RunRecord) -> bool:
         and input_size(run_config(record)) == 2 and not code_missing(run_config(record), ("act",))
 
 
-def load_model(record: RunRecord, state: dict | None = None):
-    """The run's MLP (``state`` loaded when given), in eval mode, for figures drawn from checkpoints."""
+def load_activation(record: RunRecord):
+    """The run's hidden activation as the engine applies it (:func:`initlab.model.feature_major`),
+    for figures drawn from checkpoints."""
     from omegaconf import OmegaConf
 
-    from initlab.model import build_model
+    from initlab.model import feature_major, make_activation
 
-    cfg = OmegaConf.create(run_config(record))
-    model = build_model(cfg.model, cfg.act, input_size(run_config(record)))
-    if state is not None:
-        model.load_state_dict(state)
-    model.eval()
-    return model
+    return feature_major(make_activation(OmegaConf.create(run_config(record)).act))
 
 
 def plane_grid(data: dict, pad: float = 0.5, n: int = 120):
@@ -62,15 +58,20 @@ def plane_grid(data: dict, pad: float = 0.5, n: int = 120):
 MAX_GRID_ACTIVATIONS = 1 << 24
 
 
-def probability(model, gx, gy) -> np.ndarray:
+def probability(act, state: dict, gx, gy) -> np.ndarray:
+    """P(class 1) of the net with parameters ``state`` (fc1.weight, fc1.bias, ...) over the grid."""
     import torch
 
-    points = torch.stack([gx.flatten(), gy.flatten()], 1)
-    widest = max((m.out_features for m in model.modules() if isinstance(m, torch.nn.Linear)),
-                 default=1)
+    from initlab.model import forward
+
+    depth = len(state) // 2
+    params = [state[f"fc{k}.{kind}"].unsqueeze(0) for k in range(1, depth + 1)
+              for kind in ("weight", "bias")]
+    points = torch.stack([gx.flatten(), gy.flatten()])[None]  # (1, 2, points): feature-major
+    widest = max(p.shape[1] for p in params[0::2])
     chunk = max(1, MAX_GRID_ACTIVATIONS // widest)
     with torch.no_grad():
-        logits = torch.cat([model(part) for part in points.split(chunk)])
+        logits = torch.cat([forward(params, act, part) for part in points.split(chunk, dim=2)], 1)
     return torch.sigmoid(logits).reshape(gx.shape).double().numpy()
 
 
@@ -101,12 +102,12 @@ def scatter_classes(ax, X, y, split: str, size: float = 20) -> None:
 def decision_boundary(record: RunRecord, path: Path, dpi: int) -> Path | None:
     """P(y=1) of the best-on-dev model over the plane, with the test points on top."""
 
-    model = load_model(record, record.checkpoint("best"))
+    act = load_activation(record)
     data = record.data()
     gx, gy = plane_grid(data)
     fig, gs = figure(6.2, 5, top=0.4, left=0.7, right=1.1)
     ax = fig.add_subplot(gs[0])
-    image = draw_probability(ax, probability(model, gx, gy), gx, gy)
+    image = draw_probability(ax, probability(act, record.checkpoint("best"), gx, gy), gx, gy)
     colorbar_beside(fig, image, gs, "P(class 1)", ticks=np.linspace(0, 1, 6))
     scatter_classes(ax, data["X_test"], data["y_test"], "test")
     acc = record.summary.get("metrics", {}).get("test", {}).get("acc")
@@ -136,11 +137,10 @@ def decision_boundary_over_epochs(record: RunRecord, path: Path, dpi: int) -> Pa
     flat = [fig.add_subplot(gs[0])]
     flat += [fig.add_subplot(gs[i // cols, i % cols], sharex=flat[0], sharey=flat[0])
              for i in range(1, len(epochs))]
-    model = load_model(record)
+    act = load_activation(record)
     image = None
     for ax, epoch in zip(flat, epochs):
-        model.load_state_dict(states[epoch])
-        image = draw_probability(ax, probability(model, gx, gy), gx, gy)
+        image = draw_probability(ax, probability(act, states[epoch], gx, gy), gx, gy)
         scatter_classes(ax, data["X_train"], data["y_train"], "train", size=11)
         where = "at init" if epoch == 0 else (f"dev acc {dev_acc[epoch]:.2f}"
                                               if epoch in dev_acc else "")

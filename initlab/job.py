@@ -1,0 +1,263 @@
+"""One job's record through its life: started, streamed while it trains, finished with its
+diagnosis, or marked failed/interrupted in one line. Every launcher's job goes through here,
+whether it trains alone or as a member of a stack (:mod:`initlab.engine`).
+
+- :class:`MemberRecord` — the record of one member: its ``running`` summary (with the pid
+  and host that write it, so a reader can tell a killed run), data.pt and init.pt up front,
+  metric and gradient-norm rows appended as the engine streams them, then the log-epoch
+  tables, checkpoints and the final summary with its diagnosis.
+- :func:`mark_record`, :func:`save_traceback` — what a failure leaves in a record.
+"""
+
+import itertools
+import json
+import math
+import os
+import platform
+import socket
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from initlab import __version__
+from initlab.config import to_plain
+from initlab.model import parameter_shapes
+from initlab.record import (
+    EPOCH_CHECKPOINTS,
+    STATUS_INTERRUPTED,
+    STATUS_RUNNING,
+    SUMMARY,
+    GradNormTable,
+    RecordWriter,
+    RunRecord,
+    grad_norm_ends,
+    read_overrides,
+)
+from initlab.recorders import (
+    activation_stats_rows,
+    histogram_rows,
+    metric_rows,
+    unit_rows,
+    weight_rows,
+    weight_stats_rows,
+)
+
+
+def library_versions() -> dict[str, str]:
+    """The versions a record was written with (from package metadata: importing matplotlib
+    costs ~0.3 s, and a sweep's launcher process has no figure to draw)."""
+    from importlib.metadata import version
+
+    import hydra
+    import omegaconf
+    import torch
+
+    return {
+        "initlab": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "hydra": hydra.__version__,
+        "omegaconf": omegaconf.__version__,
+        "matplotlib": version("matplotlib"),
+        "rich": version("rich"),
+    }
+
+
+class MemberRecord:
+    """The record of one member of a stack (a single run is a stack of one)."""
+
+    def __init__(self, run_dir: Path, cfg: Any, overrides: list[str] | None, device: Any,
+                 versions: dict[str, str], launcher: str | None = None):
+        self.writer = RecordWriter(run_dir)
+        self.cfg = cfg
+        self.names = list(parameter_shapes(cfg.model, cfg.data.dim))
+        self.overrides = None if overrides is None else [str(o) for o in overrides]
+        self.summary: dict[str, Any] = {
+            "status": STATUS_RUNNING,
+            "seed": cfg.seed,
+            "device": str(device),
+            "config": to_plain(cfg),
+            "versions": versions,
+            # Who writes this record: a reader that finds the status still `running` and
+            # this process gone says the run stopped without a word (record.describe_status).
+            "process": {"pid": os.getpid(), "host": socket.gethostname()},
+            "epochs_run": 0,
+        }
+        if launcher is not None:
+            self.summary["launcher"] = launcher
+        # Compact while running (the C encoder; a group writes thousands of these).
+        self.writer.write_summary(self.summary, indent=None)
+        self.streamed = {"metrics.csv": False, "grad_norms.csv": False}
+        self.data: dict[str, Any] = {}
+
+    def save_start(self, splits: Any, names: list[str], init: list[Any]) -> None:
+        """data.pt and checkpoints/init.pt, before training."""
+        self.data = {k: v.contiguous() for k, v in splits.as_dict().items()}
+        self.writer.save_tensors("data.pt", self.data)
+        self.writer.save_tensors("checkpoints/init.pt", _state(names, init))
+
+    def _append(self, name: str, body: str) -> None:
+        if not self.streamed[name]:
+            self.writer.write_csv_body(name, body)  # header and the first rows
+            self.streamed[name] = True
+        elif body:
+            self.writer.append_csv_body(name, body)
+
+    def stream(self, metrics: list[list[float]], first_epoch: int, first_step: int, norms: Any,
+               steps_per_epoch: int, epochs_run: int) -> None:
+        """Append epochs ``first_epoch``.. of metrics ([train loss, train correct, dev loss,
+        dev correct] each) and the gradient norms (steps, params) from ``first_step``, then
+        say in summary.json how far training got."""
+        d = self.cfg.data
+        rows = metric_rows(metrics, first_epoch, d.n_train, d.n_dev)
+        self._append("metrics.csv", self.writer.number_rows("metrics.csv", rows))
+        if norms is not None:
+            steps = range(first_step, first_step + norms.shape[0])
+            table = GradNormTable(self.names, list(steps), [s // steps_per_epoch + 1 for s in steps],
+                                  norms.tolist())
+            self._append("grad_norms.csv", table.csv_body())
+        self.summary.update(epochs_run=epochs_run, steps_run=epochs_run * steps_per_epoch,
+                            updated=time.time())
+        self.writer.write_summary(self.summary, indent=None)
+
+    def finish(self, group: Any, i: int, final: dict[str, Any], grad_norms: Any, last: list,
+               best: list, signal_name: str | None) -> dict[str, Any]:
+        """The member's remaining files (log-epoch tables, checkpoints) and its final summary
+        with the diagnosis, which sees the record just written (built from memory rather
+        than parsed again: tests check it equals what read_record gives)."""
+        from initlab.diagnose import diagnose
+        from initlab.signal import member_signal
+
+        writer, epochs_run = self.writer, group.epochs_run[i]
+        steps_run = epochs_run * group.steps_per_epoch
+        d = self.cfg.data
+        tables: dict[str, list[tuple]] = {
+            "metrics": metric_rows(group.metrics[:epochs_run, :, i].tolist(), 1, d.n_train, d.n_dev)}
+        grad_table = None
+        if group.record_grad_norms:
+            spe = group.steps_per_epoch
+            grad_table = GradNormTable(group.names, list(range(steps_run)),
+                                       [s // spe + 1 for s in range(steps_run)],
+                                       grad_norms[:steps_run].tolist())
+
+        def views(name: str) -> list[tuple[int, list]]:
+            return [(epoch, snapshot[name][rows[i]].tolist())
+                    for epoch, rows, snapshot in group.logs if i in rows and name in snapshot]
+
+        def write(name: str, rows) -> None:
+            tables[name] = list(rows)
+            writer.write_csv_body(f"{name}.csv", writer.number_rows(f"{name}.csv", tables[name]))
+
+        if group.record_weights:
+            bounds = list(itertools.accumulate([math.prod(group.shapes[n]) for n in group.names],
+                                               initial=0))
+            write("weights", weight_rows(group.names, [
+                (e, [flat[a:b] for a, b in itertools.pairwise(bounds)]) for e, flat in views("weights")]))
+        if group.record_weight_stats:
+            write("weight_stats", weight_stats_rows(group.weight_names, views("weight_stats")))
+        if group.record_activations:
+            write("activations", activation_stats_rows(group.hidden_layers, views("activations")))
+            write("units", unit_rows(group.hidden_layers, views("units")))
+            write("activation_hists", histogram_rows(group.hidden_layers, views("activation_hists")))
+        tensors: dict[str, Any] = {}
+        if group.save_tensors:
+            tensors["init"] = _state(group.names, [p[i] for p in group.init_state])
+            for name, stacked in (("best", best), ("last", last)):
+                tensors[name] = _state(group.names, [p[i] for p in stacked])
+                writer.save_tensors(f"checkpoints/{name}.pt", tensors[name])
+        if group.checkpoint_epochs is not None:
+            tensors[EPOCH_CHECKPOINTS] = {
+                epoch: _state(group.names, [p[rows[i]] for p in params])
+                for epoch, rows, params in group.checkpoints if i in rows
+            }
+            writer.save_tensors(EPOCH_CHECKPOINTS, tensors[EPOCH_CHECKPOINTS])
+
+        summary = self.summary
+        summary.update(
+            status=group.status[i],
+            epochs_run=epochs_run,
+            steps_run=steps_run,
+            updated=time.time(),
+            stop_reason=group.stop_reason[i],
+            signal=signal_name if group.status[i] == STATUS_INTERRUPTED else None,
+            best_epoch=int(group.best_epoch[i]),
+            metrics={split: {"loss": values[0, i].item(), "acc": values[1, i].item() / n}
+                     for (split, values), n in zip(final.items(), (d.n_train, d.n_dev, d.n_test))},
+            param_shapes=dict(group.shapes),
+            n_params=group.n_params,
+            init_signal=member_signal(group.init_signal, i, group.layer_names, self.cfg,
+                                      group.layer_shapes),
+        )
+        record = RunRecord(run_dir=writer.run_dir, summary=summary, config=summary["config"],
+                           overrides=(read_overrides(writer.run_dir) if self.overrides is None
+                                      else self.overrides), grad_norm_table=grad_table)
+        for name, rows in tables.items():
+            record.give_rows(name, rows)
+        record._tensors.update(tensors)
+        record._tensors["data.pt"] = self.data or {k: v.contiguous() for k, v in
+                                                   group.splits[i].as_dict().items()}
+        summary["diagnosis"] = [f.as_dict() for f in diagnose(record)]
+        summary["grad_norms"] = grad_norm_ends(record)
+        return summary
+
+
+def _state(names: list[str], tensors: list[Any]) -> dict[str, Any]:
+    # clone: a saved view would drag the whole stacked storage into the file.
+    return {name: t.clone() for name, t in zip(names, tensors)}
+
+
+# --------------------------------------------------------------------------- failures
+def mark_record(out_dir: Path, status: str, message: str) -> str | None:
+    """Keep what the summary already says (seed, config, epochs so far) and set its status.
+
+    Never raises: on a full disk or a vanished folder it returns why the record could not
+    be updated, for the one line the user sees.
+    """
+    path = out_dir / SUMMARY
+    try:
+        summary = json.loads(path.read_text()) if path.exists() else {}
+        if not isinstance(summary, dict):
+            summary = {}
+    except (OSError, ValueError):
+        summary = {}
+    summary.update(status=status, error=message)
+    try:
+        RecordWriter(out_dir).write_summary(summary)
+    except OSError as e:
+        # A full disk has no room for the new file beside the old: write over the old one
+        # in place instead (its blocks are already allocated), so the status still tells.
+        try:
+            _overwrite_in_place(path, json.dumps(summary) + "\n")
+        except OSError:
+            return f"could not update {path}: {e.strerror or e}"
+    return None
+
+
+def _overwrite_in_place(path: Path, text: str) -> None:
+    data = text.encode()
+    if not path.exists() or len(data) > path.stat().st_size:
+        # Only the old file's own blocks are sure to be there: keep just what must be said.
+        keep = {k: v for k, v in json.loads(text).items()
+                if k in ("status", "error", "seed", "epochs_run", "steps_run")}
+        data = (json.dumps(keep) + "\n").encode()
+    with path.open("r+b") as f:
+        f.write(data)
+        f.truncate()
+        f.flush()
+
+
+def save_traceback(out_dir: Path, name: str) -> str:
+    """Save the current traceback under ``out_dir``; returns where, or why it could not."""
+    try:
+        RecordWriter(out_dir).write_text(name, traceback.format_exc())
+    except OSError as e:
+        return f"traceback not saved: {e.strerror or e}"
+    return f"traceback in {out_dir / name}"
+
+
+def epochs_in_record(out_dir: Path) -> int:
+    try:
+        return json.loads((out_dir / SUMMARY).read_text()).get("epochs_run", 0)
+    except (OSError, ValueError, AttributeError):
+        return 0
