@@ -29,12 +29,15 @@ FIT_FRACTION = 0.8
 MIN_REFUSED_BYTES = 1 << 30
 
 FLOAT = 4  # float32 tensors everywhere
-# Kept in step with the code that spends them (tests/test_scale.py checks they match):
-EPOCH_CHECKPOINT_COUNT = 6  # initlab.run.EPOCH_CHECKPOINT_COUNT
-EPOCH_CHECKPOINT_MAX_PARAMS = 100_000  # initlab.run.EPOCH_CHECKPOINT_MAX_PARAMS
-HISTOGRAM_BINS = 40  # initlab.recorders.HISTOGRAM_BINS
-WEIGHT_QUANTILES = 7  # len(initlab.recorders.WEIGHT_QUANTILES)
-GRAD_NORM_CHUNK_STEPS = 4096  # GradNormRecorder: steps of 0-d norms held before a host copy
+# The record's sizes, here (torch-free, for the checks before a run) and read by the code
+# that spends them (initlab.engine, initlab.recorders):
+# model copies at a few log epochs, for small models only (decision-boundary small multiples);
+EPOCH_CHECKPOINT_COUNT = 6
+EPOCH_CHECKPOINT_MAX_PARAMS = 100_000
+HISTOGRAM_BINS = 40  # bins of a layer's activation histogram at a log epoch
+WEIGHT_QUANTILES = (0.0, 0.05, 0.25, 0.5, 0.75, 0.95, 1.0)  # the columns of weight_stats.csv
+# Gradient norms held on the device before one copy to the host: about 64 MB of float32.
+GRAD_NORM_CHUNK_VALUES = 1 << 24
 
 # Bytes per CSV row on disk (measured on records of the default run, rounded up).
 CSV_ROW_BYTES = {
@@ -49,7 +52,6 @@ CSV_ROW_BYTES = {
 # Bytes of host memory per row once the record is read back (a dict of parsed values per
 # row, for the diagnosis after training), and per 0-d device tensor / epoch in training.
 READ_ROW_BYTES = 400
-PENDING_NORM_BYTES = 560  # one 0-d tensor of GradNormRecorder's pending list
 EPOCH_METRICS_BYTES = 240  # one EpochMetrics of TrainerState.history
 FIXED_DISK_BYTES = 16 << 20  # summary.json, tables, the figures of the report step
 FIXED_MEMORY_BYTES = 512 << 20  # the interpreter with torch loaded (~450 MB RSS measured)
@@ -133,7 +135,7 @@ def estimate(cfg: Any) -> Estimate:
         rows = steps * tensors
         cause = epochs + (f" trainer.batch_size={t.batch_size}" if batch < d.n_train else "")
         fix = "lower trainer.epochs or drop grad_norms from trainer.recorders"
-        pending = min(steps, GRAD_NORM_CHUNK_STEPS) * tensors * PENDING_NORM_BYTES
+        pending = min(steps * tensors, GRAD_NORM_CHUNK_VALUES) * FLOAT
         mem(Item("gradient norms", rows * (FLOAT + READ_ROW_BYTES) + pending, cause, fix))
         disk(Item("gradient norms in grad_norms.csv", rows * CSV_ROW_BYTES["grad_norms.csv"],
                   cause, fix))
@@ -157,7 +159,7 @@ def estimate(cfg: Any) -> Estimate:
         fix = "raise trainer.log_every or drop weights from trainer.recorders"
         values = params if params <= t.weights_max_params else 0
         mem(Item("weight snapshots", logs * (values * (FLOAT + READ_ROW_BYTES)
-                                             + m.depth * (WEIGHT_QUANTILES * FLOAT + READ_ROW_BYTES)),
+                                             + m.depth * (len(WEIGHT_QUANTILES) * FLOAT + READ_ROW_BYTES)),
                  per_log, fix))
         disk(Item("weight snapshots in weights.csv and weight_stats.csv",
                   logs * (values * CSV_ROW_BYTES["weights.csv"]

@@ -33,6 +33,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
+from initlab.budget import EPOCH_CHECKPOINT_COUNT, EPOCH_CHECKPOINT_MAX_PARAMS, GRAD_NORM_CHUNK_VALUES
 from initlab.config import to_plain
 from initlab.data import make_splits
 from initlab.init import data_dependent_init_, init_linear_
@@ -55,12 +56,6 @@ from initlab.signal import measure as measure_signal
 
 # Independent random streams, so changing one part (say the init) leaves the others alone.
 DATA_STREAM, INIT_STREAM, SHUFFLE_STREAM = 0, 1, 2
-# Model copies at a few log epochs (for decision-boundary small multiples) cost
-# EPOCH_CHECKPOINT_COUNT x params of host memory and disk, so only small models keep them.
-EPOCH_CHECKPOINT_COUNT = 6
-EPOCH_CHECKPOINT_MAX_PARAMS = 100_000
-# Gradient norms held on the device before one copy to the host: about 64 MB of float32.
-GRAD_NORM_CHUNK_VALUES = 1 << 24
 # More norms than this in one epoch of a member are checked for NaN/Inf through their sum,
 # which is non-finite iff one of them is (barring an overflow only exploding norms reach).
 FINITE_CHECK_MAX_VALUES = 1024
@@ -235,7 +230,9 @@ class StackedGroup:
         splits, cache = [], {}
         for i, c in enumerate(cfgs):
             splits.append(_member_data(c, cache))
-            init, act = _plain_node(c.init), _plain_node(c.act)
+            # A custom scheme's own code reads its node as a config (initlab.custom).
+            init = c.init if is_custom(c.init.name) else _plain_node(c.init)
+            act = c.act if is_custom(c.act.name) else _plain_node(c.act)
             gen = generator(c.seed, INIT_STREAM)
             for k in range(0, len(stacked_init), 2):
                 init_linear_(stacked_init[k][i], stacked_init[k + 1][i], init, act, gen)

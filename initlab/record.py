@@ -223,6 +223,13 @@ class RecordWriter:
             f.write(",".join(COLUMNS[name]) + "\r\n")
             f.write(body)
 
+    def append_csv_body(self, name: str, body: str) -> None:
+        """Append rows already text (:meth:`number_rows`) to a CSV written before: as training
+        goes, so a killed run keeps every row flushed before the kill. Flushed to the OS, not
+        fsynced: a process that dies loses nothing flushed; only a machine crash could."""
+        with (self.run_dir / name).open("a", newline="") as f:
+            f.write(body)
+
     def save_tensors(self, relpath: str, tensors: dict) -> None:
         import torch
 
@@ -389,9 +396,9 @@ def grad_norm_ends(record: RunRecord) -> dict[str, Any]:
     last_step = None
     table = record.grad_norm_table()
     if table is not None:
-        if table.steps:
-            first = dict(zip(table.params, table.norms[0]))
-            last = dict(zip(table.params, table.norms[-1]))
+        if table.steps:  # as grad_norms.csv holds them (a table built in memory is not rounded)
+            first = {p: float(FLOAT_FORMAT % v) for p, v in zip(table.params, table.norms[0])}
+            last = {p: float(FLOAT_FORMAT % v) for p, v in zip(table.params, table.norms[-1])}
             last_step = table.steps[-1]
         return {"first": first, "last": last, "last_step": last_step}
     for param, points in record.grad_norm_series().items():

@@ -18,11 +18,11 @@ from collections.abc import Iterator
 
 import torch
 
+from initlab.budget import HISTOGRAM_BINS, WEIGHT_QUANTILES
+
 # |2a - 1| > 0.97 for sigmoid is the same flat tail as |a| > 0.97 for tanh
 # (sigmoid(x) = (tanh(x / 2) + 1) / 2); 0.97 is the threshold of Karpathy's makemore notes.
 SATURATION_THRESHOLD = 0.97
-HISTOGRAM_BINS = 40
-WEIGHT_QUANTILES = (0.0, 0.05, 0.25, 0.5, 0.75, 0.95, 1.0)  # the columns of weight_stats.csv
 # torch.quantile refuses larger inputs; a strided sample keeps the quantiles honest.
 QUANTILE_MAX_VALUES = 1 << 24
 

@@ -95,7 +95,6 @@ def run(cfg: DictConfig, out_dir: Path, quiet: bool = False) -> dict[str, Any]:
 
     from initlab.engine import train_group
 
-    started = time.perf_counter()
     validate(cfg)
     check_budget(cfg, out_dir)
     device = resolve_device(cfg.trainer.device)
@@ -104,7 +103,6 @@ def run(cfg: DictConfig, out_dir: Path, quiet: bool = False) -> dict[str, Any]:
     with bar or nullcontext():
         [summary] = train_group([cfg], [Path(out_dir)], device=str(device), progress=bar,
                                 )
-    summary["timing"]["total_s"] = time.perf_counter() - started
     return summary
 
 

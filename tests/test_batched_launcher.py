@@ -4,7 +4,7 @@ writes, its grouping line, a real sweep's comparison, and a bad job failing alon
 The launcher composes once per set of config-group choices and renders each job's
 ``.hydra/`` files from templates; the first test holds that to Hydra's basic launcher,
 file by file, for a sweep mixing group and value overrides. The engine it drives
-(``initlab.batched``) has tests of its own (equivalence with single runs).
+(``initlab.engine``) has tests of its own (equivalence with single runs).
 """
 
 from pathlib import Path
@@ -74,17 +74,18 @@ def _comparable_hydra(files: dict, sweep_dir: Path) -> dict:
 ], ids=["plain-values-default-subdir", "with-a-list-override-dirname-subdir"])
 def test_job_files_equal_those_of_hydras_basic_launcher(tmp_path, monkeypatch, extra, overrides,
                                                         config_type):
-    import initlab.batched
+    import initlab.engine
+
     from initlab.run import run_from_hydra
 
     trained = []
 
     def no_training(cfgs, out_dirs, device="cpu", progress=None, on_member_done=None, overrides=None,
-                    threads=None):
+                    threads=None, launcher=None):
         trained.extend(cfgs)
         return [{"status": "completed"} for _ in cfgs]  # only the .hydra/ files are compared
 
-    monkeypatch.setattr(initlab.batched, "train_group", no_training)
+    monkeypatch.setattr(initlab.engine, "train_group", no_training)
     basic_dir, batched_dir = tmp_path / "basic", tmp_path / "batched"
     _multirun(basic_dir, "basic", lambda cfg: None, extra, overrides)
     _multirun(batched_dir, "batched", run_from_hydra, extra, overrides)

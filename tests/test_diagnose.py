@@ -7,11 +7,10 @@ import math
 import pytest
 import torch
 
-from initlab.callbacks import LogSchedule
 from initlab.config import DiagnoseConfig
 from initlab.diagnose import CODES, NO_PROBLEMS, diagnose, diagnosis_table
 from initlab.record import read_record
-from initlab.recorders import SATURATION_THRESHOLD, ActivationRecorder
+from initlab.recorders import SATURATION_THRESHOLD
 from initlab.report.tables import table_text
 from tests._diagnose_support import layer_norms, write_record
 
@@ -225,34 +224,29 @@ def test_a_run_stores_its_diagnosis_and_the_report_never_rewrites_the_summary(ru
     assert (run_dir / "summary.json").read_bytes() == before
 
 
-# -------------------------------------------------------------- the unit-activity recorder
-class FakeTrainer:
-    epochs = 1
-
-    class state:  # noqa: N801 - mimics TrainerState's attributes
-        epoch = 0
-        stop_reason = None
-
-
+# -------------------------------------------------------------- the unit-activity view
 @pytest.mark.parametrize("act", ["relu", "tanh"])
 def test_unit_activity_matches_an_independent_forward_pass(act):
-    from omegaconf import OmegaConf
+    from initlab.model import feature_major, forward
+    from initlab.options import activation
+    from initlab.recorders import activation_views, unit_rows
 
-    from initlab.model import build_model
-
-    torch.manual_seed(0)
-    model = build_model(OmegaConf.create({"width": 6, "depth": 3}), OmegaConf.create({"name": act}), 2)
-    with torch.no_grad():
-        model.fc1.bias[:2] = -50.0  # two units of fc1 off (relu) / saturated (tanh) everywhere
-    X = torch.randn(300, 2)
-    recorder = ActivationRecorder(model, X, "tanh" if act == "tanh" else None, LogSchedule(1))
-    recorder.before_fit(FakeTrainer())
-    rows = list(recorder.unit_rows())
+    gen = torch.Generator().manual_seed(0)
+    W1, b1 = torch.randn(6, 2, generator=gen), torch.randn(6, generator=gen)
+    W2, b2 = torch.randn(6, 6, generator=gen), torch.randn(6, generator=gen)
+    b1[:2] = -50.0  # two units of fc1 off (relu) / saturated (tanh) everywhere
+    params = [p[None] for p in (W1, b1, W2, b2, torch.randn(1, 6, generator=gen), torch.zeros(1))]
+    X = torch.randn(300, 2, generator=gen)
+    f = torch.relu if act == "relu" else torch.tanh
+    hidden = []
+    forward(params, feature_major(getattr(torch.nn, "ReLU" if act == "relu" else "Tanh")()),
+            X.T[None].contiguous(), hidden)
+    views = activation_views(hidden, activation(act).bounded)
+    rows = list(unit_rows(["fc1", "fc2"], [(0, views["units"][0].tolist())]))
     assert len(rows) == 2 * 6
 
-    f = torch.relu if act == "relu" else torch.tanh
-    h1 = f(X @ model.fc1.weight.T + model.fc1.bias).detach()
-    h2 = f(h1 @ model.fc2.weight.T + model.fc2.bias).detach()
+    h1 = f(X @ W1.T + b1)
+    h2 = f(h1 @ W2.T + b2)
     for layer, h in (("fc1", h1), ("fc2", h2)):
         got = [r for r in rows if r[1] == layer]
         for _, _, unit, active, saturated in got:

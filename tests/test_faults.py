@@ -229,7 +229,7 @@ def test_a_disk_too_full_for_even_hydras_files_says_so_in_one_line(tmp_path):
 
 def test_mark_record_never_raises_when_nothing_can_be_written(tmp_path, monkeypatch):
     from initlab import record
-    from initlab.run import mark_record
+    from initlab.job import mark_record
 
     (tmp_path / "summary.json").write_text(json.dumps({"status": "running", "seed": 3}))
 
@@ -242,7 +242,7 @@ def test_mark_record_never_raises_when_nothing_can_be_written(tmp_path, monkeypa
     written = json.loads((tmp_path / "summary.json").read_text())
     assert written["status"] == "failed" and written["error"] == "boom" and written["seed"] == 3
     # Not even that: one line says so, and nothing raises.
-    monkeypatch.setattr("initlab.run._overwrite_in_place", lambda path, text: full_disk(path, text))
+    monkeypatch.setattr("initlab.job._overwrite_in_place", lambda path, text: full_disk(path, text))
     why = mark_record(tmp_path, "interrupted", "again")
     assert "No space left on device" in why
     assert json.loads((tmp_path / "summary.json").read_text())["status"] == "failed"

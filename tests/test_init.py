@@ -7,7 +7,6 @@ import torch
 from omegaconf import OmegaConf
 
 from initlab import init as I
-from initlab.model import build_model
 from initlab.options import INITS, built_in
 
 OUT, IN = 300, 500  # fan_out, fan_in of the test matrix: 150 000 draws per scheme
@@ -121,10 +120,10 @@ def test_apply_init_sets_every_bias_and_is_seeded(scheme):
     cfg = OmegaConf.create({"name": scheme, "bias": -8.0, "bias_std": 0.0, "value": 0.5,
                             "mean": 0.0, "std": 0.1, "low": -1.0, "high": 1.0, "gain": None,
                             "mode": "fan_in", "scale": 1.0, "distribution": "normal"})
-    model_cfg = OmegaConf.create({"width": 6, "depth": 3})
     models = []
     for _ in range(2):
-        m = build_model(model_cfg, act("relu"), 2)
+        m = torch.nn.Sequential(torch.nn.Linear(2, 6), torch.nn.ReLU(), torch.nn.Linear(6, 6),
+                                torch.nn.ReLU(), torch.nn.Linear(6, 1))
         I.apply_init(m, cfg, act("relu"), gen())
         models.append(m)
     for name, p in models[0].named_parameters():
@@ -142,11 +141,12 @@ def test_unknown_scheme_lists_choices():
 
 @pytest.mark.parametrize("depth, width", [(1, 4), (2, 5), (5, 3), (12, 7)])
 def test_parameter_shapes_are_the_models_own(depth, width):
-    """The stacked trainer lays out parameters from parameter_shapes without a model."""
-    from initlab.model import build_model, parameter_shapes
+    """parameter_shapes: the textbook's fc1 .. fcN, as nn.Linear layers of the sizes lay them out."""
+    from initlab.model import parameter_shapes
     from tests.conftest import compose_config
 
     cfg = compose_config(f"model.depth={depth}", f"model.width={width}")
-    model = build_model(cfg.model, cfg.act, cfg.data.dim)
-    shapes = {n: list(p.shape) for n, p in model.named_parameters()}
-    assert parameter_shapes(cfg.model, cfg.data.dim) == shapes
+    sizes = [cfg.data.dim] + [width] * (depth - 1) + [1]
+    shapes = {f"fc{k + 1}.{n}": list(p.shape) for k, (i, o) in enumerate(zip(sizes, sizes[1:]))
+              for n, p in torch.nn.Linear(i, o).named_parameters()}
+    assert list(parameter_shapes(cfg.model, cfg.data.dim).items()) == list(shapes.items())

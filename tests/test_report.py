@@ -11,9 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from initlab.callbacks import spread_log_epochs
 from initlab.record import EPOCH_CHECKPOINTS, read_record
-from initlab.recorders import histogram_on_own_range
+from initlab.recorders import histograms, spread_log_epochs
 from initlab.report.activation_figures import rebin
 from tests.conftest import initlab_cli
 
@@ -119,14 +118,14 @@ def test_activation_histograms_count_every_activation_of_every_log_epoch(smoke_r
     assert all(t == n_train * width for t in totals.values())
 
 
-def test_histogram_on_own_range_matches_numpy():
+def test_histograms_on_their_own_range_match_numpy():
     a = torch.tensor([[0.0, 0.0, 1.0], [2.5, float("nan"), float("inf")], [3.0, -1.0, 0.5]])
-    out = histogram_on_own_range(a, bins=4)
+    out = histograms(a[None], bins=4)[0]
     finite = a[torch.isfinite(a)].numpy()
     counts, edges = np.histogram(finite, bins=4)
     assert out[:2].tolist() == [edges[0], edges[-1]]
     assert out[2:].tolist() == counts.tolist()
-    constant = histogram_on_own_range(torch.full((5,), 0.25), bins=3)
+    constant = histograms(torch.full((1, 5), 0.25), bins=3)[0]
     assert constant.tolist() == [0.25, 0.25, 5.0, 0.0, 0.0]
 
 

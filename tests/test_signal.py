@@ -8,16 +8,33 @@ import math
 import pytest
 import torch
 
-from initlab.model import activation_backward, build_model, make_activation
+from initlab.model import activation_backward, make_activation
 from initlab.signal import grad_factor, measure, member_signal, model_params, stacked_input
 from tests.conftest import compose_config
+
+
+class PlainMLP(torch.nn.Module):
+    """The textbook's MLP written plainly with nn.Linear layers fc1 .. fcN: the independent
+    reference the stacked measurements are checked against."""
+
+    def __init__(self, depth: int, width: int, act: torch.nn.Module):
+        super().__init__()
+        sizes = [2] + [width] * (depth - 1) + [1]
+        for k in range(1, depth + 1):
+            self.add_module(f"fc{k}", torch.nn.Linear(sizes[k - 1], sizes[k]))
+        self.depth, self.act = depth, act
+
+    def forward(self, x):
+        for k in range(1, self.depth):
+            x = self.act(getattr(self, f"fc{k}")(x))
+        return getattr(self, f"fc{self.depth}")(x).squeeze(-1)
 
 
 def _net(act_name: str, depth: int = 5, width: int = 6, bias: float = 0.0, seed: int = 0):
     cfg = compose_config(f"act={act_name}", f"model.depth={depth}", f"model.width={width}",
                          "init=normal", "init.std=0.7", f"init.bias={bias}")
     torch.manual_seed(seed)
-    model = build_model(cfg.model, cfg.act, 2).double()
+    model = PlainMLP(depth, width, make_activation(cfg.act)).double()
     with torch.no_grad():
         for p in model.parameters():
             p.normal_(0, 0.7)

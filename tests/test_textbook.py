@@ -57,18 +57,23 @@ def reference_sgd(run_dir, act: str, lr: float, steps: int):
     return norms, losses
 
 
-def test_zero_init_keeps_hidden_units_identical(run_lab):
-    run_dir, summary = run_lab("experiment=zero_init")
+def _identical_units(run_dir):
     last = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
     w1, b1, w2 = last["fc1.weight"], last["fc1.bias"], last["fc2.weight"]
     assert w1.shape == (5, 2)
-    assert w1.abs().max() > 1e-3  # the weights did move ...
-    # ... yet every hidden unit has the same incoming weights, bias and outgoing weight
-    # (up to float32 summation order, a few ulp): symmetry was never broken.
-    def identical(t, like):
+
+    def identical(t, like):  # up to float32 summation order, a few ulp
         return torch.allclose(t, like.expand_as(t), rtol=1e-5, atol=1e-12)
 
     assert identical(w1, w1[:1]) and identical(b1, b1[:1]) and identical(w2, w2[:, :1])
+    return w1
+
+
+def test_zero_init_on_the_books_balanced_split_stays_at_50_percent_and_ln2(run_lab):
+    """Seed 0's 640 training points are 320 of each class: at zero init every gradient is
+    exactly 0 (the saddle), so nothing moves: accuracy 50 %, loss ln 2, as the book shows."""
+    run_dir, summary = run_lab("experiment=zero_init")
+    _identical_units(run_dir)
     assert summary["epochs_run"] == 2000
     for split in ("train", "dev", "test"):
         assert summary["metrics"][split]["loss"] == pytest.approx(math.log(2), abs=2e-3)
@@ -81,6 +86,22 @@ def test_zero_init_keeps_hidden_units_identical(run_lab):
         assert metrics[step]["train_loss"] == pytest.approx(ref_losses[step], rel=1e-5)
         for param, norm in ref_norms[step].items():
             assert ours[step][param] == pytest.approx(norm, rel=1e-4, abs=1e-9)
+
+
+def test_zero_init_on_an_unbalanced_split_moves_yet_keeps_every_hidden_unit_identical(run_lab):
+    """Seed 1's split is not balanced: the weights move, but every hidden unit keeps the same
+    incoming weights, bias and outgoing weight (symmetry is never broken), and the losses
+    and gradient norms follow hand-written float64 SGD."""
+    run_dir, _ = run_lab("experiment=zero_init", "seed=1", "trainer.epochs=200")
+    y = torch.load(run_dir / "data.pt")["y_train"]
+    assert int(y.sum()) * 2 != len(y)
+    assert _identical_units(run_dir).abs().max() > 1e-3
+    ref_norms, ref_losses = reference_sgd(run_dir, "sigmoid", lr=0.2, steps=50)
+    ours, metrics = read_grad_norms(run_dir), read_metrics(run_dir)
+    for step in range(50):
+        assert metrics[step]["train_loss"] == pytest.approx(ref_losses[step], rel=1e-5)
+        for param, norm in ref_norms[step].items():
+            assert ours[step][param] == pytest.approx(norm, rel=1e-3, abs=1e-9)
 
 
 @pytest.fixture(scope="module")

@@ -42,7 +42,7 @@ EXPERIMENT_ZOO = [
      ["collapsed_representation"]),
     # He-initialised depth 50: about half the deep units are zero on every input at init
     # because the inputs collapsed, not because a bias killed them; it learns.
-    ("he_depth50", ["model.depth=50", "model.width=32", "init=kaiming_normal", "optim.lr=0.01",
+    ("he_depth50", ["model.depth=50", "model.width=32", "init=kaiming_normal", "optim.lr=0.005",
                     "trainer.epochs=100"], ["collapsed_representation"]),
     # Deep and narrow: some seeds are born dead (Lu et al., 2019), others collapse.
     ("born_dead_deep_narrow", ["model.depth=10", "model.width=3", "seed=1", "trainer.epochs=100"],
