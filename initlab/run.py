@@ -8,7 +8,6 @@ line for the user and a ``failed`` summary, never a traceback.
 
 import signal
 import sys
-import time
 from pathlib import Path
 from typing import Any
 

@@ -75,7 +75,6 @@ def _comparable_hydra(files: dict, sweep_dir: Path) -> dict:
 def test_job_files_equal_those_of_hydras_basic_launcher(tmp_path, monkeypatch, extra, overrides,
                                                         config_type):
     import initlab.engine
-
     from initlab.run import run_from_hydra
 
     trained = []
