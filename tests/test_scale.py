@@ -4,7 +4,6 @@ epochs of a 10^9-epoch run, and the budget check that refuses what cannot fit.""
 import math
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
@@ -152,7 +151,7 @@ def test_a_unit_with_an_infinity_has_no_twin():
 
 
 SCALE_CHECK = """
-import resource, sys, time, torch
+import resource, sys, torch
 from initlab.diagnose import twins as diagnose
 from initlab.diagnose.twins import duplicate_units as _duplicate_units
 torch.set_num_threads(1)
@@ -168,24 +167,22 @@ layers = {
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 for name, u in layers.items():
     state = {"fc1.weight": u[:, :2], "fc1.bias": u[:, 2], "fc2.weight": u[:, 3:].T.contiguous()}
-    start = time.perf_counter()
     n, units, spread = _duplicate_units(state, "fc1", "fc2", 1e-4)
-    print(name, n, units, time.perf_counter() - start)
+    print(name, n, units)
 grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
 print("peak_growth_kb", grown)
 """
 
 
-def test_duplicate_units_at_width_100000_take_well_under_seconds_and_little_memory():
+def test_duplicate_units_at_width_100000_take_little_memory():
+    """No all-pairs matrix (torch.cdist is gone in the check): the inputs are 3.2 MB each,
+    the all-pairs matrices were 80 GB each. (Its speed: bench/, not a test.)"""
     out = subprocess.run([sys.executable, "-c", SCALE_CHECK], capture_output=True, text=True,
                          timeout=120, check=True).stdout.split("\n")
     results = {line.split()[0]: line.split()[1:] for line in out if line}
     assert results["random"][:2] == ["0", "100000"]
     assert results["zero"][:2] == ["100000", "100000"]
     assert results["near"][:2] == ["100000", "100000"]
-    for name in ("random", "zero", "near"):
-        assert float(results[name][2]) < 3.0, results
-    # The inputs are 3.2 MB each; the all-pairs matrices were 80 GB each.
     assert int(results["peak_growth_kb"][0]) < 300_000
 
 
@@ -209,10 +206,17 @@ def test_spread_log_epochs_matches_the_listing_reference():
         assert log_epoch_count(every, epochs) == len(spread_log_epochs_by_set(every, epochs, 10**9))
 
 
-def test_spread_log_epochs_of_a_billion_epochs_is_instant():
-    start = time.perf_counter()
+def test_spread_log_epochs_of_a_billion_epochs_lists_none_of_them(monkeypatch):
+    import builtins
+
+    real_range = builtins.range
+
+    def short_range(*args):  # a listing of the log epochs would need a range of 5e7
+        assert len(real_range(*args)) < 1000, args
+        return real_range(*args)
+
+    monkeypatch.setattr(builtins, "range", short_range)
     epochs = spread_log_epochs(20, 10**9, 6)
-    assert time.perf_counter() - start < 0.01
     assert epochs == [0, 200_000_000, 400_000_000, 600_000_000, 800_000_000, 1_000_000_000]
     assert spread_log_epochs(7, 10**9 + 3, 6)[-1] == 10**9 + 3
     with pytest.raises(ValueError, match="count must be >= 2"):
