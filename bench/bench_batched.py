@@ -1,4 +1,4 @@
-"""Benchmark: the stacked engine (initlab.batched) against one sequential single run.
+"""Benchmark: the engine (initlab.engine) stacking M jobs against one sequential single run.
 
 ``--net 2-5-1`` (default): the textbook 2-5-1 sigmoid net (experiment=zero_init with
 init=normal init.std=1, SGD lr 0.2); ``--net 5-layer``: the textbook's 5-layer net
@@ -27,9 +27,11 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-from initlab.batched import StackedGroup
 from initlab.cli import _register_resolvers
 from initlab.config import ConfigView, register_configs
+from initlab.engine import StackedGroup
+from initlab.interrupts import StopOnSignal
+from initlab.job import MemberRecord
 from initlab.run import run
 
 NETS = {
@@ -65,8 +67,11 @@ def stacked_rate(members: int, epochs: int, device: str, net: str) -> float:
     # (an OmegaConf copy per member costs ~1 ms: a minute at 65,536 members).
     base = ConfigView(OmegaConf.to_container(textbook_config(epochs, net), resolve=True))
     cfgs = [base.updated("seed", seed) for seed in range(members)]
-    group = StackedGroup(cfgs, torch.device(device))
-    train_s = group.fit()
+    with tempfile.TemporaryDirectory() as tmp:
+        records = [MemberRecord(Path(tmp) / str(i), c, [], device, {}) for i, c in enumerate(cfgs)]
+        group = StackedGroup(cfgs, records, torch.device(device))
+        with StopOnSignal() as stop:
+            train_s = group.fit(stop)
     if device == "cuda":
         torch.cuda.synchronize()
     return members * epochs / train_s

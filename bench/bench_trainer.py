@@ -1,4 +1,4 @@
-"""Benchmark: initlab's trainer with every recorder on vs a bare PyTorch loop.
+"""Benchmark: initlab's engine (a stack of one) with every recorder on vs a bare PyTorch loop.
 
 Both train the textbook 2-5-1 sigmoid net (experiment=zero_init, but normal init so the
 numbers move) for 2000 full-batch epochs on the same data from the same initial state,
@@ -8,29 +8,29 @@ Two bare loops are timed, so the overhead of each part is visible:
   bare_step  forward, loss, backward, optimizer step — nothing else;
   bare_eval  the same plus what the textbook's runner also does every epoch: train
              accuracy, dev loss and accuracy, and a best-on-dev check (one .item()).
-The trainer does all of bare_eval plus every recorder `initlab run` attaches: grad norms
-every step (and the finiteness check of them each epoch); weights, weight quantiles,
-activation statistics, per-unit activity and activation histograms every log epoch;
-init/best/last state copies and model copies at a few log epochs.
+The engine does all of bare_eval plus every recorder `initlab run` has: grad norms every
+step (and the finiteness check of them each epoch); weights, weight quantiles, activation
+statistics, per-unit activity and activation histograms every log epoch; best-state copies
+and model copies at a few log epochs; the record streamed at log epochs.
 
 Run:  python bench/bench_trainer.py [--epochs 2000] [--repeats 5]
 """
 
 import argparse
 import statistics
+import tempfile
 import time
+from pathlib import Path
 
 import torch
+from torch import nn
 from torch.nn import functional as F
 
-from initlab.callbacks import Checkpointer, ProgressBar
 from initlab.cli import _register_resolvers
 from initlab.config import register_configs
-from initlab.data import make_splits
-from initlab.init import apply_init
-from initlab.model import build_model
-from initlab.run import build_recorders
-from initlab.trainer import Trainer
+from initlab.engine import StackedGroup
+from initlab.interrupts import StopOnSignal
+from initlab.job import MemberRecord, library_versions
 
 
 def textbook_config(epochs: int):
@@ -43,9 +43,12 @@ def textbook_config(epochs: int):
                                             f"trainer.epochs={epochs}"])
 
 
-def fresh_model(cfg, init_state):
-    model = build_model(cfg.model, cfg.act, cfg.data.dim)
-    model.load_state_dict(init_state)
+def fresh_model(init_state):
+    """The 2-5-1 sigmoid net as plain nn.Linear layers, from ``init_state``."""
+    model = nn.Sequential(nn.Linear(2, 5), nn.Sigmoid(), nn.Linear(5, 1), nn.Flatten(0))
+    with torch.no_grad():
+        for p, name in zip(model.parameters(), init_state):
+            p.copy_(init_state[name])
     return model
 
 
@@ -84,17 +87,19 @@ def bare_eval(model, splits, lr, epochs):
     return time.perf_counter() - start
 
 
-def initlab_trainer(model, splits, cfg, progress: bool):
-    # Exactly the recorders `initlab run` attaches for this config (all of them).
-    callbacks = [Checkpointer(), *build_recorders(cfg, model, splits.X_train).values()]
+def initlab_engine(cfg, out_dir: Path, progress: bool) -> float:
+    """The engine's fit of a stack of one, with every recorder `initlab run` has."""
+    record = MemberRecord(out_dir, cfg, [], torch.device("cpu"), library_versions())
+    group = StackedGroup([cfg], [record], torch.device("cpu"))
+    bar = None
     if progress:
         from rich.console import Console
 
-        callbacks.append(ProgressBar(Console(quiet=True)))
-    trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=cfg.optim.lr), splits,
-                      epochs=cfg.trainer.epochs, callbacks=callbacks)
-    state = trainer.fit()
-    return state.train_s
+        from initlab.run import ProgressBar
+
+        bar = ProgressBar(Console(quiet=True), cfg.trainer.epochs, cfg.data.n_train, cfg.data.n_dev)
+    with StopOnSignal() as stop:
+        return group.fit(stop, bar)
 
 
 def main() -> None:
@@ -104,17 +109,17 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)  # tiny tensors: threads only add noise
     cfg = textbook_config(args.epochs)
-    splits = make_splits(cfg.data, 0)
-    model = build_model(cfg.model, cfg.act, cfg.data.dim)
-    apply_init(model, cfg.init, cfg.act, torch.Generator().manual_seed(1))
-    init_state = {k: v.clone() for k, v in model.state_dict().items()}
+    tmp = Path(tempfile.mkdtemp())
+    probe = StackedGroup([cfg], [MemberRecord(tmp / "probe", cfg, [], "cpu", {})], torch.device("cpu"))
+    init_state = {name: p[0].clone() for name, p in zip(probe.names, probe.init_state)}
+    splits = probe.splits[0]
     lr = cfg.optim.lr
 
     runners = {
-        "bare_step": lambda: bare_step(fresh_model(cfg, init_state), splits, lr, args.epochs),
-        "bare_eval": lambda: bare_eval(fresh_model(cfg, init_state), splits, lr, args.epochs),
-        "initlab": lambda: initlab_trainer(fresh_model(cfg, init_state), splits, cfg, False),
-        "initlab+progress": lambda: initlab_trainer(fresh_model(cfg, init_state), splits, cfg, True),
+        "bare_step": lambda: bare_step(fresh_model(init_state), splits, lr, args.epochs),
+        "bare_eval": lambda: bare_eval(fresh_model(init_state), splits, lr, args.epochs),
+        "initlab": lambda: initlab_engine(cfg, tmp / "run", False),
+        "initlab+progress": lambda: initlab_engine(cfg, tmp / "bar", True),
     }
     for run in runners.values():  # warm-up: allocator, dispatcher caches
         run()

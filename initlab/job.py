@@ -7,6 +7,9 @@ whether it trains alone or as a member of a stack (:mod:`initlab.engine`).
   metric and gradient-norm rows appended as the engine streams them, then the log-epoch
   tables, checkpoints and the final summary with its diagnosis.
 - :func:`mark_record`, :func:`save_traceback` — what a failure leaves in a record.
+
+Torch-free to import (the command line reads the failure helpers before any heavy import);
+what measures or reads tensors is imported where it is used.
 """
 
 import itertools
@@ -22,7 +25,6 @@ from typing import Any
 
 from initlab import __version__
 from initlab.config import to_plain
-from initlab.model import parameter_shapes
 from initlab.record import (
     EPOCH_CHECKPOINTS,
     STATUS_INTERRUPTED,
@@ -33,14 +35,6 @@ from initlab.record import (
     RunRecord,
     grad_norm_ends,
     read_overrides,
-)
-from initlab.recorders import (
-    activation_stats_rows,
-    histogram_rows,
-    metric_rows,
-    unit_rows,
-    weight_rows,
-    weight_stats_rows,
 )
 
 
@@ -69,6 +63,8 @@ class MemberRecord:
 
     def __init__(self, run_dir: Path, cfg: Any, overrides: list[str] | None, device: Any,
                  versions: dict[str, str], launcher: str | None = None):
+        from initlab.model import parameter_shapes
+
         self.writer = RecordWriter(run_dir)
         self.cfg = cfg
         self.names = list(parameter_shapes(cfg.model, cfg.data.dim))
@@ -109,6 +105,8 @@ class MemberRecord:
         """Append epochs ``first_epoch``.. of metrics ([train loss, train correct, dev loss,
         dev correct] each) and the gradient norms (steps, params) from ``first_step``, then
         say in summary.json how far training got."""
+        from initlab.recorders import metric_rows
+
         d = self.cfg.data
         rows = metric_rows(metrics, first_epoch, d.n_train, d.n_dev)
         self._append("metrics.csv", self.writer.number_rows("metrics.csv", rows))
@@ -127,6 +125,14 @@ class MemberRecord:
         with the diagnosis, which sees the record just written (built from memory rather
         than parsed again: tests check it equals what read_record gives)."""
         from initlab.diagnose import diagnose
+        from initlab.recorders import (
+            activation_stats_rows,
+            histogram_rows,
+            metric_rows,
+            unit_rows,
+            weight_rows,
+            weight_stats_rows,
+        )
         from initlab.signal import member_signal
 
         writer, epochs_run = self.writer, group.epochs_run[i]
