@@ -23,19 +23,72 @@ MIXED = [*PLAIN, "trainer.recorders=[grad_norms]"]
 
 
 def _multirun(sweep_dir: Path, launcher: str, task, extra: list[str], overrides=MIXED) -> None:
-    """An in-process `initlab run -m -cn smoke ...` with the given task function."""
-    from hydra.core.global_hydra import GlobalHydra
+    """An in-process `initlab run -m -cn smoke ...` with the given task function, through
+    Hydra's own @hydra.main."""
+    import sys
 
-    from initlab.cli import _hydra_app
+    import hydra
 
-    GlobalHydra.instance().clear()
+    from initlab.cli import CONFIG_PATH, _register_resolvers
+    from initlab.config import register_configs
+
+    register_configs()
+    _register_resolvers()
+    argv = sys.argv
+    sys.argv = ["initlab", "-m", *overrides, *extra, "report.sweep=false", "report.quiet=true",
+                f"hydra/launcher={launcher}", f"hydra.sweep.dir={sweep_dir}"]
     try:
-        app = _hydra_app()
-        app.multirun("smoke", task, [*overrides, *extra, "report.sweep=false", "report.quiet=true",
-                                     f"hydra/launcher={launcher}", f"hydra.sweep.dir={sweep_dir}",
-                                     "hydra.mode=MULTIRUN"], with_log_configuration=False)
+        hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="smoke")(task)()
     finally:
-        GlobalHydra.instance().clear()
+        sys.argv = argv
+
+
+# What a job's overrides may do to the composed config: group choices (a preset among them),
+# values of every type, interpolations, lists, `+`/`++`/`~` keys, and mistakes Hydra refuses.
+CORPUS = [
+    [], ["seed=3"], ["act=tanh", "optim.lr=0.3"], ["init=normal", "init.std=0.25", "init.bias=-1"],
+    ["experiment=dead_relu"], ["experiment=dead_relu", "model.width=7"], ["+experiment=zero_init"],
+    ["trainer.log_every=${trainer.epochs}"], ["optim.lr=${init.bias}", "init.bias=0.5"],
+    ["trainer.recorders=[grad_norms]"], ["trainer.recorders=[]"], ["++seed=4"], ["++paper=x"],
+    ["+paper=x"], ["~paper"], ["~init.bias"], ["+init.std=0.5"], ["seed=abc"], ["nonsense=1"],
+    ["+seed=3"], ["~nonsense"], ["optim.lr=1e-3", "data.noise=0"], ["overwrite=true"],
+    ["data=xor", "data.noise=0.05", "seed=2"], ["report=minimal", "report.dpi=50"],
+]
+
+
+@pytest.mark.parametrize("overrides", CORPUS, ids=[" ".join(c) or "(none)" for c in CORPUS])
+def test_the_launchers_composition_equals_hydras(tmp_path, overrides):
+    """Each job's config, folder name and error as the batched launcher builds them from a
+    few compositions, against Hydra's own composition of that job (load_sweep_config)."""
+    from hydra import initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.types import RunMode
+
+    from hydra_plugins.initlab_batched_launcher._compose import Composer, _container
+    from initlab.cli import _register_resolvers, group_options
+    from initlab.config import register_configs
+    from initlab.preflight import one_line
+
+    register_configs()
+    _register_resolvers()
+    with initialize_config_module("initlab.conf", version_base="1.3"):
+        loader = GlobalHydra.instance().config_loader()
+        master = loader.load_configuration("smoke", [f"hydra.sweep.dir={tmp_path}", "hydra.mode=MULTIRUN"],
+                                           RunMode.MULTIRUN)
+        job = Composer(loader, master, set(group_options())).prepare(0, list(overrides))
+        try:
+            expected = loader.load_sweep_config(master, list(overrides))
+        except Exception as e:
+            assert job.error == one_line(f"{e}; {e.__cause__}" if e.__cause__ else str(e))
+            return
+    assert job.error is None, job.error
+    job_node = OmegaConf.to_container(expected.hydra.job, resolve=False)  # as hydra.yaml has it
+    assert job.override_dirname == job_node["override_dirname"]
+    task = OmegaConf.to_container(expected, resolve=False, enum_to_str=True)
+    task.pop("hydra")
+    assert _container(job.cfg) == task
+    assert OmegaConf.to_container(job.full_config().hydra.overrides, resolve=False) == \
+        OmegaConf.to_container(expected.hydra.overrides, resolve=False)
 
 
 def _job_files(sweep_dir: Path) -> dict[str, dict[str, object]]:

@@ -222,42 +222,50 @@ def test_an_empty_run_dir_is_refused_rather_than_writing_into_the_current_folder
     assert list(tmp_path.iterdir()) == []
 
 
-def test_the_sweep_check_hands_its_composition_to_hydras_multirun_once():
-    """The sweep's check composes exactly what Hydra's multirun composes next: that one
-    identical request gets a copy (equal, not the same object); any other request, and
-    every later one, is composed by Hydra."""
-    from hydra.core.global_hydra import GlobalHydra
-
-    from initlab import cli
-
-    app = cli._hydra_app()  # sets Hydra's global state, as the CLI's process does
-    try:
-        _check_the_composition_is_reused(app)
-    finally:
-        GlobalHydra.instance().clear()  # later tests in this process initialize their own
+# Every way Hydra has of naming the config, and -m before or after the overrides: the same
+# checks (initlab.preflight, a Hydra callback) refuse bad input in one line, before any folder.
+FLAG_FORMS = [
+    ["-cn=smoke"], ["--config-name", "smoke"], ["--config-name=smoke"],
+    ["-cd", "{confdir}", "-cn", "mine"], ["-m", "-cn", "smoke"], ["-cn", "smoke", "seed=1,2", "-m"],
+]
 
 
-def _check_the_composition_is_reused(app) -> None:
-    from hydra.types import RunMode
-    from omegaconf import OmegaConf
+@pytest.mark.parametrize("flags", FLAG_FORMS, ids=[" ".join(f) for f in FLAG_FORMS])
+def test_every_hydra_flag_form_gets_the_checks(tmp_path, flags):
+    confdir = tmp_path / "conf"
+    confdir.mkdir()
+    (confdir / "mine.yaml").write_text("defaults:\n  - smoke\n  - _self_\n")
+    args = [f.format(confdir=confdir) for f in flags]
+    result = initlab_cli("run", *args, "model.depth=0", f"hydra.run.dir={tmp_path}/run",
+                         f"hydra.sweep.dir={tmp_path}/sweep", cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == ["initlab run: error: model.depth must be >= 1 (got 0)"]
+    assert not (tmp_path / "run").exists() and not (tmp_path / "sweep").exists()
 
-    from initlab import cli
 
-    calls = []
-    load = app.config_loader.load_configuration
+def test_a_config_dir_run_refuses_a_folder_that_holds_a_record(tmp_path):
+    confdir = tmp_path / "conf"
+    confdir.mkdir()
+    (confdir / "mine.yaml").write_text("defaults:\n  - smoke\n  - _self_\ntrainer:\n  epochs: 2\n")
+    args = ["run", "-cd", str(confdir), "-cn", "mine", "report=minimal", f"hydra.run.dir={tmp_path}/run"]
+    assert initlab_cli(*args, cwd=tmp_path).returncode == 0
+    again = initlab_cli(*args, "seed=1", cwd=tmp_path)
+    assert again.returncode == 2 and "already holds a run record" in again.stderr
+    assert read_summary(tmp_path / "run")["seed"] == 0
 
-    def counting(*args, **kwargs):
-        calls.append(kwargs["overrides"])
-        return load(*args, **kwargs)
 
-    app.config_loader.load_configuration = counting
-    cli._reuse_next_composition(app)
-    sweep = ["seed=1,2", cli.MULTIRUN_OVERRIDE]
-    first = app.compose_config("config", sweep, run_mode=RunMode.MULTIRUN)
-    other = app.compose_config("config", ["seed=1"], run_mode=RunMode.RUN)
-    again = app.compose_config("config", sweep, run_mode=RunMode.MULTIRUN)
-    later = app.compose_config("config", sweep, run_mode=RunMode.MULTIRUN)
-    assert calls == [sweep, ["seed=1"], sweep]
-    assert again is not first and OmegaConf.to_yaml(again) == OmegaConf.to_yaml(first)
-    assert OmegaConf.to_yaml(later) == OmegaConf.to_yaml(first)
-    assert other.seed == 1
+@pytest.mark.parametrize("args, out, err", [
+    (["-m", "experiment=dead_relu", "--cfg", "job"], "", "Only one of --run, --multirun, --cfg"),
+    (["--cfg", "hydra", "-m", "act=relu,tanh"], "", "Only one of --run, --multirun, --cfg"),
+    (["-m", "act=relu,tanh", "--help"], "== Configuration groups ==", ""),
+], ids=["-m --cfg job", "--cfg hydra -m", "-m --help"])
+def test_hydra_flag_combinations_answer_as_hydra_does_without_a_traceback(tmp_path, args, out, err):
+    result = initlab_cli("run", *args, cwd=tmp_path)
+    assert "Traceback" not in result.stdout + result.stderr
+    assert out in result.stdout
+    if err:
+        assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+        assert err in result.stderr
+    else:
+        assert result.returncode == 0 and result.stderr == ""
+    assert list(tmp_path.iterdir()) == []

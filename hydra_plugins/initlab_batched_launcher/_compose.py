@@ -5,8 +5,9 @@ list, YAML loads, merges: ~0.1-0.25 s a job). Only overrides of config GROUPS (`
 ``+experiment=dead_relu``) and of ``hydra.*`` change what is composed; the others
 (``seed=1``, ``optim.lr=0.3``) are assignments Hydra applies after composing. So a
 :class:`Composition` is built once per distinct set of the former, and each job applies
-the latter to a copy of it with Hydra's own function
-(``ConfigLoaderImpl._apply_overrides_to_config``), then gets what Hydra's sweep machinery
+the latter to a copy of it (:func:`apply_overrides`: what Hydra's config loader does with
+them, through OmegaConf's public API; tests/test_batched_launcher.py compares the two on a
+corpus of overrides), then gets what Hydra's sweep machinery
 sets per job: ``hydra.job.num``/``id``, ``hydra.overrides.task``,
 ``hydra.job.override_dirname`` and ``hydra.runtime.output_dir`` (``hydra.sweep.dir`` joined
 with the resolved ``hydra.sweep.subdir``); ``hydra.mode`` comes with the composition.
@@ -14,8 +15,8 @@ with the resolved ``hydra.sweep.subdir``); ``hydra.mode`` comes with the composi
 A job whose value overrides all set existing plain values (``seed=3``, ``optim.lr=0.1``)
 of a composition without interpolations skips even that: its config is an
 :class:`initlab.config.ConfigView` of the composition's plain values with the job's
-values in, each distinct override line coerced once by the same Hydra function on a scratch
-copy (so its errors and types are Hydra's). Copying a DictConfig and applying overrides
+values in, each distinct override line coerced once by :func:`apply_overrides` on a scratch
+copy (so its errors and types are those of the DictConfig path). Copying a DictConfig and applying overrides
 costs ~2 ms a job; this, ~20 us. Any other job takes the DictConfig path above.
 
 The ``.hydra/`` files are rendered from YAML templates: the shared text dumped once (per
@@ -30,21 +31,20 @@ import math
 import os
 import re
 from dataclasses import dataclass, field
-from enum import Enum
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Optional
 
 import yaml
-from hydra._internal.config_loader_impl import ConfigLoaderImpl, get_overrides_dirname
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override, OverrideType
+from hydra.errors import ConfigCompositionException
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict, read_write
-from omegaconf._utils import get_omega_conf_dumper, get_yaml_loader, is_float, is_int, yaml_is_bool
-from omegaconf.nodes import ValueNode
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 from initlab.config import ConfigView
+from initlab.preflight import one_line
 
 DEFAULT_SUBDIR = "${hydra.job.num}"
 _SLOT = "__initlab_slot_{}__"
@@ -55,10 +55,34 @@ _HYDRA_SLOTS = (("job", "num"), ("job", "id"), ("job", "override_dirname"), ("ov
                 ("runtime", "output_dir"))
 
 
+# Strings YAML 1.1 reads as booleans: OmegaConf quotes them, and numbers written as strings.
+_YAML_BOOLS = frozenset("y Y yes Yes YES n N no No NO true True TRUE false False FALSE "
+                        "on On ON off Off OFF".split())
+
+
+def _reads_as_another_type(text: str) -> bool:
+    if text in _YAML_BOOLS:
+        return True
+    try:
+        float(text)  # whatever int() reads, float() reads too
+        return True
+    except ValueError:
+        return False
+
+
+class _Dumper(yaml.Dumper):
+    """The dumper of ``OmegaConf.to_yaml``, built on PyYAML's public API: a string that reads
+    as a bool, int or float is quoted (tests/test_batched_launcher.py checks the two agree)."""
+
+
+_Dumper.add_representer(str, lambda dumper, text: dumper.represent_scalar(
+    "tag:yaml.org,2002:str", text, style="'" if _reads_as_another_type(text) else None))
+
+
 def dump(value: Any) -> str:
-    """YAML text exactly as ``OmegaConf.to_yaml`` writes it (Hydra's ``_save_config``)."""
+    """YAML text exactly as ``OmegaConf.to_yaml`` writes it (what Hydra's run_job writes)."""
     return yaml.dump(value, default_flow_style=False, allow_unicode=True, sort_keys=False,
-                     Dumper=get_omega_conf_dumper())
+                     Dumper=_Dumper)
 
 
 # A string of these characters, starting with one of the first set, is written plain
@@ -68,7 +92,7 @@ _PLAIN_STR = re.compile(r"[A-Za-z0-9_/][A-Za-z0-9_./=+-]*\Z")
 # ("act=relu,seed=3") is written plain too.
 _BLOCK_PLAIN_STR = re.compile(r"[A-Za-z0-9_/][A-Za-z0-9_./=+,-]*\Z")
 _STR_TAG = "tag:yaml.org,2002:str"
-_RESOLVER = get_omega_conf_dumper()(None)
+_RESOLVER = _Dumper(None)
 
 
 def _flow(value: Any) -> Optional[str]:
@@ -84,7 +108,7 @@ def _flow(value: Any) -> Optional[str]:
     if type(value) is list and all(type(v) is str and _is_plain_str(v) for v in value):
         return "[" + ", ".join(value) + "]"
     text = yaml.dump(value, default_flow_style=True, allow_unicode=True, sort_keys=False,
-                     width=math.inf, Dumper=get_omega_conf_dumper()).rstrip("\n")
+                     width=math.inf, Dumper=_Dumper).rstrip("\n")
     if text.endswith("\n..."):
         text = text[: -len("\n...")]
     return None if "\n" in text else text
@@ -103,7 +127,7 @@ def _is_plain_str(text: str, pattern: re.Pattern = _PLAIN_STR) -> bool:
     as a block value): does it read back as a string, to YAML (not null, a date...) and to
     OmegaConf's dumper (which quotes what looks like a bool, int or float)?"""
     return (pattern.match(text) is not None
-            and not (yaml_is_bool(text) or is_int(text) or is_float(text))
+            and not _reads_as_another_type(text)
             and _RESOLVER.resolve(yaml.ScalarNode, text, (True, False)) == _STR_TAG)
 
 
@@ -118,27 +142,26 @@ def _same(a: Any, b: Any) -> bool:
     return type(a) is type(b) and a == b
 
 
-def _node(cfg: Any, key: str) -> Any:
-    """The node at a dotted key, unresolved (None when the path is not there)."""
-    node = cfg
-    for part in key.split("."):
-        if isinstance(node, ListConfig):
-            if not part.isdigit() or int(part) >= len(node):
-                return None
-            node = node._get_node(int(part))
-        elif isinstance(node, DictConfig) and part in node:
-            node = node._get_node(part)
-        else:
-            return None
-    return node
+def _is_value(cfg: DictConfig, key: str) -> bool:
+    """Is there a value (not a container, an interpolation or ``???``) at this dotted key of
+    dicts?"""
+    parent_key, _, leaf = key.rpartition(".")
+    parent = OmegaConf.select(cfg, parent_key, default=None) if parent_key else cfg
+    return (isinstance(parent, DictConfig) and leaf in parent and not OmegaConf.is_missing(parent, leaf)
+            and not OmegaConf.is_interpolation(parent, leaf)
+            and not isinstance(parent[leaf], (DictConfig, ListConfig)))
 
 
-def _plain(node: Any) -> Any:
-    """A node's value as ``OmegaConf.to_container(resolve=False, enum_to_str=True)`` has it."""
-    if isinstance(node, (DictConfig, ListConfig)):
-        return OmegaConf.to_container(node, resolve=False, enum_to_str=True)
-    value = node._value()
-    return value.name if isinstance(value, Enum) else value
+def _unresolved(cfg: Any, key: str) -> Any:
+    """The value at a dotted key as ``OmegaConf.to_container(resolve=False, enum_to_str=True)``
+    has it (_UNSEEN when the path is not there)."""
+    parent_key, _, leaf = key.rpartition(".")
+    parent = OmegaConf.select(cfg, parent_key, default=None) if parent_key else cfg
+    if isinstance(parent, ListConfig) and leaf.isdigit() and int(leaf) < len(parent):
+        leaf = int(leaf)
+    elif not isinstance(parent, DictConfig) or leaf not in parent:
+        return _UNSEEN
+    return OmegaConf.to_container(parent, resolve=False, enum_to_str=True)[leaf]
 
 
 def _container(cfg: Any) -> Any:
@@ -200,7 +223,7 @@ class Template:
         """The first text rendered must load to what OmegaConf would have written."""
         if not self.checked:
             self.checked = True
-            self.usable = _same(yaml.load(text, Loader=get_yaml_loader()), expected)
+            self.usable = _same(OmegaConf.to_container(OmegaConf.create(text), resolve=False), expected)
         return self.usable
 
 
@@ -260,7 +283,7 @@ class PreparedJob:
         """The job's task config as a DictConfig (what Hydra hands the task function)."""
         assert self.composition is not None
         cfg = copy.deepcopy(self.composition.task)
-        ConfigLoaderImpl._apply_overrides_to_config(self.values, cfg)
+        apply_overrides(self.values, cfg)
         return cfg
 
     def full_config(self) -> DictConfig:
@@ -268,7 +291,7 @@ class PreparedJob:
         (slow: only for callbacks that ask for it and unusual hydra.sweep.subdir values)."""
         assert self.composition is not None
         full = copy.deepcopy(self.composition.full)
-        ConfigLoaderImpl._apply_overrides_to_config(self.values, full)
+        apply_overrides(self.values, full)
         with read_write(full.hydra), open_dict(full.hydra):
             full.hydra.job.id = self.idx
             full.hydra.job.num = self.idx
@@ -288,7 +311,6 @@ class Composer:
         self.parser = OverridesParser.create()
         self._parsed: dict[str, Override] = {}
         self.compositions: dict[tuple[str, ...], Composition] = {}
-        self._validated: dict[tuple[str, ...], list[PreparedJob]] = {}
 
     def parse(self, lines: list[str]) -> list[Override]:
         # Sweep values repeat from job to job; Hydra's parser costs ~0.2 ms a line.
@@ -315,21 +337,13 @@ class Composer:
                 plain = None
             self.compositions[lines] = Composition(plain=plain,
                 full=full, task=task, sweep_dir=str(OmegaConf.select(full, "hydra.sweep.dir")),
-                subdir=str(full.hydra.sweep._get_node("subdir")._value()),
+                subdir=str(_unresolved(full, "hydra.sweep.subdir")),
                 hydra_template=Template(hydra, [".".join(("hydra", *p)) for p in _HYDRA_SLOTS]))
         return self.compositions[lines]
 
-    def validate(self, overrides: list[str]) -> PreparedJob:
-        """Compose a job for the sweeper's check that every job composes; the launch reuses
-        it. A job that does not compose is not raised here: it fails alone, in one line."""
-        job = self._compose(overrides)
-        self._validated.setdefault(tuple(overrides), []).append(job)
-        return job
-
     def prepare(self, idx: int, overrides: list[str]) -> PreparedJob:
         """Job ``idx`` composed and placed; a job Hydra cannot compose carries its error."""
-        queue = self._validated.get(tuple(overrides))
-        job = queue.pop(0) if queue else self._compose(overrides)
+        job = self._compose(overrides)
         job.idx = idx
         job.out_dir = Path(os.path.abspath(os.path.join(str(self.master.hydra.sweep.dir), str(idx))))
         if job.error is not None:
@@ -364,9 +378,7 @@ class Composer:
             if job.cfg is None:
                 job.cfg = job.dict_config()
             c = comp.full.hydra.job.config.override_dirname
-            job.override_dirname = get_overrides_dirname(
-                overrides=task_overrides, kv_sep=c.kv_sep, item_sep=c.item_sep,
-                exclude_keys=list(c.exclude_keys))
+            job.override_dirname = overrides_dirname(task_overrides, c)
         except Exception as e:  # noqa: BLE001 - Hydra/OmegaConf composition errors, in words
             job.exception = e
             job.error = one_line(f"{e}; {e.__cause__}" if e.__cause__ else str(e))
@@ -394,24 +406,18 @@ class Composer:
         key = o.key_or_group
         if o.type != OverrideType.CHANGE or o.is_sweep_override() or not isinstance(key, str):
             return None
-        parts, node = key.split("."), comp.task
-        for part in parts:
-            if not isinstance(node, DictConfig) or part not in node:
-                return None
-            node = node._get_node(part)
-        if not isinstance(node, ValueNode):
+        if not _is_value(comp.task, key):
             return None
         if comp.scratch is None:
             comp.scratch = copy.deepcopy(comp.task)
         try:
-            ConfigLoaderImpl._apply_overrides_to_config([o], comp.scratch)
+            apply_overrides([o], comp.scratch)
         except Exception:  # noqa: BLE001 - raised again, in Hydra's words, on the other path
             return None
-        new = _node(comp.scratch, key)
-        if not isinstance(new, ValueNode) or new._is_interpolation() or new._is_missing():
+        if not _is_value(comp.scratch, key):
             return None
-        value = new._value()
-        return (key, value) if isinstance(value, _PLAIN_TYPES) else None
+        value = OmegaConf.select(comp.scratch, key)
+        return (key, value) if type(value) in _PLAIN_TYPES else None
 
     # ------------------------------------------------------------------ .hydra/ files
     def hydra_files(self, job: PreparedJob) -> dict[str, str]:
@@ -434,7 +440,7 @@ class Composer:
         cfg = job.cfg
         keys = tuple(str(o.key_or_group) for o in job.values)
         simple = (all(o.type == OverrideType.CHANGE for o in job.values) and len(set(keys)) == len(keys)
-                  and all(_node(comp.task, k) is not None for k in keys))
+                  and all(_unresolved(comp.task, k) is not _UNSEEN for k in keys))
         template = None
         if simple:
             if keys not in comp.config_templates:
@@ -444,64 +450,11 @@ class Composer:
             if isinstance(cfg, ConfigView):
                 text = template.render([_view_value(cfg, k) for k in keys])
             else:
-                nodes = [_node(cfg, k) for k in keys]
-                text = None if any(n is None for n in nodes) else template.render([_plain(n) for n in nodes])
+                values = [_unresolved(cfg, k) for k in keys]
+                text = None if _UNSEEN in values else template.render(values)
             if text is not None and (template.checked or template.check(text, _container(cfg))):
                 return text
         return dump(_container(cfg))
-
-
-class CheapSweepLoader:
-    """Hydra's config loader, with a ``load_sweep_config`` that composes the cheap way.
-
-    Before it launches a batch, Hydra's sweeper checks that every job composes by calling
-    ``load_sweep_config`` once per job (~0.25 s each: 40 minutes at 10,000 jobs), and throws
-    the result away. While this launcher runs a sweep, the shared HydraContext holds this
-    loader instead: the check composes through :class:`Composer` (the same errors, raised
-    as Hydra would), the launch reuses those compositions, and the config it returns is
-    built only if read. A job that does not compose is not raised here (Hydra's sweeper
-    would stop the whole sweep): the launch fails it alone, in one line. Anything else is
-    the wrapped loader's.
-    """
-
-    def __init__(self, loader: Any, composer: "Composer"):
-        self._loader = loader
-        self._composer = composer
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._loader, name)
-
-    def load_sweep_config(self, master_config: DictConfig, sweep_overrides: list[str]) -> Any:
-        if master_config is not self._composer.master:
-            return self._loader.load_sweep_config(master_config, sweep_overrides)
-        job = self._composer.validate(list(sweep_overrides))
-        return LazyConfig(job.full_config if job.error is None else _raiser(job.exception))
-
-
-def _raiser(error: Any) -> Any:
-    def build() -> DictConfig:
-        raise error
-
-    return build
-
-
-class LazyConfig:
-    """A job's whole config, composed on first use (the sweeper's check never uses it)."""
-
-    def __init__(self, build: Any):
-        self._build = build
-        self._cfg: Optional[DictConfig] = None
-
-    def _get(self) -> DictConfig:
-        if self._cfg is None:
-            self._cfg = self._build()
-        return self._cfg
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._get(), name)
-
-    def __getitem__(self, key: Any) -> Any:
-        return self._get()[key]
 
 
 def write_hydra_files(job: PreparedJob, files: dict[str, str], output_subdir: Optional[str]) -> None:
@@ -517,11 +470,49 @@ def write_hydra_files(job: PreparedJob, files: dict[str, str], output_subdir: Op
         (job.out_dir / f"{job.composition.job_name}.log").touch()
 
 
-# Lines of Hydra/OmegaConf errors that say where, not what (as initlab.cli drops them).
-_NOISE_PREFIXES = ("reference_type=", "object_type=", "provider=", "Config search path",
-                   "full_key:")
+def apply_overrides(overrides: list[Override], cfg: DictConfig) -> None:
+    """Apply value overrides (``key=v``, ``+key=v``, ``++key=v``, ``~key``) to a composed
+    config as Hydra's config loader applies them after composing, with its errors."""
+    for o in overrides:
+        key, value, line = o.key_or_group, o.value(), o.input_line
+        if o.package is not None:
+            raise ConfigCompositionException(
+                f"Override {line} looks like a config group override, but config group "
+                f"'{key}' does not exist.")
+        try:
+            if o.is_delete():
+                old = OmegaConf.select(cfg, key, throw_on_missing=False)
+                if old is None:
+                    raise ConfigCompositionException(
+                        f"Could not delete from config. '{key}' does not exist.")
+                if value is not None and value != old:
+                    raise ConfigCompositionException(
+                        f"Could not delete from config. The value of '{key}' is {old} and not {value}.")
+                parent, _, leaf = key.rpartition(".")
+                with open_dict(cfg):
+                    del (OmegaConf.select(cfg, parent) if parent else cfg)[leaf]
+            elif o.is_add():
+                if OmegaConf.select(cfg, key, throw_on_missing=False) is not None and \
+                        not isinstance(value, (dict, list)):
+                    raise ConfigCompositionException(
+                        f"Could not append to config. An item is already at '{key}'.\n"
+                        f"Either remove + prefix: '{line[1:]}'\n"
+                        f"Or add a second + to add or override '{key}': '+{line}'\n")
+                OmegaConf.update(cfg, key, value, merge=True, force_add=True)
+            elif o.is_force_add():
+                OmegaConf.update(cfg, key, value, merge=True, force_add=True)
+            else:
+                try:
+                    OmegaConf.update(cfg, key, value, merge=True)
+                except (ConfigAttributeError, ConfigKeyError) as e:
+                    raise ConfigCompositionException(
+                        f"Could not override '{key}'.\nTo append to your config use +{line}") from e
+        except OmegaConfBaseException as e:
+            raise ConfigCompositionException(f"Error merging override {line}") from e
 
 
-def one_line(message: str) -> str:
-    lines = [line.strip() for line in str(message).splitlines()]
-    return "; ".join(x for x in lines if x and not x.startswith(_NOISE_PREFIXES))
+def overrides_dirname(overrides: list[Override], c: Any) -> str:
+    """``hydra.job.override_dirname`` of a job, as Hydra builds it from
+    ``hydra.job.config.override_dirname`` (``c``: its kv_sep, item_sep, exclude_keys)."""
+    lines = sorted(str(o.input_line) for o in overrides if o.key_or_group not in c.exclude_keys)
+    return c.item_sep.join(lines).replace("=", c.kv_sep)

@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import Any, Optional
 
 from hydra.core.hydra_config import HydraConfig
-from hydra.core.utils import JobReturn, JobStatus, configure_log, env_override, setup_globals
+from hydra.core.utils import JobReturn, JobStatus, configure_log, env_override, run_job, setup_globals
 from hydra.experimental.callback import Callback
-from omegaconf import OmegaConf
+from omegaconf import OmegaConf, open_dict
 
 from hydra_plugins.initlab_batched_launcher._compose import (
     PreparedJob,
@@ -57,9 +57,10 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_id
 
 
 def _cannot_batch(launcher: Any) -> Optional[str]:
+    from initlab.cli import run_task
     from initlab.run import run_from_hydra
 
-    if launcher.task_function is not run_from_hydra:
+    if launcher.task_function not in (run_from_hydra, run_task):
         name = getattr(launcher.task_function, "__qualname__", launcher.task_function)
         return f"it trains initlab runs only, and this app's task is {name}"
     try:
@@ -97,13 +98,19 @@ def check_settings(max_members: Any, device: Optional[str], threads: Any = None
 
 
 def _basic_launch(launcher: Any, job_overrides, initial_job_idx: int) -> list[JobReturn]:
-    from hydra._internal.core_plugins.basic_launcher import BasicLauncher
-    from hydra.types import HydraContext
-
-    basic = BasicLauncher()
-    context = HydraContext(config_loader=launcher.config_loader, callbacks=launcher.hydra_context.callbacks)
-    basic.setup(hydra_context=context, task_function=launcher.task_function, config=launcher.config)
-    return list(basic.launch(job_overrides, initial_job_idx))
+    """Each job composed by Hydra and run in this process, as Hydra's basic launcher does."""
+    returns = []
+    for i, overrides in enumerate(job_overrides):
+        idx = initial_job_idx + i
+        sweep_config = launcher.hydra_context.config_loader.load_sweep_config(launcher.config,
+                                                                              list(overrides))
+        with open_dict(sweep_config):
+            sweep_config.hydra.job.id = sweep_config.hydra.job.num = idx
+        returns.append(run_job(hydra_context=launcher.hydra_context, task_function=launcher.task_function,
+                               config=sweep_config, job_dir_key="hydra.sweep.dir",
+                               job_subdir_key="hydra.sweep.subdir"))
+        configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
+    return returns
 
 
 def _plural(n: int, word: str) -> str:
@@ -232,10 +239,9 @@ class BatchedSweep:
 
     def _fail_job(self, job: PreparedJob, write: bool = True) -> None:
         """As run_from_hydra fails a job: its record says failed and why, in one line."""
-        from hydra.errors import CompactHydraException
-
         from initlab.job import mark_record
         from initlab.record import STATUS_FAILED
+        from initlab.run import JobFailed
 
         if write and job.cfg is not None:
             try:
@@ -245,7 +251,7 @@ class BatchedSweep:
         unsaved = mark_record(job.out_dir, STATUS_FAILED, job.error)
         print(f"initlab: error: {job.label}: {job.error}" + (f"; {unsaved}" if unsaved else ""),
               file=sys.stderr, flush=True)
-        self._return(job, JobStatus.FAILED, CompactHydraException(job.error))
+        self._return(job, JobStatus.FAILED, JobFailed(job.error))
 
     def _report(self, job: PreparedJob, summary: dict) -> None:
         """The job's one line, from its record (initlab.run.report_run, as in any sweep)."""
@@ -341,13 +347,12 @@ class BatchedSweep:
             self._return(job, JobStatus.COMPLETED, summary)
 
     def _mark_quietly(self, job: PreparedJob) -> None:
-        from hydra.errors import CompactHydraException
-
         from initlab.job import mark_record
         from initlab.record import STATUS_FAILED
+        from initlab.run import JobFailed
 
         mark_record(job.out_dir, STATUS_FAILED, job.error)
-        self._return(job, JobStatus.FAILED, CompactHydraException(job.error))
+        self._return(job, JobStatus.FAILED, JobFailed(job.error))
 
     def _job_start(self, job: PreparedJob) -> None:
         if self.job_callbacks:

@@ -13,6 +13,10 @@ class BatchedLauncher(Launcher):
     """Compose a sweep's jobs cheaply, group those of one shape and train each group as one
     stacked model (``initlab.batched.train_group``); every job still gets its own folder."""
 
+    # Every job is composed and checked here before any starts, and one that does not
+    # compose fails alone: hydra/sweeper=initlab skips its own composition of every job.
+    composes_each_job = True
+
     def __init__(self, max_members: int = 4096, device: Optional[str] = None,
                  threads: Optional[int] = None) -> None:
         self.max_members = max_members
@@ -24,7 +28,7 @@ class BatchedLauncher(Launcher):
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction,
               config: DictConfig) -> None:
-        from hydra_plugins.initlab_batched_launcher._compose import CheapSweepLoader, Composer
+        from hydra_plugins.initlab_batched_launcher._compose import Composer
         from hydra_plugins.initlab_batched_launcher._core import check_settings
         from initlab.cli import group_options
 
@@ -33,11 +37,7 @@ class BatchedLauncher(Launcher):
         self.config = config
         self.task_function = task_function
         self.hydra_context = hydra_context
-        # The sweeper's check that every job composes goes through the cheap composer too
-        # (see CheapSweepLoader); the launch reuses what it composed.
-        self.config_loader = hydra_context.config_loader
-        self.composer = Composer(self.config_loader, config, set(group_options()))
-        hydra_context.config_loader = CheapSweepLoader(self.config_loader, self.composer)
+        self.composer = Composer(hydra_context.config_loader, config, set(group_options()))
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         from hydra_plugins.initlab_batched_launcher import _core

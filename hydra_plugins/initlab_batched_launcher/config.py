@@ -1,4 +1,4 @@
-"""The launcher's settings (``hydra.launcher.*``) and their ConfigStore entry."""
+"""The settings of ``hydra/launcher=batched`` and ``hydra/sweeper=initlab``, and their ConfigStore entries."""
 
 from dataclasses import dataclass
 from typing import Optional
@@ -20,4 +20,15 @@ class BatchedLauncherConf:
 
 
 ConfigStore.instance().store(group="hydra/launcher", name="batched", node=BatchedLauncherConf,
+                             provider="initlab")
+
+
+@dataclass
+class InitlabSweeperConf:
+    _target_: str = "hydra_plugins.initlab_batched_launcher.sweeper.InitlabSweeper"
+    max_batch_size: Optional[int] = None
+    params: Optional[dict[str, str]] = None
+
+
+ConfigStore.instance().store(group="hydra/sweeper", name="initlab", node=InitlabSweeperConf,
                              provider="initlab")

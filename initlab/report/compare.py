@@ -59,7 +59,6 @@ FINISHED = FINISHED_STATUSES
 RAN_TO_THE_END = ("completed", "diverged")  # what statistics across seeds count
 # Overrides that say how a sweep is run or shown, not what it tests: left out of labels.
 NOT_EXPERIMENT_KEYS = ("report=", "report.", "overwrite=", "hydra.", "hydra/", "trainer.progress=")
-BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 DEFAULT_SUBDIR = "${hydra.job.num}"  # hydra.sweep.subdir: job i in <sweep>/<i>
 SEED_KEY = "seed"
 SPLITS = ("train", "dev", "test")
@@ -181,33 +180,33 @@ def find_job_dirs(sweep_dir: Path) -> list[Path]:
 
 
 def planned_jobs(sweep_dir: Path) -> tuple[list[list[str]], bool] | None:
-    """The overrides of every job the sweep launches, in job order, as Hydra's BasicSweeper
-    expands its multirun.yaml (``hydra.sweeper.params``, then ``hydra.overrides.task``), and
-    whether job ``i`` lives in ``<sweep>/<i>`` (the default ``hydra.sweep.subdir``).
+    """The overrides of every job the sweep launches, in job order, as Hydra's basic sweeper
+    (or initlab's, its public twin) expands its multirun.yaml (``hydra.sweeper.params``, then
+    ``hydra.overrides.task``), and whether job ``i`` lives in ``<sweep>/<i>`` (the default
+    ``hydra.sweep.subdir``).
 
     None when that cannot be known: no or an unreadable multirun.yaml, another sweeper
     (Optuna, Ax: their jobs are chosen as the sweep goes), a sweep value Hydra cannot expand
     without the config (``glob(...)``).
     """
     try:
-        from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-        from hydra.core.override_parser.overrides_parser import OverridesParser
         from omegaconf import OmegaConf
+
+        from hydra_plugins.initlab_batched_launcher.sweeper import EXPANDING_SWEEPERS, expand
 
         # Unresolved: an interpolation in an override (`seed=${now:%s}`) is text here.
         hydra_cfg = OmegaConf.to_container(OmegaConf.load(Path(sweep_dir) / MULTIRUN_FILE),
                                            resolve=False)["hydra"]
         sweeper = hydra_cfg["sweeper"]
-        if sweeper.get("_target_") != BASIC_SWEEPER:
+        if sweeper.get("_target_") not in EXPANDING_SWEEPERS:
             return None
         params = sweeper.get("params") or {}
         arguments = [f"{k}={v}" for k, v in params.items()] + list(hydra_cfg["overrides"]["task"])
-        overrides = OverridesParser.create().parse_overrides(arguments)
-        (batch,) = BasicSweeper.split_arguments(overrides, None)
+        batch = expand(arguments)
         numbered = hydra_cfg["sweep"]["subdir"] == DEFAULT_SUBDIR
     except Exception:  # noqa: BLE001 - anything unexpected: walk the job folders instead
         return None
-    return [[str(o) for o in job] for job in batch], numbered
+    return batch, numbered
 
 
 @dataclass

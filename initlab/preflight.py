@@ -1,0 +1,218 @@
+"""What a run or a sweep must pass before it makes a folder, and bad input in one line.
+
+:class:`Preflight` is a Hydra callback (``hydra.callbacks.preflight`` in conf/config.yaml),
+so its checks run on the config Hydra composed, whatever flags composed it (``-cn``,
+``-cd``, ``--config-name``, ``-m`` anywhere), and cost no composition of their own for a
+single run. A run is checked as a whole (:func:`initlab.config.validate`, the memory and
+disk budget, the device, its folder); a sweep by its group options, its first job and its
+folder. A refusal is a :class:`PreflightError`: one line, raised before any folder exists.
+:func:`explain` turns Hydra's composition errors into one line that names the fix.
+"""
+
+import re
+import tempfile
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from hydra.errors import MissingConfigException
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+# Lines of Hydra/OmegaConf errors that say where, not what; dropped from the one-line form.
+_NOISE_PREFIXES = ("reference_type=", "object_type=", "provider=", "Config search path",
+                   "full_key:")
+
+
+class PreflightError(SystemExit):
+    """Bad input, said in one line (``message``) before any folder is made; exit status 2.
+
+    An exit, not an Exception: Hydra turns an Exception raised by a callback into a warning
+    and goes on with the run, while an exit stops it (as ``sys.exit`` in the task does)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(2)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def one_line(message: str) -> str:
+    lines = [line.strip() for line in str(message).splitlines()]
+    return "; ".join(x for x in lines if x and not x.startswith(_NOISE_PREFIXES))
+
+
+class Preflight(Callback):
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        check_run(config)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        check_sweep(config)
+
+
+def check_run(cfg: DictConfig) -> None:
+    """The composed config of a single run, as the run will check it, and its folder."""
+    from initlab.budget import check_budget
+    from initlab.config import ConfigError, validate
+
+    try:
+        validate(cfg)
+        check_budget(cfg, Path(str(OmegaConf.select(cfg, "hydra.run.dir"))))
+        if cfg.trainer.device == "cuda":  # torch only for this check, not for every run
+            import torch
+
+            if not torch.cuda.is_available():
+                raise ConfigError("trainer.device=cuda but no CUDA GPU is available here; "
+                                  "use trainer.device=cpu or trainer.device=auto")
+    except ConfigError as e:
+        raise PreflightError(str(e)) from None
+    except Exception as e:  # a value OmegaConf cannot resolve or convert
+        raise PreflightError(explain(e)) from None
+    prepare_output_dir(cfg, "hydra.run.dir")
+
+
+def check_sweep(cfg: DictConfig) -> None:
+    """A sweep's group options (every value), its first job (a misspelled key is wrong for
+    every job, while a bad value fails only its own job), and its folder."""
+    from hydra import compose
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from hydra_plugins.initlab_batched_launcher.sweeper import EXPANDING_SWEEPERS, expand
+    from initlab.config import ConfigError, validate
+
+    params = cfg.hydra.sweeper.get("params") or {}
+    arguments = [f"{k}={v}" for k, v in params.items()] + list(cfg.hydra.overrides.task)
+    try:
+        parsed = OverridesParser.create().parse_overrides(arguments)
+    except Exception as e:
+        raise PreflightError(explain(e)) from None
+    loader = GlobalHydra.instance().config_loader()
+    groups = set(loader.list_groups(""))
+    for o in parsed:
+        if o.key_or_group in groups and o.is_sweep_override() and o.is_discrete_sweep():
+            options = loader.get_group_options(o.key_or_group)
+            for value in o.sweep_string_iterator():
+                if value != "null" and value not in options:
+                    raise PreflightError(_not_an_option(o.key_or_group, value, options))
+    if cfg.hydra.sweeper.get("_target_") in EXPANDING_SWEEPERS:
+        swept = {o.key_or_group for o in parsed if o.is_sweep_override()}
+        config_name, first = cfg.hydra.job.config_name, []
+        try:
+            first = expand(arguments)[0]
+            validate(compose(config_name, overrides=first))
+        except ConfigError as e:
+            # A bad value the sweep does not vary is bad for every job: refuse it now. One
+            # that it varies (model.depth=2,0) fails only its own jobs.
+            key = str(e).split(" ", 1)[0].split("=", 1)[0]
+            if not any(key == k or key.startswith(f"{k}.") for k in swept):
+                raise PreflightError(str(e)) from None
+        except Exception as e:  # a key or type Hydra cannot compose: every job would fail
+            raise PreflightError(explain(e, config_name, first)) from None
+    prepare_output_dir(cfg, "hydra.sweep.dir")
+
+
+def prepare_output_dir(cfg: DictConfig, key: str) -> None:
+    """Refuse a folder that cannot be written or already holds a record (unless
+    ``overwrite=true``: then the old record is removed, so no stale file mixes into the new
+    one). The folder itself is left to Hydra to make, after every check has passed."""
+    from initlab.budget import existing_ancestor
+    from initlab.record import RECORD_PATHS, SUMMARY
+    from initlab.report.compare import MULTIRUN_FILE, NOT_JOB_DIRS, find_job_dirs
+
+    try:
+        # Hydra's `now` resolver caches its value: the run gets this very folder.
+        text = str(OmegaConf.select(cfg, key))
+    except Exception as e:
+        raise PreflightError(f"{key} cannot be resolved: {one_line(str(e))}") from None
+    if not text.strip():
+        raise PreflightError(f"{key} is empty; name the folder the record goes to")
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise PreflightError(f"{key}={path} is a file, not a folder")
+    sweep = key == "hydra.sweep.dir"
+    old = [] if not path.is_dir() else (
+        ([path / MULTIRUN_FILE] if (path / MULTIRUN_FILE).exists() else []) + find_job_dirs(path)
+        if sweep else ([path / SUMMARY] if (path / SUMMARY).exists() else []))
+    if old and not cfg.get("overwrite", False):
+        what = "a sweep" if sweep else "a run record"
+        raise PreflightError(f"{path} already holds {what}; choose another {key}, or add "
+                             "overwrite=true to replace it")
+    try:
+        if old:
+            _remove([*(path / name for name in RECORD_PATHS)] if not sweep else
+                    [path / MULTIRUN_FILE, *(path / d for d in NOT_JOB_DIRS),
+                     path / "comparison.csv", path / "seed_summary.csv",
+                     *(d for d in old if d.is_dir())])
+        with tempfile.TemporaryFile(dir=existing_ancestor(path)):
+            pass
+    except OSError as e:
+        raise PreflightError(f"cannot write to {path}: {e.strerror or e}") from None
+
+
+def _remove(paths) -> None:
+    import shutil
+
+    for p in paths:
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        elif p.exists() or p.is_symlink():
+            p.unlink()
+
+
+def _not_an_option(group: str, value: str, options: list[str]) -> str:
+    return f"{group}={value} is not an option of '{group}' (choose from: {', '.join(options)})"
+
+
+def explain(error: BaseException, config_name: str = "config",
+            overrides: list[str] | None = None) -> str:
+    """One line for an error of Hydra or OmegaConf, naming the fix where it can."""
+    if isinstance(error, MissingConfigException) and error.options and error.missing_cfg_file:
+        group, _, value = error.missing_cfg_file.rpartition("/")
+        return _not_an_option(group, value, list(error.options))
+    cause = error.__cause__
+    message = one_line(f"{error}; {cause}" if cause and str(cause) not in str(error) else str(error))
+    return _unknown_key(message, config_name, overrides or []) or message
+
+
+def _unknown_key(message: str, config_name: str, overrides: list[str]) -> str | None:
+    """For a key the config does not have, Hydra suggests `+key=value`, which would add a
+    key nothing reads. Say instead which keys there are, and which option has this one."""
+    from initlab.config import OPTION_SCHEMAS
+
+    match = re.search(r"Could not override '([\w.]+)'", message)
+    if not match:
+        return None
+    dotted = match.group(1)
+    parent, _, key = dotted.rpartition(".")
+    try:
+        # Only on this error path is the config composed a second time.
+        cfg = _compose(config_name, [o for o in overrides if not o.startswith(f"{dotted}=")])
+    except Exception:
+        return None
+    # The first part of the dotted key that the config lacks is the one to name.
+    node, seen = cfg, []
+    for part in parent.split(".") if parent else []:
+        if part not in node:
+            dotted, parent, key = ".".join([*seen, part]), ".".join(seen), part
+            break
+        node, seen = node[part], [*seen, part]
+    keys = ", ".join(k for k in node.keys() if not str(k).startswith("hydra"))
+    if parent in OPTION_SCHEMAS:
+        owners = sorted(name for name, schema in OPTION_SCHEMAS[parent][0].items()
+                        if key in {f.name for f in fields(schema)})
+        hint = f"; it belongs to {parent}={' / '.join(owners)}" if owners else ""
+        return f"{dotted} does not apply to {parent}={node.name} (its keys: {keys}){hint}"
+    return f"{dotted} is not a config key (keys{' of ' + parent if parent else ''}: {keys})"
+
+
+def _compose(config_name: str, overrides: list[str]) -> DictConfig:
+    """Hydra's composition through its public API, inside a running app or outside one."""
+    from hydra import compose, initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+
+    if GlobalHydra.instance().is_initialized():
+        return compose(config_name, overrides=overrides)
+    with initialize_config_module("initlab.conf", version_base="1.3"):
+        return compose(config_name, overrides=overrides)
