@@ -21,10 +21,12 @@ Everything is computed on stacked parameters (members, ...), so a single run (on
 and a batched group measure with the same code.
 """
 
+import dataclasses
 import math
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 
 from initlab import theory
@@ -94,7 +96,8 @@ def measure(params: list[torch.Tensor], act: torch.nn.Module, act_backward: Call
     zs_n = [z[:, :, :n] for z in zs]
     out["q"] = torch.stack([(z.double() ** 2).mean((1, 2)) for z in zs_n], 1)
     out["corr"] = torch.stack([_pair_cosine(z) for z in zs_n], 1)
-    out["input_sq"] = (x[:, :, :n].double() ** 2).sum(1).mean(1)
+    out["input_norms_sq"] = (x[:, :, :n].double() ** 2).sum(1)  # each input's: theory maps each
+    out["input_sq"] = out["input_norms_sq"].mean(1)
     if act_backward is None:  # an activation with no ATen kernel listed: autograd's gradient
         act_backward = _autograd_backward(act)
     # Each example's own loss: d loss_i / d logit_i = sigmoid(logit_i) - y_i.
@@ -188,27 +191,26 @@ def member_signal(measured: dict[str, torch.Tensor], m: int, layers: list[str], 
         }
     else:
         block["jacobian"] = None
-    block["theory"] = predicted(cfg, shapes, float(measured["input_sq"][m]), grad_sq)
+    block["theory"] = predicted(cfg, shapes, measured["input_norms_sq"][m].numpy(), grad_sq)
     return block
 
 
-# Predictions are cached by their inputs, the mean squared input norm rounded to 4
-# digits (the rounding moves a prediction by < 1e-4, far inside the theory's own
-# finite-width error). A seed sweep draws a new data set per seed: measured on the born-dead
-# sweep's two-moons (depth-10 ReLU), 500 seeds gave 218 distinct keys and 3,000 gave 344,
-# so the cache holds PREDICTION_CACHE_SIZE of them (a prediction is ~5 ms of quadrature
-# there; an entry < 1 KB).
+# Predictions are cached by their inputs: the squared norms of the measured inputs (to
+# float32's 7 digits, far inside the theory's own finite-width error), so jobs that differ
+# only in what theory does not see (the seed of the weights, with the data fixed) share one.
 PREDICTION_CACHE_SIZE = 4096
 _cache: dict[tuple, dict | None] = {}
 
 
-def predicted(cfg: Any, shapes: list[tuple[int, int]], input_sq: float,
+def predicted(cfg: Any, shapes: list[tuple[int, int]], input_norms_sq,
               grad_sq: list[float | None]) -> dict[str, Any] | None:
-    """Mean-field theory's q_l and grad_sq_l (anchored at the measured last layer), the
-    chi_1 at the fixed point of the hidden layers and the phase it gives; None where the
-    theory does not apply: weights not drawn i.i.d. with mean 0 (zeros, constant, a
+    """Mean-field theory's q_l (each input's variance map, averaged) and grad_sq_l (anchored
+    at the measured last layer), chi_1 at the fixed point of the hidden layers, the phase it
+    gives and the edge of chaos for this bias (:func:`initlab.theory.critical`); None where
+    the theory does not apply: weights not drawn i.i.d. with mean 0 (zeros, constant, a
     normal with a mean) or set from the data (LSUV), or by a custom init (its distribution
-    is unknown here). A custom activation's functions come from its own module."""
+    is unknown here). A custom activation's functions come from its own module.
+    ``input_norms_sq``: the squared norm of each measured input."""
     init, act = cfg.init, cfg.act
     spec = init_scheme(init.name)
     if spec.fill is not None:
@@ -221,14 +223,14 @@ def predicted(cfg: Any, shapes: list[tuple[int, int]], input_sq: float,
     bias = float(init.bias)
     if spec.data_dependent or not zero_mean or not math.isfinite(bias) or abs(bias) > 1e6:
         return None
-    input_sq = float(f"{input_sq:.4g}")
+    norms = np.asarray(input_norms_sq, dtype=np.float32)
     key = (act.name, tuple(sorted((k, repr(v)) for k, v in _items(act))),
            tuple(draws), tuple(shapes), float(init.bias), float(getattr(init, "bias_std", 0.0)),
-           input_sq)
+           norms.tobytes())
     if key not in _cache:
         if len(_cache) >= PREDICTION_CACHE_SIZE:
             _cache.clear()
-        _cache[key] = _predict(cfg, draws, shapes, input_sq, key[:2])
+        _cache[key] = _predict(cfg, draws, shapes, norms.astype(np.float64), key[:2])
     base = _cache[key]
     if base is None:
         return None
@@ -249,39 +251,43 @@ def _items(node: Any) -> list[tuple[str, Any]]:
     return [(k, node[k] if hasattr(node, "keys") else getattr(node, k)) for k in keys]
 
 
-def _predict(cfg: Any, draws, shapes, input_sq: float, act_key: tuple) -> dict[str, Any] | None:
+def _predict(cfg: Any, draws, shapes, input_norms_sq, act_key: tuple) -> dict[str, Any] | None:
     spec = activation(cfg.act.name)
     phi, slope = spec.pointwise(cfg.act), spec.slope(cfg.act)
     moments = [d.second_moment(fan_in, fan_out) for d, (fan_out, fan_in) in zip(draws, shapes)]
     fan_ins = [fan_in for _, fan_in in shapes]
     b0, sigma_b2 = float(cfg.init.bias), float(getattr(cfg.init, "bias_std", 0.0)) ** 2
-    pred = theory.predict(moments, fan_ins, b0, sigma_b2, phi, slope, input_sq)
+    pred = theory.predict(moments, fan_ins, b0, sigma_b2, phi, slope, input_norms_sq)
     if not all(math.isfinite(q) for q in pred.q):
         return None
     # The phase: chi_1 at the fixed point of the hidden-to-hidden map (layer fc2's sigma_w^2;
     # a net with one hidden layer has none, so fc1's), or where the map grows without
     # bound, at the last hidden layer's predicted variance.
     sigma_w2 = pred.sigma_w2[1] if len(shapes) >= 3 else pred.sigma_w2[0]
-    v_star, chi_star = _phase(act_key, phi, slope, sigma_w2, sigma_b2, b0)
+    v_star, chi_star, edge = _phase(act_key, phi, slope, sigma_w2, sigma_b2, b0)
     if v_star is None:
         last_hidden = pred.q[-2] - b0**2 if len(pred.q) >= 2 else pred.q[0] - b0**2
-        chi_star = theory.chi1(sigma_w2, last_hidden, b0, slope)
+        chi_star = float(theory.chi1(sigma_w2, last_hidden, b0, slope))
     return {"q": pred.q, "chi": pred.chi, "sigma_w2": sigma_w2, "sigma_b2": sigma_b2,
             "bias": b0, "q_star": None if v_star is None else v_star + b0**2,
-            "chi1": chi_star, "phase": theory.phase(chi_star)}
+            "chi1": chi_star, "phase": theory.phase(chi_star), "critical": edge}
 
 
 _phases: dict[tuple, tuple] = {}
+_edges: dict[tuple, dict] = {}
 
 
 def _phase(act_key: Any, phi, slope, sigma_w2: float, sigma_b2: float, b0: float):
-    """(v*, chi_1 at v*) of the hidden map, from v = 1 (so it depends on no member's data:
-    a sweep over seeds computes it once); (None, None) where the map grows without bound."""
+    """(v*, chi_1 at v*, the edge of chaos as a dict) of the hidden map, from v = 1 (so it
+    depends on no member's data: a sweep over seeds computes it once); v* and chi_1 None
+    where the map grows without bound."""
     key = (act_key, sigma_w2, sigma_b2, b0)
     if key not in _phases:
         v_star = theory.fixed_point(sigma_w2, sigma_b2, b0, phi)
-        _phases[key] = (v_star, None if v_star is None else theory.chi1(sigma_w2, v_star, b0, slope))
-    return _phases[key]
+        _phases[key] = (v_star, None if v_star is None else float(theory.chi1(sigma_w2, v_star, b0, slope)))
+    if key[:1] + key[2:] not in _edges:
+        _edges[key[:1] + key[2:]] = dataclasses.asdict(theory.critical(sigma_b2, b0, phi, slope))
+    return (*_phases[key], _edges[key[:1] + key[2:]])
 
 
 def stacked_input(x: torch.Tensor) -> torch.Tensor:

@@ -285,3 +285,32 @@ def test_a_finding_over_hundreds_of_layers_stays_readable():
     text = console.export_text()
     assert "fc400 (400 layers)" in text and "Use act=lrelu." in text
     assert max(map(len, text.splitlines())) <= 80
+
+
+# ----------------------------------------------------------------- the edge of chaos in words
+@pytest.mark.parametrize("act, bias_std, critical", [
+    ("gelu", 0.0, None), ("silu", 0.0, None), ("silu", 0.223606797749979, None),
+    ("tanh", 0.223606797749979, "1.76"), ("relu", 0.0, "2")])
+def test_the_phase_advice_is_the_solved_edge_of_chaos_never_one_over_slope_squared(act, bias_std,
+                                                                                  critical):
+    """GELU and SiLU have phi(0) = 0 and phi'(0) = 1/2, so the old closed form 1 / phi'(0)^2
+    advised sigma_w^2 = 4, where every net diverges; they have no critical sigma_w^2 at
+    these biases, and the words say so and advise no scale. tanh's is Schoenholz's 1.76,
+    ReLU's the line sigma_w^2 = 2 (He)."""
+    from types import SimpleNamespace
+
+    from initlab.diagnose.words import phase_clause
+    from initlab.signal import predicted
+    from tests.conftest import compose_config
+
+    cfg = compose_config(f"act={act}", "init=variance_scaling", "init.distribution=normal",
+                         f"init.bias_std={bias_std}", "model.depth=30", "model.width=128")
+    shapes = [(128, 2)] + [(128, 128)] * 28 + [(1, 128)]
+    theory = predicted(cfg, shapes, [1.0, 2.0, 0.5], [0.1] * 30)
+    facts = SimpleNamespace(act=act, config={"act": {"name": act}})
+    text, fix = phase_clause(facts, SimpleNamespace(phase="ordered", theory=theory), with_fix=True)
+    assert "init.scale=4" not in fix and "σ_w² ≈ 4" not in text
+    if critical is None:
+        assert fix == "" and "no σ_w² puts χ₁ = 1 at a fixed point" in text
+    else:
+        assert f"init.scale={critical}" in fix
