@@ -66,13 +66,6 @@ def _hidden_q_gap(s: dict) -> float | None:
     return max(abs(v - 1) for v in hidden) if hidden else None
 
 
-def _log10_condition(s: dict) -> float | None:
-    jac = (s.get("init_signal") or {}).get("jacobian") or {}
-    if not jac.get("max") or not jac.get("min_nonzero"):
-        return None
-    return math.log10(jac["max"] / jac["min_nonzero"])
-
-
 def _theory_factor(s: dict) -> float | None:
     theory = (s.get("init_signal") or {}).get("theory") or {}
     chi = theory.get("chi1")
@@ -107,7 +100,7 @@ PAPERS: dict[str, Paper] = {p.name: p for p in [
           (Quantity("std of log singular values", "spread of the hidden Jacobian's singular values "
                     "at init (0: all equal)", _jacobian("std_log")),
            Quantity("log10 condition number", "log10 of its largest over its smallest singular value",
-                    _log10_condition)),
+                    _jacobian("log10_condition"))),
           (Expected(("init=orthogonal",), "0: every singular value 1", 0.0),
            Expected(("init=kaiming_normal",), "> 0, growing with depth", None))),
     Paper("lu2019", "Lu, Shin, Su & Karniadakis (2019), Dying ReLU and initialization: theory "
