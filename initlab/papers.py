@@ -5,12 +5,14 @@ A preset (``conf/experiment/<paper>.yaml``) sets the paper's network and its swe
 ``paper: <name>``; when the sweep ends, the comparison (:mod:`initlab.report.compare`)
 calls :func:`paper_table`, which groups the jobs as the seed summary does and, per group,
 reads one number from each job's record (:class:`Quantity`) and prints its mean with a
-95% confidence interval (a rate: Wilson's) beside what the paper says. docs/papers.md
+95% Student-t interval (a rate: Wilson's; a value computed rather than measured, such as
+the theory's, none) beside what the paper says. docs/papers.md
 has each paper, its setting, initlab's number and how long the preset takes.
 
 Torch-free: it reads summary.json only.
 """
 
+import functools
 import math
 import statistics
 from collections.abc import Callable
@@ -28,6 +30,7 @@ class Quantity:
     meaning: str  # what it is, in words
     read: Callable[[dict], float | bool | None]
     rate: bool = False  # a yes/no per job: shown as a rate with its Wilson interval
+    computed: bool = False  # the theory's value, not a measurement: shown without an interval
 
 
 @dataclass(frozen=True)
@@ -117,7 +120,7 @@ PAPERS: dict[str, Paper] = {p.name: p for p in [
           "gradients vanish with depth (ordered), above it they explode (chaotic), on it they "
           "travel through the whole net.",
           (GRAD_FACTOR, Quantity("theory: sqrt(chi_1)", "mean-field theory's factor at the fixed "
-                                 "point", _theory_factor)),
+                                 "point", _theory_factor, computed=True)),
           (Expected(("init.scale=1.0",), "ordered: below 1", None),
            Expected(("init.scale=1.76",), "critical: about 1", 1.0),
            Expected(("init.scale=3.0",), "chaotic: above 1", None))),
@@ -132,14 +135,45 @@ PAPERS: dict[str, Paper] = {p.name: p for p in [
 ]}
 
 
-def mean_interval(values: list[float]) -> tuple[float, float, float]:
-    """(mean, low, high): the mean with its 95% interval, mean +- 1.96 s / sqrt(n) (one
-    value: the interval is that value)."""
+def mean_interval(values: list[float], level: float = 0.95) -> tuple[float, float, float]:
+    """(mean, low, high): the mean with its Student-t interval, mean +- t_(n-1) s / sqrt(n)
+    (1.96 in place of t covers 81% at n = 3; t's covers 95% where the values are normal;
+    one value: no interval, NaN to NaN)."""
     mean = statistics.fmean(values)
     if len(values) < 2:
-        return mean, mean, mean
-    half = Z95 * statistics.stdev(values) / math.sqrt(len(values))
+        return mean, math.nan, math.nan
+    half = t_quantile(len(values) - 1, level) * statistics.stdev(values) / math.sqrt(len(values))
     return mean, mean - half, mean + half
+
+
+@functools.lru_cache(maxsize=256)
+def t_quantile(df: int, level: float = 0.95) -> float:
+    """t with P(|T| <= t) = level for Student's T with ``df`` degrees of freedom (an
+    integer >= 1): the closed form of P(|T| <= t) for integer df (Abramowitz & Stegun
+    26.7.3-4), solved by bisection."""
+    if df < 1:
+        raise ValueError(f"a t interval needs df >= 1 (got {df})")
+
+    def inside(t: float) -> float:
+        theta = math.atan(t / math.sqrt(df))
+        c2, term, total = math.cos(theta) ** 2, 1.0, 1.0
+        if df % 2:  # odd: (2/pi)(theta + sin cos (1 + 2/3 cos^2 + 2 4/(3 5) cos^4 + ...))
+            for j in range(1, (df - 1) // 2):
+                term *= c2 * (2 * j) / (2 * j + 1)
+                total += term
+            return 2 / math.pi * (theta + (math.sin(theta) * math.cos(theta) * total if df > 1 else 0))
+        for j in range(1, df // 2):  # even: sin (1 + 1/2 cos^2 + 1 3/(2 4) cos^4 + ...)
+            term *= c2 * (2 * j - 1) / (2 * j)
+            total += term
+        return math.sin(theta) * total
+
+    low, high = 0.0, 1.0
+    while inside(high) < level:
+        high *= 2
+    for _ in range(100):
+        mid = (low + high) / 2
+        low, high = (mid, high) if inside(mid) < level else (low, mid)
+    return (low + high) / 2
 
 
 def wilson_interval(k: int, n: int, z: float = Z95) -> tuple[float, float]:
@@ -154,7 +188,8 @@ def wilson_interval(k: int, n: int, z: float = Z95) -> tuple[float, float]:
 
 
 def measure(quantity: Quantity, summaries: list[dict]) -> dict[str, Any]:
-    """The quantity over the jobs: n, the value and its 95% interval (a rate: Wilson's)."""
+    """The quantity over the jobs: n, the value and its 95% interval (a mean: Student-t; a
+    rate: Wilson's; a computed value: none, its range over the jobs instead)."""
     raw = [quantity.read(s) for s in summaries]
     if quantity.rate:
         flags = [bool(v) for v in raw if v is not None]
@@ -166,6 +201,9 @@ def measure(quantity: Quantity, summaries: list[dict]) -> dict[str, Any]:
     values = [float(v) for v in raw if isinstance(v, (int, float)) and math.isfinite(v)]
     if not values:
         return {"n": 0}
+    if quantity.computed:  # no sampling error: the value, and its range where jobs differ
+        return {"n": len(values), "value": statistics.fmean(values), "computed": True,
+                "min": min(values), "max": max(values)}
     value, low, high = mean_interval(values)
     return {"n": len(values), "value": value, "low": low, "high": high}
 
@@ -183,4 +221,10 @@ def describe(m: dict[str, Any], rate: bool) -> str:
         return "–"
     if rate:
         return f"{m['count']} of {m['n']} = {m['value']:.0%} ({m['low']:.0%}-{m['high']:.0%})"
+    if m.get("computed"):
+        low, high = f"{m['min']:.3g}", f"{m['max']:.3g}"
+        spread = "" if low == high else f", {low} to {high} over jobs"
+        return f"{m['value']:.3g} (computed: no interval{spread})"
+    if m["n"] < 2:
+        return f"{m['value']:.3g} (one job: no interval)"
     return f"{m['value']:.3g} ({m['low']:.3g} to {m['high']:.3g}), n={m['n']}"
