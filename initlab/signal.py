@@ -31,11 +31,13 @@ import torch
 
 from initlab import theory
 from initlab.options import activation, init_scheme
+from initlab.theory import grad_factor
 
 SIGNAL_EXAMPLES = 256
 JACOBIAN_EXAMPLES = 8
 JACOBIAN_MAX_WIDTH = 256
-JACOBIAN_QR_SWEEPS = 30  # QR iterations for the singular values of the graded product
+JACOBIAN_QR_SWEEPS = 30  # at most, QR iterations for the singular values of a graded product
+JACOBIAN_DIRECT_RANGE = 1e8  # singular values within this of the largest: the formed product's
 # Members measured at once: their hidden layers (members x width x examples x depth
 # floats) stay under this many values (256 MB of float32).
 MAX_VALUES = 1 << 26
@@ -133,15 +135,14 @@ def _jacobian_log_singular_values(params, zs, hs, act_backward) -> torch.Tensor:
     prod_l D_l W_l (l = 2..N-1, D_l the activation's slope at the example) at the first
     JACOBIAN_EXAMPLES inputs; -inf for the exact zeros.
 
-    Exact in float64 however wide their range: the product is never formed. It is kept as
-    U diag(d) T (U orthogonal, d graded, T unit upper triangular and well conditioned),
-    each layer folded in by a QR of (D_l W_l U) diag(d) with its columns sorted by norm
-    (Bai, Loh et al.'s pre-pivoting); then the singular values of diag(d) T by unshifted QR
-    iterations on its transpose, whose diagonal converges to them. A product formed in
-    float64 loses every singular value below 1e-16 of the largest (a 40-layer Gaussian
-    net's reach 1e-39). The zeros are counted exactly: each layer's slopes that are 0 (a
-    dead unit) bound the rank, so the product has width - min_l(nonzero slopes) of them.
-    Examples whose slopes are the same everywhere (a linear net) share one product."""
+    Exact however wide their range. The product formed in float64 and its SVD are exact to
+    1e-8 relative for the singular values within JACOBIAN_DIRECT_RANGE of the largest; a
+    product whose smallest nonzero one lies below that (a 40-layer Gaussian net's reach
+    1e-39, where a formed product keeps only noise at 1e-16) is redone without forming it
+    (:func:`_graded_log_singular_values`). The zeros are counted exactly: each layer's
+    slopes that are 0 (a dead unit) bound the rank, so the product has width -
+    min_l(nonzero slopes) of them. Examples whose slopes are the same everywhere (a linear
+    net) share one product."""
     M, width = params[0].shape[0], params[0].shape[1]
     k = min(JACOBIAN_EXAMPLES, zs[0].shape[2])
     layers = range(1, len(params) // 2 - 1)
@@ -149,30 +150,52 @@ def _jacobian_log_singular_values(params, zs, hs, act_backward) -> torch.Tensor:
               for i in layers]  # (M, width, k) each
     shared = all(bool((s == s[:, :, :1]).all()) for s in slopes)
     n = 1 if shared else k
+    slopes = [s[:, :, :n].transpose(1, 2) for s in slopes]  # (M, n, width)
+    weights = [params[2 * i].double() for i in layers]
     rank = torch.full((M, n), width, dtype=torch.long)
-    u = torch.eye(width, dtype=torch.float64).expand(M, n, width, width).clone()
-    d = torch.ones(M, n, width, dtype=torch.float64)
-    t = u.clone()
-    for i, s in zip(layers, slopes):
-        s = s[:, :, :n].transpose(1, 2)  # (M, n, width)
+    jac = torch.eye(width, dtype=torch.float64).expand(M, n, width, width)
+    for s, w in zip(slopes, weights):
         rank = torch.minimum(rank, (s != 0).sum(2))
-        a = s.unsqueeze(3) * (params[2 * i].double().unsqueeze(1) @ u) * d.unsqueeze(2)
-        order = a.norm(dim=2).argsort(dim=2, descending=True)
-        q, r = torch.linalg.qr(torch.gather(a, 3, order.unsqueeze(2).expand_as(a)))
-        diag = r.diagonal(dim1=2, dim2=3)
-        sign = torch.where(diag < 0, -1.0, 1.0)
-        u, d = q * sign.unsqueeze(2), diag.abs()
-        scale = torch.where(d > 0, d, 1.0)  # an exact zero column: nothing to rescale
-        t = (r * sign.unsqueeze(3) / scale.unsqueeze(3)) @ torch.gather(
-            t, 2, order.unsqueeze(3).expand_as(t))
-    # Singular values of diag(d) T: R_(j+1) from the QR of R_j^T converges to a diagonal of
-    # them (off-diagonal entries shrink as the ratio of neighbouring singular values).
-    r = d.unsqueeze(3) * t
-    for _ in range(JACOBIAN_QR_SWEEPS):
-        r = torch.linalg.qr(r.transpose(2, 3))[1]
-    logs = r.diagonal(dim1=2, dim2=3).abs().log().sort(dim=2, descending=True).values
+        jac = s.unsqueeze(3) * (w.unsqueeze(1) @ jac)
+    sv = torch.linalg.svdvals(jac)
+    logs = sv.log()
+    kept = sv.gather(2, (rank - 1).clamp(min=0).unsqueeze(2)).squeeze(2)
+    graded = (rank > 0) & (kept < sv[:, :, 0] / JACOBIAN_DIRECT_RANGE)
+    if bool(graded.any()):
+        member, example = graded.nonzero(as_tuple=True)
+        logs[member, example] = _graded_log_singular_values(
+            [s[member, example] for s in slopes], [w[member] for w in weights])
     logs = torch.where(torch.arange(width) < rank.unsqueeze(2), logs, -math.inf)
     return logs.expand(M, k, width) if shared else logs
+
+
+def _graded_log_singular_values(slopes: list[torch.Tensor], weights: list[torch.Tensor]) -> torch.Tensor:
+    """(F, width) log singular values, largest first, of prod_l diag(slopes_l) W_l for F
+    products, never formed: kept as U diag(d) T (U orthogonal, d graded, T unit upper
+    triangular and well conditioned), each layer folded in by a QR of (D_l W_l U) diag(d)
+    with its columns sorted by norm (Bai, Loh et al.'s pre-pivoting); then the singular
+    values of diag(d) T by unshifted QR iterations on its transpose, whose diagonal
+    converges to them (off-diagonal entries shrink as the ratio of neighbouring values)."""
+    F, width = weights[0].shape[0], weights[0].shape[1]
+    u = torch.eye(width, dtype=torch.float64).expand(F, width, width).clone()
+    d = torch.ones(F, width, dtype=torch.float64)
+    t = u.clone()
+    for s, w in zip(slopes, weights):
+        a = s.unsqueeze(2) * (w @ u) * d.unsqueeze(1)
+        order = a.norm(dim=1).argsort(dim=1, descending=True)
+        q, r = torch.linalg.qr(torch.gather(a, 2, order.unsqueeze(1).expand_as(a)))
+        diag = r.diagonal(dim1=1, dim2=2)
+        sign = torch.where(diag < 0, -1.0, 1.0)
+        u, d = q * sign.unsqueeze(1), diag.abs()
+        scale = torch.where(d > 0, d, 1.0)  # an exact zero column: nothing to rescale
+        t = (r * sign.unsqueeze(2) / scale.unsqueeze(2)) @ torch.gather(t, 1, order.unsqueeze(2).expand_as(t))
+    r = d.unsqueeze(2) * t
+    for _ in range(JACOBIAN_QR_SWEEPS):
+        r = torch.linalg.qr(r.transpose(1, 2))[1]
+        diag = r.diagonal(dim1=1, dim2=2).abs()
+        if bool(((r.abs().triu(1).amax(2) <= 1e-12 * diag) | (diag == 0)).all()):
+            break
+    return r.diagonal(dim1=1, dim2=2).abs().log().sort(dim=1, descending=True).values
 
 
 # ------------------------------------------------------------------ one member's record
@@ -184,20 +207,6 @@ def _exp(log: torch.Tensor) -> float | None:
     """exp of a log singular value; None beyond float64's range (the log is what counts)."""
     value = math.exp(float(log)) if float(log) < 709 else math.inf
     return value if 0 < value < math.inf or float(log) == -math.inf else None
-
-
-def grad_factor(grad_sq: list[float]) -> float | None:
-    """The factor by which the backpropagated signal's norm changes per layer toward the
-    input: exp of the least-squares slope of ln ||delta_l|| against l, read from the output
-    down (< 1: it shrinks toward the input). None with fewer than 2 positive values."""
-    points = [(k, 0.5 * math.log(v)) for k, v in enumerate(grad_sq) if v is not None and v > 0]
-    if len(points) < 2:
-        return None
-    mean_k = sum(k for k, _ in points) / len(points)
-    mean_y = sum(y for _, y in points) / len(points)
-    slope = sum((k - mean_k) * (y - mean_y) for k, y in points) / \
-        sum((k - mean_k) ** 2 for k, _ in points)
-    return math.exp(-slope)
 
 
 def member_signal(measured: dict[str, torch.Tensor], m: int, layers: list[str], cfg: Any,

@@ -149,6 +149,21 @@ def _positively_homogeneous(phi: Callable, slope: Callable, bias_mean: float) ->
                 and np.allclose(second, second[1], rtol=1e-9, atol=0))
 
 
+# ------------------------------------------------------------------ measured chains
+def grad_factor(grad_sq: list[float]) -> float | None:
+    """The factor by which the backpropagated signal's norm changes per layer toward the
+    input: exp of the least-squares slope of ln ||delta_l|| against l, read from the output
+    down (< 1: it shrinks toward the input). None with fewer than 2 positive values."""
+    points = [(k, 0.5 * math.log(v)) for k, v in enumerate(grad_sq) if v is not None and v > 0]
+    if len(points) < 2:
+        return None
+    mean_k = sum(k for k, _ in points) / len(points)
+    mean_y = sum(y for _, y in points) / len(points)
+    slope = sum((k - mean_k) * (y - mean_y) for k, y in points) / \
+        sum((k - mean_k) ** 2 for k, _ in points)
+    return math.exp(-slope)
+
+
 # ------------------------------------------------------------------ fixed point and phase
 _Q_GRID = np.logspace(math.log10(Q_FLOOR), math.log10(Q_CEILING), 241)
 

@@ -33,6 +33,12 @@ def run_preset(tmp_path: Path, name: str, *overrides: str) -> list[dict]:
     return [{**json.loads((p / "summary.json").read_text()), "dir": p} for p in jobs]
 
 
+def verdicts(tmp_path: Path, name: str) -> dict[str, str]:
+    """paper.csv's verdict per group (its overrides), on the paper's first quantity."""
+    with (tmp_path / name / "paper.csv").open(newline="") as f:
+        return {r["overrides"]: r["verdict"] for r in csv.DictReader(f) if r["paper_says"]}
+
+
 def numpy_signal(job: dict) -> dict:
     """The init measurements, recomputed in float64 numpy from the job's init.pt and data.pt:
     per-layer q and ||dloss_i/dz_l||^2 over the first 256 training examples."""
@@ -131,6 +137,7 @@ def test_he2015_xavier_shrinks_the_signal_by_a_root_two_a_layer_and_he_keeps_it(
     for j in jobs:
         ours = numpy_signal(j)
         assert j["init_signal"]["grad_factor"] == pytest.approx(ours["grad_factor"], rel=1e-4)
+    assert set(verdicts(tmp_path, "he2015").values()) == {"agrees"}
     # Mean field: ReLU halves E[phi'^2], so the norm changes by sqrt(sigma_w^2 / 2) a layer:
     # 1/sqrt(2) with Xavier's sigma_w^2 = 1, 1 with He's 2. Tolerance: 4 standard errors over
     # the seeds plus the finite-width bias of a geometric mean (~1/width below, 3% at 32).
@@ -216,6 +223,16 @@ def test_schoenholz2017_the_measured_factor_is_mean_field_theorys(tmp_path):
         mean, se = mean_se([j["init_signal"]["grad_factor"] for j in group])
         predicted = math.sqrt(group[0]["init_signal"]["theory"]["chi1"])
         assert abs(mean - predicted) <= 4 * se + 2 / width, (scale, mean, predicted)
+    assert set(verdicts(tmp_path, "schoenholz2017").values()) == {"agrees"}
+
+
+def test_he2015_with_tanh_in_place_of_relu_disagrees(tmp_path):
+    """A deliberately wrong setting: tanh instead of ReLU. Xavier's sigma_w^2 = 1 is then
+    tanh's edge of chaos (x1.0 a layer, not 0.71) and He's gain 5/3 chaotic (above 1):
+    both of the paper's numbers must be contradicted."""
+    run_preset(tmp_path, "he2015", "seed=range(0,4)", "trainer.epochs=1", "act=tanh")
+    said = verdicts(tmp_path, "he2015")
+    assert len(said) == 2 and set(said.values()) == {"disagrees"}, said
 
 
 def test_lsuv2016_every_hidden_layer_starts_at_unit_variance(tmp_path):
