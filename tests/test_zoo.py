@@ -175,10 +175,26 @@ def test_zero_init_says_all_five_units_are_identical(zoo_runs):
     sym = findings_of(summary)["symmetric_weights"]
     assert sym["layers"] == ["fc1"] and sym["first_epoch"] == 0
     assert sym["message"].startswith("5 of 5 units in fc1 are identical")
+    assert "exactly balanced (320 of 640)" in sym["message"]  # why the loss stays at log 2
     stuck = findings_of(summary)["not_learning"]
     assert "After 2000 epochs" in stuck["message"]
     assert "0.693 (epoch 1) to 0.693 (epoch 2000)" in stuck["message"]
     assert "symmetric_weights" in stuck["fix"]
+
+
+def test_zero_init_on_unbalanced_labels_learns_as_a_one_unit_net(tmp_path):
+    """Seed 1's training split is not 320/320: the zero-init units stay identical but move,
+    so the loss leaves log 2; the words say it is a one-unit net, not the textbook's stall.
+    Independently: the units' incoming weights at the end are equal and not 0."""
+    run_dir = tmp_path / "run"
+    summary = run_quietly(run_dir, "experiment=zero_init", "seed=1", "trainer.epochs=300")
+    data = torch.load(run_dir / "data.pt")
+    assert 2 * int(data["y_train"].sum()) != data["y_train"].numel()
+    sym = findings_of(summary)["symmetric_weights"]
+    assert "not exactly balanced" in sym["message"] and "one unit per layer" in sym["message"]
+    assert last_train_loss(run_dir) < math.log(2) - 0.01
+    weight = torch.load(run_dir / "checkpoints" / "last.pt")["fc1.weight"]
+    assert torch.allclose(weight, weight[:1].expand_as(weight)) and weight.abs().max() > 0
 
 
 def weight_norms_at_step0(run_dir):

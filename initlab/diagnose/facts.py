@@ -245,6 +245,14 @@ class RunFacts:
                         chance, chance_means, best < chance + self.t["chance_margin"],
                         drop < self.t["flat_loss_fraction"])
 
+    @cached_property
+    def train_labels(self) -> tuple[int, int] | None:
+        """(positives, examples) of the training split; None without data.pt."""
+        if not (self.record.run_dir / "data.pt").exists():
+            return None
+        y = self.record.data()["y_train"]
+        return int(y.sum()), int(y.numel())
+
     def _chance_accuracy(self) -> tuple[float, str]:
         """Dev accuracy of always predicting the dev set's majority class (0.5 without data.pt)."""
         if (self.record.run_dir / "data.pt").exists():

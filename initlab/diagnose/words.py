@@ -243,6 +243,8 @@ def symmetric_weights(facts: RunFacts, ev: Evidence, earlier: Earlier) -> tuple[
     message = (f"{names(clauses)}: same incoming weights, bias and outgoing weights from "
                f"epoch {ev.first_epoch} to the last check (epoch {ev.data['last']}), so "
                f"{consequence}")
+    if ev.data["unbreakable"] and len(whole) == len(twins):
+        message += "; " + _one_unit_net(facts)
     if ev.data["unbreakable"]:
         fix = (f"Break the symmetry with a random init ({fix_init(facts) or 'init=normal'} "
                f"instead of init={facts.init_name}); gradient descent can never make identical "
@@ -251,6 +253,24 @@ def symmetric_weights(facts: RunFacts, ev: Evidence, earlier: Earlier) -> tuple[
         fix = ("The init was random, so training made these units alike; look at the other "
                f"findings, and try a smaller learning rate ({fix_lr(facts)}).")
     return sentence(message + _severity_clause(facts, ev)), fix
+
+
+def _one_unit_net(facts: RunFacts) -> str:
+    """What a net whose hidden units are all identical can do: what one unit can. The
+    textbook's 50% and loss log 2 hold only where the training labels are exactly balanced:
+    then a zero init has a zero gradient everywhere (the output 1/2 is already the best
+    constant); otherwise the output bias moves, the identical units move together, and the
+    net learns what a one-unit net can."""
+    labels = facts.train_labels
+    if labels is None:
+        return "it learns at most what a net of one unit per layer can"
+    positives, n = labels
+    if 2 * positives == n and facts.init_name == "zeros":
+        return (f"the training labels are exactly balanced ({positives} of {n}), so at a zero "
+                "init every gradient is 0 too: the output stays 1/2, the loss log 2 = 0.693 and "
+                "the accuracy chance (the textbook's result, which holds for balanced data only)")
+    return (f"the training labels are not exactly balanced ({positives} of {n}), so the units move, "
+            "but together: the net learns only what a net of one unit per layer can")
 
 
 CAUSE_WORDS = {
