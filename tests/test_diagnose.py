@@ -171,6 +171,21 @@ def test_a_flat_loss_is_not_learning_even_above_chance(tmp_path):
     assert f.value == pytest.approx((0.4999 - 0.498) / 0.4999, rel=1e-3)
 
 
+def test_learned_then_collapsed_has_its_own_words(tmp_path):
+    """He'15's Xavier runs that reached 0.956 dev accuracy and fell back to log 2 are not
+    'the loss went from 0.693 to 0.693': the words say it learned, when, and then lost it."""
+    rise = [(e, 0.693 - 0.06 * e, 0.9, 0.3, min(0.5 + 0.05 * e, 0.956)) for e in range(1, 11)]
+    fall = [(e, 0.693, 0.5, 0.693, 0.5) for e in range(11, 21)]
+    f = only(write_record(tmp_path, metrics=rise + fall), "not_learning")
+    assert f.message.startswith("It learned, then collapsed: the best dev accuracy 0.956 came at "
+                                "epoch 10")
+    assert "back at 0.693" in f.message and "0.693 to 0.693" not in f.message
+    assert "checkpoints/best.pt" in f.fix
+    # A loss that never fell is still plain not learning.
+    flat = [(e, 0.693, 0.5, 0.693, 0.9) for e in range(1, 21)]
+    assert "collapsed" not in only(write_record(tmp_path / "flat", metrics=flat), "not_learning").message
+
+
 # --------------------------------------------------------------------------- non_finite
 def test_non_finite_names_the_first_step_and_layer_and_counts_every_value(tmp_path):
     steps = {s: layer_norms(3, [0.1, 0.1, 0.1]) for s in range(4)}

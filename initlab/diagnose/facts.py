@@ -60,6 +60,11 @@ class Learning:
     chance_means: str = ""
     near_chance: bool = False  # best dev accuracy < chance + chance_margin
     flat: bool = False  # the training loss fell by less than flat_loss_fraction
+    best_epoch: int = 0  # where the best dev accuracy was
+    lowest_loss: float = math.nan  # the lowest training loss on the way
+    # Learned, then lost it: dev accuracy once well above chance and the training loss once
+    # down by more than the flat fraction, but no lower than that at the end.
+    collapsed: bool = False
 
     @property
     def learned(self) -> bool | None:
@@ -240,10 +245,14 @@ class RunFacts:
         chance, chance_means = self._chance_accuracy()
         first_loss, last_loss = metrics[0][1], metrics[-1][1]
         drop = (first_loss - last_loss) / first_loss if first_loss > 0 else 0.0
-        best = max(m[4] for m in metrics)
-        return Learning(True, metrics[0][0], metrics[-1][0], first_loss, last_loss, drop, best,
-                        chance, chance_means, best < chance + self.t["chance_margin"],
-                        drop < self.t["flat_loss_fraction"])
+        best = max(metrics, key=lambda m: m[4])
+        near_chance = best[4] < chance + self.t["chance_margin"]
+        flat = drop < self.t["flat_loss_fraction"]
+        lowest = min(m[1] for m in metrics)
+        fell = first_loss > 0 and (first_loss - lowest) / first_loss >= self.t["flat_loss_fraction"]
+        return Learning(True, metrics[0][0], metrics[-1][0], first_loss, last_loss, drop, best[4],
+                        chance, chance_means, near_chance, flat, best[0], lowest,
+                        flat and not near_chance and fell)
 
     @cached_property
     def train_labels(self) -> tuple[int, int] | None:

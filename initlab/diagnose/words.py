@@ -466,6 +466,14 @@ def not_learning(facts: RunFacts, ev: Evidence, earlier: Earlier) -> tuple[str, 
     loss = (f"the training loss went from {g(learning.first_loss)} (epoch {learning.first_epoch}) "
             f"to {g(learning.last_loss)} (epoch {epochs}), "
             + (f"a {drop:.2%} drop" if drop > 0 else "no drop at all"))
+    if learning.collapsed:
+        message = (f"It learned, then collapsed: the best dev accuracy {learning.best_dev:.3f} came "
+                   f"at epoch {learning.best_epoch} and the training loss fell to "
+                   f"{g(learning.lowest_loss)}, but by epoch {epochs} it was back at "
+                   f"{g(learning.last_loss)} (from {g(learning.first_loss)} at epoch "
+                   f"{learning.first_epoch}).")
+        return message, (f"Lower the learning rate ({fix_lr(facts)}) so training stays where it "
+                         f"got to, or keep the best epoch's weights (checkpoints/best.pt).")
     if learning.near_chance:
         margin = facts.t["chance_margin"]
         message = (f"After {epochs} epochs the best dev accuracy is {learning.best_dev:.3f}, less "
