@@ -24,6 +24,7 @@ from initlab.config import DiagnoseConfig
 from initlab.diagnose.twins import duplicate_units
 from initlab.options import ACTIVATIONS
 from initlab.record import COLUMNS, GradNormTable, RunRecord, layer_number, layer_of
+from initlab.theory import grad_factor
 
 # Relative differences below float32's resolution are rounding, not learning.
 FLOAT32_EPS = 2.0**-23
@@ -100,11 +101,14 @@ class Collapse:
 class Phase:
     """How the backpropagated gradient changes per layer at init, and what theory says."""
 
-    factor: float  # per layer toward the input (< 1: shrinks)
+    factor: float  # per layer toward the input (< 1: shrinks): what the phase is decided on
     hops: int  # layers it was fitted over
     source: str  # "backpropagated signal" (init_signal) or "weight-gradient norms" (step 0)
-    phase: str  # ordered | critical | chaotic, from the measured factor
+    phase: str  # ordered | critical | chaotic, from ``factor``
     theory: dict[str, Any] | None  # init_signal.theory: sigma_w2, sigma_b2, chi1, phase ...
+    # This seed's own fitted factor, where ``factor`` is the config's expectation (mean-field
+    # theory's chain fitted the same way): the same decision for every seed of a config.
+    measured: float | None = None
 
 
 @dataclass
@@ -403,12 +407,19 @@ class RunFacts:
                 factor, source = math.exp(-slope), "weight-gradient norm"
         if factor is None or hops < 1 or not math.isfinite(factor) or factor <= 0:
             return None
+        theory = (signal or {}).get("theory")
+        theory = theory if isinstance(theory, dict) else None
+        expected = grad_factor(theory["grad_sq"]) if theory and theory.get("grad_sq") else None
+        measured = None
+        if expected is not None and math.isfinite(expected) and expected > 0:
+            # Decided on the ensemble (the theory's expectation of this very estimator), not
+            # on one seed's fit: seeds of one config scatter around it (+-3% at width 32).
+            factor, measured = expected, factor
         log_factor = math.log(factor)
         tolerance = self.t["phase_log_factor"]
         phase = ("critical" if abs(log_factor) < tolerance
                  else "ordered" if log_factor < 0 else "chaotic")
-        theory = (signal or {}).get("theory")
-        return Phase(factor, hops, source, phase, theory if isinstance(theory, dict) else None)
+        return Phase(factor, hops, source, phase, theory, measured)
 
     # ------------------------------------------------------------------ gradients
     @cached_property

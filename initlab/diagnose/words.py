@@ -450,8 +450,10 @@ def signal_phase(facts: RunFacts, ev: Evidence, earlier: Earlier) -> tuple[str, 
     phase, total = ev.data["phase"], ev.data["total"]
     way = "shrinks" if phase.phase == "ordered" else "grows"
     words, fix = phase_clause(facts, phase, with_fix=True)
+    seed = ("" if phase.measured is None else
+            f", as mean-field theory expects for this setting (this seed: ×{g(phase.measured)})")
     text = (f"at init the {phase.source} {way} ×{g(phase.factor)} per layer toward the input "
-            f"(×{g(total)} over {_plural(phase.hops, 'layer')}): {words}")
+            f"(×{g(total)} over {_plural(phase.hops, 'layer')}){seed}: {words}")
     if not fix:
         fix = (f"a {'larger' if phase.phase == 'ordered' else 'smaller'} init scale"
                + _in_parens(fix_init(facts)))
