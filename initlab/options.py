@@ -72,7 +72,7 @@ class ActivationSpec:
     output range of an activation with flat tails (sigmoid, tanh), None for the others
     (they cannot saturate); ``pointwise(cfg)`` the function itself on one float and
     ``slope(cfg)`` its derivative, for mean-field theory (:mod:`initlab.theory`) and tests
-    (written out with :mod:`math`, independent of torch).
+    (written out with numpy, on one float or an array; tests check them against torch).
     """
 
     name: str
@@ -101,10 +101,6 @@ class CustomActivationSpec(ActivationSpec):
         return custom.build_activation(cfg)
 
 
-def _sigmoid(x: float) -> float:
-    return 1 / (1 + math.exp(-x)) if x >= 0 else math.exp(x) / (1 + math.exp(x))
-
-
 def _check_lrelu(cfg: Any, check: Check) -> None:
     _finite(check, "act.negative_slope", cfg.negative_slope)
     check(cfg.negative_slope >= 0, f"act.negative_slope must be >= 0 (got {cfg.negative_slope})")
@@ -118,40 +114,85 @@ def _check_elu(cfg: Any, check: Check) -> None:
 SELU_ALPHA = 1.6732632423543772848170429916717
 SELU_SCALE = 1.0507009873554804934193349852946
 _SQRT2 = math.sqrt(2.0)
+
+
+def _numeric(make: Callable[[Any, Any], Callable]) -> Callable[[Any], Callable]:
+    """An activation's function from ``make(np, cfg)``, written with numpy ufuncs: it takes
+    one float (and returns one) or a float64 array, so mean-field theory evaluates every
+    quadrature node of every input at once (numpy is imported on first use, not here)."""
+
+    def for_config(cfg: Any) -> Callable:
+        import numpy as np
+
+        from initlab.theory import vectorized
+
+        f = make(np, cfg)
+
+        def numeric(x):
+            out = f(np.asarray(x, dtype=np.float64))
+            return float(out) if np.ndim(out) == 0 else out
+
+        return vectorized(numeric)
+
+    return for_config
+
+
+def _sigmoid(np: Any, x: Any) -> Any:
+    e = np.exp(-np.abs(x))  # never overflows: the two halves of the logistic
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
+
+
+def _erf(np: Any, x: Any) -> Any:
+    # numpy has no erf; torch's, on float64, is the one torch.nn.GELU uses.
+    import torch
+
+    return torch.special.erf(torch.from_numpy(np.array(x, dtype=np.float64))).numpy()
+
+
+def _negative(np: Any, x: Any) -> Any:
+    return np.minimum(x, 0.0)  # exp of the negative part only: no overflow on the other side
+
+
 # elu, gelu and silu have no closed-form gain; like ReLU they pass positive inputs and damp
 # negative ones, so they get ReLU's sqrt(2), the common choice.
 _ACTIVATION_LIST = [
     ActivationSpec("sigmoid", "logistic 1 / (1 + e^-x): flat tails, slope at most 1/4",
-                   "Sigmoid", lambda c: 1.0, lambda c: _sigmoid,
-                   lambda c: lambda x: _sigmoid(x) * (1 - _sigmoid(x)), bounded=(0.0, 1.0)),
+                   "Sigmoid", lambda c: 1.0, _numeric(lambda np, c: lambda x: _sigmoid(np, x)),
+                   _numeric(lambda np, c: lambda x: _sigmoid(np, x) * _sigmoid(np, -x)),
+                   bounded=(0.0, 1.0)),
     ActivationSpec("tanh", "hyperbolic tangent: zero-centred, flat tails", "Tanh",
-                   lambda c: 5.0 / 3, lambda c: math.tanh, lambda c: lambda x: 1 - math.tanh(x) ** 2,
-                   bounded=(-1.0, 1.0)),
+                   lambda c: 5.0 / 3, _numeric(lambda np, c: np.tanh),
+                   _numeric(lambda np, c: lambda x: 1 - np.tanh(x) ** 2), bounded=(-1.0, 1.0)),
     ActivationSpec("relu", "max(0, x): no flat tail above 0, zero gradient below", "ReLU",
-                   lambda c: _SQRT2, lambda c: lambda x: max(x, 0.0),
-                   lambda c: lambda x: 1.0 if x > 0 else 0.0),
+                   lambda c: _SQRT2, _numeric(lambda np, c: lambda x: np.maximum(x, 0.0)),
+                   _numeric(lambda np, c: lambda x: np.where(x > 0, 1.0, 0.0))),
     ActivationSpec("lrelu", "leaky ReLU: x above 0, negative_slope * x below", "LeakyReLU",
                    lambda c: math.sqrt(2.0 / (1 + c.negative_slope**2)),
-                   lambda c: lambda x, a=c.negative_slope: x if x >= 0 else a * x,
-                   lambda c: lambda x, a=c.negative_slope: 1.0 if x > 0 else a,
+                   _numeric(lambda np, c: lambda x, a=c.negative_slope: np.where(x >= 0, x, a * x)),
+                   _numeric(lambda np, c: lambda x, a=c.negative_slope: np.where(x > 0, 1.0, a)),
                    params=("negative_slope",), schema=LeakyReLUConfig, check=_check_lrelu),
     ActivationSpec("elu", "ELU: x above 0, alpha (e^x - 1) below", "ELU", lambda c: _SQRT2,
-                   lambda c: lambda x, a=c.alpha: x if x > 0 else a * math.expm1(x),
-                   lambda c: lambda x, a=c.alpha: 1.0 if x > 0 else a * math.exp(x),
+                   _numeric(lambda np, c: lambda x, a=c.alpha:
+                            np.where(x > 0, x, a * np.expm1(_negative(np, x)))),
+                   _numeric(lambda np, c: lambda x, a=c.alpha:
+                            np.where(x > 0, 1.0, a * np.exp(_negative(np, x)))),
                    params=("alpha",), schema=ELUConfig, check=_check_elu),
     ActivationSpec("selu", "SELU: scaled ELU that keeps unit variance under LeCun init", "SELU",
                    lambda c: 3.0 / 4,
-                   lambda c: lambda x: SELU_SCALE * (x if x > 0 else SELU_ALPHA * math.expm1(x)),
-                   lambda c: lambda x: SELU_SCALE * (1.0 if x > 0 else SELU_ALPHA * math.exp(x))),
+                   _numeric(lambda np, c: lambda x: SELU_SCALE * np.where(
+                       x > 0, x, SELU_ALPHA * np.expm1(_negative(np, x)))),
+                   _numeric(lambda np, c: lambda x: SELU_SCALE * np.where(
+                       x > 0, 1.0, SELU_ALPHA * np.exp(_negative(np, x))))),
     ActivationSpec("gelu", "GELU: x * Phi(x)", "GELU", lambda c: _SQRT2,
-                   lambda c: lambda x: 0.5 * x * (1 + math.erf(x / _SQRT2)),
-                   lambda c: lambda x: 0.5 * (1 + math.erf(x / _SQRT2))
-                   + x * math.exp(-x * x / 2) / math.sqrt(2 * math.pi)),
+                   _numeric(lambda np, c: lambda x: 0.5 * x * (1 + _erf(np, x / _SQRT2))),
+                   _numeric(lambda np, c: lambda x: 0.5 * (1 + _erf(np, x / _SQRT2))
+                            + x * np.exp(-x * x / 2) / math.sqrt(2 * math.pi))),
     ActivationSpec("silu", "SiLU (swish): x * sigmoid(x)", "SiLU", lambda c: _SQRT2,
-                   lambda c: lambda x: x * _sigmoid(x),
-                   lambda c: lambda x: _sigmoid(x) * (1 + x * (1 - _sigmoid(x)))),
+                   _numeric(lambda np, c: lambda x: x * _sigmoid(np, x)),
+                   _numeric(lambda np, c: lambda x: _sigmoid(np, x) * (1 + x * _sigmoid(np, -x)))),
     ActivationSpec("identity", "no activation: a deep linear network", "Identity",
-                   lambda c: 1.0, lambda c: lambda x: x, lambda c: lambda x: 1.0),
+                   lambda c: 1.0, _numeric(lambda np, c: lambda x: x),
+                   _numeric(lambda np, c: lambda x: np.ones_like(x))),
     CustomActivationSpec(CUSTOM, "your own: act._target_ names a torch.nn.Module class or a "
                          "factory, the other keys its arguments (docs/custom_components.md)",
                          "", custom.activation_gain, custom.activation_pointwise,

@@ -5,38 +5,70 @@ A preset (``conf/experiment/<paper>.yaml``) sets the paper's network and its swe
 ``paper: <name>``; when the sweep ends, the comparison (:mod:`initlab.report.compare`)
 calls :func:`paper_table`, which groups the jobs as the seed summary does and, per group,
 reads one number from each job's record (:class:`Quantity`) and prints its mean with a
-95% confidence interval (a rate: Wilson's) beside what the paper says. docs/papers.md
+95% Student-t interval (a rate: Wilson's; a value computed rather than measured, such as
+the theory's, none) beside what the paper says. docs/papers.md
 has each paper, its setting, initlab's number and how long the preset takes.
 
 Torch-free: it reads summary.json only.
 """
 
+import functools
 import math
+import random
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from initlab.theory import grad_factor
 
 Z95 = 1.959963984540054
 
 
 @dataclass(frozen=True)
 class Quantity:
-    """One number per job, read from its summary.json (None where the job has none)."""
+    """One number per job, read from its summary.json (None where the job has none); or,
+    with ``pooled``, one number for a group of jobs (an ensemble estimator: the paper's
+    variances are second moments over random nets, not means of per-net estimates), its
+    interval then a bootstrap over the jobs."""
 
     name: str  # column header
     meaning: str  # what it is, in words
-    read: Callable[[dict], float | bool | None]
+    read: Callable[[dict], float | bool | None] = lambda s: None
     rate: bool = False  # a yes/no per job: shown as a rate with its Wilson interval
+    computed: bool = False  # the theory's value, not a measurement: shown without an interval
+    pooled: Callable[[list[dict]], float | None] | None = None
 
 
 @dataclass(frozen=True)
 class Expected:
-    """What the paper says for the jobs whose overrides include ``where`` (all of them)."""
+    """What the paper says for the jobs whose overrides include ``where`` (all of them),
+    and the test that can contradict it, on the paper's first quantity: its number
+    ``value`` inside initlab's 95% interval widened by ``tolerance`` (the finite-width gap
+    the paper's infinite-width statement leaves), or the whole interval ``below`` or
+    ``above`` a bound. None of the three: a claim without a number, no verdict."""
 
     where: tuple[str, ...]
     says: str  # the paper's claim for these jobs, in words and numbers
     value: float | None = None  # the number to test against, where the claim has one
+    tolerance: float = 0.0
+    below: float | None = None
+    above: float | None = None
+
+    def verdict(self, m: dict[str, Any]) -> str:
+        """agrees / disagrees / undecided (the interval straddles a bound), or "" where
+        the claim has no number or nothing was measured."""
+        if not m.get("n") or (self.value is None and self.below is None and self.above is None):
+            return ""
+        value = m["value"]
+        low = m["low"] if math.isfinite(m.get("low", math.nan)) else value
+        high = m["high"] if math.isfinite(m.get("high", math.nan)) else value
+        if self.value is not None:
+            inside = low - self.tolerance <= self.value <= high + self.tolerance
+            return "agrees" if inside else "disagrees"
+        if self.below is not None:
+            return "agrees" if high < self.below else "disagrees" if low >= self.below else "undecided"
+        return "agrees" if low > self.above else "disagrees" if high <= self.above else "undecided"
 
 
 @dataclass(frozen=True)
@@ -66,18 +98,26 @@ def _hidden_q_gap(s: dict) -> float | None:
     return max(abs(v - 1) for v in hidden) if hidden else None
 
 
-def _log10_condition(s: dict) -> float | None:
-    jac = (s.get("init_signal") or {}).get("jacobian") or {}
-    if not jac.get("max") or not jac.get("min_nonzero"):
-        return None
-    return math.log10(jac["max"] / jac["min_nonzero"])
-
-
 def _theory_factor(s: dict) -> float | None:
     theory = (s.get("init_signal") or {}).get("theory") or {}
     chi = theory.get("chi1")
     return math.sqrt(chi) if isinstance(chi, (int, float)) and chi >= 0 else None
 
+
+def _ensemble_grad_factor(summaries: list[dict]) -> float | None:
+    """The per-layer factor of the ensemble's second moment: E||delta_l||^2 averaged over the
+    jobs layer by layer, then fitted as :func:`initlab.theory.grad_factor` fits one net (a
+    mean of per-net log-slopes is biased low at finite width: 0.96 for He at width 32)."""
+    rows = [(s.get("init_signal") or {}).get("grad_sq") for s in summaries]
+    rows = [r for r in rows if r and all(v is not None for v in r)]
+    if not rows or len({len(r) for r in rows}) > 1:
+        return None
+    return grad_factor([sum(col) / len(col) for col in zip(*rows)])
+
+
+ENSEMBLE_FACTOR = Quantity("gradient factor per layer (ensemble)",
+                           "how E||delta_l||^2 over the seeds changes per layer toward the input, "
+                           "as a norm factor", pooled=_ensemble_grad_factor)
 
 GRAD_FACTOR = Quantity("gradient factor per layer",
                        "how the backpropagated signal's norm changes per layer toward the input "
@@ -85,20 +125,24 @@ GRAD_FACTOR = Quantity("gradient factor per layer",
 
 PAPERS: dict[str, Paper] = {p.name: p for p in [
     Paper("he2015", "He, Zhang, Ren & Sun (2015), Delving deep into rectifiers, ICCV",
-          "In a 30-layer ReLU net, Xavier's init halves the signal's variance at every layer "
-          "(its norm x0.71 a layer), so the net stalls; He's init (gain sqrt 2) keeps it, and "
-          "the net learns.",
-          (GRAD_FACTOR, Quantity("best dev acc", "best dev accuracy after training", _dev_acc)),
-          (Expected(("init=xavier_normal",), "x0.71 a layer (1/sqrt 2); does not learn", 1 / math.sqrt(2)),
-           Expected(("init=kaiming_normal",), "x1.00 a layer; learns", 1.0))),
+          "Sec. 2.2, Eqs. 10 and 14: a ReLU layer keeps the variance of the signal forward and "
+          "of the gradient backward when 1/2 n Var[w] = 1 (He's init); Xavier's n Var[w] = 1 "
+          "halves it at every layer (the norm x0.71 a layer), and Fig. 3's 30-layer net "
+          "stalls with it.",
+          (ENSEMBLE_FACTOR, GRAD_FACTOR,
+           Quantity("best dev acc", "best dev accuracy after training", _dev_acc)),
+          (Expected(("init=xavier_normal",), "x0.71 a layer (1/sqrt 2)", 1 / math.sqrt(2),
+                    tolerance=0.02),
+           Expected(("init=kaiming_normal",), "x1.00 a layer", 1.0, tolerance=0.02))),
     Paper("glorot2010", "Glorot & Bengio (2010), Understanding the difficulty of training deep "
           "feedforward neural networks, AISTATS",
           "With the 'standard' init U(+-1/sqrt(n)), the backpropagated gradients of a tanh net "
           "shrink toward the input (Var(W) n = 1/3: their norm x0.58 a layer near tanh's linear "
           "regime); the normalized init (Xavier) keeps them about constant.",
           (GRAD_FACTOR,),
-          (Expected(("init=standard_uniform",), "x0.58 a layer (sqrt(1/3)), or less", math.sqrt(1 / 3)),
-           Expected(("init=xavier_uniform",), "about x1 a layer", 1.0))),
+          (Expected(("init=standard_uniform",), "x0.58 a layer (sqrt(1/3)), or less (derived "
+                    "from Var(W) n = 1/3, not a number the paper prints)", below=math.sqrt(1 / 3) + 0.02),
+           Expected(("init=xavier_uniform",), "about x1 a layer", 1.0, tolerance=0.05))),
     Paper("saxe2014", "Saxe, McClelland & Ganguli (2014), Exact solutions to the nonlinear "
           "dynamics of learning in deep linear neural networks, ICLR",
           "In a deep linear net, orthogonal init makes the input-output Jacobian an isometry: "
@@ -107,46 +151,78 @@ PAPERS: dict[str, Paper] = {p.name: p for p in [
           (Quantity("std of log singular values", "spread of the hidden Jacobian's singular values "
                     "at init (0: all equal)", _jacobian("std_log")),
            Quantity("log10 condition number", "log10 of its largest over its smallest singular value",
-                    _log10_condition)),
-          (Expected(("init=orthogonal",), "0: every singular value 1", 0.0),
-           Expected(("init=kaiming_normal",), "> 0, growing with depth", None))),
+                    _jacobian("log10_condition"))),
+          (Expected(("init=orthogonal",), "0: every singular value 1", 0.0, tolerance=1e-4),
+           Expected(("init=kaiming_normal",), "spread over orders of magnitude: above ln 10",
+                    above=math.log(10)))),
     Paper("lu2019", "Lu, Shin, Su & Karniadakis (2019), Dying ReLU and initialization: theory "
           "and numerical examples",
           "A deep, narrow ReLU net is born dead (a constant function) with a probability that "
           "grows with depth at a fixed width and tends to 1 as the net gets deeper.",
           (Quantity("born dead", "the output is the same for every training input at init",
                     _signal("born_dead"), rate=True),),
-          (Expected(("model.depth=10",), "a sizeable share of nets", None),
-           Expected(("model.depth=20",), "a larger share than at depth 10", None))),
+          (Expected(("model.depth=10",), "a sizeable share of nets"),
+           Expected(("model.depth=20",), "a larger share than at depth 10"))),
     Paper("schoenholz2017", "Schoenholz, Gilmer, Ganguli & Sohl-Dickstein (2017), Deep "
           "information propagation, ICLR",
           "For tanh with sigma_b^2 = 0.05, the edge of chaos is sigma_w^2 ~ 1.76: below it "
           "gradients vanish with depth (ordered), above it they explode (chaotic), on it they "
           "travel through the whole net.",
           (GRAD_FACTOR, Quantity("theory: sqrt(chi_1)", "mean-field theory's factor at the fixed "
-                                 "point", _theory_factor)),
-          (Expected(("init.scale=1.0",), "ordered: below 1", None),
-           Expected(("init.scale=1.76",), "critical: about 1", 1.0),
-           Expected(("init.scale=3.0",), "chaotic: above 1", None))),
+                                 "point", _theory_factor, computed=True)),
+          (Expected(("init.scale=1.0",), "ordered: below 1", below=1.0),
+           Expected(("init.scale=1.76",), "critical: x1.00 a layer", 1.0, tolerance=0.02),
+           Expected(("init.scale=3.0",), "chaotic: above 1", above=1.0))),
     Paper("lsuv2016", "Mishkin & Matas (2016), All you need is a good init, ICLR",
           "LSUV (orthogonal, then each layer scaled on a batch of data) gives every layer unit "
           "output variance at init, whatever the activation; orthogonal init alone does not.",
           (Quantity("max |q - 1| over hidden layers", "the largest gap between a hidden layer's "
                     "mean squared pre-activation and 1, at init", _hidden_q_gap),
            Quantity("best dev acc", "best dev accuracy after training", _dev_acc)),
-          (Expected(("init=lsuv",), "below 0.1 (the paper's tolerance)", None),
-           Expected(("init=orthogonal",), "no such guarantee", None))),
+          (Expected(("init=lsuv",), "below 0.1 (the paper's tolerance)", below=0.1),
+           Expected(("init=orthogonal",), "no such guarantee"))),
 ]}
 
 
-def mean_interval(values: list[float]) -> tuple[float, float, float]:
-    """(mean, low, high): the mean with its 95% interval, mean +- 1.96 s / sqrt(n) (one
-    value: the interval is that value)."""
+def mean_interval(values: list[float], level: float = 0.95) -> tuple[float, float, float]:
+    """(mean, low, high): the mean with its Student-t interval, mean +- t_(n-1) s / sqrt(n)
+    (1.96 in place of t covers 81% at n = 3; t's covers 95% where the values are normal;
+    one value: no interval, NaN to NaN)."""
     mean = statistics.fmean(values)
     if len(values) < 2:
-        return mean, mean, mean
-    half = Z95 * statistics.stdev(values) / math.sqrt(len(values))
+        return mean, math.nan, math.nan
+    half = t_quantile(len(values) - 1, level) * statistics.stdev(values) / math.sqrt(len(values))
     return mean, mean - half, mean + half
+
+
+@functools.lru_cache(maxsize=256)
+def t_quantile(df: int, level: float = 0.95) -> float:
+    """t with P(|T| <= t) = level for Student's T with ``df`` degrees of freedom (an
+    integer >= 1): the closed form of P(|T| <= t) for integer df (Abramowitz & Stegun
+    26.7.3-4), solved by bisection."""
+    if df < 1:
+        raise ValueError(f"a t interval needs df >= 1 (got {df})")
+
+    def inside(t: float) -> float:
+        theta = math.atan(t / math.sqrt(df))
+        c2, term, total = math.cos(theta) ** 2, 1.0, 1.0
+        if df % 2:  # odd: (2/pi)(theta + sin cos (1 + 2/3 cos^2 + 2 4/(3 5) cos^4 + ...))
+            for j in range(1, (df - 1) // 2):
+                term *= c2 * (2 * j) / (2 * j + 1)
+                total += term
+            return 2 / math.pi * (theta + (math.sin(theta) * math.cos(theta) * total if df > 1 else 0))
+        for j in range(1, df // 2):  # even: sin (1 + 1/2 cos^2 + 1 3/(2 4) cos^4 + ...)
+            term *= c2 * (2 * j - 1) / (2 * j)
+            total += term
+        return math.sin(theta) * total
+
+    low, high = 0.0, 1.0
+    while inside(high) < level:
+        high *= 2
+    for _ in range(100):
+        mid = (low + high) / 2
+        low, high = (mid, high) if inside(mid) < level else (low, mid)
+    return (low + high) / 2
 
 
 def wilson_interval(k: int, n: int, z: float = Z95) -> tuple[float, float]:
@@ -160,8 +236,32 @@ def wilson_interval(k: int, n: int, z: float = Z95) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
+BOOTSTRAP_RESAMPLES = 2000
+
+
+def bootstrap_interval(pooled: Callable[[list[dict]], float | None], summaries: list[dict],
+                       level: float = 0.95) -> tuple[float, float]:
+    """The percentile bootstrap interval of a pooled estimator over the jobs (seeded: the
+    same jobs give the same interval)."""
+    rng = random.Random(0)
+    values = sorted(v for v in (pooled(rng.choices(summaries, k=len(summaries)))
+                                for _ in range(BOOTSTRAP_RESAMPLES))
+                    if v is not None and math.isfinite(v))
+    if len(summaries) < 2 or not values:
+        return math.nan, math.nan
+    tail = (1 - level) / 2
+    return values[int(tail * (len(values) - 1))], values[int(round((1 - tail) * (len(values) - 1)))]
+
+
 def measure(quantity: Quantity, summaries: list[dict]) -> dict[str, Any]:
-    """The quantity over the jobs: n, the value and its 95% interval (a rate: Wilson's)."""
+    """The quantity over the jobs: n, the value and its 95% interval (a mean: Student-t; a
+    rate: Wilson's; a computed value: none, its range over the jobs instead)."""
+    if quantity.pooled is not None:
+        value = quantity.pooled(summaries) if summaries else None
+        if value is None or not math.isfinite(value):
+            return {"n": 0}
+        low, high = bootstrap_interval(quantity.pooled, summaries)
+        return {"n": len(summaries), "value": value, "low": low, "high": high}
     raw = [quantity.read(s) for s in summaries]
     if quantity.rate:
         flags = [bool(v) for v in raw if v is not None]
@@ -173,6 +273,9 @@ def measure(quantity: Quantity, summaries: list[dict]) -> dict[str, Any]:
     values = [float(v) for v in raw if isinstance(v, (int, float)) and math.isfinite(v)]
     if not values:
         return {"n": 0}
+    if quantity.computed:  # no sampling error: the value, and its range where jobs differ
+        return {"n": len(values), "value": statistics.fmean(values), "computed": True,
+                "min": min(values), "max": max(values)}
     value, low, high = mean_interval(values)
     return {"n": len(values), "value": value, "low": low, "high": high}
 
@@ -190,4 +293,10 @@ def describe(m: dict[str, Any], rate: bool) -> str:
         return "–"
     if rate:
         return f"{m['count']} of {m['n']} = {m['value']:.0%} ({m['low']:.0%}-{m['high']:.0%})"
+    if m.get("computed"):
+        low, high = f"{m['min']:.3g}", f"{m['max']:.3g}"
+        spread = "" if low == high else f", {low} to {high} over jobs"
+        return f"{m['value']:.3g} (computed: no interval{spread})"
+    if m["n"] < 2:
+        return f"{m['value']:.3g} (one job: no interval)"
     return f"{m['value']:.3g} ({m['low']:.3g} to {m['high']:.3g}), n={m['n']}"

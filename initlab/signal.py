@@ -21,19 +21,23 @@ Everything is computed on stacked parameters (members, ...), so a single run (on
 and a batched group measure with the same code.
 """
 
+import dataclasses
 import math
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 
 from initlab import theory
 from initlab.options import activation, init_scheme
+from initlab.theory import grad_factor
 
 SIGNAL_EXAMPLES = 256
 JACOBIAN_EXAMPLES = 8
 JACOBIAN_MAX_WIDTH = 256
-JACOBIAN_ZERO = 1e-10  # singular values below this share of the largest count as zeros
+JACOBIAN_QR_SWEEPS = 30  # at most, QR iterations for the singular values of a graded product
+JACOBIAN_DIRECT_RANGE = 1e8  # singular values within this of the largest: the formed product's
 # Members measured at once: their hidden layers (members x width x examples x depth
 # floats) stay under this many values (256 MB of float32).
 MAX_VALUES = 1 << 26
@@ -94,7 +98,8 @@ def measure(params: list[torch.Tensor], act: torch.nn.Module, act_backward: Call
     zs_n = [z[:, :, :n] for z in zs]
     out["q"] = torch.stack([(z.double() ** 2).mean((1, 2)) for z in zs_n], 1)
     out["corr"] = torch.stack([_pair_cosine(z) for z in zs_n], 1)
-    out["input_sq"] = (x[:, :, :n].double() ** 2).sum(1).mean(1)
+    out["input_norms_sq"] = (x[:, :, :n].double() ** 2).sum(1)  # each input's: theory maps each
+    out["input_sq"] = out["input_norms_sq"].mean(1)
     if act_backward is None:  # an activation with no ATen kernel listed: autograd's gradient
         act_backward = _autograd_backward(act)
     # Each example's own loss: d loss_i / d logit_i = sigmoid(logit_i) - y_i.
@@ -109,7 +114,7 @@ def measure(params: list[torch.Tensor], act: torch.nn.Module, act_backward: Call
             g = torch.bmm(params[2 * k].transpose(1, 2), dz)
     out["grad_sq"] = torch.stack(grad_sq, 1)
     if depth >= 3 and width <= JACOBIAN_MAX_WIDTH:
-        out["jacobian_sv"] = _jacobian_singular_values(params, zs, hs, act_backward)
+        out["jacobian_log_sv"] = _jacobian_log_singular_values(params, zs, hs, act_backward)
     return out
 
 
@@ -125,18 +130,72 @@ def _autograd_backward(act: torch.nn.Module) -> Callable:
     return backward
 
 
-def _jacobian_singular_values(params, zs, hs, act_backward) -> torch.Tensor:
-    """(M, examples, width) singular values of d h_(N-1) / d h_1 = prod_l D_l W_l (l = 2..N-1,
-    D_l the activation's slope at the example) at the first JACOBIAN_EXAMPLES inputs."""
+def _jacobian_log_singular_values(params, zs, hs, act_backward) -> torch.Tensor:
+    """(M, examples, width) log singular values, largest first, of d h_(N-1) / d h_1 =
+    prod_l D_l W_l (l = 2..N-1, D_l the activation's slope at the example) at the first
+    JACOBIAN_EXAMPLES inputs; -inf for the exact zeros.
+
+    Exact however wide their range. The product formed in float64 and its SVD are exact to
+    1e-8 relative for the singular values within JACOBIAN_DIRECT_RANGE of the largest; a
+    product whose smallest nonzero one lies below that (a 40-layer Gaussian net's reach
+    1e-39, where a formed product keeps only noise at 1e-16) is redone without forming it
+    (:func:`_graded_log_singular_values`). The zeros are counted exactly: each layer's
+    slopes that are 0 (a dead unit) bound the rank, so the product has width -
+    min_l(nonzero slopes) of them. Examples whose slopes are the same everywhere (a linear
+    net) share one product."""
     M, width = params[0].shape[0], params[0].shape[1]
     k = min(JACOBIAN_EXAMPLES, zs[0].shape[2])
-    jac = torch.eye(width, dtype=torch.float64).expand(M, k, width, width)
-    for layer in range(1, len(params) // 2 - 1):
-        z, h = zs[layer][:, :, :k], hs[layer][:, :, :k]
-        slope = act_backward(torch.ones_like(z), z, h).double()  # (M, width, k)
-        weight = params[2 * layer].double().unsqueeze(1)  # (M, 1, width, width)
-        jac = slope.transpose(1, 2).unsqueeze(3) * (weight @ jac)
-    return torch.linalg.svdvals(jac)  # float64: a rank-deficient map shows zeros as ~1e-17
+    layers = range(1, len(params) // 2 - 1)
+    slopes = [act_backward(torch.ones_like(zs[i][:, :, :k]), zs[i][:, :, :k], hs[i][:, :, :k]).double()
+              for i in layers]  # (M, width, k) each
+    shared = all(bool((s == s[:, :, :1]).all()) for s in slopes)
+    n = 1 if shared else k
+    slopes = [s[:, :, :n].transpose(1, 2) for s in slopes]  # (M, n, width)
+    weights = [params[2 * i].double() for i in layers]
+    rank = torch.full((M, n), width, dtype=torch.long)
+    jac = torch.eye(width, dtype=torch.float64).expand(M, n, width, width)
+    for s, w in zip(slopes, weights):
+        rank = torch.minimum(rank, (s != 0).sum(2))
+        jac = s.unsqueeze(3) * (w.unsqueeze(1) @ jac)
+    sv = torch.linalg.svdvals(jac)
+    logs = sv.log()
+    kept = sv.gather(2, (rank - 1).clamp(min=0).unsqueeze(2)).squeeze(2)
+    graded = (rank > 0) & (kept < sv[:, :, 0] / JACOBIAN_DIRECT_RANGE)
+    if bool(graded.any()):
+        member, example = graded.nonzero(as_tuple=True)
+        logs[member, example] = _graded_log_singular_values(
+            [s[member, example] for s in slopes], [w[member] for w in weights])
+    logs = torch.where(torch.arange(width) < rank.unsqueeze(2), logs, -math.inf)
+    return logs.expand(M, k, width) if shared else logs
+
+
+def _graded_log_singular_values(slopes: list[torch.Tensor], weights: list[torch.Tensor]) -> torch.Tensor:
+    """(F, width) log singular values, largest first, of prod_l diag(slopes_l) W_l for F
+    products, never formed: kept as U diag(d) T (U orthogonal, d graded, T unit upper
+    triangular and well conditioned), each layer folded in by a QR of (D_l W_l U) diag(d)
+    with its columns sorted by norm (Bai, Loh et al.'s pre-pivoting); then the singular
+    values of diag(d) T by unshifted QR iterations on its transpose, whose diagonal
+    converges to them (off-diagonal entries shrink as the ratio of neighbouring values)."""
+    F, width = weights[0].shape[0], weights[0].shape[1]
+    u = torch.eye(width, dtype=torch.float64).expand(F, width, width).clone()
+    d = torch.ones(F, width, dtype=torch.float64)
+    t = u.clone()
+    for s, w in zip(slopes, weights):
+        a = s.unsqueeze(2) * (w @ u) * d.unsqueeze(1)
+        order = a.norm(dim=1).argsort(dim=1, descending=True)
+        q, r = torch.linalg.qr(torch.gather(a, 2, order.unsqueeze(1).expand_as(a)))
+        diag = r.diagonal(dim1=1, dim2=2)
+        sign = torch.where(diag < 0, -1.0, 1.0)
+        u, d = q * sign.unsqueeze(1), diag.abs()
+        scale = torch.where(d > 0, d, 1.0)  # an exact zero column: nothing to rescale
+        t = (r * sign.unsqueeze(2) / scale.unsqueeze(2)) @ torch.gather(t, 1, order.unsqueeze(2).expand_as(t))
+    r = d.unsqueeze(2) * t
+    for _ in range(JACOBIAN_QR_SWEEPS):
+        r = torch.linalg.qr(r.transpose(1, 2))[1]
+        diag = r.diagonal(dim1=1, dim2=2).abs()
+        if bool(((r.abs().triu(1).amax(2) <= 1e-12 * diag) | (diag == 0)).all()):
+            break
+    return r.diagonal(dim1=1, dim2=2).abs().log().sort(dim=1, descending=True).values
 
 
 # ------------------------------------------------------------------ one member's record
@@ -144,18 +203,10 @@ def _finite(values) -> list[float | None]:
     return [float(v) if math.isfinite(float(v)) else None for v in values]
 
 
-def grad_factor(grad_sq: list[float]) -> float | None:
-    """The factor by which the backpropagated signal's norm changes per layer toward the
-    input: exp of the least-squares slope of ln ||delta_l|| against l, read from the output
-    down (< 1: it shrinks toward the input). None with fewer than 2 positive values."""
-    points = [(k, 0.5 * math.log(v)) for k, v in enumerate(grad_sq) if v is not None and v > 0]
-    if len(points) < 2:
-        return None
-    mean_k = sum(k for k, _ in points) / len(points)
-    mean_y = sum(y for _, y in points) / len(points)
-    slope = sum((k - mean_k) * (y - mean_y) for k, y in points) / \
-        sum((k - mean_k) ** 2 for k, _ in points)
-    return math.exp(-slope)
+def _exp(log: torch.Tensor) -> float | None:
+    """exp of a log singular value; None beyond float64's range (the log is what counts)."""
+    value = math.exp(float(log)) if float(log) < 709 else math.inf
+    return value if 0 < value < math.inf or float(log) == -math.inf else None
 
 
 def member_signal(measured: dict[str, torch.Tensor], m: int, layers: list[str], cfg: Any,
@@ -174,41 +225,40 @@ def member_signal(measured: dict[str, torch.Tensor], m: int, layers: list[str], 
         "dead_layer": layers[dead] if dead >= 0 else None,
         "output_range": float(measured["output_range"][m]),
     }
-    if "jacobian_sv" in measured:
-        sv = measured["jacobian_sv"][m].flatten()
-        # Zero up to float64 rounding of the product: a dead unit's direction.
-        zero = sv <= JACOBIAN_ZERO * sv.max() if bool(sv.max() > 0) else torch.ones_like(sv, dtype=torch.bool)
-        logs = sv[~zero].log()
+    if "jacobian_log_sv" in measured:
+        logs = measured["jacobian_log_sv"][m].flatten()
+        nonzero = logs[torch.isfinite(logs)]
         block["jacobian"] = {
-            "examples": int(measured["jacobian_sv"].shape[1]),
-            "max": float(sv.max()), "min_nonzero": float(sv[~zero].min()) if logs.numel() else None,
-            "mean_log": float(logs.mean()) if logs.numel() else None,
-            "std_log": float(logs.std(correction=0)) if logs.numel() else None,
-            "zeros": int(zero.sum()), "values": int(sv.numel()),
+            "examples": int(measured["jacobian_log_sv"].shape[1]),
+            "max": _exp(logs.max()), "min_nonzero": _exp(nonzero.min()) if nonzero.numel() else None,
+            "log10_condition": float(nonzero.max() - nonzero.min()) / math.log(10)
+            if nonzero.numel() else None,
+            "mean_log": float(nonzero.mean()) if nonzero.numel() else None,
+            "std_log": float(nonzero.std(correction=0)) if nonzero.numel() else None,
+            "zeros": int(logs.numel() - nonzero.numel()), "values": int(logs.numel()),
         }
     else:
         block["jacobian"] = None
-    block["theory"] = predicted(cfg, shapes, float(measured["input_sq"][m]), grad_sq)
+    block["theory"] = predicted(cfg, shapes, measured["input_norms_sq"][m].numpy(), grad_sq)
     return block
 
 
-# Predictions are cached by their inputs, the mean squared input norm rounded to 4
-# digits (the rounding moves a prediction by < 1e-4, far inside the theory's own
-# finite-width error). A seed sweep draws a new data set per seed: measured on the born-dead
-# sweep's two-moons (depth-10 ReLU), 500 seeds gave 218 distinct keys and 3,000 gave 344,
-# so the cache holds PREDICTION_CACHE_SIZE of them (a prediction is ~5 ms of quadrature
-# there; an entry < 1 KB).
+# Predictions are cached by their inputs: the squared norms of the measured inputs (to
+# float32's 7 digits, far inside the theory's own finite-width error), so jobs that differ
+# only in what theory does not see (the seed of the weights, with the data fixed) share one.
 PREDICTION_CACHE_SIZE = 4096
 _cache: dict[tuple, dict | None] = {}
 
 
-def predicted(cfg: Any, shapes: list[tuple[int, int]], input_sq: float,
+def predicted(cfg: Any, shapes: list[tuple[int, int]], input_norms_sq,
               grad_sq: list[float | None]) -> dict[str, Any] | None:
-    """Mean-field theory's q_l and grad_sq_l (anchored at the measured last layer), the
-    chi_1 at the fixed point of the hidden layers and the phase it gives; None where the
-    theory does not apply: weights not drawn i.i.d. with mean 0 (zeros, constant, a
+    """Mean-field theory's q_l (each input's variance map, averaged) and grad_sq_l (anchored
+    at the measured last layer), chi_1 at the fixed point of the hidden layers, the phase it
+    gives and the edge of chaos for this bias (:func:`initlab.theory.critical`); None where
+    the theory does not apply: weights not drawn i.i.d. with mean 0 (zeros, constant, a
     normal with a mean) or set from the data (LSUV), or by a custom init (its distribution
-    is unknown here). A custom activation's functions come from its own module."""
+    is unknown here). A custom activation's functions come from its own module.
+    ``input_norms_sq``: the squared norm of each measured input."""
     init, act = cfg.init, cfg.act
     spec = init_scheme(init.name)
     if spec.fill is not None:
@@ -221,14 +271,14 @@ def predicted(cfg: Any, shapes: list[tuple[int, int]], input_sq: float,
     bias = float(init.bias)
     if spec.data_dependent or not zero_mean or not math.isfinite(bias) or abs(bias) > 1e6:
         return None
-    input_sq = float(f"{input_sq:.4g}")
+    norms = np.asarray(input_norms_sq, dtype=np.float32)
     key = (act.name, tuple(sorted((k, repr(v)) for k, v in _items(act))),
            tuple(draws), tuple(shapes), float(init.bias), float(getattr(init, "bias_std", 0.0)),
-           input_sq)
+           norms.tobytes())
     if key not in _cache:
         if len(_cache) >= PREDICTION_CACHE_SIZE:
             _cache.clear()
-        _cache[key] = _predict(cfg, draws, shapes, input_sq, key[:2])
+        _cache[key] = _predict(cfg, draws, shapes, norms.astype(np.float64), key[:2])
     base = _cache[key]
     if base is None:
         return None
@@ -249,39 +299,43 @@ def _items(node: Any) -> list[tuple[str, Any]]:
     return [(k, node[k] if hasattr(node, "keys") else getattr(node, k)) for k in keys]
 
 
-def _predict(cfg: Any, draws, shapes, input_sq: float, act_key: tuple) -> dict[str, Any] | None:
+def _predict(cfg: Any, draws, shapes, input_norms_sq, act_key: tuple) -> dict[str, Any] | None:
     spec = activation(cfg.act.name)
     phi, slope = spec.pointwise(cfg.act), spec.slope(cfg.act)
     moments = [d.second_moment(fan_in, fan_out) for d, (fan_out, fan_in) in zip(draws, shapes)]
     fan_ins = [fan_in for _, fan_in in shapes]
     b0, sigma_b2 = float(cfg.init.bias), float(getattr(cfg.init, "bias_std", 0.0)) ** 2
-    pred = theory.predict(moments, fan_ins, b0, sigma_b2, phi, slope, input_sq)
+    pred = theory.predict(moments, fan_ins, b0, sigma_b2, phi, slope, input_norms_sq)
     if not all(math.isfinite(q) for q in pred.q):
         return None
     # The phase: chi_1 at the fixed point of the hidden-to-hidden map (layer fc2's sigma_w^2;
     # a net with one hidden layer has none, so fc1's), or where the map grows without
     # bound, at the last hidden layer's predicted variance.
     sigma_w2 = pred.sigma_w2[1] if len(shapes) >= 3 else pred.sigma_w2[0]
-    v_star, chi_star = _phase(act_key, phi, slope, sigma_w2, sigma_b2, b0)
+    v_star, chi_star, edge = _phase(act_key, phi, slope, sigma_w2, sigma_b2, b0)
     if v_star is None:
         last_hidden = pred.q[-2] - b0**2 if len(pred.q) >= 2 else pred.q[0] - b0**2
-        chi_star = theory.chi1(sigma_w2, last_hidden, b0, slope)
+        chi_star = float(theory.chi1(sigma_w2, last_hidden, b0, slope))
     return {"q": pred.q, "chi": pred.chi, "sigma_w2": sigma_w2, "sigma_b2": sigma_b2,
             "bias": b0, "q_star": None if v_star is None else v_star + b0**2,
-            "chi1": chi_star, "phase": theory.phase(chi_star)}
+            "chi1": chi_star, "phase": theory.phase(chi_star), "critical": edge}
 
 
 _phases: dict[tuple, tuple] = {}
+_edges: dict[tuple, dict] = {}
 
 
 def _phase(act_key: Any, phi, slope, sigma_w2: float, sigma_b2: float, b0: float):
-    """(v*, chi_1 at v*) of the hidden map, from v = 1 (so it depends on no member's data:
-    a sweep over seeds computes it once); (None, None) where the map grows without bound."""
+    """(v*, chi_1 at v*, the edge of chaos as a dict) of the hidden map, from v = 1 (so it
+    depends on no member's data: a sweep over seeds computes it once); v* and chi_1 None
+    where the map grows without bound."""
     key = (act_key, sigma_w2, sigma_b2, b0)
     if key not in _phases:
         v_star = theory.fixed_point(sigma_w2, sigma_b2, b0, phi)
-        _phases[key] = (v_star, None if v_star is None else theory.chi1(sigma_w2, v_star, b0, slope))
-    return _phases[key]
+        _phases[key] = (v_star, None if v_star is None else float(theory.chi1(sigma_w2, v_star, b0, slope)))
+    if key[:1] + key[2:] not in _edges:
+        _edges[key[:1] + key[2:]] = dataclasses.asdict(theory.critical(sigma_b2, b0, phi, slope))
+    return (*_phases[key], _edges[key[:1] + key[2:]])
 
 
 def stacked_input(x: torch.Tensor) -> torch.Tensor:

@@ -170,6 +170,21 @@ def test_a_flat_loss_is_not_learning_even_above_chance(tmp_path):
     assert f.value == pytest.approx((0.4999 - 0.498) / 0.4999, rel=1e-3)
 
 
+def test_learned_then_collapsed_has_its_own_words(tmp_path):
+    """He'15's Xavier runs that reached 0.956 dev accuracy and fell back to log 2 are not
+    'the loss went from 0.693 to 0.693': the words say it learned, when, and then lost it."""
+    rise = [(e, 0.693 - 0.06 * e, 0.9, 0.3, min(0.5 + 0.05 * e, 0.956)) for e in range(1, 11)]
+    fall = [(e, 0.693, 0.5, 0.693, 0.5) for e in range(11, 21)]
+    f = only(write_record(tmp_path, metrics=rise + fall), "not_learning")
+    assert f.message.startswith("It learned, then collapsed: the best dev accuracy 0.956 came at "
+                                "epoch 10")
+    assert "back at 0.693" in f.message and "0.693 to 0.693" not in f.message
+    assert "checkpoints/best.pt" in f.fix
+    # A loss that never fell is still plain not learning.
+    flat = [(e, 0.693, 0.5, 0.693, 0.9) for e in range(1, 21)]
+    assert "collapsed" not in only(write_record(tmp_path / "flat", metrics=flat), "not_learning").message
+
+
 # --------------------------------------------------------------------------- non_finite
 def test_non_finite_names_the_first_step_and_layer_and_counts_every_value(tmp_path):
     steps = {s: layer_norms(3, [0.1, 0.1, 0.1]) for s in range(4)}
@@ -279,3 +294,32 @@ def test_a_finding_over_hundreds_of_layers_stays_readable():
     text = console.export_text()
     assert "fc400 (400 layers)" in text and "Use act=lrelu." in text
     assert max(map(len, text.splitlines())) <= 80
+
+
+# ----------------------------------------------------------------- the edge of chaos in words
+@pytest.mark.parametrize("act, bias_std, critical", [
+    ("gelu", 0.0, None), ("silu", 0.0, None), ("silu", 0.223606797749979, None),
+    ("tanh", 0.223606797749979, "1.76"), ("relu", 0.0, "2")])
+def test_the_phase_advice_is_the_solved_edge_of_chaos_never_one_over_slope_squared(act, bias_std,
+                                                                                  critical):
+    """GELU and SiLU have phi(0) = 0 and phi'(0) = 1/2, so the old closed form 1 / phi'(0)^2
+    advised sigma_w^2 = 4, where every net diverges; they have no critical sigma_w^2 at
+    these biases, and the words say so and advise no scale. tanh's is Schoenholz's 1.76,
+    ReLU's the line sigma_w^2 = 2 (He)."""
+    from types import SimpleNamespace
+
+    from initlab.diagnose.words import phase_clause
+    from initlab.signal import predicted
+    from tests.conftest import compose_config
+
+    cfg = compose_config(f"act={act}", "init=variance_scaling", "init.distribution=normal",
+                         f"init.bias_std={bias_std}", "model.depth=30", "model.width=128")
+    shapes = [(128, 2)] + [(128, 128)] * 28 + [(1, 128)]
+    theory = predicted(cfg, shapes, [1.0, 2.0, 0.5], [0.1] * 30)
+    facts = SimpleNamespace(act=act, config={"act": {"name": act}})
+    text, fix = phase_clause(facts, SimpleNamespace(phase="ordered", theory=theory), with_fix=True)
+    assert "init.scale=4" not in fix and "σ_w² ≈ 4" not in text
+    if critical is None:
+        assert fix == "" and "no σ_w² puts χ₁ = 1 at a fixed point" in text
+    else:
+        assert f"init.scale={critical}" in fix

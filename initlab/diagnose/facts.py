@@ -24,6 +24,7 @@ from initlab.config import DiagnoseConfig
 from initlab.diagnose.twins import duplicate_units
 from initlab.options import ACTIVATIONS
 from initlab.record import COLUMNS, GradNormTable, RunRecord, layer_number, layer_of
+from initlab.theory import grad_factor
 
 # Relative differences below float32's resolution are rounding, not learning.
 FLOAT32_EPS = 2.0**-23
@@ -60,6 +61,11 @@ class Learning:
     chance_means: str = ""
     near_chance: bool = False  # best dev accuracy < chance + chance_margin
     flat: bool = False  # the training loss fell by less than flat_loss_fraction
+    best_epoch: int = 0  # where the best dev accuracy was
+    lowest_loss: float = math.nan  # the lowest training loss on the way
+    # Learned, then lost it: dev accuracy once well above chance and the training loss once
+    # down by more than the flat fraction, but no lower than that at the end.
+    collapsed: bool = False
 
     @property
     def learned(self) -> bool | None:
@@ -95,11 +101,14 @@ class Collapse:
 class Phase:
     """How the backpropagated gradient changes per layer at init, and what theory says."""
 
-    factor: float  # per layer toward the input (< 1: shrinks)
+    factor: float  # per layer toward the input (< 1: shrinks): what the phase is decided on
     hops: int  # layers it was fitted over
     source: str  # "backpropagated signal" (init_signal) or "weight-gradient norms" (step 0)
-    phase: str  # ordered | critical | chaotic, from the measured factor
+    phase: str  # ordered | critical | chaotic, from ``factor``
     theory: dict[str, Any] | None  # init_signal.theory: sigma_w2, sigma_b2, chi1, phase ...
+    # This seed's own fitted factor, where ``factor`` is the config's expectation (mean-field
+    # theory's chain fitted the same way): the same decision for every seed of a config.
+    measured: float | None = None
 
 
 @dataclass
@@ -240,10 +249,22 @@ class RunFacts:
         chance, chance_means = self._chance_accuracy()
         first_loss, last_loss = metrics[0][1], metrics[-1][1]
         drop = (first_loss - last_loss) / first_loss if first_loss > 0 else 0.0
-        best = max(m[4] for m in metrics)
-        return Learning(True, metrics[0][0], metrics[-1][0], first_loss, last_loss, drop, best,
-                        chance, chance_means, best < chance + self.t["chance_margin"],
-                        drop < self.t["flat_loss_fraction"])
+        best = max(metrics, key=lambda m: m[4])
+        near_chance = best[4] < chance + self.t["chance_margin"]
+        flat = drop < self.t["flat_loss_fraction"]
+        lowest = min(m[1] for m in metrics)
+        fell = first_loss > 0 and (first_loss - lowest) / first_loss >= self.t["flat_loss_fraction"]
+        return Learning(True, metrics[0][0], metrics[-1][0], first_loss, last_loss, drop, best[4],
+                        chance, chance_means, near_chance, flat, best[0], lowest,
+                        flat and not near_chance and fell)
+
+    @cached_property
+    def train_labels(self) -> tuple[int, int] | None:
+        """(positives, examples) of the training split; None without data.pt."""
+        if not (self.record.run_dir / "data.pt").exists():
+            return None
+        y = self.record.data()["y_train"]
+        return int(y.sum()), int(y.numel())
 
     def _chance_accuracy(self) -> tuple[float, str]:
         """Dev accuracy of always predicting the dev set's majority class (0.5 without data.pt)."""
@@ -386,12 +407,19 @@ class RunFacts:
                 factor, source = math.exp(-slope), "weight-gradient norm"
         if factor is None or hops < 1 or not math.isfinite(factor) or factor <= 0:
             return None
+        theory = (signal or {}).get("theory")
+        theory = theory if isinstance(theory, dict) else None
+        expected = grad_factor(theory["grad_sq"]) if theory and theory.get("grad_sq") else None
+        measured = None
+        if expected is not None and math.isfinite(expected) and expected > 0:
+            # Decided on the ensemble (the theory's expectation of this very estimator), not
+            # on one seed's fit: seeds of one config scatter around it (+-3% at width 32).
+            factor, measured = expected, factor
         log_factor = math.log(factor)
         tolerance = self.t["phase_log_factor"]
         phase = ("critical" if abs(log_factor) < tolerance
                  else "ordered" if log_factor < 0 else "chaotic")
-        theory = (signal or {}).get("theory")
-        return Phase(factor, hops, source, phase, theory if isinstance(theory, dict) else None)
+        return Phase(factor, hops, source, phase, theory, measured)
 
     # ------------------------------------------------------------------ gradients
     @cached_property

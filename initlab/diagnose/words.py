@@ -94,35 +94,28 @@ def _severity_clause(facts: RunFacts, ev: Evidence) -> str:
 
 
 # ------------------------------------------------------------------ theory
-_critical: dict[tuple, float | None] = {}
+_critical: dict[tuple, Any] = {}
 
 
-def critical_sigma_w2(facts: RunFacts, theory: dict[str, Any]) -> float | None:
-    """The sigma_w^2 on the edge of chaos for the run's activation and bias (cached: a sweep
-    asks once per distinct setting). Where phi(0) = 0 and the bias is exactly 0 the fixed
-    point is q* = 0 and chi_1 = sigma_w^2 phi'(0)^2, so the answer is 1 / phi'(0)^2 without
-    a search; for a ReLU-like activation chi_1 = sigma_w^2 E[phi'^2] does not depend on
-    q, so it is 1 / E[phi'^2] at any bias spread when the bias mean is 0. None for a custom
-    activation: the diagnosis reads the record only, never the user's code."""
+def edge_of_chaos(facts: RunFacts, theory: dict[str, Any]):
+    """The run's edge of chaos (:class:`initlab.theory.Critical`): as the record has it
+    (solved when the run measured its init, for any activation, a custom one too); for a
+    record from before that, solved here for a built-in activation (cached: a sweep asks
+    once per setting); None for a custom activation without one (the diagnosis reads the
+    record only, never the user's code)."""
     from initlab import theory as mean_field
 
+    if theory.get("critical"):
+        return mean_field.Critical(**theory["critical"])
     spec = ACTIVATIONS.get(facts.act)
-    if spec is None or spec.pointwise is None or is_custom(facts.act):
+    if spec is None or is_custom(facts.act):
         return None
     act_cfg = facts.config.get("act", {})
     sigma_b2, bias = float(theory.get("sigma_b2") or 0.0), float(theory.get("bias") or 0.0)
     key = (facts.act, tuple(sorted((k, repr(v)) for k, v in act_cfg.items())), sigma_b2, bias)
     if key not in _critical:
         view = _AttrDict(act_cfg)
-        phi, slope = spec.pointwise(view), spec.slope(view)
-        homogeneous = all(math.isclose(phi(2 * x), 2 * phi(x), abs_tol=1e-12) for x in (-1.3, 0.7))
-        if bias == 0 and homogeneous:
-            e = mean_field.gaussian_mean(lambda z: slope(z) ** 2, 0.0, 1.0)
-            _critical[key] = 1 / e if e > 0 else None
-        elif bias == 0 and sigma_b2 == 0 and phi(0.0) == 0 and slope(0.0) > 0:
-            _critical[key] = 1 / slope(0.0) ** 2
-        else:
-            _critical[key] = mean_field.critical_sigma_w2(sigma_b2, bias, phi, slope)
+        _critical[key] = mean_field.critical(sigma_b2, bias, spec.pointwise(view), spec.slope(view))
     return _critical[key]
 
 
@@ -140,8 +133,10 @@ class _AttrDict(dict):
 
 def phase_clause(facts: RunFacts, phase, with_fix: bool = False,
                  brief: bool = False) -> tuple[str, str]:
-    """("the ordered phase; theory …; sigma_w^2 ≈ 1.76 is critical for this bias", fix);
-    ``brief``: the phase and theory's chi_1 only (beside a finding that says more)."""
+    """("the ordered phase; theory …; sigma_w^2 ≈ 1.76 is critical for this bias", fix):
+    the fix only where the theory has a critical sigma_w^2 (a point or ReLU's line), never
+    a number where it has none; ``brief``: the phase and theory's chi_1 only (beside a
+    finding that says more)."""
     if phase is None:
         return "", ""
     text = f"the {phase.phase} phase"
@@ -153,13 +148,14 @@ def phase_clause(facts: RunFacts, phase, with_fix: bool = False,
         agrees = "agrees" if theory.get("phase") == phase.phase else f"says {theory.get('phase')}"
         text += (f"; mean-field theory {agrees} (χ₁ = {g(theory.get('chi1'))} at σ_w² = "
                  f"{g(theory['sigma_w2'])}, σ_b² = {g(theory.get('sigma_b2') or 0.0)})")
-        critical = critical_sigma_w2(facts, theory)
+        critical = edge_of_chaos(facts, theory)
         if critical is not None:
-            text += f"; σ_w² ≈ {critical:.3g} is critical for this bias"
+            text += "; " + critical.words
     fix = ""
-    if with_fix and critical is not None and phase.phase != "critical":
+    if with_fix and critical is not None and critical.sigma_w2 is not None \
+            and phase.phase != "critical":
         fix = (f"scale the weights {'up' if phase.phase == 'ordered' else 'down'} to the "
-               f"critical σ_w² (init=variance_scaling init.scale={critical:.3g})")
+               f"critical σ_w² (init=variance_scaling init.scale={critical.sigma_w2:.3g})")
     return text, fix
 
 
@@ -247,6 +243,8 @@ def symmetric_weights(facts: RunFacts, ev: Evidence, earlier: Earlier) -> tuple[
     message = (f"{names(clauses)}: same incoming weights, bias and outgoing weights from "
                f"epoch {ev.first_epoch} to the last check (epoch {ev.data['last']}), so "
                f"{consequence}")
+    if ev.data["unbreakable"] and len(whole) == len(twins):
+        message += "; " + _one_unit_net(facts)
     if ev.data["unbreakable"]:
         fix = (f"Break the symmetry with a random init ({fix_init(facts) or 'init=normal'} "
                f"instead of init={facts.init_name}); gradient descent can never make identical "
@@ -255,6 +253,24 @@ def symmetric_weights(facts: RunFacts, ev: Evidence, earlier: Earlier) -> tuple[
         fix = ("The init was random, so training made these units alike; look at the other "
                f"findings, and try a smaller learning rate ({fix_lr(facts)}).")
     return sentence(message + _severity_clause(facts, ev)), fix
+
+
+def _one_unit_net(facts: RunFacts) -> str:
+    """What a net whose hidden units are all identical can do: what one unit can. The
+    textbook's 50% and loss log 2 hold only where the training labels are exactly balanced:
+    then a zero init has a zero gradient everywhere (the output 1/2 is already the best
+    constant); otherwise the output bias moves, the identical units move together, and the
+    net learns what a one-unit net can."""
+    labels = facts.train_labels
+    if labels is None:
+        return "it learns at most what a net of one unit per layer can"
+    positives, n = labels
+    if 2 * positives == n and facts.init_name == "zeros":
+        return (f"the training labels are exactly balanced ({positives} of {n}), so at a zero "
+                "init every gradient is 0 too: the output stays 1/2, the loss log 2 = 0.693 and "
+                "the accuracy chance (the textbook's result, which holds for balanced data only)")
+    return (f"the training labels are not exactly balanced ({positives} of {n}), so the units move, "
+            "but together: the net learns only what a net of one unit per layer can")
 
 
 CAUSE_WORDS = {
@@ -434,8 +450,10 @@ def signal_phase(facts: RunFacts, ev: Evidence, earlier: Earlier) -> tuple[str, 
     phase, total = ev.data["phase"], ev.data["total"]
     way = "shrinks" if phase.phase == "ordered" else "grows"
     words, fix = phase_clause(facts, phase, with_fix=True)
+    seed = ("" if phase.measured is None else
+            f", as mean-field theory expects for this setting (this seed: ×{g(phase.measured)})")
     text = (f"at init the {phase.source} {way} ×{g(phase.factor)} per layer toward the input "
-            f"(×{g(total)} over {_plural(phase.hops, 'layer')}): {words}")
+            f"(×{g(total)} over {_plural(phase.hops, 'layer')}){seed}: {words}")
     if not fix:
         fix = (f"a {'larger' if phase.phase == 'ordered' else 'smaller'} init scale"
                + _in_parens(fix_init(facts)))
@@ -450,6 +468,14 @@ def not_learning(facts: RunFacts, ev: Evidence, earlier: Earlier) -> tuple[str, 
     loss = (f"the training loss went from {g(learning.first_loss)} (epoch {learning.first_epoch}) "
             f"to {g(learning.last_loss)} (epoch {epochs}), "
             + (f"a {drop:.2%} drop" if drop > 0 else "no drop at all"))
+    if learning.collapsed:
+        message = (f"It learned, then collapsed: the best dev accuracy {learning.best_dev:.3f} came "
+                   f"at epoch {learning.best_epoch} and the training loss fell to "
+                   f"{g(learning.lowest_loss)}, but by epoch {epochs} it was back at "
+                   f"{g(learning.last_loss)} (from {g(learning.first_loss)} at epoch "
+                   f"{learning.first_epoch}).")
+        return message, (f"Lower the learning rate ({fix_lr(facts)}) so training stays where it "
+                         f"got to, or keep the best epoch's weights (checkpoints/best.pt).")
     if learning.near_chance:
         margin = facts.t["chance_margin"]
         message = (f"After {epochs} epochs the best dev accuracy is {learning.best_dev:.3f}, less "

@@ -89,7 +89,7 @@ SEED_SUMMARY_COLUMNS = (
 FINDING_RATES_COLUMNS = ("group", "overrides", "code", "count", "seeds", "rate", "ci95_low",
                          "ci95_high")
 PAPER_COLUMNS = ("paper", "group", "overrides", "quantity", "paper_says", "paper_value", "n",
-                 "value", "ci95_low", "ci95_high")
+                 "value", "ci95_low", "ci95_high", "verdict")
 
 
 @dataclass
@@ -717,7 +717,7 @@ def paper_table(paper, series: list[Series], path: Path):
     from initlab.report.tables import Fitted, Folded
 
     table = wide_table(f"{paper.citation}\nThe paper: {paper.claim}")
-    for col in ("group", "quantity", "the paper", "initlab (95% CI)"):
+    for col in ("group", "quantity", "the paper", "initlab (95% CI)", "verdict"):
         table.add_column(col)
     rows = []
     for i, g in enumerate(series):
@@ -726,12 +726,13 @@ def paper_table(paper, series: list[Series], path: Path):
         expected = expected_for(paper, overrides)
         for q in paper.quantities:
             m = measure_quantity(q, summaries)
-            says = expected.says if expected is not None and q is paper.quantities[0] else ""
-            table.add_row(Folded(g.label), q.name, says, describe(m, q.rate))
+            first = expected is not None and q is paper.quantities[0]
+            says, verdict = (expected.says, expected.verdict(m)) if first else ("", "")
+            table.add_row(Folded(g.label), q.name, says, describe(m, q.rate), verdict)
             rows.append([paper.name, i, " ".join(overrides), q.name, says,
                          "" if expected is None or expected.value is None or q is not paper.quantities[0]
                          else expected.value, m.get("n", 0), m.get("value", ""), m.get("low", ""),
-                         m.get("high", "")])
+                         m.get("high", ""), verdict])
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(PAPER_COLUMNS)
