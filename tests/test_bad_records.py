@@ -155,6 +155,7 @@ CORRUPT = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, bad_file, corrupt, phrase", CORRUPT, ids=[c[0] for c in CORRUPT])
 def test_a_corrupted_record_gets_one_line_naming_the_file(copy, tmp_path, name, bad_file,
                                                           corrupt, phrase):
@@ -202,6 +203,7 @@ def write_hydra(run_dir: Path, config: str, overrides: str = "- seed=0\n") -> No
     ("seed: [1, 2\n", "- [unclosed\n"),  # not YAML at all
     ("- a list\n", "{a: 1}\n"),  # YAML, but not what Hydra writes
 ], ids=["unsupported_resolver", "interpolated_epochs", "broken_yaml", "wrong_shapes"])
+@pytest.mark.slow
 def test_hydra_files_only_label_a_run_the_summary_holds_its_config(copy, tmp_path, config,
                                                                    overrides):
     write_hydra(copy, config, overrides)
@@ -225,6 +227,7 @@ def test_a_row_cut_by_a_kill_is_dropped_and_every_whole_row_kept(copy):
         read_record(copy)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dpi", ["100000", "0", "-5", "many"])
 def test_dpi_out_of_range_is_one_argparse_error(copy, tmp_path, dpi):
     result = initlab_cli("report", str(copy), "--dpi", dpi, cwd=tmp_path)
@@ -234,6 +237,7 @@ def test_dpi_out_of_range_is_one_argparse_error(copy, tmp_path, dpi):
     assert "--dpi" in error and (dpi in error)
 
 
+@pytest.mark.slow
 def test_a_bug_in_the_report_is_one_line_and_a_saved_traceback(copy, tmp_path):
     # A bug (here a figure function that raises) must still be reportable: one line that
     # says where its traceback was saved, exit 1.
@@ -254,6 +258,7 @@ def test_a_bug_in_the_report_is_one_line_and_a_saved_traceback(copy, tmp_path):
 
 
 # --------------------------------------------------------------------- initlab list
+@pytest.mark.slow
 def test_one_bad_run_does_not_hide_the_others(record, tmp_path):
     outputs = tmp_path / "outputs"
     shutil.copytree(record, outputs / "good")
@@ -271,6 +276,7 @@ def test_one_bad_run_does_not_hide_the_others(record, tmp_path):
 
 
 # ------------------------------------------------------------ stopped without a word
+@pytest.mark.slow
 def test_a_running_record_whose_process_is_gone_is_reported_stopped(copy, tmp_path):
     edit_summary(copy, status="running", epochs_run=7,
                  process={"pid": dead_pid(), "host": socket.gethostname()})
@@ -300,6 +306,7 @@ def test_a_live_or_unverifiable_process_stays_running():
                             ) == "completed"
 
 
+@pytest.mark.slow
 def test_a_record_that_stopped_before_its_first_epoch_holds_no_results(copy, tmp_path):
     for name in ("metrics.csv", "grad_norms.csv"):
         (copy / name).write_text((copy / name).read_text().splitlines()[0] + "\n")
@@ -351,6 +358,7 @@ def comparison(sweep_dir: Path) -> list[tuple[str, str, str]]:
 TASK = ["trainer.epochs=3", "report.quiet=true"]
 
 
+@pytest.mark.slow
 def test_stale_folders_are_ignored_and_jobs_never_started_listed(sweep_copy, tmp_path):
     # A folder left by an older, bigger sweep, and a third job the sweep never reached.
     shutil.copytree(sweep_copy / "0", sweep_copy / "5")

@@ -229,6 +229,7 @@ def user_folder(tmp_path, monkeypatch):
     return tmp_path
 
 
+@pytest.mark.slow
 def test_a_cli_run_with_all_three_records_and_names_them(user_folder):
     result = initlab_cli("run", "-cn", "smoke", "act=custom", "act._target_=mypkg.Swish",
                          "act.beta=2", "init=custom", f"init._target_={CC}.scaled_normal_",
@@ -254,6 +255,7 @@ def test_a_cli_run_with_all_three_records_and_names_them(user_folder):
     (["init=custom", f"init._target_={CC}.init_from_the_global_stream"], "draw every random number"),
     (["data=custom", f"data._target_={CC}.data_with_three_classes"], "labels other than 0 and 1"),
 ])
+@pytest.mark.slow
 def test_a_bad_target_fails_the_cli_in_one_line(user_folder, overrides, message):
     result = initlab_cli("run", "-cn", "smoke", *overrides, f"hydra.run.dir={user_folder / 'run'}",
                          cwd=user_folder)

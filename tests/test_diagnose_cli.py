@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from initlab.diagnose import NO_PROBLEMS
@@ -22,6 +23,7 @@ def initlab(*args: str, cwd: Path) -> subprocess.CompletedProcess:
                           timeout=300)
 
 
+@pytest.mark.slow
 def test_a_healthy_run_ends_with_no_problems_found(tmp_path):
     result = initlab("run", "-cn", "smoke", "trainer.progress=false",
                      f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
@@ -33,6 +35,7 @@ def test_a_healthy_run_ends_with_no_problems_found(tmp_path):
     assert NO_PROBLEMS in (tmp_path / "run" / "tables" / "diagnosis.txt").read_text()
 
 
+@pytest.mark.slow
 def test_report_rediagnoses_an_old_run_without_units_csv(tmp_path):
     torch.set_num_threads(1)
     run_dir = tmp_path / "old"
@@ -55,6 +58,7 @@ def test_report_rediagnoses_an_old_run_without_units_csv(tmp_path):
     assert "diagnosis" not in json.loads((run_dir / "summary.json").read_text())
 
 
+@pytest.mark.slow
 def test_report_on_something_that_is_not_a_run_is_one_line(tmp_path):
     result = initlab("report", str(tmp_path / "nowhere"), cwd=tmp_path)
     assert result.returncode == 2
@@ -62,6 +66,7 @@ def test_report_on_something_that_is_not_a_run_is_one_line(tmp_path):
     assert "Traceback" not in result.stderr and "nowhere" in result.stderr
 
 
+@pytest.mark.slow
 def test_a_bad_threshold_is_one_line_before_anything_runs(tmp_path):
     result = initlab("run", "diagnose.layer_fraction=1.5", f"hydra.run.dir={tmp_path / 'r'}",
                      cwd=tmp_path)

@@ -176,6 +176,7 @@ def test_a_diverged_run_exports_its_nan_and_inf_and_weights_from_checkpoints(tmp
     assert {h.step for h in acc.Histograms("activations/fc2")} == counted
 
 
+@pytest.mark.slow
 def test_a_sweep_exports_one_folder_per_job_named_by_its_overrides(tmp_path):
     pytest.importorskip("tensorboard")
     sweep_dir = tmp_path / "sweep"
@@ -212,12 +213,14 @@ def test_a_sweep_exports_one_folder_per_job_named_by_its_overrides(tmp_path):
     assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["act=sigmoid"]
 
 
+@pytest.mark.slow
 def test_a_bad_path_is_one_line(tmp_path):
     result = initlab_cli("export", "tensorboard", str(tmp_path / "nowhere"), cwd=tmp_path)
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr.strip() == f"initlab export: error: {tmp_path / 'nowhere'} does not exist"
 
 
+@pytest.mark.slow
 def test_an_unknown_format_is_one_line_naming_the_formats(tmp_path):
     result = initlab_cli("export", "csv", str(tmp_path), cwd=tmp_path)
     assert result.returncode == 2 and result.stdout == ""

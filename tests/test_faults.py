@@ -55,6 +55,7 @@ def error_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.strip()]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_a_signal_stops_the_run_and_keeps_everything_measured(tmp_path, signum, code):
     run_dir = tmp_path / "run"
@@ -82,6 +83,7 @@ def test_a_signal_stops_the_run_and_keeps_everything_measured(tmp_path, signum, 
     assert "interrupted" in report.stdout
 
 
+@pytest.mark.slow
 def test_kill_9_keeps_all_but_the_last_moments(tmp_path):
     run_dir = tmp_path / "run"
     proc = start("run", *LONG_RUN, f"hydra.run.dir={run_dir}", cwd=tmp_path)
@@ -115,6 +117,7 @@ def test_the_handlers_are_restored_after_a_run(run_lab):
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
 
 
+@pytest.mark.slow
 def test_an_interrupted_sweep_stops_and_still_compares_what_ran(tmp_path):
     sweep_dir = tmp_path / "sweep"
     proc = start("run", "-m", "seed=0,1,2", *LONG_RUN[1:], "trainer.epochs=1000000",
@@ -134,6 +137,7 @@ def test_an_interrupted_sweep_stops_and_still_compares_what_ran(tmp_path):
 
 
 # ----------------------------------------------------------------------- reused folders
+@pytest.mark.slow
 def test_a_run_into_a_folder_holding_a_record_is_refused(tmp_path):
     run_dir = tmp_path / "run"
     first = initlab_cli("run", "-cn", "smoke", "report=minimal", f"hydra.run.dir={run_dir}",
@@ -147,6 +151,7 @@ def test_a_run_into_a_folder_holding_a_record_is_refused(tmp_path):
     assert (run_dir / "summary.json").read_bytes() == before
 
 
+@pytest.mark.slow
 def test_overwrite_replaces_the_old_record_without_stale_files(tmp_path):
     run_dir = tmp_path / "run"
     assert initlab_cli("run", "-cn", "smoke", "report=minimal", f"hydra.run.dir={run_dir}",
@@ -162,6 +167,7 @@ def test_overwrite_replaces_the_old_record_without_stale_files(tmp_path):
     assert not (run_dir / "weights.csv").exists()  # not recorded this time: none left over
 
 
+@pytest.mark.slow
 def test_a_sweep_into_an_old_sweep_folder_is_refused(tmp_path):
     sweep_dir = tmp_path / "sweep"
     args = ["run", "-m", "-cn", "smoke", "seed=0,1", "report.quiet=true",
@@ -173,6 +179,7 @@ def test_a_sweep_into_an_old_sweep_folder_is_refused(tmp_path):
     assert "already holds a sweep" in line
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("where", ["file", "under_a_file"])
 def test_an_output_folder_that_cannot_be_made_fails_in_one_line(tmp_path, where):
     blocker = tmp_path / "blocker"
@@ -196,6 +203,7 @@ def _file_size_limit(limit: int):
     return apply
 
 
+@pytest.mark.slow
 def test_a_full_disk_while_writing_the_record_fails_in_one_line_and_truncates_nothing(tmp_path):
     run_dir = tmp_path / "run"
     # The default run's grad_norms.csv (~38 kB) outgrows the limit; summary.json and data.pt do not.
@@ -215,6 +223,7 @@ def test_a_full_disk_while_writing_the_record_fails_in_one_line_and_truncates_no
     assert data["X_train"].shape == (640, 2)
 
 
+@pytest.mark.slow
 def test_a_disk_too_full_for_even_hydras_files_says_so_in_one_line(tmp_path):
     run_dir = tmp_path / "run"
     proc = start("run", "-cn", "smoke", "trainer.progress=false", f"hydra.run.dir={run_dir}",

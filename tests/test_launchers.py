@@ -11,6 +11,8 @@ import pytest
 
 from tests.test_sweeps import COMPARISON_FIGURES, assert_complete_comparison, read_comparison, sweep
 
+pytestmark = pytest.mark.slow  # every test here runs a sweep through another launcher
+
 LAUNCHER_PLUGINS = {
     "joblib": "hydra_plugins.hydra_joblib_launcher",
     "submitit_local": "hydra_plugins.hydra_submitit_launcher",

@@ -78,6 +78,7 @@ def sweep_dir(tmp_path_factory):
     return out, result.stdout
 
 
+@pytest.mark.slow
 def test_a_run_ends_with_its_page_which_links_only_files_of_the_record(run_dir):
     out, stdout = run_dir
     page = out / "index.html"
@@ -101,6 +102,7 @@ def test_a_run_ends_with_its_page_which_links_only_files_of_the_record(run_dir):
         assert title in html
 
 
+@pytest.mark.slow
 def test_report_writes_the_page_again(run_dir, tmp_path):
     out, _ = run_dir
     copy = tmp_path / "copy"
@@ -113,6 +115,7 @@ def test_report_writes_the_page_again(run_dir, tmp_path):
     assert len(links.images) > 4  # the report draws the full set
 
 
+@pytest.mark.slow
 def test_the_sweep_page_shows_every_job_and_the_failed_one_at_a_glance(sweep_dir):
     out, stdout = sweep_dir
     page = out / "index.html"
@@ -131,6 +134,7 @@ def test_the_sweep_page_shows_every_job_and_the_failed_one_at_a_glance(sweep_dir
                                                                "final_accuracy"].index(Path(s).stem))
 
 
+@pytest.mark.slow
 def test_a_job_page_shows_the_gradient_norms_the_csv_holds(sweep_dir):
     """A sweep writes its jobs' pages from their summaries: the gradient table equals the
     one read from grad_norms.csv, and the page says where the rest is."""
@@ -150,6 +154,7 @@ def test_a_job_page_shows_the_gradient_norms_the_csv_holds(sweep_dir):
             assert f"<td>{row[0]}</td>" in html and all(f'class="num">{v}</td>' in html for v in row[1:])
 
 
+@pytest.mark.slow
 def test_user_text_is_escaped(tmp_path, run_dir):
     """A message holding markup shows as text: Jinja2 escapes every value."""
     from initlab.diagnose import Finding
@@ -164,6 +169,7 @@ def test_user_text_is_escaped(tmp_path, run_dir):
     assert "<script>alert(1)" not in html and "&lt;script&gt;alert(1)&lt;/script&gt; &amp; co" in html
 
 
+@pytest.mark.slow
 def test_a_page_that_cannot_be_written_says_so_in_one_line(run_dir, tmp_path):
     out, _ = run_dir
     copy = tmp_path / "run"
@@ -229,6 +235,7 @@ def _assert_loaded(browser, page: Path, shots: Path, name: str, width: int = 120
     browser.save_screenshot(str(shots / f"{name}-{width}.png"))
 
 
+@pytest.mark.slow
 def test_in_a_browser_the_run_page_shows_its_images_links_and_diagnosis(browser, run_dir, tmp_path):
     from selenium.webdriver.common.by import By
 
@@ -243,6 +250,7 @@ def test_in_a_browser_the_run_page_shows_its_images_links_and_diagnosis(browser,
             "return document.documentElement.scrollWidth <= window.innerWidth + 1")
 
 
+@pytest.mark.slow
 def test_in_a_browser_the_sweep_page_sorts_and_links_every_job(browser, sweep_dir, tmp_path):
     from selenium.webdriver.common.by import By
 

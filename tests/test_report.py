@@ -43,6 +43,7 @@ def figure_names(run_dir, suffix=".png"):
     return {p.name[: -len(suffix)] for p in (run_dir / "figures").glob(f"*{suffix}")}
 
 
+@pytest.mark.slow
 def test_a_run_has_every_figure_and_report_restores_deleted_ones(smoke_run, tmp_path):
     run_dir = tmp_path / "run"
     shutil.copytree(smoke_run, run_dir)
@@ -56,6 +57,7 @@ def test_a_run_has_every_figure_and_report_restores_deleted_ones(smoke_run, tmp_
     assert "Final metrics" in result.stdout
 
 
+@pytest.mark.slow
 def test_report_writes_the_requested_format_and_dpi(smoke_run, tmp_path):
     run_dir = tmp_path / "run"
     shutil.copytree(smoke_run, run_dir)
@@ -86,6 +88,7 @@ BAD_PATHS = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, message", BAD_PATHS, ids=[n for n, _ in BAD_PATHS])
 def test_a_path_that_is_not_a_record_gets_a_one_line_error(tmp_path, name, message):
     _not_a_record(tmp_path)
@@ -96,6 +99,7 @@ def test_a_path_that_is_not_a_record_gets_a_one_line_error(tmp_path, name, messa
     assert len(lines) == 1 and message in lines[0], result.stderr
 
 
+@pytest.mark.slow
 def test_a_corrupted_csv_gets_a_one_line_error(smoke_run, tmp_path):
     run_dir = tmp_path / "run"
     shutil.copytree(smoke_run, run_dir)
@@ -164,6 +168,7 @@ def test_spread_log_epochs_keeps_first_and_last():
     assert spread_log_epochs(1, 1, 6) == [0, 1]
 
 
+@pytest.mark.slow
 def test_a_deep_net_gets_the_gradient_heat_map(run_lab):
     from initlab.report.figures import render_figures
 

@@ -174,6 +174,7 @@ print("peak_growth_kb", grown)
 """
 
 
+@pytest.mark.slow
 def test_duplicate_units_at_width_100000_take_little_memory():
     """No all-pairs matrix (torch.cdist is gone in the check): the inputs are 3.2 MB each,
     the all-pairs matrices were 80 GB each. (Its speed: bench/, not a test.)"""
@@ -305,6 +306,7 @@ def test_a_small_run_is_left_to_fail_on_its_own_on_a_full_disk():
     check_budget(cfg, "/tmp/run", memory=1, disk=0)
 
 
+@pytest.mark.slow
 def test_the_cli_refuses_a_billion_epochs_in_one_line_without_a_folder(tmp_path):
     result = initlab_cli("run", "trainer.epochs=1000000000", f"hydra.run.dir={tmp_path}/run",
                          cwd=tmp_path)

@@ -72,6 +72,7 @@ def test_basic_sweep_ends_with_a_complete_comparison(act_sweep):
     assert "act=relu" in table and "completed" in table
 
 
+@pytest.mark.slow
 def test_report_on_a_sweep_rebuilds_its_comparison(act_sweep, tmp_path):
     _, original = act_sweep
     sweep_dir = tmp_path / "copy"
@@ -85,6 +86,7 @@ def test_report_on_a_sweep_rebuilds_its_comparison(act_sweep, tmp_path):
         n.replace(".png", ".svg") for n in COMPARISON_FIGURES}
 
 
+@pytest.mark.slow
 def test_a_sweep_with_a_failed_job_still_compares_the_others(tmp_path):
     # model.depth=0 is invalid for that job only: Hydra runs job 0, job 1 fails.
     result, sweep_dir = sweep(tmp_path, "model.depth=2,0")
@@ -107,6 +109,7 @@ def _add_finding(job_dir: Path, code: str) -> None:
     path.write_text(json.dumps(summary))
 
 
+@pytest.mark.slow
 def test_a_seed_sweep_reports_mean_spread_and_how_often_each_finding_occurs(tmp_path):
     result, sweep_dir = sweep(tmp_path, "seed=0,1,2")
     assert result.returncode == 0, result.stderr
@@ -143,6 +146,7 @@ def test_labels_name_only_the_overrides_that_differ():
     assert distinguishing_labels([[], ["seed=1"]])[0] == ["defaults", "seed=1"]
 
 
+@pytest.mark.slow
 def test_report_on_a_folder_lists_runs_and_sweeps_newest_first(act_sweep, run_lab, tmp_path):
     _, sweep_dir = act_sweep
     outputs = tmp_path / "outputs"
@@ -180,6 +184,7 @@ def test_unfinished_and_record_less_jobs_are_listed_not_fatal(act_sweep, tmp_pat
     assert float(rows[0]["test_acc"]) > 0 and rows[1]["test_acc"] == ""
 
 
+@pytest.mark.slow
 def test_reading_a_sweep_does_not_need_torch(act_sweep, tmp_path):
     import subprocess
     import sys
@@ -253,6 +258,7 @@ def test_quantiles_and_slopes_are_numpys():
     assert math.isnan(least_squares_slope([(1.0, 2.0)]))
 
 
+@pytest.mark.slow
 def test_seed_statistics_equal_those_computed_from_the_job_files(tmp_path):
     import statistics
 
