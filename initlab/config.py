@@ -11,6 +11,7 @@ This module must not import torch: ``initlab run --help`` and ``--cfg job`` load
 """
 
 import copy
+import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -378,12 +379,13 @@ def validate_diagnose(g: Any) -> None:
 
 # ------------------------------------------------------------------ plain config views
 class ConfigView(Mapping):
-    """A composed config as plain, read-only values with a DictConfig's attribute access.
+    """A composed config as plain, read-only values with a DictConfig's attribute access:
+    the one form of a config past the command line (:func:`config_view`).
 
-    The batched launcher builds one per job of a sweep: an OmegaConf node costs ~10 us a
-    read and ~1 ms to copy, which thousands of jobs (validate, check_budget, group_key, the
-    record) would pay many times over. It holds what ``OmegaConf.to_container(cfg,
-    resolve=True)`` gives, so it stands for configs without interpolations only.
+    The engine, the batched launcher and the readers of a record's config use it: an
+    OmegaConf node costs ~10 us a read and ~1 ms to copy, which thousands of jobs (validate,
+    check_budget, group_key, an init per layer and member, the record) would pay many times
+    over. It holds what ``OmegaConf.to_container(cfg, resolve=True)`` gives.
     """
 
     __slots__ = ("_data",)
@@ -431,6 +433,20 @@ class ConfigView(Mapping):
     def to_container(self) -> dict:
         """A deep copy as plain dicts and lists (what ``OmegaConf.to_container`` returns)."""
         return copy.deepcopy(self._data)
+
+
+def config_view(node: Any, schema: type | None = None) -> ConfigView:
+    """``node`` (a DictConfig, a plain dict from a record, or a view) as a :class:`ConfigView`,
+    interpolations resolved. ``schema``: a dataclass whose defaults fill the keys the node
+    lacks (a record written by an older initlab)."""
+    if isinstance(node, ConfigView) and schema is None:
+        return node
+    data = to_plain(node)
+    if schema is not None:
+        defaults = {f.name: f.default for f in fields(schema)
+                    if f.default is not dataclasses.MISSING and f.default != MISSING}
+        data = {**defaults, **data}
+    return ConfigView(data)
 
 
 def to_plain(node: Any) -> Any:

@@ -27,14 +27,12 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import torch
-from omegaconf import DictConfig
 
 from initlab.budget import EPOCH_CHECKPOINT_COUNT, EPOCH_CHECKPOINT_MAX_PARAMS, GRAD_NORM_CHUNK_VALUES
-from initlab.config import to_plain
+from initlab.config import ConfigView, config_view, to_plain
 from initlab.data import make_splits
 from initlab.init import data_dependent_init_, init_linear_
 from initlab.interrupts import StopOnSignal
@@ -78,7 +76,7 @@ def generator(seed: int, stream: int) -> torch.Generator:
     return torch.Generator().manual_seed(stream_seed(seed, stream))
 
 
-def group_key(cfg: DictConfig) -> tuple:
+def group_key(cfg: Any) -> tuple:
     """Jobs with equal keys can train as one stacked model.
 
     The key holds what fixes the stacked shapes and the loop: architecture (act included),
@@ -125,7 +123,7 @@ class StackedOptimizer:
     members keep their parameters exactly (a ``where``, since their updates may be NaN).
     """
 
-    def __init__(self, cfgs: Sequence[DictConfig], params: list[torch.Tensor]):
+    def __init__(self, cfgs: Sequence[ConfigView], params: list[torch.Tensor]):
         o = cfgs[0].optim
         if o.name not in ("sgd", "adam"):
             raise ValueError(f"optim.name={o.name!r} is not one of: sgd, adam")
@@ -182,12 +180,6 @@ class StackedOptimizer:
                 p.copy_(torch.where(_as(active, p), p - update, p))
 
 
-def _plain_node(node: Any) -> Any:
-    """A config node read attribute by attribute many times (an init per layer and member):
-    as a plain namespace, since a DictConfig lookup costs ~10 us."""
-    return SimpleNamespace(**to_plain(node)) if isinstance(node, DictConfig) else node
-
-
 def _member_data(cfg: Any, cache: dict) -> Any:
     """The member's splits; members with the same data config and seed (a learning-rate
     sweep) share one copy."""
@@ -202,7 +194,7 @@ class StackedGroup:
     """The state of one stack: data, parameters, optimizer, measurements, each member's
     record; :meth:`fit` trains it."""
 
-    def __init__(self, cfgs: Sequence[DictConfig], records: Sequence[MemberRecord],
+    def __init__(self, cfgs: Sequence[ConfigView], records: Sequence[MemberRecord],
                  device: torch.device):
         cfg = cfgs[0]
         t = cfg.trainer
@@ -230,10 +222,7 @@ class StackedGroup:
         splits, cache = [], {}
         for i, c in enumerate(cfgs):
             splits.append(_member_data(c, cache))
-            # A custom scheme's own code reads its node as a config (initlab.custom).
-            init = c.init if is_custom(c.init.name) else _plain_node(c.init)
-            act = c.act if is_custom(c.act.name) else _plain_node(c.act)
-            gen = generator(c.seed, INIT_STREAM)
+            init, act, gen = c.init, c.act, generator(c.seed, INIT_STREAM)
             for k in range(0, len(stacked_init), 2):
                 init_linear_(stacked_init[k][i], stacked_init[k + 1][i], init, act, gen)
             data_dependent_init_([w[i] for w in stacked_init[0::2]],
@@ -499,11 +488,11 @@ def _positions(idx: torch.Tensor) -> dict[int, int]:
 
 
 # ------------------------------------------------------------------------ the entry point
-Member = tuple[DictConfig, Path, Sequence[str] | None]  # config, run folder, its overrides
+Member = tuple[ConfigView, Path, Sequence[str] | None]  # config, run folder, its overrides
 
 
 def train_group(
-    cfgs: Sequence[DictConfig],
+    cfgs: Sequence[ConfigView],
     out_dirs: Sequence[Path],
     device: str = "cpu",
     progress: Callable | None = None,
@@ -526,6 +515,7 @@ def train_group(
     of at least 2 × SHARD_MIN_MEMBERS members trains in one process per core. ``launcher``:
     written into summary.json when not a single run. Returns the members' summaries.
     """
+    cfgs = [config_view(c) for c in cfgs]  # the one config form past the command line
     if len(cfgs) != len(out_dirs) or not cfgs:
         raise ValueError(f"train_group needs one out_dir per config (got {len(cfgs)} configs, "
                          f"{len(out_dirs)} out_dirs)")

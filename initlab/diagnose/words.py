@@ -11,6 +11,7 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
+from initlab.config import config_view
 from initlab.diagnose.facts import RunFacts
 from initlab.diagnose.rules import Earlier, Evidence
 from initlab.options import ACTIVATIONS, is_custom
@@ -114,21 +115,9 @@ def edge_of_chaos(facts: RunFacts, theory: dict[str, Any]):
     sigma_b2, bias = float(theory.get("sigma_b2") or 0.0), float(theory.get("bias") or 0.0)
     key = (facts.act, tuple(sorted((k, repr(v)) for k, v in act_cfg.items())), sigma_b2, bias)
     if key not in _critical:
-        view = _AttrDict(act_cfg)
+        view = config_view(act_cfg, spec.schema)
         _critical[key] = mean_field.critical(sigma_b2, bias, spec.pointwise(view), spec.slope(view))
     return _critical[key]
-
-
-class _AttrDict(dict):
-    """A plain config dict read with attribute access, as the activation specs read it."""
-
-    def __getattr__(self, key: str) -> Any:
-        from initlab.options import activation
-
-        if key in self:
-            return self[key]
-        schema = activation(self.get("name", "relu")).schema
-        return getattr(schema(), key)
 
 
 def phase_clause(facts: RunFacts, phase, with_fix: bool = False,

@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
+from initlab.config import config_view
 from initlab.custom import code_missing
-from initlab.options import INITS, describe_init
+from initlab.options import ACTIVATIONS, INITS, describe_init
 from initlab.record import RunRecord, layer_number, layer_of
 from initlab.report.plotting import (
     DEEP_NET_LAYERS,
@@ -47,13 +48,6 @@ def has_initial_weights(record: RunRecord) -> bool:
         not code_missing(run_config(record))
 
 
-class _Settings(dict):
-    """A config section read by attribute, as the init functions read it (missing = None)."""
-
-    def __getattr__(self, key):
-        return self.get(key)
-
-
 def scheme_draws(record: RunRecord, shapes: dict[str, tuple[int, ...]],
                  n: int = SCHEME_DRAWS) -> dict[str, np.ndarray]:
     """About ``n`` fresh draws per weight matrix from the run's own init function (same
@@ -63,8 +57,9 @@ def scheme_draws(record: RunRecord, shapes: dict[str, tuple[int, ...]],
     from initlab.init import init_weight_
 
     config = run_config(record)
-    # Plain attribute access: thousands of calls through OmegaConf would dominate.
-    init_cfg, act_cfg = _Settings(config.get("init", {})), _Settings(config.get("act", {}))
+    init, act = config.get("init", {}), config.get("act", {})
+    init_cfg = config_view(init, getattr(INITS.get(init.get("name")), "schema", None))
+    act_cfg = config_view(act, getattr(ACTIVATIONS.get(act.get("name")), "schema", None))
     gen = torch.Generator().manual_seed(12345)
     if _layer_free(init_cfg.name):  # one shape is as good as any: draw once
         w = torch.empty((n, 1))
