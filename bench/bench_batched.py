@@ -28,11 +28,12 @@ import torch
 from omegaconf import OmegaConf
 
 from initlab.cli import _register_resolvers
-from initlab.config import ConfigView, register_configs
+from initlab.config import register_configs
 from initlab.engine import StackedGroup
 from initlab.interrupts import StopOnSignal
 from initlab.job import MemberRecord
 from initlab.run import run
+from initlab.view import ConfigView
 
 NETS = {
     "2-5-1": ["experiment=zero_init", "init=normal", "init.std=1"],

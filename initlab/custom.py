@@ -35,8 +35,9 @@ import math
 import os
 import sys
 from collections.abc import Callable
-from dataclasses import fields
 from typing import Any
+
+from initlab.view import to_plain
 
 CUSTOM = "custom"  # the option name, in each of the three groups
 TARGET = "_target_"
@@ -60,15 +61,17 @@ def is_custom(name: Any) -> bool:
 
 # ------------------------------------------------------------------ the node
 def _plain(node: Any) -> dict:
-    from initlab.config import to_plain
-
     return dict(to_plain(node))
 
 
-def _own_keys(group: str) -> set[str]:
-    from initlab.options import OPTION_GROUPS
+# Per group, the keys of a custom node that are initlab's (name, _target_, the group's own
+# settings such as init.bias), not keyword arguments of the target: the fields of the
+# group's custom schema, which initlab.options registers here when it defines them.
+OWN_KEYS: dict[str, frozenset[str]] = {}
 
-    return {f.name for f in fields(OPTION_GROUPS[group][CUSTOM].schema)}
+
+def _own_keys(group: str) -> frozenset[str]:
+    return OWN_KEYS[group]
 
 
 def target_of(node: Any) -> Any:

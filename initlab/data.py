@@ -137,7 +137,8 @@ def standardize(splits: "Splits") -> "Splits":
 def make_splits(data_cfg, seed: int) -> Splits:
     """Generate ``data_cfg.name`` with ``seed`` and split it in order: train, dev, test."""
     gen = torch.Generator().manual_seed(seed)
-    X, y = dataset(data_cfg.name).make(data_cfg, gen)
+    make = dataset(data_cfg.name).make
+    X, y = (globals()[make] if isinstance(make, str) else make)(data_cfg, gen)
     a = data_cfg.n_train
     b = a + data_cfg.n_dev
     c = b + data_cfg.n_test

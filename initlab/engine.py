@@ -32,7 +32,6 @@ from typing import Any
 import torch
 
 from initlab.budget import EPOCH_CHECKPOINT_COUNT, EPOCH_CHECKPOINT_MAX_PARAMS, GRAD_NORM_CHUNK_VALUES
-from initlab.config import ConfigView, config_view, to_plain
 from initlab.data import make_splits
 from initlab.init import data_dependent_init_, init_linear_
 from initlab.interrupts import StopOnSignal
@@ -51,6 +50,7 @@ from initlab.options import CUSTOM, OPTION_GROUPS, activation, dataset, is_custo
 from initlab.record import STATUS_COMPLETED, STATUS_DIVERGED, STATUS_INTERRUPTED
 from initlab.recorders import activation_views, log_epoch_due, spread_log_epochs, weight_quantiles
 from initlab.signal import measure as measure_signal
+from initlab.view import ConfigView, config_view, to_plain
 
 # Independent random streams, so changing one part (say the init) leaves the others alone.
 DATA_STREAM, INIT_STREAM, SHUFFLE_STREAM = 0, 1, 2

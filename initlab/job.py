@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 from initlab import __version__
-from initlab.config import to_plain
 from initlab.record import (
     EPOCH_CHECKPOINTS,
     STATUS_INTERRUPTED,
@@ -36,6 +35,7 @@ from initlab.record import (
     grad_norm_ends,
     read_overrides,
 )
+from initlab.view import to_plain
 
 
 def library_versions() -> dict[str, str]:

@@ -16,7 +16,7 @@ few callables that need torch import it when called.
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Optional
 
 from omegaconf import MISSING, OmegaConf
@@ -535,28 +535,18 @@ class CustomDataConfig(DataConfig):
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """A data set: ``make(cfg, n_samples, gen)`` returns float features (N, dim) and 0/1
-    labels (N,) in the order they are split; ``any_dim``: data.dim may be other than 2;
-    ``shape_keys``: config keys that change the data's shape or meaning beyond its name
-    (the batched launcher groups by them)."""
+    """A data set: ``make(cfg, gen)`` (or the function of that name in :mod:`initlab.data`)
+    returns float features (N, dim) and 0/1 labels (N,) in the order they are split;
+    ``any_dim``: data.dim may be other than 2; ``shape_keys``: config keys that change the
+    data's shape or meaning beyond its name (the batched launcher groups by them)."""
 
     name: str
     summary: str
-    make: Callable[[Any, Any], tuple]
+    make: Callable[[Any, Any], tuple] | str
     schema: type = DataConfig
     any_dim: bool = False
     shape_keys: tuple[str, ...] = ()
     check: Callable[[Any, Check], None] = _no_checks
-
-
-def _make(maker: str) -> Callable[[Any, Any], tuple]:
-    def make(cfg: Any, gen: Any) -> tuple:
-        from initlab import data
-
-        return getattr(data, maker)(cfg, gen)
-
-    make.__name__ = maker
-    return make
 
 
 def _check_circles(cfg: Any, check: Check) -> None:
@@ -584,16 +574,16 @@ def _check_gaussian(cfg: Any, check: Check) -> None:
 
 
 _DATASET_LIST = [
-    DatasetSpec("moons", "the textbook's two interleaved half circles", _make("make_moons")),
-    DatasetSpec("circles", "a circle inside a circle", _make("make_circles"),
+    DatasetSpec("moons", "the textbook's two interleaved half circles", "make_moons"),
+    DatasetSpec("circles", "a circle inside a circle", "make_circles",
                 schema=CirclesConfig, shape_keys=("factor",), check=_check_circles),
-    DatasetSpec("xor", "points in [-1, 1]^2, label 1 where x1 * x2 > 0", _make("make_xor")),
-    DatasetSpec("spirals", "two interleaved spiral arms", _make("make_spirals"),
+    DatasetSpec("xor", "points in [-1, 1]^2, label 1 where x1 * x2 > 0", "make_xor"),
+    DatasetSpec("spirals", "two interleaved spiral arms", "make_spirals",
                 schema=SpiralsConfig, shape_keys=("turns",), check=_check_spirals),
-    DatasetSpec("blobs", "two Gaussian clouds, in any dimension", _make("make_blobs"),
+    DatasetSpec("blobs", "two Gaussian clouds, in any dimension", "make_blobs",
                 schema=BlobsConfig, any_dim=True, shape_keys=("separation",), check=_check_blobs),
     DatasetSpec("gaussian", "x ~ N(0, I) in any dimension, labels from a rule (a random "
-                "linear teacher by default)", _make("make_gaussian"), schema=GaussianConfig,
+                "linear teacher by default)", "make_gaussian", schema=GaussianConfig,
                 any_dim=True, shape_keys=("rule",), check=_check_gaussian),
     DatasetSpec(CUSTOM, "your own: data._target_ names fn(n_samples=, noise=, generator=, "
                 "**kwargs) -> (X, y) (docs/custom_components.md)", custom.make_data,
@@ -611,6 +601,8 @@ def dataset(name: str) -> DatasetSpec:
 
 # The config groups whose options are specs here, with their base schemas.
 OPTION_GROUPS: dict[str, dict[str, Any]] = {"act": ACTIVATIONS, "init": INITS, "data": DATASETS}
+custom.OWN_KEYS.update({group: frozenset(f.name for f in fields(specs[CUSTOM].schema))
+                        for group, specs in OPTION_GROUPS.items()})
 BASE_SCHEMAS: dict[str, type] = {"act": ActConfig, "init": InitConfig, "data": DataConfig}
 
 

@@ -13,7 +13,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from hydra_plugins.initlab_batched_launcher._core import grouping_line
-from initlab.config import to_plain
+from initlab.view import to_plain
 from tests.test_sweeps import assert_complete_comparison, read_comparison, sweep
 
 # Group overrides (act, init) and value overrides (seed, optim.lr, init.bias); with a list

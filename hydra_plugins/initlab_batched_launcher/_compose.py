@@ -43,8 +43,8 @@ from hydra.errors import ConfigCompositionException
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict, read_write
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
-from initlab.config import ConfigView
 from initlab.preflight import one_line
+from initlab.view import ConfigView
 
 DEFAULT_SUBDIR = "${hydra.job.num}"
 _SLOT = "__initlab_slot_{}__"

@@ -35,7 +35,7 @@ from hydra_plugins.initlab_batched_launcher._compose import (
     one_line,
     write_hydra_files,
 )
-from initlab.config import ConfigView
+from initlab.view import ConfigView
 
 PREFIX = "hydra/launcher=batched"
 

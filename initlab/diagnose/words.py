@@ -11,11 +11,11 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
-from initlab.config import config_view
 from initlab.diagnose.facts import RunFacts
 from initlab.diagnose.rules import Earlier, Evidence
 from initlab.options import ACTIVATIONS, is_custom
 from initlab.record import layer_of
+from initlab.view import config_view
 
 # Slope of tanh where |tanh| = 0.97 (the recorders' saturation threshold), relative to its
 # peak of 1: 1 - 0.97**2 = 0.059. Sigmoid is a scaled tanh, so the same share holds for it.

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
-from initlab.config import config_view
 from initlab.custom import code_missing
 from initlab.options import ACTIVATIONS, INITS, describe_init
 from initlab.record import RunRecord, layer_number, layer_of
@@ -28,6 +27,7 @@ from initlab.report.plotting import (
     set_value_limits,
     suptitle,
 )
+from initlab.view import config_view
 
 # Draws from the scheme per layer: enough for its shape to show in a histogram.
 SCHEME_DRAWS = 10_000
