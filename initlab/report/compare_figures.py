@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 
@@ -41,8 +41,9 @@ from initlab.report.plotting import (
     suptitle,
 )
 
-if TYPE_CHECKING:
-    from initlab.report.compare import Series
+# The series drawn are initlab.report.compare's Series (label, jobs); this module reads
+# only those two fields and imports nothing of the comparison's, which calls it.
+Series = Any
 
 # Legends of more series than this go beside the axes, so no line is hidden.
 LEGEND_INSIDE = 6
