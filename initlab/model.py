@@ -146,21 +146,21 @@ def loss_and_grads(params: list[torch.Tensor], act: Callable, act_backward: Call
     depth = len(params) // 2
     pre, post, logits = trace(params, act, x)
     loss = member_losses(logits, y)
-    # d(sum of member means)/d logits: mean's backward (1/n) times BCE's (sigmoid(z) - y).
-    d_logits = (torch.sigmoid(logits) - y) * (1.0 / y.shape[1])
-    grads: list[torch.Tensor] = [None] * len(params)  # type: ignore[list-item]
-    # The output layer's sums over examples accumulate in float64: the gradients of a net
-    # at an exact saddle (zero init on balanced data: +c and -c 320 times each) are then
+    # BCE's backward, sigmoid(z) - y, with the mean's 1/n applied to each gradient at the
+    # end: at an exact saddle (zero init on balanced data, sigmoid(0) - y = +-0.5 on 320
+    # examples each) every product and partial sum is then exact, so the gradients are
     # exactly 0, as the textbook's run shows, not a rounding residue that grows until the
-    # net escapes. They cost one (M, units, examples) pass.
-    grads[-1] = d_logits.sum(1, keepdim=True, dtype=torch.float64).to(d_logits.dtype)
+    # net escapes.
+    d_logits = torch.sigmoid(logits) - y
+    scale = 1.0 / y.shape[1]
+    grads: list[torch.Tensor] = [None] * len(params)  # type: ignore[list-item]
+    grads[-1] = d_logits.sum(1, keepdim=True)
     d_sum = d_logits.unsqueeze(1)  # sum(1)'s backward, broadcast over the units
     last_input = post[-1] if post else x
     # The one-output layer's weight gradient as a product and a sum over examples, not a
     # GEMM: a GEMM kernel blocks its output columns (4 + 1 for 5 units) and rounds the
     # blocks differently, which breaks the exact symmetry of zero-initialized units.
-    grads[-2] = (d_sum * last_input).sum(2, keepdim=True, dtype=torch.float64).to(
-        d_logits.dtype).transpose(1, 2)  # (M, 1, units)
+    grads[-2] = (d_sum * last_input).sum(2, keepdim=True).transpose(1, 2)  # (M, 1, units)
     if depth > 1:
         d_x = d_sum * params[-2].transpose(1, 2)
         for k in range(depth - 2, -1, -1):
@@ -169,4 +169,6 @@ def loss_and_grads(params: list[torch.Tensor], act: Callable, act_backward: Call
             grads[2 * k + 1] = d_z.sum(2)
             if k:
                 d_x = torch.bmm(params[2 * k].transpose(1, 2), d_z)
+    for g in grads:
+        g.mul_(scale)
     return logits, loss, grads
