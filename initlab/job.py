@@ -26,6 +26,7 @@ from typing import Any
 from initlab import __version__
 from initlab.record import (
     EPOCH_CHECKPOINTS,
+    STATUS_FAILED,
     STATUS_INTERRUPTED,
     STATUS_RUNNING,
     SUMMARY,
@@ -251,6 +252,16 @@ def _overwrite_in_place(path: Path, text: str) -> None:
         f.write(data)
         f.truncate()
         f.flush()
+
+
+def fail_job(out_dir: Path, message: str, label: str = "") -> None:
+    """A job that failed: its record says so and why (:func:`mark_record`), and one line
+    says it to the user (naming the job in a sweep)."""
+    import sys
+
+    unsaved = mark_record(out_dir, STATUS_FAILED, message)
+    print(f"initlab: error: {label + ': ' if label else ''}{message}"
+          + (f"; {unsaved}" if unsaved else ""), file=sys.stderr, flush=True)
 
 
 def save_traceback(out_dir: Path, name: str) -> str:

@@ -17,8 +17,8 @@ from omegaconf import DictConfig
 from initlab.budget import check_budget
 from initlab.config import ConfigError, validate
 from initlab.interrupts import Interrupted
-from initlab.job import epochs_in_record, mark_record, save_traceback
-from initlab.record import ERROR_FILE, REPORT_ERROR_FILE, STATUS_FAILED, STATUS_INTERRUPTED
+from initlab.job import epochs_in_record, fail_job, mark_record, save_traceback
+from initlab.record import ERROR_FILE, REPORT_ERROR_FILE, STATUS_INTERRUPTED
 
 
 def resolve_device(name: str):
@@ -127,9 +127,23 @@ class JobFailed(CompactHydraException):
     the sweep exits non-zero without repeating it."""
 
 
+def report_job(cfg: Any, out_dir: Path, summary: dict[str, Any], in_sweep: bool,
+               job_label: str = "") -> bool:
+    """The report step of a job whose record is complete (:func:`report_run`); a report that
+    fails leaves the record as it is, saves its traceback and says how to retry, in one
+    line. Returns whether it succeeded."""
+    try:
+        report_run(cfg, out_dir, summary, in_sweep=in_sweep, job_label=job_label)
+    except Exception as e:  # noqa: BLE001 - the record is complete and stays so
+        where = save_traceback(out_dir, REPORT_ERROR_FILE)
+        print(f"initlab: error: the report failed: {type(e).__name__}: {e} ({where}; retry "
+              f"with `initlab report {out_dir}`)", file=sys.stderr, flush=True)
+        return False
+    return True
+
+
 def _fail(out_dir: Path, message: str, multirun: bool) -> None:
-    unsaved = mark_record(out_dir, STATUS_FAILED, message)
-    print(f"initlab: error: {message}" + (f"; {unsaved}" if unsaved else ""), file=sys.stderr)
+    fail_job(out_dir, message)
     if not multirun:
         sys.exit(2)
     raise JobFailed(message)
@@ -182,11 +196,5 @@ def run_from_hydra(cfg: DictConfig) -> None:
     label = ""
     if multirun:
         label = f"job {hydra_cfg.job.num} " + (" ".join(hydra_cfg.overrides.task) or "(defaults)")
-    try:
-        report_run(cfg, out_dir, summary, in_sweep=multirun, job_label=label)
-    except Exception as e:  # the record is complete and stays so; say how to retry
-        where = save_traceback(out_dir, REPORT_ERROR_FILE)
-        print(f"initlab: error: the report failed: {type(e).__name__}: {e} ({where}; retry "
-              f"with `initlab report {out_dir}`)", file=sys.stderr)
-        if not multirun:
-            sys.exit(1)
+    if not report_job(cfg, out_dir, summary, in_sweep=multirun, job_label=label) and not multirun:
+        sys.exit(1)

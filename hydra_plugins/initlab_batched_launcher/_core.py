@@ -7,7 +7,7 @@
    and split groups bigger than ``max_members`` into chunks.
 3. Per chunk: write its jobs' folders and ``.hydra/`` files, train it as one stacked model
    (``initlab.engine.train_group``) under a progress bar, print one line per job.
-   A job ``group_key`` cannot place trains alone, the way a single run does.
+   A job ``group_key`` cannot place (a custom component) is a stack of one.
 4. SIGINT/SIGTERM: the chunk in training stops (the engine's own handler) and keeps its
    records; later chunks never get a folder; exit 128 + signal, as initlab does.
 
@@ -170,11 +170,9 @@ class BatchedSweep:
         for job in failed:
             self._fail_job(job)
         try:
-            for number, (key, chunk) in enumerate(chunks, 1):
-                if key is None:
-                    self._train_alone(chunk[0])
-                else:
-                    self._train_chunk(chunk, key[0], number, len(chunks))
+            for number, (_, chunk) in enumerate(chunks, 1):
+                # A job with no group trains as a stack of one, through the same engine.
+                self._train_chunk(chunk, chunk[0].device, number, len(chunks))
         except (Interrupted, KeyboardInterrupt) as e:
             self._abort(getattr(e, "signum", signal.SIGINT), sweep_dir)
         return [self.returns[j.idx] for j in jobs]
@@ -238,9 +236,8 @@ class BatchedSweep:
         return ret
 
     def _fail_job(self, job: PreparedJob, write: bool = True) -> None:
-        """As run_from_hydra fails a job: its record says failed and why, in one line."""
-        from initlab.job import mark_record
-        from initlab.record import STATUS_FAILED
+        """As any failed job: its record says failed and why, in one line (initlab.job)."""
+        from initlab.job import fail_job
         from initlab.run import JobFailed
 
         if write and job.cfg is not None:
@@ -248,51 +245,16 @@ class BatchedSweep:
                 self._write(job)
             except OSError as e:
                 job.error += f"; cannot write {e.filename or job.out_dir}: {e.strerror or e}"
-        unsaved = mark_record(job.out_dir, STATUS_FAILED, job.error)
-        print(f"initlab: error: {job.label}: {job.error}" + (f"; {unsaved}" if unsaved else ""),
-              file=sys.stderr, flush=True)
+        fail_job(job.out_dir, job.error, job.label)
         self._return(job, JobStatus.FAILED, JobFailed(job.error))
 
     def _report(self, job: PreparedJob, summary: dict) -> None:
-        """The job's one line, from its record (initlab.run.report_run, as in any sweep)."""
-        from initlab.job import save_traceback
-        from initlab.record import REPORT_ERROR_FILE
-        from initlab.run import report_run
+        """The job's one line, from its record: the report step of any job of a sweep."""
+        from initlab.run import report_job
 
-        try:
-            report_run(job.cfg, job.out_dir, summary, in_sweep=True, job_label=job.label)
-        except Exception as e:  # noqa: BLE001 - the record is complete; say how to retry
-            where = save_traceback(job.out_dir, REPORT_ERROR_FILE)
-            print(f"initlab: error: the report failed: {type(e).__name__}: {e} ({where}; retry "
-                  f"with `initlab report {job.out_dir}`)", file=sys.stderr, flush=True)
+        report_job(job.cfg, job.out_dir, summary, in_sweep=True, job_label=job.label)
 
     # ------------------------------------------------------------------ training
-    def _train_alone(self, job: PreparedJob) -> None:
-        """A job with no stacked form: the single-run path (initlab.run.run)."""
-        from initlab.config import ConfigError
-        from initlab.job import save_traceback
-        from initlab.record import ERROR_FILE, STATUS_INTERRUPTED
-        from initlab.run import run
-
-        if isinstance(job.cfg, ConfigView):  # the single-run path takes Hydra's own config
-            job.cfg = job.dict_config()
-        self._write(job)
-        self._job_start(job)
-        self.in_flight = [job]
-        with self._hydra(job):
-            try:
-                summary = run(job.cfg, job.out_dir, quiet=bool(job.cfg.report.quiet))
-            except ConfigError as e:
-                job.error = str(e)
-                return self._fail_job(job, write=False)
-            except Exception as e:  # noqa: BLE001 - a bug: one line, the traceback kept
-                job.error = f"{type(e).__name__}: {e} ({save_traceback(job.out_dir, ERROR_FILE)})"
-                return self._fail_job(job, write=False)
-        if summary.get("status") == STATUS_INTERRUPTED:
-            self._interrupted([job], [summary])
-        self._report(job, summary)
-        self._return(job, JobStatus.COMPLETED, summary)
-
     def _train_chunk(self, chunk: list[PreparedJob], device: str, number: int, count: int) -> None:
         from initlab import engine
         from initlab.job import save_traceback
