@@ -23,10 +23,9 @@ class StopOnSignal:
     """SIGINT (Ctrl-C) and SIGTERM (SLURM, submitit, kill) end the fit cleanly.
 
     As a context manager it installs the handlers (main thread only) and always restores
-    the previous ones. The first signal asks the trainer to stop after the current epoch,
-    so the record is completed with everything measured; a second one raises
-    :class:`Interrupted` at once. Place it first among the callbacks, so log-epoch
-    recorders see the stop in the same epoch.
+    the previous ones. The first signal asks the engine to stop after the current epoch
+    (it reads ``received`` once an epoch), so the record is completed with everything
+    measured; a second one raises :class:`Interrupted` at once.
     """
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -59,10 +58,6 @@ class StopOnSignal:
         if self.received is not None:
             raise Interrupted(signum)
         self.received = signum
-
-    def after_epoch(self, trainer) -> None:
-        if self.received is not None:
-            trainer.request_stop(f"interrupted by {self.name} at epoch {trainer.state.epoch}")
 
 
 def raise_interrupted(signum, frame) -> None:

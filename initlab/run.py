@@ -149,7 +149,7 @@ def _fail(out_dir: Path, message: str, multirun: bool) -> None:
     raise JobFailed(message)
 
 
-def _interrupted(out_dir: Path, summary: dict[str, Any] | None, signum: int, at_once: bool) -> None:
+def _interrupted(out_dir: Path, summary: dict[str, Any] | None, signum: int) -> None:
     """One line for an interrupted run, then exit 128 + signal (130 for SIGINT, 143 for
     SIGTERM); in a sweep the exit stops the sweep and its comparison is still drawn."""
     name = signal.Signals(signum).name
@@ -185,14 +185,14 @@ def run_from_hydra(cfg: DictConfig) -> None:
     except ConfigError as e:
         _fail(out_dir, str(e), multirun)
     except Interrupted as e:
-        _interrupted(out_dir, None, e.signum, at_once=True)
+        _interrupted(out_dir, None, e.signum)
     except KeyboardInterrupt:  # Ctrl-C before or after training's own handler
-        _interrupted(out_dir, None, signal.SIGINT, at_once=True)
+        _interrupted(out_dir, None, signal.SIGINT)
     except Exception as e:
         where = save_traceback(out_dir, ERROR_FILE)
         _fail(out_dir, f"{type(e).__name__}: {e} ({where})", multirun)
     if summary["status"] == STATUS_INTERRUPTED:
-        _interrupted(out_dir, summary, signal.Signals[summary["signal"]], at_once=False)
+        _interrupted(out_dir, summary, signal.Signals[summary["signal"]])
     label = ""
     if multirun:
         label = f"job {hydra_cfg.job.num} " + (" ".join(hydra_cfg.overrides.task) or "(defaults)")
