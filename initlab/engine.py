@@ -413,11 +413,14 @@ class StackedGroup:
         """Every member's new metric and gradient-norm rows to its record, and its summary's
         progress: a killed group keeps all but the last few seconds of each member."""
         self.host_grad_norms()
-        if len(self.grad_chunks) > 1:
-            self.grad_chunks = [torch.cat(self.grad_chunks)]
-        new_norms = (self.grad_chunks[0][self.streamed_steps:].transpose(0, 1)
-                     if self.grad_chunks else None)
-        first_step = self.streamed_steps
+        # The chunks not streamed yet: every stream moves the device buffer to the host first,
+        # so the streamed steps end at a chunk's end.
+        first_step, seen, new = self.streamed_steps, 0, []
+        for chunk in self.grad_chunks:
+            if seen >= first_step:
+                new.append(chunk)
+            seen += chunk.shape[0]
+        new_norms = torch.cat(new).transpose(0, 1) if new else None
         for i, record in enumerate(self.records):
             start, end = self.streamed_epochs[i], self.epochs_done(i)
             if end <= start:
@@ -428,8 +431,7 @@ class StackedGroup:
             record.stream(self.metrics[start:end, :, i].tolist(), start + 1, first_step, steps,
                           self.steps_per_epoch, end)
             self.streamed_epochs[i] = end
-        if self.grad_chunks:
-            self.streamed_steps = self.grad_chunks[0].shape[0]
+        self.streamed_steps = seen
 
     @torch.no_grad()
     def update_best(self, improved: torch.Tensor) -> None:

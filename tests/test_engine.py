@@ -507,11 +507,16 @@ def test_kill_9_of_a_group_keeps_every_members_streamed_rows(tmp_path):
     gone, which readers show as stopped."""
     from initlab.record import effective_status
 
+    import select
+
     group = _streaming_group(tmp_path)
     shard = json.loads((tmp_path / "3" / "summary.json").read_text())["process"]["pid"]
+    ended = os.pidfd_open(shard)  # readable once the shard (not our child) has exited
     os.kill(shard, signal.SIGKILL)
     group.kill()
     group.wait()
+    assert select.select([ended], [], [], 120)[0], "the shard never ended"
+    os.close(ended)
     for i in range(4):
         summary = json.loads((tmp_path / str(i) / "summary.json").read_text())
         metrics = read_rows(tmp_path / str(i) / "metrics.csv")
