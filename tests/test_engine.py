@@ -5,6 +5,7 @@ signals, shards, and records that stream while training."""
 import json
 import math
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -506,8 +507,6 @@ def test_kill_9_of_a_group_keeps_every_members_streamed_rows(tmp_path):
     metric and gradient-norm rows up to its last flush and says `running` with a pid that is
     gone, which readers show as stopped."""
     from initlab.record import effective_status
-
-    import select
 
     group = _streaming_group(tmp_path)
     shard = json.loads((tmp_path / "3" / "summary.json").read_text())["process"]["pid"]
