@@ -533,8 +533,6 @@ def test_a_shard_whose_launcher_is_killed_completes_its_records(tmp_path):
     and completes its members' records (status interrupted, every row measured)."""
     group = _streaming_group(tmp_path)
     shard = json.loads((tmp_path / "3" / "summary.json").read_text())["process"]["pid"]
-    import select
-
     ended = os.pidfd_open(shard)  # readable once the shard (not our child) has exited
     group.kill()
     group.wait()
