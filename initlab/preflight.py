@@ -119,7 +119,7 @@ def prepare_output_dir(cfg: DictConfig, key: str) -> None:
     one). The folder itself is left to Hydra to make, after every check has passed."""
     from initlab.budget import existing_ancestor
     from initlab.record import RECORD_PATHS, SUMMARY
-    from initlab.report.compare import MULTIRUN_FILE, NOT_JOB_DIRS, find_job_dirs
+    from initlab.report.compare import MULTIRUN_FILE, NOT_JOB_DIRS, SWEEP_FILES, find_job_dirs
 
     try:
         # Hydra's `now` resolver caches its value: the run gets this very folder.
@@ -143,8 +143,7 @@ def prepare_output_dir(cfg: DictConfig, key: str) -> None:
         if old:
             _remove([*(path / name for name in RECORD_PATHS)] if not sweep else
                     [path / MULTIRUN_FILE, *(path / d for d in NOT_JOB_DIRS),
-                     path / "comparison.csv", path / "seed_summary.csv",
-                     *(d for d in old if d.is_dir())])
+                     *(path / name for name in SWEEP_FILES), *(d for d in old if d.is_dir())])
         with tempfile.TemporaryFile(dir=existing_ancestor(path)):
             pass
     except OSError as e:

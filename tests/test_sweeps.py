@@ -163,6 +163,24 @@ def test_report_on_a_folder_lists_runs_and_sweeps_newest_first(act_sweep, run_la
     assert listing.returncode == 0 and "runs/newer" in listing.stdout
 
 
+def test_a_new_comparison_leaves_no_file_of_an_earlier_one(act_sweep, tmp_path):
+    """Files an earlier comparison of the folder wrote (a seed sweep's summaries, a preset's
+    paper table) and this one does not are removed, so nothing stale is read or linked."""
+    from initlab.report.compare import SWEEP_FILES
+
+    _, original = act_sweep
+    sweep_dir = tmp_path / "copy"
+    shutil.copytree(original, sweep_dir)
+    stale = ("seed_summary.csv", "finding_rates.csv", "paper.csv")
+    assert set(stale) < set(SWEEP_FILES)
+    for name in stale:
+        (sweep_dir / name).write_text("stale\n")
+    render_sweep(sweep_dir)
+    assert not [name for name in stale if (sweep_dir / name).exists()]
+    page = (sweep_dir / "index.html").read_text()
+    assert "comparison.csv" in page and not [name for name in stale if name in page]
+
+
 def test_unfinished_and_record_less_jobs_are_listed_not_fatal(act_sweep, tmp_path):
     _, original = act_sweep
     sweep_dir = tmp_path / "copy"

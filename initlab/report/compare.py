@@ -36,6 +36,7 @@ from initlab.papers import PAPERS, describe, expected_for, wilson_interval
 from initlab.papers import measure as measure_quantity
 from initlab.record import (
     FINISHED_STATUSES,
+    PAGE,
     STATUS_INTERRUPTED,
     STATUS_STOPPED,
     SUMMARY,
@@ -64,6 +65,11 @@ SEED_KEY = "seed"
 SPLITS = ("train", "dev", "test")
 # Directories under a sweep root that are the comparison's (or an export's) output, not jobs.
 NOT_JOB_DIRS = {"figures", "tables", TENSORBOARD_DIR}
+# The files the comparison writes at a sweep's root, named here only: what replaces a sweep
+# (overwrite=true) removes them all, and a comparison removes those it no longer writes.
+COMPARISON_CSV, SEED_SUMMARY_CSV = "comparison.csv", "seed_summary.csv"
+FINDING_RATES_CSV, PAPER_CSV = "finding_rates.csv", "paper.csv"
+SWEEP_FILES = (COMPARISON_CSV, SEED_SUMMARY_CSV, FINDING_RATES_CSV, PAPER_CSV, PAGE)
 # The per-job tables printed (and saved under tables/) show at most this many jobs.
 TABLE_MAX_JOBS = 100
 
@@ -676,17 +682,20 @@ def render_sweep(sweep_dir: Path, console=None, fmt: str = "png", dpi: int = 120
 
             console.print(f"[bold red]job {escape(j.name)}[/] "
                           f"{escape(f'({j.label}) {j.status}: {j.error}')}", highlight=False)
-    written = [write_comparison_csv(jobs, sweep_dir / "comparison.csv")]
+    written = [write_comparison_csv(jobs, sweep_dir / COMPARISON_CSV)]
     if groups:
-        written.append(write_seed_summary_csv(groups, sweep_dir / "seed_summary.csv"))
-        written.append(write_finding_rates_csv(groups, sweep_dir / "finding_rates.csv"))
+        written.append(write_seed_summary_csv(groups, sweep_dir / SEED_SUMMARY_CSV))
+        written.append(write_finding_rates_csv(groups, sweep_dir / FINDING_RATES_CSV))
     paper = _paper_of(jobs)
+    for stale in ((SEED_SUMMARY_CSV, FINDING_RATES_CSV) if not groups else ()) + \
+            ((PAPER_CSV,) if paper is None else ()):
+        (sweep_dir / stale).unlink(missing_ok=True)  # from an earlier comparison of this folder
     if paper is not None:
-        table, path = paper_table(paper, series, sweep_dir / "paper.csv")
+        table, path = paper_table(paper, series, sweep_dir / PAPER_CSV)
         print_and_save({"paper": table}, console, sweep_dir / "tables")
         written.append(path)
     from initlab.report import print_page_path
-    from initlab.report.page import PAGE, sweep_page, write_job_pages
+    from initlab.report.page import sweep_page, write_job_pages
 
     # The jobs the table shows get their own page (a job of a sweep leaves it to this step),
     # written while the forked copies draw the figures (~0.4 s for 100 pages); past
