@@ -34,16 +34,18 @@ EXPERIMENT_ZOO = [
     # Xavier with gain 1 halves the ReLU signal's variance per layer (the ordered phase):
     # units die in training and nothing is learned. Kaiming keeps it, and the same net
     # learns; both collapse different inputs onto one direction with depth.
+    # lr 0.05: the findings hold for every seed tried (0-5); at 0.1 a deep ReLU net's units
+    # die or not by the seed (and by float32 rounding).
     ("deep_relu_xavier", ["model.depth=30", "model.width=32", "act=relu", "init=xavier_normal",
-                          "init.gain=1.0", "optim=sgd", "optim.lr=0.1", "trainer.epochs=100"],
+                          "init.gain=1.0", "optim=sgd", "optim.lr=0.05", "trainer.epochs=100"],
      ["dead_units", "collapsed_representation", "signal_phase", "not_learning"]),
     ("deep_relu_kaiming", ["model.depth=30", "model.width=32", "act=relu", "init=kaiming_normal",
-                           "optim=sgd", "optim.lr=0.1", "trainer.epochs=100"],
+                           "optim=sgd", "optim.lr=0.05", "trainer.epochs=100"],
      ["collapsed_representation"]),
     # He-initialised depth 50: about half the deep units are zero on every input at init
     # because the inputs collapsed, not because a bias killed them; it learns.
     ("he_depth50", ["model.depth=50", "model.width=32", "init=kaiming_normal", "optim.lr=0.005",
-                    "trainer.epochs=100"], ["collapsed_representation"]),
+                    "trainer.epochs=30"], ["collapsed_representation"]),
     # Deep and narrow: some seeds are born dead (Lu et al., 2019), others collapse.
     ("born_dead_deep_narrow", ["model.depth=10", "model.width=3", "seed=1", "trainer.epochs=100"],
      ["born_dead", "not_learning"]),
@@ -85,7 +87,9 @@ EXPERIMENT_ZOO = [
     ("huge_lr", ["act=lrelu", "optim=sgd", "optim.lr=100", "trainer.epochs=50"],
      ["non_finite", "exploding_gradient"]),
     # Too large a step kills ReLUs during training, yet the survivors still learn.
-    ("large_lr_kills_units", ["optim=sgd", "optim.lr=5", "trainer.epochs=100"], ["dead_units"]),
+    # Seed 3: at lr 5 some seeds' nets stop learning (a problem, not this warning).
+    ("large_lr_kills_units", ["optim=sgd", "optim.lr=5", "trainer.epochs=100", "seed=3"],
+     ["dead_units"]),
     # --- healthy runs
     ("default", [], []),
     # The README's second command: the healthy default net, but zero init and sigmoid.
