@@ -100,7 +100,7 @@ def check_sweep(cfg: DictConfig) -> None:
         swept = {o.key_or_group for o in parsed if o.is_sweep_override()}
         config_name, first = cfg.hydra.job.config_name, []
         try:
-            first = expand(arguments)[0]
+            first = expand(arguments, loader)[0]
             validate(compose(config_name, overrides=first))
         except ConfigError as e:
             # A bad value the sweep does not vary is bad for every job: refuse it now. One

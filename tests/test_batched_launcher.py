@@ -43,6 +43,36 @@ def _multirun(sweep_dir: Path, launcher: str, task, extra: list[str], overrides=
         sys.argv = argv
 
 
+SWEEPS = [
+    ["act=relu,tanh", "seed=range(0,3)"], ["seed=1", "seed=2,3"], ["act=relu,tanh", "act=elu"],
+    ["+experiment=dead_relu,zero_init", "~paper"], ["trainer.recorders=[grad_norms,weights]", "x='a,b'"],
+    ["optim.lr=0.1,0.3", "data=glob(x*)", "seed=choice(1,2)"], ["seed=interval(0,1)"], [],
+]
+
+
+@pytest.mark.parametrize("arguments", SWEEPS, ids=[" ".join(a) or "(none)" for a in SWEEPS])
+def test_the_initlab_sweeper_expands_a_sweep_as_hydras_basic_sweeper(arguments):
+    """hydra/sweeper=initlab (public API) against the BasicSweeper it stands for."""
+    from hydra import initialize_config_module
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper  # the reference
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    from hydra_plugins.initlab_batched_launcher.sweeper import expand
+
+    with initialize_config_module("initlab.conf", version_base="1.3"):
+        loader = GlobalHydra.instance().config_loader()
+        try:
+            parsed = OverridesParser.create(config_loader=loader).parse_overrides(arguments)
+            (expected,) = BasicSweeper.split_arguments(parsed, None)
+        except HydraException:
+            with pytest.raises(HydraException):
+                expand(arguments, loader)
+            return
+        assert expand(arguments, loader) == [[str(o) for o in job] for job in expected]
+
+
 # What a job's overrides may do to the composed config: group choices (a preset among them),
 # values of every type, interpolations, lists, `+`/`++`/`~` keys, and mistakes Hydra refuses.
 CORPUS = [

@@ -30,10 +30,11 @@ EXPANDING_SWEEPERS = ("hydra._internal.core_plugins.basic_sweeper.BasicSweeper",
 MULTIRUN_FILE = "multirun.yaml"
 
 
-def expand(arguments: list[str]) -> list[list[str]]:
-    """Every job's overrides, in launch order (BasicSweeper.split_arguments, one batch)."""
+def expand(arguments: list[str], config_loader: Any = None) -> list[list[str]]:
+    """Every job's overrides, in launch order (BasicSweeper.split_arguments, one batch);
+    ``glob(...)`` needs the ``config_loader`` to list a group's options."""
     columns: dict[str, list[str]] = {}
-    for o in OverridesParser.create().parse_overrides(arguments):
+    for o in OverridesParser.create(config_loader=config_loader).parse_overrides(arguments):
         key = o.get_key_element()
         if o.is_sweep_override() and not o.is_discrete_sweep():
             raise HydraException(f"the {o.value_type.name} sweep of {key} is not a list of values "
@@ -56,7 +57,8 @@ class InitlabSweeper(Sweeper):
             hydra_context=hydra_context, task_function=task_function, config=config)
 
     def sweep(self, arguments: list[str]) -> Any:
-        jobs = expand([f"{k}={v}" for k, v in self.params.items()] + list(arguments))
+        jobs = expand([f"{k}={v}" for k, v in self.params.items()] + list(arguments),
+                      self.hydra_context.config_loader)
         size = self.max_batch_size if self.max_batch_size not in (None, -1) else max(len(jobs), 1)
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
