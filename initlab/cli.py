@@ -315,7 +315,7 @@ def _run(prog: str, rest: list[str]) -> int:
     """
     from hydra.errors import HydraException
 
-    from initlab.preflight import PreflightError, explain
+    from initlab.preflight import Preflight, PreflightError, explain
 
     wants_traceback = os.environ.get("HYDRA_FULL_ERROR")
     os.environ["HYDRA_FULL_ERROR"] = "1"
@@ -337,7 +337,8 @@ def _run(prog: str, rest: list[str]) -> int:
             raise
         if isinstance(e, OSError) and not isinstance(e, HydraException):
             # Hydra's own files (.hydra/) on a full or vanished disk
-            message = f"cannot write {e.filename or 'the output folder'}: {e.strerror or e}"
+            where = e.filename or f"the output folder {Preflight.folder or ''}".rstrip()
+            message = f"cannot write {where}: {e.strerror or e}"
         else:
             message = explain(e, *_config_name_and_overrides(rest))
         print(f"initlab run: error: {message}", file=sys.stderr)

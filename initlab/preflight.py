@@ -44,6 +44,10 @@ def one_line(message: str) -> str:
 
 
 class Preflight(Callback):
+    # The folder this process's run or sweep was checked to write: what the CLI names when
+    # Hydra's own first write there (.hydra/) fails, with no file name of its own.
+    folder: Path | None = None
+
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         check_run(config)
 
@@ -128,7 +132,7 @@ def prepare_output_dir(cfg: DictConfig, key: str) -> None:
         raise PreflightError(f"{key} cannot be resolved: {one_line(str(e))}") from None
     if not text.strip():
         raise PreflightError(f"{key} is empty; name the folder the record goes to")
-    path = Path(text)
+    path = Preflight.folder = Path(text)
     if path.exists() and not path.is_dir():
         raise PreflightError(f"{key}={path} is a file, not a folder")
     sweep = key == "hydra.sweep.dir"

@@ -273,7 +273,6 @@ class PreparedJob:
     device: str = "cpu"
     key: Any = None  # (device, initlab.batched.group_key): equal keys train stacked
     alone: Optional[str] = None  # why this job trains alone (it has no stacked form)
-    exception: Optional[Exception] = None  # what composing it raised
 
     @property
     def label(self) -> str:
@@ -380,7 +379,6 @@ class Composer:
             c = comp.full.hydra.job.config.override_dirname
             job.override_dirname = overrides_dirname(task_overrides, c)
         except Exception as e:  # noqa: BLE001 - Hydra/OmegaConf composition errors, in words
-            job.exception = e
             job.error = one_line(f"{e}; {e.__cause__}" if e.__cause__ else str(e))
         return job
 
