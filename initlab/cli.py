@@ -103,6 +103,17 @@ def _strip_run_from_completion_line() -> None:
         os.environ["COMP_LINE"] = " ".join([words[0], *words[2:]])
 
 
+def _one_line_parser(**kwargs):
+    import argparse
+
+    class OneLineParser(argparse.ArgumentParser):
+        def error(self, message: str):  # argparse prints usage too: one line is enough
+            print(f"{self.prog}: error: {message} (see `{self.prog} --help`)", file=sys.stderr)
+            sys.exit(2)
+
+    return OneLineParser(**kwargs)
+
+
 def _report(args: list[str], prog: str = "initlab report") -> int:
     """``initlab report|list``: one line on stderr for anything wrong, never a traceback.
 
@@ -124,13 +135,8 @@ def _report(args: list[str], prog: str = "initlab report") -> int:
             raise argparse.ArgumentTypeError(f"must be in [1, {MAX_DPI}] (got {value})")
         return value
 
-    class OneLineParser(argparse.ArgumentParser):
-        def error(self, message: str):  # argparse prints usage too: one line is enough
-            print(f"{self.prog}: error: {message} (see `{self.prog} --help`)", file=sys.stderr)
-            sys.exit(2)
-
     listing = prog.endswith("list")
-    parser = OneLineParser(
+    parser = _one_line_parser(
         prog=prog,
         description="List the runs and sweeps under a folder, newest first." if listing else
         "Re-render the tables, figures and diagnosis of a saved run (PATH holds summary.json), "
@@ -161,16 +167,10 @@ def _report(args: list[str], prog: str = "initlab report") -> int:
 def _export(args: list[str], prog: str = "initlab export") -> int:
     """``initlab export FORMAT PATH [--out DIR]``: one line on stderr for anything wrong, as
     :func:`_report` does (bad input exit 2, a missing extra or an unwritable folder exit 1)."""
-    import argparse
 
     from initlab.export import FORMATS, INSTALL_HINT
 
-    class OneLineParser(argparse.ArgumentParser):
-        def error(self, message: str):  # argparse prints usage too: one line is enough
-            print(f"{self.prog}: error: {message} (see `{self.prog} --help`)", file=sys.stderr)
-            sys.exit(2)
-
-    parser = OneLineParser(
+    parser = _one_line_parser(
         prog=prog,
         description="Write a run's record (PATH holds summary.json) or every job of a sweep "
         "(PATH holds multirun.yaml) as TensorBoard event files: per-epoch loss and accuracy, "
