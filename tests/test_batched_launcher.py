@@ -295,3 +295,53 @@ def test_the_launchers_thread_setting_is_checked_before_the_sweep():
         with pytest.raises(LauncherError, match="hydra.launcher.threads must be a whole number"):
             check_settings(4096, None, bad)
 
+
+
+class _Loader:
+    """A config loader whose every composition of a job is counted, and refused."""
+
+    def __init__(self):
+        self.composed = 0
+
+    def load_sweep_config(self, master_config, sweep_overrides):
+        self.composed += 1
+        raise ValueError(f"cannot compose {sweep_overrides}")
+
+
+class _Launcher:
+    def __init__(self, composes_each_job: bool):
+        self.composes_each_job = composes_each_job
+        self.launched = []
+
+    def launch(self, batch, initial_job_idx):
+        from hydra.core.utils import JobReturn, JobStatus
+
+        self.launched.append((initial_job_idx, [list(job) for job in batch]))
+        return [JobReturn(status=JobStatus.COMPLETED) for _ in batch]
+
+
+@pytest.mark.parametrize("composes_each_job", [True, False])
+def test_the_initlab_sweeper_composes_jobs_only_for_a_launcher_that_does_not(tmp_path, composes_each_job):
+    """A launcher that composes every job itself (the batched one) gets the sweep's batches
+    without a composition of each job first; any other is preceded by Hydra's check, and a
+    sweep it refuses before any job leaves no folder."""
+    from hydra.types import HydraContext
+
+    from hydra_plugins.initlab_batched_launcher.sweeper import InitlabSweeper
+
+    sweeper = InitlabSweeper(max_batch_size=2, params={"act": "relu,tanh"})
+    loader, launcher = _Loader(), _Launcher(composes_each_job)
+    sweeper.hydra_context = HydraContext(config_loader=loader, callbacks=None)
+    sweeper.config = OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path / "sweep")}}})
+    sweeper.launcher = launcher
+    if composes_each_job:
+        sweeper.sweep(["seed=1,2"])
+        assert loader.composed == 0
+        assert launcher.launched == [(0, [["act=relu", "seed=1"], ["act=relu", "seed=2"]]),
+                                     (2, [["act=tanh", "seed=1"], ["act=tanh", "seed=2"]])]
+        assert (tmp_path / "sweep" / "multirun.yaml").exists()
+    else:
+        with pytest.raises(ValueError, match="cannot compose"):
+            sweeper.sweep(["seed=1,2"])
+        assert loader.composed == 1 and launcher.launched == []
+        assert not (tmp_path / "sweep").exists()
