@@ -324,8 +324,7 @@ def _run(prog: str, rest: list[str]) -> int:
     rest = [a for a in rest if a in _MULTIRUN] + [a for a in rest if a not in _MULTIRUN]
     sys.argv = [prog, *(_without_sweeps(rest) if "--help" in rest or "-h" in rest else rest)]
     try:
-        with _without_hydras_job_error_lines():
-            _hydra_entry()
+        _hydra_entry()
     except PreflightError as e:  # refused by initlab's own checks (a Hydra callback)
         print(f"initlab run: error: {e}", file=sys.stderr)
         return 2
@@ -378,29 +377,6 @@ def _config_name_and_overrides(args: list[str]) -> tuple[str, list[str]]:
         elif not arg.startswith("-") and eq:
             overrides.append(arg)
     return name, overrides
-
-
-class _without_hydras_job_error_lines:
-    """Hydra writes "Error executing job with overrides: [...]" to stderr for every failed
-    job; each initlab job has already said what failed, in one line, so drop Hydra's."""
-
-    def __init__(self):
-        self._stderr = sys.stderr
-
-    def write(self, text: str) -> int:
-        if text.startswith("Error executing job with overrides:"):
-            return len(text)
-        return self._stderr.write(text)
-
-    def __getattr__(self, name):
-        return getattr(self._stderr, name)
-
-    def __enter__(self):
-        sys.stderr = self
-        return self
-
-    def __exit__(self, *exc) -> None:
-        sys.stderr = self._stderr
 
 
 def console_main() -> None:

@@ -9,10 +9,14 @@ batches of ``max_batch_size``, as Hydra's BasicSweeper does. Two differences:
   itself before it starts any (``composes_each_job = True``: the batched launcher, which
   fails a job that does not compose alone, in one line) is not preceded by that.
 - A sweep refused before any job started (a job that does not compose) leaves no folder.
+- A failed job ends the sweep with its own error alone (each initlab job has said what
+  failed, in one line), not after a line of Hydra's naming its overrides.
 
 :func:`expand` is also how ``initlab compare`` knows which jobs a sweep planned.
 """
 
+import contextlib
+import io
 import itertools
 from pathlib import Path
 from typing import Any, Optional
@@ -77,7 +81,10 @@ class InitlabSweeper(Sweeper):
                     raise
             results = self.launcher.launch(batch, initial_job_idx=start)
             for r in results:
-                _ = r.return_value  # raises what a failed job raised, as BasicSweeper does
+                # Raises what a failed job raised, as BasicSweeper does, without Hydra's
+                # "Error executing job with overrides" line: the job has said what failed.
+                with contextlib.redirect_stderr(io.StringIO()):
+                    _ = r.return_value
             returns.append(results)
         return returns
 
