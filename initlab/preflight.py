@@ -44,6 +44,10 @@ def one_line(message: str) -> str:
 
 
 class Preflight(Callback):
+    # The folder this process's run or sweep was checked to write: what the CLI names when
+    # Hydra's own first write there (.hydra/) fails, with no file name of its own.
+    folder: Path | None = None
+
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         check_run(config)
 
@@ -100,7 +104,7 @@ def check_sweep(cfg: DictConfig) -> None:
         swept = {o.key_or_group for o in parsed if o.is_sweep_override()}
         config_name, first = cfg.hydra.job.config_name, []
         try:
-            first = expand(arguments)[0]
+            first = expand(arguments, loader)[0]
             validate(compose(config_name, overrides=first))
         except ConfigError as e:
             # A bad value the sweep does not vary is bad for every job: refuse it now. One
@@ -128,7 +132,7 @@ def prepare_output_dir(cfg: DictConfig, key: str) -> None:
         raise PreflightError(f"{key} cannot be resolved: {one_line(str(e))}") from None
     if not text.strip():
         raise PreflightError(f"{key} is empty; name the folder the record goes to")
-    path = Path(text)
+    path = Preflight.folder = Path(text)
     if path.exists() and not path.is_dir():
         raise PreflightError(f"{key}={path} is a file, not a folder")
     sweep = key == "hydra.sweep.dir"

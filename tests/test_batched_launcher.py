@@ -43,6 +43,36 @@ def _multirun(sweep_dir: Path, launcher: str, task, extra: list[str], overrides=
         sys.argv = argv
 
 
+SWEEPS = [
+    ["act=relu,tanh", "seed=range(0,3)"], ["seed=1", "seed=2,3"], ["act=relu,tanh", "act=elu"],
+    ["+experiment=dead_relu,zero_init", "~paper"], ["trainer.recorders=[grad_norms,weights]", "x='a,b'"],
+    ["optim.lr=0.1,0.3", "data=glob(x*)", "seed=choice(1,2)"], ["seed=interval(0,1)"], [],
+]
+
+
+@pytest.mark.parametrize("arguments", SWEEPS, ids=[" ".join(a) or "(none)" for a in SWEEPS])
+def test_the_initlab_sweeper_expands_a_sweep_as_hydras_basic_sweeper(arguments):
+    """hydra/sweeper=initlab (public API) against the BasicSweeper it stands for."""
+    from hydra import initialize_config_module
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper  # the reference
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    from hydra_plugins.initlab_batched_launcher.sweeper import expand
+
+    with initialize_config_module("initlab.conf", version_base="1.3"):
+        loader = GlobalHydra.instance().config_loader()
+        try:
+            parsed = OverridesParser.create(config_loader=loader).parse_overrides(arguments)
+            (expected,) = BasicSweeper.split_arguments(parsed, None)
+        except HydraException:
+            with pytest.raises(HydraException):
+                expand(arguments, loader)
+            return
+        assert expand(arguments, loader) == [[str(o) for o in job] for job in expected]
+
+
 # What a job's overrides may do to the composed config: group choices (a preset among them),
 # values of every type, interpolations, lists, `+`/`++`/`~` keys, and mistakes Hydra refuses.
 CORPUS = [
@@ -265,3 +295,53 @@ def test_the_launchers_thread_setting_is_checked_before_the_sweep():
         with pytest.raises(LauncherError, match="hydra.launcher.threads must be a whole number"):
             check_settings(4096, None, bad)
 
+
+
+class _Loader:
+    """A config loader whose every composition of a job is counted, and refused."""
+
+    def __init__(self):
+        self.composed = 0
+
+    def load_sweep_config(self, master_config, sweep_overrides):
+        self.composed += 1
+        raise ValueError(f"cannot compose {sweep_overrides}")
+
+
+class _Launcher:
+    def __init__(self, composes_each_job: bool):
+        self.composes_each_job = composes_each_job
+        self.launched = []
+
+    def launch(self, batch, initial_job_idx):
+        from hydra.core.utils import JobReturn, JobStatus
+
+        self.launched.append((initial_job_idx, [list(job) for job in batch]))
+        return [JobReturn(status=JobStatus.COMPLETED) for _ in batch]
+
+
+@pytest.mark.parametrize("composes_each_job", [True, False])
+def test_the_initlab_sweeper_composes_jobs_only_for_a_launcher_that_does_not(tmp_path, composes_each_job):
+    """A launcher that composes every job itself (the batched one) gets the sweep's batches
+    without a composition of each job first; any other is preceded by Hydra's check, and a
+    sweep it refuses before any job leaves no folder."""
+    from hydra.types import HydraContext
+
+    from hydra_plugins.initlab_batched_launcher.sweeper import InitlabSweeper
+
+    sweeper = InitlabSweeper(max_batch_size=2, params={"act": "relu,tanh"})
+    loader, launcher = _Loader(), _Launcher(composes_each_job)
+    sweeper.hydra_context = HydraContext(config_loader=loader, callbacks=None)
+    sweeper.config = OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path / "sweep")}}})
+    sweeper.launcher = launcher
+    if composes_each_job:
+        sweeper.sweep(["seed=1,2"])
+        assert loader.composed == 0
+        assert launcher.launched == [(0, [["act=relu", "seed=1"], ["act=relu", "seed=2"]]),
+                                     (2, [["act=tanh", "seed=1"], ["act=tanh", "seed=2"]])]
+        assert (tmp_path / "sweep" / "multirun.yaml").exists()
+    else:
+        with pytest.raises(ValueError, match="cannot compose"):
+            sweeper.sweep(["seed=1,2"])
+        assert loader.composed == 1 and launcher.launched == []
+        assert not (tmp_path / "sweep").exists()

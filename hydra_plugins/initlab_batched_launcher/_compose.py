@@ -236,7 +236,7 @@ class Composition:
     sweep_dir: str
     subdir: str  # hydra.sweep.subdir, unresolved
     hydra_template: Template
-    config_templates: dict[tuple, Template] = field(default_factory=dict)
+    config_templates: dict[tuple, Optional[Template]] = field(default_factory=dict)
     # The task config as plain values when it has no interpolations or missing values
     # (None: every job takes the DictConfig path); per override line, (dotted key, coerced value),
     # or None when the line is not a plain assignment of an existing value.
@@ -273,7 +273,6 @@ class PreparedJob:
     device: str = "cpu"
     key: Any = None  # (device, initlab.batched.group_key): equal keys train stacked
     alone: Optional[str] = None  # why this job trains alone (it has no stacked form)
-    exception: Optional[Exception] = None  # what composing it raised
 
     @property
     def label(self) -> str:
@@ -380,7 +379,6 @@ class Composer:
             c = comp.full.hydra.job.config.override_dirname
             job.override_dirname = overrides_dirname(task_overrides, c)
         except Exception as e:  # noqa: BLE001 - Hydra/OmegaConf composition errors, in words
-            job.exception = e
             job.error = one_line(f"{e}; {e.__cause__}" if e.__cause__ else str(e))
         return job
 
@@ -439,21 +437,21 @@ class Composer:
     def _config_yaml(self, job: PreparedJob, comp: Composition) -> str:
         cfg = job.cfg
         keys = tuple(str(o.key_or_group) for o in job.values)
-        simple = (all(o.type == OverrideType.CHANGE for o in job.values) and len(set(keys)) == len(keys)
-                  and all(_unresolved(comp.task, k) is not _UNSEEN for k in keys))
-        template = None
-        if simple:
-            if keys not in comp.config_templates:
+        if all(o.type == OverrideType.CHANGE for o in job.values) and len(set(keys)) == len(keys):
+            if keys not in comp.config_templates:  # None: a key the composition lacks
+                present = all(_unresolved(comp.task, k) is not _UNSEEN for k in keys)
                 comp.config_templates[keys] = Template(
-                    OmegaConf.to_container(comp.task, resolve=False, enum_to_str=True), list(keys))
+                    OmegaConf.to_container(comp.task, resolve=False, enum_to_str=True),
+                    list(keys)) if present else None
             template = comp.config_templates[keys]
-            if isinstance(cfg, ConfigView):
-                text = template.render([_view_value(cfg, k) for k in keys])
-            else:
-                values = [_unresolved(cfg, k) for k in keys]
-                text = None if _UNSEEN in values else template.render(values)
-            if text is not None and (template.checked or template.check(text, _container(cfg))):
-                return text
+            if template is not None:
+                if isinstance(cfg, ConfigView):
+                    text = template.render([_view_value(cfg, k) for k in keys])
+                else:
+                    values = [_unresolved(cfg, k) for k in keys]
+                    text = None if _UNSEEN in values else template.render(values)
+                if text is not None and (template.checked or template.check(text, _container(cfg))):
+                    return text
         return dump(_container(cfg))
 
 

@@ -30,14 +30,14 @@ class BatchedLauncher(Launcher):
               config: DictConfig) -> None:
         from hydra_plugins.initlab_batched_launcher._compose import Composer
         from hydra_plugins.initlab_batched_launcher._core import check_settings
-        from initlab.cli import group_options
 
         # Before any folder is made.
         self.device, self.threads = check_settings(self.max_members, self.device, self.threads)
         self.config = config
         self.task_function = task_function
         self.hydra_context = hydra_context
-        self.composer = Composer(hydra_context.config_loader, config, set(group_options()))
+        loader = hydra_context.config_loader
+        self.composer = Composer(loader, config, set(loader.list_groups("")))
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         from hydra_plugins.initlab_batched_launcher import _core

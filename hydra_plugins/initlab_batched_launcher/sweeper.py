@@ -9,10 +9,14 @@ batches of ``max_batch_size``, as Hydra's BasicSweeper does. Two differences:
   itself before it starts any (``composes_each_job = True``: the batched launcher, which
   fails a job that does not compose alone, in one line) is not preceded by that.
 - A sweep refused before any job started (a job that does not compose) leaves no folder.
+- A failed job ends the sweep with its own error alone (each initlab job has said what
+  failed, in one line), not after a line of Hydra's naming its overrides.
 
 :func:`expand` is also how ``initlab compare`` knows which jobs a sweep planned.
 """
 
+import contextlib
+import io
 import itertools
 from pathlib import Path
 from typing import Any, Optional
@@ -30,10 +34,11 @@ EXPANDING_SWEEPERS = ("hydra._internal.core_plugins.basic_sweeper.BasicSweeper",
 MULTIRUN_FILE = "multirun.yaml"
 
 
-def expand(arguments: list[str]) -> list[list[str]]:
-    """Every job's overrides, in launch order (BasicSweeper.split_arguments, one batch)."""
+def expand(arguments: list[str], config_loader: Any = None) -> list[list[str]]:
+    """Every job's overrides, in launch order (BasicSweeper.split_arguments, one batch);
+    ``glob(...)`` needs the ``config_loader`` to list a group's options."""
     columns: dict[str, list[str]] = {}
-    for o in OverridesParser.create().parse_overrides(arguments):
+    for o in OverridesParser.create(config_loader=config_loader).parse_overrides(arguments):
         key = o.get_key_element()
         if o.is_sweep_override() and not o.is_discrete_sweep():
             raise HydraException(f"the {o.value_type.name} sweep of {key} is not a list of values "
@@ -56,7 +61,8 @@ class InitlabSweeper(Sweeper):
             hydra_context=hydra_context, task_function=task_function, config=config)
 
     def sweep(self, arguments: list[str]) -> Any:
-        jobs = expand([f"{k}={v}" for k, v in self.params.items()] + list(arguments))
+        jobs = expand([f"{k}={v}" for k, v in self.params.items()] + list(arguments),
+                      self.hydra_context.config_loader)
         size = self.max_batch_size if self.max_batch_size not in (None, -1) else max(len(jobs), 1)
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -75,7 +81,10 @@ class InitlabSweeper(Sweeper):
                     raise
             results = self.launcher.launch(batch, initial_job_idx=start)
             for r in results:
-                _ = r.return_value  # raises what a failed job raised, as BasicSweeper does
+                # Raises what a failed job raised, as BasicSweeper does, without Hydra's
+                # "Error executing job with overrides" line: the job has said what failed.
+                with contextlib.redirect_stderr(io.StringIO()):
+                    _ = r.return_value
             returns.append(results)
         return returns
 
