@@ -240,3 +240,21 @@ def test_lsuv2016_every_hidden_layer_starts_at_unit_variance(tmp_path):
     for j in by(jobs, "init.name", "lsuv"):
         var = numpy_signal(j)["var"]  # on the first 256 training examples: LSUV's batch
         assert all(abs(v - 1) < 0.1 for v in var), var
+    # The claim is scored on the next 256 training inputs, which LSUV never saw: recomputed
+    # here from init.pt and data.pt, and paper.csv's value is their mean over the LSUV jobs.
+    gaps = []
+    for j in jobs:
+        state, data = torch.load(j["dir"] / "checkpoints" / "init.pt"), torch.load(j["dir"] / "data.pt")
+        h = data["X_train"][256:512].double().numpy()
+        q = []
+        for k in range(1, len(state) // 2 + 1):
+            z = h @ state[f"fc{k}.weight"].double().numpy().T + state[f"fc{k}.bias"].double().numpy()
+            q.append(float((z**2).mean()))
+            h = np.maximum(z, 0)
+        assert j["init_signal"]["q_unseen"] == pytest.approx(q, rel=1e-5)
+        if j["config"]["init"]["name"] == "lsuv":
+            gaps.append(max(abs(v - 1) for v in q[:-1]))
+    with (tmp_path / "lsuv2016" / "paper.csv").open(newline="") as f:
+        row = next(r for r in csv.DictReader(f) if "init=lsuv" in r["overrides"] and r["paper_says"])
+    assert float(row["value"]) == pytest.approx(float(np.mean(gaps)), rel=1e-5)
+    assert row["verdict"] in ("agrees", "disagrees", "undecided")  # a number was tested
