@@ -5,9 +5,11 @@ A preset (``conf/experiment/<paper>.yaml``) sets the paper's network and its swe
 ``paper: <name>``; when the sweep ends, the comparison (:mod:`initlab.report.compare`)
 calls :func:`paper_table`, which groups the jobs as the seed summary does and, per group,
 reads one number from each job's record (:class:`Quantity`) and prints its mean with a
-95% Student-t interval (a rate: Wilson's; a value computed rather than measured, such as
-the theory's, none) beside what the paper says. docs/papers.md
-has each paper, its setting, initlab's number and how long the preset takes.
+95% Student-t interval (a rate: Wilson's; an ensemble estimator: a bootstrap over the jobs;
+a value computed rather than measured, such as the theory's: none) beside what the paper
+says, and the verdict of the claim's test (:meth:`Expected.verdict`: agrees, disagrees or
+undecided). docs/papers.md has each paper, its setting, initlab's number and how long the
+preset takes.
 
 Torch-free: it reads summary.json only.
 """
