@@ -43,6 +43,7 @@ JACOBIAN_QR_SWEEPS = 30  # at most, QR iterations for the singular values of a g
 # ~1e-16 sqrt(width) of the largest (times a few for forming it), so ~1e-4 relative (in
 # log, 1e-4) for the smallest kept: below the scatter of any estimate made from it.
 JACOBIAN_DIRECT_RANGE = 1e10
+JACOBIAN_GRADED_BATCH = 32  # graded products at once: 32 x 6 x 256^2 float64 = 100 MB at most
 # Members measured at once: their hidden layers (members x width x examples x depth
 # floats) stay under this many values (256 MB of float32).
 MAX_VALUES = 1 << 26
@@ -169,10 +170,10 @@ def _jacobian_log_singular_values(params, zs, hs, act_backward) -> torch.Tensor:
     logs = sv.log()
     kept = sv.gather(2, (rank - 1).clamp(min=0).unsqueeze(2)).squeeze(2)
     graded = (rank > 0) & (kept < sv[:, :, 0] / JACOBIAN_DIRECT_RANGE)
-    if bool(graded.any()):
-        member, example = graded.nonzero(as_tuple=True)
-        logs[member, example] = _graded_log_singular_values(
-            [s[member, example] for s in slopes], [w[member] for w in weights])
+    member, example = graded.nonzero(as_tuple=True)
+    for i in range(0, len(member), JACOBIAN_GRADED_BATCH):  # ~6 width x width copies each
+        m, e = member[i:i + JACOBIAN_GRADED_BATCH], example[i:i + JACOBIAN_GRADED_BATCH]
+        logs[m, e] = _graded_log_singular_values([s[m, e] for s in slopes], [w[m] for w in weights])
     logs = torch.where(torch.arange(width) < rank.unsqueeze(2), logs, -math.inf)
     return logs.expand(M, k, width) if shared else logs
 
