@@ -33,7 +33,7 @@ import numpy as np
 # Gauss-Legendre nodes per piece (each side of 0). Gauss-Hermite's single rule on the
 # whole line cannot see a kink: for ReLU's E[phi'(z)^2] it gave 0.456 instead of 0.5.
 # Split at the kink, smooth pieces converge fast (tests/test_theory.py: closed forms, and
-# an independent Gauss-Hermite rule on each half line to 1e-9).
+# an independent Simpson rule on each half line, to 1e-9).
 QUADRATURE_NODES = 96
 SPAN_STDS = 12.0
 # "Critical": the depth scale xi = -1 / ln(chi_1) over which gradients change by a factor e

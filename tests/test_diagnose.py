@@ -323,3 +323,20 @@ def test_the_phase_advice_is_the_solved_edge_of_chaos_never_one_over_slope_squar
         assert fix == "" and "no σ_w² puts χ₁ = 1 at a fixed point" in text
     else:
         assert f"init.scale={critical}" in fix
+
+
+def test_a_deep_gelu_net_is_not_told_to_scale_up_into_divergence(tmp_path):
+    """GELU at sigma_w^2 = 1, depth 12, is ordered (q* = 0, chi_1 = 1/4), and no scale is
+    critical without a bias spread: the finding's fix says so instead of 'a larger init
+    scale' (above sigma_w^2 = 2.37 the signal grows without bound)."""
+    from tests._diagnose_support import run_quietly
+
+    summary = run_quietly(tmp_path, "act=gelu", "init=variance_scaling", "init.distribution=normal",
+                          "model.depth=12", "model.width=32", "data.standardize=true",
+                          "trainer.epochs=1")
+    assert summary["init_signal"]["theory"]["critical"]["kind"] == "none"
+    phase = [f for f in summary["diagnosis"] if f["code"] == "signal_phase"]
+    assert phase, [f["code"] for f in summary["diagnosis"]]
+    assert "no init scale alone reaches the edge of chaos" in phase[0]["fix"]
+    assert "above σ_w² ≈ 2.37" in phase[0]["fix"]
+    assert "larger init scale" not in phase[0]["fix"] and "init.scale" not in phase[0]["fix"]

@@ -443,7 +443,15 @@ def signal_phase(facts: RunFacts, ev: Evidence, earlier: Earlier) -> tuple[str, 
             f", as mean-field theory expects for this setting (this seed: ×{g(phase.measured)})")
     text = (f"at init the {phase.source} {way} ×{g(phase.factor)} per layer toward the input "
             f"(×{g(total)} over {_plural(phase.hops, 'layer')}){seed}: {words}")
-    if not fix:
+    edge = edge_of_chaos(facts, phase.theory) if phase.theory else None
+    if not fix and edge is not None and edge.kind == "none":
+        # No scale is critical (GELU, SiLU without a bias spread): a larger one does not
+        # reach the edge, it crosses into unbounded growth.
+        grows = (f": above σ_w² ≈ {edge.grows_above:.3g} a unit-variance signal grows without "
+                 "bound" if edge.grows_above is not None else "")
+        fix = (f"no init scale alone reaches the edge of chaos for this activation and bias"
+               f"{grows}; use fewer layers")
+    elif not fix:
         fix = (f"a {'larger' if phase.phase == 'ordered' else 'smaller'} init scale"
                + _in_parens(fix_init(facts)))
     return sentence(text + _severity_clause(facts, ev)), sentence(

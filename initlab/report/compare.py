@@ -694,6 +694,7 @@ def render_sweep(sweep_dir: Path, console=None, fmt: str = "png", dpi: int = 120
         table, path = paper_table(paper, series, sweep_dir / PAPER_CSV)
         print_and_save({"paper": table}, console, sweep_dir / "tables")
         written.append(path)
+        tables = {"paper": table, **tables}  # the sweep page shows the claim table first
     from initlab.report import print_page_path
     from initlab.report.page import sweep_page, write_job_pages
 
