@@ -155,6 +155,7 @@ def _comparable_hydra(files: dict, sweep_dir: Path) -> dict:
     (PLAIN, "ConfigView", []),
     (MIXED, "DictConfig", ["hydra.sweep.subdir=${hydra.job.override_dirname}"]),
 ], ids=["plain-values-default-subdir", "with-a-list-override-dirname-subdir"])
+@pytest.mark.slow
 def test_job_files_equal_those_of_hydras_basic_launcher(tmp_path, monkeypatch, extra, overrides,
                                                         config_type):
     import initlab.engine
@@ -241,6 +242,7 @@ def test_grouping_line():
     assert grouping_line(20, [2] * 10, 10, 4096, 0, 0) == "20 jobs → 10 groups of 10 × 2"
 
 
+@pytest.mark.slow
 def test_a_batched_cli_sweep_ends_with_a_complete_comparison(tmp_path, monkeypatch):
     result, sweep_dir = sweep(tmp_path, "seed=0,1,2", "act=relu,tanh", launcher="batched")
     assert result.returncode == 0, result.stderr
@@ -266,6 +268,7 @@ def test_a_batched_cli_sweep_ends_with_a_complete_comparison(tmp_path, monkeypat
     assert len(read_comparison(sweep_dir)) == 6
 
 
+@pytest.mark.slow
 def test_a_bad_value_fails_its_job_alone_in_one_line(tmp_path):
     result, sweep_dir = sweep(tmp_path, "model.depth=2,0", launcher="batched")
     assert result.returncode != 0

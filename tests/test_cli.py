@@ -47,7 +47,16 @@ BAD_INPUTS = [
 ]
 
 
-@pytest.mark.parametrize("args, message", BAD_INPUTS, ids=[" ".join(a) for a, _ in BAD_INPUTS])
+# Each value check is tested in process (tests/test_options.py, tests/test_scale.py); here, that
+# the command line says it in one line before any folder: a few cases in the fast run, every
+# one in the slow run.
+FAST_BAD_INPUTS = {"act=foo", "model.depth=0", "-m act=relu,foo", "+foo=1"}
+
+
+@pytest.mark.parametrize("args, message", [
+    pytest.param(args, message, id=" ".join(args),
+                 marks=() if " ".join(args) in FAST_BAD_INPUTS else pytest.mark.slow)
+    for args, message in BAD_INPUTS])
 def test_bad_input_fails_in_one_line_without_a_record(tmp_path, args, message):
     result = initlab_cli("run", *args, f"hydra.run.dir={tmp_path}/run",
                          f"hydra.sweep.dir={tmp_path}/sweep", cwd=tmp_path)
@@ -140,6 +149,7 @@ def test_two_job_sweep_of_the_smoke_config(tmp_path):
     assert "Run configuration" not in result.stdout  # no per-job tables
 
 
+@pytest.mark.slow
 def test_report_full_draws_every_figure_at_run_time(tmp_path):
     result = initlab_cli("run", "-cn", "smoke", "report=full", f"hydra.run.dir={tmp_path}/run",
                          cwd=tmp_path)
@@ -151,6 +161,7 @@ def test_report_full_draws_every_figure_at_run_time(tmp_path):
     assert "Training log" in result.stdout  # the full table set
 
 
+@pytest.mark.slow
 def test_a_single_run_draws_the_key_figures_and_brief_tables(tmp_path):
     result = initlab_cli("run", "-cn", "smoke", f"hydra.run.dir={tmp_path}/run", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
@@ -165,6 +176,7 @@ def test_a_single_run_draws_the_key_figures_and_brief_tables(tmp_path):
     assert page_line == f"Report page: {(tmp_path / 'run' / 'index.html').resolve().as_uri()}"
 
 
+@pytest.mark.slow
 def test_quiet_prints_nothing(tmp_path):
     result = initlab_cli("run", "-m", "-cn", "smoke", "seed=0,1", "report.quiet=true",
                          f"hydra.sweep.dir={tmp_path}/sweep", cwd=tmp_path)
@@ -173,6 +185,7 @@ def test_quiet_prints_nothing(tmp_path):
     assert (tmp_path / "sweep" / "comparison.csv").exists()
 
 
+@pytest.mark.slow
 def test_default_outputs_go_under_outputs_runs(tmp_path):
     result = initlab_cli("run", "-cn", "smoke", "trainer.epochs=2", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
@@ -181,6 +194,7 @@ def test_default_outputs_go_under_outputs_runs(tmp_path):
     assert json.loads(summaries[0].read_text())["status"] == "completed"
 
 
+@pytest.mark.slow
 def test_list_of_a_run_lists_it_and_draws_nothing(tmp_path):
     run_dir = tmp_path / "run"
     assert initlab_cli("run", "-cn", "smoke", "report=minimal", f"hydra.run.dir={run_dir}",
@@ -230,7 +244,9 @@ FLAG_FORMS = [
 ]
 
 
-@pytest.mark.parametrize("flags", FLAG_FORMS, ids=[" ".join(f) for f in FLAG_FORMS])
+@pytest.mark.parametrize("flags", [
+    pytest.param(flags, id=" ".join(flags), marks=() if i in (0, 5) else pytest.mark.slow)
+    for i, flags in enumerate(FLAG_FORMS)])
 def test_every_hydra_flag_form_gets_the_checks(tmp_path, flags):
     confdir = tmp_path / "conf"
     confdir.mkdir()
@@ -243,6 +259,7 @@ def test_every_hydra_flag_form_gets_the_checks(tmp_path, flags):
     assert not (tmp_path / "run").exists() and not (tmp_path / "sweep").exists()
 
 
+@pytest.mark.slow
 def test_a_config_dir_run_refuses_a_folder_that_holds_a_record(tmp_path):
     confdir = tmp_path / "conf"
     confdir.mkdir()

@@ -132,6 +132,7 @@ def test_every_paper_has_its_preset_and_every_paper_preset_its_paper():
     assert presets == set(PAPERS)
 
 
+@pytest.mark.slow
 def test_he2015_xavier_shrinks_the_signal_by_a_root_two_a_layer_and_he_keeps_it(tmp_path):
     jobs = run_preset(tmp_path, "he2015", "seed=range(0,4)", "trainer.epochs=1")
     for j in jobs:
@@ -147,6 +148,7 @@ def test_he2015_xavier_shrinks_the_signal_by_a_root_two_a_layer_and_he_keeps_it(
         assert abs(mean - expected) <= 4 * se + expected * 1.5 / width, (init, mean, se)
 
 
+@pytest.mark.slow
 def test_glorot2010_the_standard_init_shrinks_gradients_by_at_most_root_a_third(tmp_path):
     jobs = run_preset(tmp_path, "glorot2010", "seed=range(0,2)")
     for j in jobs:
@@ -170,6 +172,7 @@ def test_glorot2010_the_standard_init_shrinks_gradients_by_at_most_root_a_third(
         assert float(r["value"]) == pytest.approx(mean_se([hidden(j) for j in group])[0], rel=1e-4)
 
 
+@pytest.mark.slow
 def test_saxe2014_orthogonal_is_an_isometry_and_the_gaussian_is_not(tmp_path):
     """Each job's hidden Jacobian W_(N-1) ... W_2 recomputed from its init.pt: multiplied out
     and decomposed in mpmath at 60 digits for the Gaussian (its singular values span ~20
@@ -201,6 +204,7 @@ def test_saxe2014_orthogonal_is_an_isometry_and_the_gaussian_is_not(tmp_path):
         assert j["init_signal"]["jacobian"]["log10_condition"] > 12
 
 
+@pytest.mark.slow
 def test_lu2019_born_dead_rate_agrees_with_an_independent_simulation(tmp_path):
     jobs = run_preset(tmp_path, "lu2019", "seed=range(0,120)", "model.depth=10")
     measured = sum(j["init_signal"]["born_dead"] for j in jobs) / len(jobs)
@@ -220,6 +224,7 @@ def test_lu2019_born_dead_rate_agrees_with_an_independent_simulation(tmp_path):
     assert abs(measured - p) <= 4 * math.sqrt(p * (1 - p) * (1 / len(jobs) + 1 / sims)), (measured, p)
 
 
+@pytest.mark.slow
 def test_schoenholz2017_the_measured_factor_is_mean_field_theorys(tmp_path):
     jobs = run_preset(tmp_path, "schoenholz2017", "seed=range(0,2)")
     width = jobs[0]["config"]["model"]["width"]
@@ -237,6 +242,7 @@ def test_schoenholz2017_the_measured_factor_is_mean_field_theorys(tmp_path):
     assert set(verdicts(tmp_path, "schoenholz2017").values()) == {"agrees"}
 
 
+@pytest.mark.slow
 def test_he2015_with_tanh_in_place_of_relu_disagrees(tmp_path):
     """A deliberately wrong setting: tanh instead of ReLU. Xavier's sigma_w^2 = 1 is then
     tanh's edge of chaos (x1.0 a layer, not 0.71) and He's gain 5/3 chaotic (above 1):
@@ -246,6 +252,7 @@ def test_he2015_with_tanh_in_place_of_relu_disagrees(tmp_path):
     assert len(said) == 2 and set(said.values()) == {"disagrees"}, said
 
 
+@pytest.mark.slow
 def test_lsuv2016_every_hidden_layer_starts_at_unit_variance(tmp_path):
     jobs = run_preset(tmp_path, "lsuv2016", "seed=range(0,3)", "trainer.epochs=1")
     for j in by(jobs, "init.name", "lsuv"):

@@ -139,6 +139,7 @@ def test_no_theory_for_inits_it_does_not_describe(tmp_path):
         assert block["theory"] is None, init
 
 
+@pytest.mark.slow
 def test_the_report_shows_the_signal_beside_the_theory(tmp_path):
     from initlab.report import render_run
     from initlab.run import run
