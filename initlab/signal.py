@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from initlab import theory
+from initlab.model import feature_major, trace
 from initlab.options import activation, init_scheme
 from initlab.theory import grad_factor
 
@@ -47,22 +48,6 @@ JACOBIAN_GRADED_BATCH = 32  # graded products at once: 32 x 6 x 256^2 float64 = 
 # Members measured at once: their hidden layers (members x width x examples x depth
 # floats) stay under this many values (256 MB of float32).
 MAX_VALUES = 1 << 26
-
-
-def _forward(params: list[torch.Tensor], act: torch.nn.Module, x: torch.Tensor):
-    """Pre-activations z_l (M, units, n) and hidden outputs h_l of the stacked MLP on the
-    feature-major inputs x (M, features, n)."""
-    depth = len(params) // 2
-    zs, hs = [], []
-    h = x
-    for k in range(depth):
-        weight, bias = params[2 * k], params[2 * k + 1]
-        z = torch.baddbmm(bias.unsqueeze(2), weight, h)
-        zs.append(z)
-        if k < depth - 1:
-            h = act(z)
-            hs.append(h)
-    return zs, hs
 
 
 def _pair_cosine(z: torch.Tensor) -> torch.Tensor:
@@ -92,8 +77,8 @@ def measure(params: list[torch.Tensor], act: torch.nn.Module, act_backward: Call
         parts = [measure([p[i:i + step] for p in params], act, act_backward, x[i:i + step],
                          y[i:i + step]) for i in range(0, M, step)]
         return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
-    zs, hs = _forward(params, act, x)
-    logits = zs[-1][:, 0, :]
+    pre, hs, logits = trace(params, feature_major(act), x)
+    zs = [*pre, logits.unsqueeze(1)]  # every layer's pre-activations, the output's too
     out = {"output_range": (logits.amax(1) - logits.amin(1)).float()}
     dead = torch.stack([(h == 0).all(2).all(1) for h in hs], 1) if hs else \
         torch.zeros(M, 0, dtype=torch.bool)
@@ -353,14 +338,3 @@ def _phase(act_key: Any, phi, slope, sigma_w2: float, sigma_b2: float, b0: float
     if key[:1] + key[2:] not in _edges:
         _edges[key[:1] + key[2:]] = dataclasses.asdict(theory.critical(sigma_b2, b0, phi, slope))
     return (*_phases[key], _edges[key[:1] + key[2:]])
-
-
-def stacked_input(x: torch.Tensor) -> torch.Tensor:
-    """One run's training inputs (n, features) as the (1, features, n) stack :func:`measure`
-    takes."""
-    return x.t().unsqueeze(0).contiguous()
-
-
-def model_params(model: torch.nn.Module) -> list[torch.Tensor]:
-    """A single run's MLP parameters as a one-member stack [W1, b1, ...]."""
-    return [p.detach().unsqueeze(0) for p in model.parameters()]

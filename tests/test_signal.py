@@ -9,8 +9,18 @@ import pytest
 import torch
 
 from initlab.model import activation_backward, make_activation
-from initlab.signal import grad_factor, measure, member_signal, model_params, stacked_input
+from initlab.signal import grad_factor, measure, member_signal
 from tests.conftest import compose_config
+
+
+def stacked_input(x: torch.Tensor) -> torch.Tensor:
+    """One run's inputs (n, features) as the (1, features, n) stack measure() takes."""
+    return x.t().unsqueeze(0).contiguous()
+
+
+def model_params(model: torch.nn.Module) -> list[torch.Tensor]:
+    """A module's parameters, fc1.weight, fc1.bias, ..., as a one-member stack."""
+    return [p.detach().unsqueeze(0) for p in model.parameters()]
 
 
 class PlainMLP(torch.nn.Module):
