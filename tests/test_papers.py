@@ -28,6 +28,8 @@ def run_preset(tmp_path: Path, name: str, *overrides: str) -> list[dict]:
     assert "The paper:" in result.stdout
     with (sweep_dir / "paper.csv").open(newline="") as f:
         assert {r["paper"] for r in csv.DictReader(f)} == {name}
+    page = (sweep_dir / "index.html").read_text()
+    assert -1 < page.index('id="claim"') < page.index('id="comparison"')  # the claim leads
     jobs = sorted((p for p in sweep_dir.iterdir() if (p / "summary.json").exists()),
                   key=lambda p: int(p.name))
     return [{**json.loads((p / "summary.json").read_text()), "dir": p} for p in jobs]

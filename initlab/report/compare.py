@@ -726,7 +726,7 @@ def paper_table(paper, series: list[Series], path: Path):
     the table to print, and paper.csv (written to ``path``)."""
     from initlab.report.tables import Fitted, Folded
 
-    table = wide_table(f"{paper.citation}\nThe paper: {paper.claim}")
+    table = wide_table(f"{paper.citation.rstrip('.')}.\nThe paper: {paper.claim}")
     for col in ("group", "quantity", "the paper", "initlab (95% CI)", "verdict"):
         table.add_column(col)
     rows = []

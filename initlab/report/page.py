@@ -303,7 +303,9 @@ def sweep_page(sweep_dir: Path, jobs: list, shown: list, tables: dict[str, Any],
                 cells.append(f'<span class="error">{escape(job.error)}</span>')
             comparison.cell_html[(r, col["findings"])] = " ".join(cells) or "–"
     counts = Counter(j.status for j in jobs)
-    others = [table_data(name, t) for name, t in tables.items() if name != "comparison"]
+    # A paper preset's claim table leads the page: it is the sweep's answer.
+    claim = table_data("paper", tables["paper"]) if "paper" in tables else None
+    others = [table_data(name, t) for name, t in tables.items() if name not in ("comparison", "paper")]
     files, left = file_links(sweep_dir, skip_dirs={j.name.split("/")[0] for j in jobs})
     # The comparison already imported it (its figures are drawn meanwhile).
     from initlab.report import COMPARISON_FIGURES
@@ -311,7 +313,7 @@ def sweep_page(sweep_dir: Path, jobs: list, shown: list, tables: dict[str, Any],
     html = render(
         "sweep.html.j2", title=f"initlab sweep {sweep_dir.name}", sweep_dir=str(sweep_dir),
         n_jobs=len(jobs), counts=sorted(counts.items(), key=lambda kv: (kv[0] != "completed", kv[0])),
-        comparison=comparison, more=len(jobs) - len(shown), tables=others,
+        comparison=comparison, more=len(jobs) - len(shown), tables=others, claim=claim,
         figures=figure_links(sweep_dir / "figures", sweep_dir, COMPARISON_FIGURES),
         unfinished=[(j.name, j.label, j.status, j.error) for j in jobs
                     if not j.finished and j.status != "running"][:200],
