@@ -62,6 +62,10 @@ PROGRESS_EVERY_S = 0.2
 # A CPU group trains in one forked process per core (initlab.shards), each with at least
 # this many members (a fork costs ~10 ms, and a small stacked model is overhead-bound).
 SHARD_MIN_MEMBERS = 32
+# ... or at least this many parameters in all: a 10-member group of depth-30 width-128 nets
+# (the schoenholz2017 preset's) spends seconds a member on its measurements at init and its
+# record, and trains in half the time in two processes.
+SHARD_MIN_WORK = 1_000_000
 # Streaming the records costs at most about this share of training: the next flush waits
 # at least this many times as long as the last one took (a 4096-member group's flush
 # writes thousands of files).
@@ -527,7 +531,8 @@ def train_group(
     threads = cfgs[0].trainer.threads if threads is None else threads
     members: list[Member] = list(zip(cfgs, out_dirs, overrides if overrides is not None
                                      else [None] * len(cfgs)))
-    shards = _shard_count(dev, len(cfgs), threads or 1)
+    n_params = sum(math.prod(s) for s in parameter_shapes(cfgs[0].model, cfgs[0].data.dim).values())
+    shards = _shard_count(dev, len(cfgs), threads or 1, n_params)
     if shards == 1:
         if dev.type == "cpu" and threads is not None:
             torch.set_num_threads(threads)
@@ -541,12 +546,15 @@ def train_group(
         return sharded.train()
 
 
-def _shard_count(dev: torch.device, members: int, threads: int) -> int:
-    """How many processes train this group: one per core on a CPU, each with at least
-    SHARD_MIN_MEMBERS members; one on a GPU (CUDA does not survive a fork)."""
+def _shard_count(dev: torch.device, members: int, threads: int, n_params: int = 0) -> int:
+    """How many processes train this group: one per core on a CPU, each with enough members
+    to pay for its fork (SHARD_MIN_MEMBERS of a tiny net; fewer of a big one, whose members'
+    measurements and records cost far more than a fork: SHARD_MIN_WORK parameters a shard);
+    one on a GPU (CUDA does not survive a fork)."""
     if dev.type != "cpu" or not hasattr(os, "fork") or sys.platform != "linux":
         return 1
-    return max(1, min(threads, members // SHARD_MIN_MEMBERS))
+    per_shard = max(2, min(SHARD_MIN_MEMBERS, -(-SHARD_MIN_WORK // max(1, n_params))))
+    return max(1, min(threads, members // per_shard))
 
 
 def train_shard(members: Sequence[Member], dev: torch.device, stop: Any, progress: Callable | None,
