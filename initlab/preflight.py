@@ -83,7 +83,7 @@ def check_sweep(cfg: DictConfig) -> None:
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from hydra_plugins.initlab_batched_launcher.sweeper import EXPANDING_SWEEPERS, expand
+    from hydra_plugins.initlab_batched_launcher.sweeper import expand, expanding_sweeper
     from initlab.config import ConfigError, validate
 
     params = cfg.hydra.sweeper.get("params") or {}
@@ -100,7 +100,7 @@ def check_sweep(cfg: DictConfig) -> None:
             for value in o.sweep_string_iterator():
                 if value != "null" and value not in options:
                     raise PreflightError(_not_an_option(o.key_or_group, value, options))
-    if cfg.hydra.sweeper.get("_target_") in EXPANDING_SWEEPERS:
+    if expanding_sweeper(cfg.hydra.sweeper.get("_target_")):
         swept = {o.key_or_group for o in parsed if o.is_sweep_override()}
         config_name, first = cfg.hydra.job.config_name, []
         try:

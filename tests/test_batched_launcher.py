@@ -348,3 +348,16 @@ def test_the_initlab_sweeper_composes_jobs_only_for_a_launcher_that_does_not(tmp
             sweeper.sweep(["seed=1,2"])
         assert loader.composed == 1 and launcher.launched == []
         assert not (tmp_path / "sweep").exists()
+
+
+def test_a_sweep_of_hydras_basic_sweeper_is_read_as_this_one():
+    """multirun.yaml of an older sweep names Hydra's basic sweeper: its jobs are expanded the
+    same way, so the comparison still lists the planned jobs (the name comes from Hydra's
+    own config store, not written here)."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper  # the reference
+
+    from hydra_plugins.initlab_batched_launcher.sweeper import expanding_sweeper
+
+    assert expanding_sweeper(f"{BasicSweeper.__module__}.{BasicSweeper.__name__}")
+    assert expanding_sweeper("hydra_plugins.initlab_batched_launcher.sweeper.InitlabSweeper")
+    assert not expanding_sweeper("hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper")

@@ -16,11 +16,13 @@ batches of ``max_batch_size``, as Hydra's BasicSweeper does. Two differences:
 """
 
 import contextlib
+import functools
 import io
 import itertools
 from pathlib import Path
 from typing import Any, Optional
 
+from hydra.core.config_store import ConfigStore
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.plugins import Plugins
 from hydra.errors import HydraException
@@ -28,9 +30,19 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
-# Sweepers whose jobs are exactly expand(params + task overrides), as multirun.yaml names them.
-EXPANDING_SWEEPERS = ("hydra._internal.core_plugins.basic_sweeper.BasicSweeper",
-                      "hydra_plugins.initlab_batched_launcher.sweeper.InitlabSweeper")
+
+# Sweepers whose jobs are exactly expand(params + task overrides), as multirun.yaml names them:
+# this one, and Hydra's basic sweeper (its _target_ as Hydra's own ConfigStore entry gives it).
+def expanding_sweeper(target: Any) -> bool:
+    return target == "hydra_plugins.initlab_batched_launcher.sweeper.InitlabSweeper" or \
+        target == _basic_sweeper_target()
+
+
+@functools.cache
+def _basic_sweeper_target() -> str:
+    Plugins.instance()  # Hydra's own sweepers register their configs as it finds them
+    return str(ConfigStore.instance().load("hydra/sweeper/basic.yaml").node.get("_target_"))
+
 MULTIRUN_FILE = "multirun.yaml"
 
 

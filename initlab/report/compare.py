@@ -198,13 +198,13 @@ def planned_jobs(sweep_dir: Path) -> tuple[list[list[str]], bool] | None:
     try:
         from omegaconf import OmegaConf
 
-        from hydra_plugins.initlab_batched_launcher.sweeper import EXPANDING_SWEEPERS, expand
+        from hydra_plugins.initlab_batched_launcher.sweeper import expand, expanding_sweeper
 
         # Unresolved: an interpolation in an override (`seed=${now:%s}`) is text here.
         hydra_cfg = OmegaConf.to_container(OmegaConf.load(Path(sweep_dir) / MULTIRUN_FILE),
                                            resolve=False)["hydra"]
         sweeper = hydra_cfg["sweeper"]
-        if sweeper.get("_target_") not in EXPANDING_SWEEPERS:
+        if not expanding_sweeper(sweeper.get("_target_")):
             return None
         params = sweeper.get("params") or {}
         arguments = [f"{k}={v}" for k, v in params.items()] + list(hydra_cfg["overrides"]["task"])
