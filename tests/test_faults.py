@@ -41,13 +41,18 @@ def metrics_rows(run_dir: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def wait_for_epochs(run_dir: Path, at_least: int, timeout: float = 120) -> None:
-    """Until metrics.csv (written as training goes) holds ``at_least`` epochs."""
+def wait_for_epochs(run_dir: Path, at_least: int, proc: subprocess.Popen, timeout: float = 120) -> None:
+    """Until metrics.csv (written as training goes) holds ``at_least`` epochs; between looks,
+    a wait on the process itself, so one that ends first fails the test at once."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if len(metrics_rows(run_dir)) >= at_least:
             return
-        time.sleep(0.1)
+        try:
+            proc.wait(timeout=0.05)
+        except subprocess.TimeoutExpired:
+            continue
+        raise AssertionError(f"the process ended (exit {proc.returncode}) before epoch {at_least}")
     raise AssertionError(f"{run_dir} never reached epoch {at_least}")
 
 
@@ -60,7 +65,7 @@ def error_lines(stderr: str) -> list[str]:
 def test_a_signal_stops_the_run_and_keeps_everything_measured(tmp_path, signum, code):
     run_dir = tmp_path / "run"
     proc = start("run", *LONG_RUN, f"hydra.run.dir={run_dir}", cwd=tmp_path)
-    wait_for_epochs(run_dir, 100)
+    wait_for_epochs(run_dir, 100, proc)
     proc.send_signal(signum)
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == code
@@ -87,7 +92,7 @@ def test_a_signal_stops_the_run_and_keeps_everything_measured(tmp_path, signum, 
 def test_kill_9_keeps_all_but_the_last_moments(tmp_path):
     run_dir = tmp_path / "run"
     proc = start("run", *LONG_RUN, f"hydra.run.dir={run_dir}", cwd=tmp_path)
-    wait_for_epochs(run_dir, 300)
+    wait_for_epochs(run_dir, 300, proc)
     proc.kill()
     proc.communicate(timeout=60)
     rows = metrics_rows(run_dir)
@@ -123,7 +128,7 @@ def test_an_interrupted_sweep_stops_and_still_compares_what_ran(tmp_path):
     proc = start("run", "-m", "seed=0,1,2", *LONG_RUN[1:], "trainer.epochs=1000000",
                  "report=minimal", f"hydra.sweep.dir={sweep_dir}", cwd=tmp_path)
     # seed=0 is job 0, with a million epochs: interrupt it while it trains.
-    wait_for_epochs(sweep_dir / "0", 100)
+    wait_for_epochs(sweep_dir / "0", 100, proc)
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=180)
     assert proc.returncode == 130
