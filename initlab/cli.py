@@ -303,7 +303,31 @@ def _run_command(prog: str, rest: list[str]) -> int:
         return 128 + signum
 
 
-_MULTIRUN = ("-m", "--multirun")
+# Hydra's flags that take a value, and --info's optional one.
+_FLAGS_WITH_VALUE = {"-cn", "--config-name", "-cp", "--config-path", "-cd", "--config-dir",
+                     "-c", "--cfg", "-p", "--package", "-sc", "--shell-completion",
+                     "--experimental-rerun"}
+_INFO = ("-i", "--info")
+_INFO_CHOICES = {"all", "config", "defaults", "defaults-tree", "plugins", "searchpath"}
+
+
+def flags_first(args: list[str]) -> list[str]:
+    """Hydra's flags (with their values) before the overrides. Where a flag stands among the
+    overrides is no matter to the user, while Hydra's parser takes no override after a flag
+    once one came before it (`-m seed=1,2 -cn smoke act=tanh`, `act=relu,tanh -m seed=1`)."""
+    flags, overrides, i = [], [], 0
+    while i < len(args):
+        arg = args[i]
+        if not arg.startswith("-"):  # an override: key=value, +key=value, ~key
+            overrides.append(arg)
+        elif i + 1 < len(args) and (arg in _FLAGS_WITH_VALUE
+                                    or arg in _INFO and args[i + 1] in _INFO_CHOICES):
+            flags += [arg, args[i + 1]]
+            i += 1
+        else:
+            flags.append(arg)
+        i += 1
+    return flags + overrides
 
 
 def _run(prog: str, rest: list[str]) -> int:
@@ -319,9 +343,7 @@ def _run(prog: str, rest: list[str]) -> int:
 
     wants_traceback = os.environ.get("HYDRA_FULL_ERROR")
     os.environ["HYDRA_FULL_ERROR"] = "1"
-    # -m is a switch: its place among the overrides is no matter to the user, while Hydra's
-    # parser takes no override after it once one came before (`act=relu,tanh -m seed=1`).
-    rest = [a for a in rest if a in _MULTIRUN] + [a for a in rest if a not in _MULTIRUN]
+    rest = flags_first(rest)
     sys.argv = [prog, *(_without_sweeps(rest) if "--help" in rest or "-h" in rest else rest)]
     try:
         _hydra_entry()

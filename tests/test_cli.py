@@ -241,11 +241,12 @@ def test_an_empty_run_dir_is_refused_rather_than_writing_into_the_current_folder
 FLAG_FORMS = [
     ["-cn=smoke"], ["--config-name", "smoke"], ["--config-name=smoke"],
     ["-cd", "{confdir}", "-cn", "mine"], ["-m", "-cn", "smoke"], ["-cn", "smoke", "seed=1,2", "-m"],
+    ["-m", "seed=1,2", "-cn", "smoke"],  # overrides on both sides of a flag
 ]
 
 
 @pytest.mark.parametrize("flags", [
-    pytest.param(flags, id=" ".join(flags), marks=() if i in (0, 5) else pytest.mark.slow)
+    pytest.param(flags, id=" ".join(flags), marks=() if i in (0, 5, 6) else pytest.mark.slow)
     for i, flags in enumerate(FLAG_FORMS)])
 def test_every_hydra_flag_form_gets_the_checks(tmp_path, flags):
     confdir = tmp_path / "conf"
