@@ -278,7 +278,6 @@ class StackedGroup:
         # How each member's fit ended, and how far its record is streamed.
         self.epoch = 0
         self.stopped_at: list[int | None] = [None] * self.M
-        self.epochs_run = [0] * self.M  # set when the fit ends
         self.stop_reason: list[str | None] = [None] * self.M
         self.status = [STATUS_COMPLETED] * self.M
         self.streamed_epochs = [0] * self.M
@@ -309,7 +308,7 @@ class StackedGroup:
                 self.update_best(improved)
             finite = (grads_finite > 0) & torch.isfinite(train_loss) & torch.isfinite(dev_loss)
             stopping = active & ~finite
-            for m in stopping.nonzero().squeeze(1).tolist():
+            for m in (stopping.nonzero().squeeze(1).tolist() if stopping.any() else ()):
                 # A bad gradient precedes the losses its step spoils.
                 if grads_finite[m] == 0:
                     reason = f"non-finite gradient norms at epoch {epoch}"
@@ -318,8 +317,7 @@ class StackedGroup:
                 else:
                     reason = f"non-finite dev loss at epoch {epoch}"
                 self.stop_reason[m], self.status[m] = reason, STATUS_DIVERGED
-            signalled = stop.received
-            if signalled is not None:
+            if stop.received is not None:
                 for m in active.nonzero().squeeze(1).tolist():
                     if self.stop_reason[m] is None:
                         self.stop_reason[m] = f"interrupted by {stop.name} at epoch {epoch}"
@@ -353,7 +351,6 @@ class StackedGroup:
             if not active.any():
                 break
         self.host_grad_norms()
-        self.epochs_run = [epoch if at is None else at for at in self.stopped_at]
         return time.perf_counter() - started
 
     def epochs_done(self, i: int) -> int:

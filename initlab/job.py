@@ -136,7 +136,7 @@ class MemberRecord:
         )
         from initlab.signal import member_signal
 
-        writer, epochs_run = self.writer, group.epochs_run[i]
+        writer, epochs_run = self.writer, group.epochs_done(i)
         steps_run = epochs_run * group.steps_per_epoch
         d = self.cfg.data
         tables: dict[str, list[tuple]] = {

@@ -40,6 +40,18 @@ class PlainMLP(torch.nn.Module):
         return getattr(self, f"fc{self.depth}")(x).squeeze(-1)
 
 
+def _measured_on_zeros(cfg, model: "PlainMLP", n: int):
+    """measure() and the record's block of ``model`` on n random inputs, labels all 0."""
+    x = torch.randn(n, 2, dtype=torch.float64)
+    act = make_activation(cfg.act)
+    out = measure(model_params(model), act, activation_backward(act), stacked_input(x),
+                  torch.zeros(1, n, dtype=torch.float64))
+    layers = range(1, model.depth + 1)
+    block = member_signal(out, 0, [f"fc{k}" for k in layers], cfg,
+                          [tuple(getattr(model, f"fc{k}").weight.shape) for k in layers])
+    return out, block
+
+
 def _net(act_name: str, depth: int = 5, width: int = 6, bias: float = 0.0, seed: int = 0):
     cfg = compose_config(f"act={act_name}", f"model.depth={depth}", f"model.width={width}",
                          "init=normal", "init.std=0.7", f"init.bias={bias}")
@@ -101,12 +113,7 @@ def test_measurements_equal_a_plain_forward_and_autograd(act_name):
 
 def test_a_net_killed_by_its_biases_is_born_dead_and_says_where():
     cfg, model = _net("relu", bias=-8.0)
-    x = torch.randn(64, 2, dtype=torch.float64)
-    act = make_activation(cfg.act)
-    out = measure(model_params(model), act, activation_backward(act), stacked_input(x),
-                  torch.zeros(1, 64, dtype=torch.float64))
-    block = member_signal(out, 0, [f"fc{k}" for k in range(1, 6)], cfg,
-                          [tuple(getattr(model, f"fc{k}").weight.shape) for k in range(1, 6)])
+    out, block = _measured_on_zeros(cfg, model, 64)
     assert block["born_dead"] and block["output_range"] == 0
     assert block["dead_layer"] == "fc1"
     assert block["grad_sq"][:4] == [0.0, 0.0, 0.0, 0.0]
@@ -225,12 +232,7 @@ def test_the_record_counts_dead_units_as_exact_zeros_and_reports_the_log_conditi
     cfg, model = _net("relu", depth=6, width=5, seed=3)
     with torch.no_grad():
         model.fc3.bias[0] = -1e3
-    x = torch.randn(32, 2, dtype=torch.float64)
-    act = make_activation(cfg.act)
-    out = measure(model_params(model), act, activation_backward(act), stacked_input(x),
-                  torch.zeros(1, 32, dtype=torch.float64))
-    block = member_signal(out, 0, [f"fc{k}" for k in range(1, 7)], cfg,
-                          [tuple(getattr(model, f"fc{k}").weight.shape) for k in range(1, 7)])
+    out, block = _measured_on_zeros(cfg, model, 32)
     jac = block["jacobian"]
     assert jac["zeros"] >= jac["examples"]  # at least one per example
     logs = out["jacobian_log_sv"][0]
