@@ -97,7 +97,7 @@ def initlab_engine(cfg, out_dir: Path, progress: bool) -> float:
 
         from initlab.run import ProgressBar
 
-        bar = ProgressBar(Console(quiet=True), cfg.trainer.epochs, cfg.data.n_train, cfg.data.n_dev)
+        bar = ProgressBar(Console(quiet=True), cfg.trainer.epochs, cfg.data.n_dev)
     with StopOnSignal() as stop:
         return group.fit(stop, bar)
 

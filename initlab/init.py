@@ -1,10 +1,10 @@
-"""Drawing initial weights: the samplers in the style of ``torch.nn.init``, and ``apply_init``.
+"""Drawing initial weights: the samplers in the style of ``torch.nn.init``, and ``init_linear_``.
 
 A scheme (its spec in :mod:`initlab.options`) says what each weight matrix is drawn from
 (a :class:`~initlab.options.Draw`); the samplers here fill a matrix in place (trailing
 ``_``) from an explicit generator, with the formula in the docstring.
-``apply_init(model, init_cfg, act_cfg, gen)`` applies the scheme to every Linear weight
-and sets every bias to ``init_cfg.bias`` (plus N(0, init.bias_std^2) where that is set).
+``init_linear_(weight, bias, init_cfg, act_cfg, gen)`` applies the scheme to one layer's
+weight and sets its bias to ``init_cfg.bias`` (plus N(0, init.bias_std^2) where that is set).
 Data-dependent schemes (LSUV) finish in :func:`lsuv_` once the data are there. A custom
 scheme (``init=custom``) fills each weight itself (:func:`initlab.custom.fill_weight_`),
 from the same generator.
@@ -126,14 +126,6 @@ def init_linear_(weight: torch.Tensor, bias: torch.Tensor | None, init_cfg, act_
 
 
 @torch.no_grad()
-def apply_init(model: nn.Module, init_cfg, act_cfg, gen: torch.Generator) -> None:
-    """Initialize every Linear layer of ``model`` in order (:func:`init_linear_`)."""
-    for module in model.modules():
-        if isinstance(module, nn.Linear):
-            init_linear_(module.weight, module.bias, init_cfg, act_cfg, gen)
-
-
-@torch.no_grad()
 def lsuv_(weights: list[torch.Tensor], biases: list[torch.Tensor], act: nn.Module,
           x: torch.Tensor, init_cfg) -> list[int]:
     """Layer-sequential unit variance (Mishkin & Matas, 2016, Algorithm 1), in place.
@@ -164,7 +156,7 @@ def lsuv_(weights: list[torch.Tensor], biases: list[torch.Tensor], act: nn.Modul
 
 def data_dependent_init_(weights: list[torch.Tensor], biases: list[torch.Tensor], act: nn.Module,
                          x_train: torch.Tensor, init_cfg) -> None:
-    """Finish a data-dependent scheme (LSUV) on the weights :func:`apply_init` drew; the
+    """Finish a data-dependent scheme (LSUV) on the weights :func:`init_linear_` drew; the
     batch is the first ``init.batch_size`` training examples, in data order."""
     if init_scheme(init_cfg.name).data_dependent:
         lsuv_(weights, biases, act, x_train[: init_cfg.batch_size], init_cfg)

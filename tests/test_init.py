@@ -116,7 +116,7 @@ def test_orthogonal_rows_or_columns_are_orthonormal(shape):
 
 
 @pytest.mark.parametrize("scheme", list(built_in(INITS)))
-def test_apply_init_sets_every_bias_and_is_seeded(scheme):
+def test_init_linear_sets_every_bias_and_is_seeded(scheme):
     cfg = OmegaConf.create({"name": scheme, "bias": -8.0, "bias_std": 0.0, "value": 0.5,
                             "mean": 0.0, "std": 0.1, "low": -1.0, "high": 1.0, "gain": None,
                             "mode": "fan_in", "scale": 1.0, "distribution": "normal"})
@@ -124,7 +124,9 @@ def test_apply_init_sets_every_bias_and_is_seeded(scheme):
     for _ in range(2):
         m = torch.nn.Sequential(torch.nn.Linear(2, 6), torch.nn.ReLU(), torch.nn.Linear(6, 6),
                                 torch.nn.ReLU(), torch.nn.Linear(6, 1))
-        I.apply_init(m, cfg, act("relu"), gen())
+        g = gen()
+        for layer in m[0::2]:
+            I.init_linear_(layer.weight, layer.bias, cfg, act("relu"), g)
         models.append(m)
     for name, p in models[0].named_parameters():
         if name.endswith("bias"):

@@ -18,7 +18,6 @@ runs as Hydra's basic launcher would.
 import os
 import signal
 import sys
-import time
 from collections import Counter
 from collections.abc import Sequence
 from contextlib import nullcontext
@@ -153,7 +152,6 @@ class BatchedSweep:
     def run(self, job_overrides: list[list[str]], initial_job_idx: int) -> list[JobReturn]:
         from initlab.interrupts import Interrupted
 
-        started = time.perf_counter()
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
         jobs = [self.composer.prepare(initial_job_idx + i, o) for i, o in enumerate(job_overrides)]
@@ -162,7 +160,6 @@ class BatchedSweep:
         groups, alone = self._groups([j for j in jobs if j.error is None])
         chunks = [(key, g[i:i + self.launcher.max_members]) for key, g in groups
                   for i in range(0, len(g), self.launcher.max_members)]
-        self.prepare_s = time.perf_counter() - started
         if not self.quiet:
             print(grouping_line(len(jobs), [len(g) for _, g in groups], len(chunks),
                                 self.launcher.max_members, len(failed), len(alone),
@@ -281,7 +278,8 @@ class BatchedSweep:
                     self._report(chunk[i], summary)
 
         what = f"group {number}/{count}" if count > 1 else "group"
-        with self._hydra(chunk[0]), self._progress(f"{what} ({_plural(len(chunk), 'job')})") as progress:
+        with _JobContext(chunk[0]), self._progress(f"{what} ({_plural(len(chunk), 'job')})",
+                                                   chunk[0].cfg.trainer.epochs) as progress:
             try:
                 summaries = engine.train_group([j.cfg for j in chunk], [j.out_dir for j in chunk],
                                                 device=device, threads=self.launcher.threads,
@@ -320,14 +318,10 @@ class BatchedSweep:
         if self.job_callbacks:
             self.callbacks.on_job_start(config=job.full_config(), task_function=self.launcher.task_function)
 
-    def _hydra(self, job: PreparedJob):
-        """While a job trains, HydraConfig and the environment are its own (as run_job sets)."""
-        return _JobContext(job)
+    def _progress(self, label: str, epochs: int):
+        from initlab.run import ProgressBar
 
-    def _progress(self, description: str):
-        if self.quiet:
-            return nullcontext(None)
-        return _ProgressBar(description)
+        return nullcontext(None) if self.quiet else ProgressBar(None, epochs, label=label)
 
     # ------------------------------------------------------------------ interrupts
     def _interrupted(self, chunk: list[PreparedJob], summaries: list[dict]) -> None:
@@ -360,7 +354,6 @@ class BatchedSweep:
         sys.exit(128 + signum)
 
 
-
 def _status(out_dir: Path) -> Optional[str]:
     import json
 
@@ -378,7 +371,8 @@ def _remove_folders(jobs: list[PreparedJob]) -> None:
 
 
 class _JobContext:
-    """HydraConfig set to the job's composition and its env_set applied, restored after."""
+    """While a job trains, HydraConfig and the environment are its own (as run_job sets):
+    HydraConfig set to the job's composition and its env_set applied, restored after."""
 
     def __init__(self, job: PreparedJob):
         self.job = job
@@ -394,29 +388,6 @@ class _JobContext:
     def __exit__(self, *exc):
         self.env.__exit__(*exc)
         HydraConfig.instance().cfg = self.previous
-        return False
-
-
-class _ProgressBar:
-    """One rich bar for a chunk: epochs done of epochs. Lines printed meanwhile go above it."""
-
-    def __init__(self, description: str):
-        self.description = description
-
-    def __enter__(self):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TextColumn("epochs"), TimeElapsedColumn())
-        self.task = self.bar.add_task(self.description, total=None)
-        self.bar.start()
-        return self.update
-
-    def update(self, done: int, total: int, *_) -> None:
-        self.bar.update(self.task, completed=done, total=total)
-
-    def __exit__(self, *exc):
-        self.bar.stop()
         return False
 
 
