@@ -117,8 +117,14 @@ def predict(second_moments: list[float], fan_ins: list[int], bias_mean: float, s
     or one number: a single input's)."""
     sigma_w2 = [m * n for m, n in zip(second_moments, fan_ins)]
     norms = np.atleast_1d(np.asarray(input_sq, dtype=np.float64))
-    if _positively_homogeneous(phi, slope, bias_mean):
-        norms = norms.mean(keepdims=True)  # the map is affine in v: the mean's map is the mean
+    line = _homogeneous(phi, slope, bias_mean)
+    if line is not None:  # E[phi^2] = c v, E[phi'^2] = k: the map is affine, one trajectory
+        c, k = line
+        v = second_moments[0] * float(norms.mean()) + sigma_b2
+        q = [v]
+        for s in sigma_w2[1:]:
+            q.append(s * c * q[-1] + sigma_b2)
+        return Prediction(q, [s * k for s in sigma_w2[1:]], sigma_w2, bias_mean, sigma_b2)
     v = second_moments[0] * norms + sigma_b2
     variances = [v]
     for s in sigma_w2[1:]:
@@ -137,16 +143,18 @@ def predict(second_moments: list[float], fan_ins: list[int], bias_mean: float, s
                       bias_mean, sigma_b2)
 
 
-def _positively_homogeneous(phi: Callable, slope: Callable, bias_mean: float) -> bool:
-    """E[phi(z)^2] proportional to the variance and E[phi'(z)^2] constant (ReLU, leaky ReLU,
-    identity, without a bias mean): checked at three variances."""
+def _homogeneous(phi: Callable, slope: Callable, bias_mean: float) -> tuple[float, float] | None:
+    """(c, k) where E[phi(z)^2] = c var and E[phi'(z)^2] = k for z ~ N(0, var) (ReLU, leaky
+    ReLU, identity, without a bias mean; checked at three variances), else None."""
     if bias_mean != 0:
-        return False
+        return None
     probe = np.array([0.1, 1.0, 10.0])
     second = np.asarray(gaussian_mean(squared(phi), 0.0, probe)) / probe
     slopes = np.asarray(gaussian_mean(squared(slope), 0.0, probe))
-    return bool(slopes[1] > 0 and np.allclose(slopes, slopes[1], rtol=1e-9, atol=0)
-                and np.allclose(second, second[1], rtol=1e-9, atol=0))
+    if slopes[1] > 0 and np.allclose(slopes, slopes[1], rtol=1e-9, atol=0) \
+            and np.allclose(second, second[1], rtol=1e-9, atol=0):
+        return float(second[1]), float(slopes[1])
+    return None
 
 
 # ------------------------------------------------------------------ measured chains
@@ -271,8 +279,9 @@ def critical(sigma_b2: float, bias_mean: float, phi: Callable, slope: Callable,
     """The sigma_w^2 where chi_1 at the fixed point reached from ``start`` is 1, solved: a
     scan of log sigma_w^2 over SIGMA_W2_RANGE for the first sign change of chi_1 - 1 between
     two finite fixed points, then bisection."""
-    if _positively_homogeneous(phi, slope, bias_mean):
-        return Critical("line", 1 / float(gaussian_mean(squared(slope), 0.0, 1.0)))
+    line = _homogeneous(phi, slope, bias_mean)
+    if line is not None:
+        return Critical("line", 1 / line[1])
 
     def excess(s: np.ndarray) -> np.ndarray:
         v = _fixed_points(s, sigma_b2, bias_mean, phi, start)
