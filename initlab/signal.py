@@ -108,7 +108,7 @@ def measure(params: list[torch.Tensor], act: torch.nn.Module, act_backward: Call
             g = torch.bmm(params[2 * k].transpose(1, 2), dz)
     out["grad_sq"] = torch.stack(grad_sq, 1)
     if depth >= 3 and width <= JACOBIAN_MAX_WIDTH:
-        out["jacobian_log_sv"] = _jacobian_log_singular_values(params, zs, hs, act_backward)
+        out["jacobian_log_sv"], out["layer_sv_mean"] = _jacobians(params, zs, hs, act_backward)
     return out
 
 
@@ -124,7 +124,7 @@ def _autograd_backward(act: torch.nn.Module) -> Callable:
     return backward
 
 
-def _jacobian_log_singular_values(params, zs, hs, act_backward) -> torch.Tensor:
+def _jacobians(params, zs, hs, act_backward) -> tuple[torch.Tensor, torch.Tensor]:
     """(M, examples, width) log singular values, largest first, of d h_(N-1) / d h_1 =
     prod_l D_l W_l (l = 2..N-1, D_l the activation's slope at the example) at the first
     JACOBIAN_EXAMPLES inputs; -inf for the exact zeros.
@@ -136,7 +136,9 @@ def _jacobian_log_singular_values(params, zs, hs, act_backward) -> torch.Tensor:
     (:func:`_graded_log_singular_values`). The zeros are counted exactly: each layer's
     slopes that are 0 (a dead unit) bound the rank, so the product has width -
     min_l(nonzero slopes) of them. Examples whose slopes are the same everywhere (a linear
-    net) share one product."""
+    net) share one product. And (M, layers): the mean singular value of each hidden layer's
+    own Jacobian d h_l / d h_(l-1) = D_l W_l at the first input (Glorot & Bengio, 2010, Eq. 17;
+    from the eigenvalues of D W W^T D, whose error ~1e-16 of the largest is far below the mean)."""
     M, width = params[0].shape[0], params[0].shape[1]
     k = min(JACOBIAN_EXAMPLES, zs[0].shape[2])
     layers = range(1, len(params) // 2 - 1)
@@ -146,6 +148,9 @@ def _jacobian_log_singular_values(params, zs, hs, act_backward) -> torch.Tensor:
     n = 1 if shared else k
     slopes = [s[:, :, :n].transpose(1, 2) for s in slopes]  # (M, n, width)
     weights = [params[2 * i].double() for i in layers]
+    layer_sv_mean = torch.stack([torch.linalg.eigvalsh(
+        s[:, :1, :, None] * (w @ w.transpose(1, 2)).unsqueeze(1) * s[:, :1, None, :]
+    ).clamp(min=0).sqrt().mean((1, 2)) for s, w in zip(slopes, weights)], 1)
     rank = torch.full((M, n), width, dtype=torch.long)
     jac = torch.eye(width, dtype=torch.float64).expand(M, n, width, width)
     for s, w in zip(slopes, weights):
@@ -160,7 +165,7 @@ def _jacobian_log_singular_values(params, zs, hs, act_backward) -> torch.Tensor:
         m, e = member[i:i + JACOBIAN_GRADED_BATCH], example[i:i + JACOBIAN_GRADED_BATCH]
         logs[m, e] = _graded_log_singular_values([s[m, e] for s in slopes], [w[m] for w in weights])
     logs = torch.where(torch.arange(width) < rank.unsqueeze(2), logs, -math.inf)
-    return logs.expand(M, k, width) if shared else logs
+    return (logs.expand(M, k, width) if shared else logs), layer_sv_mean
 
 
 def _column_major(a: torch.Tensor) -> torch.Tensor:
@@ -238,6 +243,7 @@ def member_signal(measured: dict[str, torch.Tensor], m: int, layers: list[str], 
             "mean_log": float(nonzero.mean()) if nonzero.numel() else None,
             "std_log": float(nonzero.std(correction=0)) if nonzero.numel() else None,
             "zeros": int(logs.numel() - nonzero.numel()), "values": int(logs.numel()),
+            "layer_sv_mean": _finite(measured["layer_sv_mean"][m].tolist()),
         }
     else:
         block["jacobian"] = None
