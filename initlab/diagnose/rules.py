@@ -212,7 +212,15 @@ def vanishing_gradient(facts: RunFacts, earlier: Earlier) -> Evidence | None:
     # A last layer whose own gradient is below `vanishing_norm` leaves nothing to shrink:
     # the whole net sits at a stationary point (a zero-init net: every norm is rounding
     # noise, fc1 exactly 0 on one CPU and 1e-22 on another), so its ratio means nothing.
-    hits = [p for p in profile if 0 < p[3] < ratio_max and p[1] < norm_max <= p[2]]
+    # At init the decision is the config's, as the phase's is: the seed's first-layer norm
+    # scaled from its own chain of backpropagated norms to mean-field theory's (factor^hops).
+    phase, decided, config = facts.phase, profile, None
+    if profile and profile[0][0] == 0 and phase is not None and phase.measured:
+        scale = (phase.factor / phase.measured) ** phase.hops
+        step, g1, gn, ratio = profile[0]
+        decided = [(step, g1 * scale, gn, ratio * scale), *profile[1:]]
+        config = ratio * scale
+    hits = [p for p, d in zip(profile, decided) if 0 < d[3] < ratio_max and d[1] < norm_max <= d[2]]
     if not facts.persistent(hits):
         return None
     step, g1, gn, ratio = hits[0]
@@ -223,7 +231,8 @@ def vanishing_gradient(facts: RunFacts, earlier: Earlier) -> Evidence | None:
             "weight_factor": facts.weight_factor, "phase": facts.phase,
             # LeakyReLU units pushed below 0 by a negative bias pass gradients at its slope
             "leaky_negative": facts.leaky and facts.bias < 0,
-            "nonzero_at_step": sum(1 for p in facts.params if row.get(p))}
+            "nonzero_at_step": sum(1 for p in facts.params if row.get(p)),
+            "config_ratio": config if step == 0 else None}
     return Evidence(small, ratio, ratio_max, _unless_learned(facts), facts.step_epoch[step],
                     step, data)
 

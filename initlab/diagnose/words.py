@@ -371,6 +371,9 @@ def vanishing_gradient(facts: RunFacts, ev: Evidence, earlier: Earlier) -> tuple
     words, _ = phase_clause(facts, d["phase"], brief=True)
     if words and d["phase"].phase != "critical":
         text += f"; at init this is {words}"
+    if d.get("config_ratio") is not None:
+        text += (f" (decided on the config's ×{g(d['config_ratio'])}: this seed's chain scaled to "
+                 "mean-field theory's, so every seed of it decides alike)")
     if d["leaky_negative"]:
         slope = facts.config.get("act", {}).get("negative_slope", 0.01)
         return sentence(text), (
