@@ -1,10 +1,6 @@
-"""The words: a message and a fix for each finding, from its evidence.
-
-One function per code (same name as its rule in :mod:`initlab.diagnose.rules`), each
-``(facts, evidence, earlier) -> (message, fix)``. A message states only what the record
-shows (numbers, steps, epochs), never a guess; a fix is an override to try, and never one
-that undoes the point of the experiment the user ran (the textbook's dead-ReLU run with
-LeakyReLU is told that LeakyReLU is doing its job, not to set the biases back to 0).
+"""The words: ``(facts, evidence, earlier) -> (message, fix)`` per finding code (named as
+its rule). A message states only what the record shows; a fix is an override to try, never
+one that undoes the experiment's point (LeakyReLU in the dead-ReLU run is doing its job).
 """
 
 import math
@@ -99,11 +95,8 @@ _critical: dict[tuple, Any] = {}
 
 
 def edge_of_chaos(facts: RunFacts, theory: dict[str, Any]):
-    """The run's edge of chaos (:class:`initlab.theory.Critical`): as the record has it
-    (solved when the run measured its init, for any activation, a custom one too); for a
-    record from before that, solved here for a built-in activation (cached: a sweep asks
-    once per setting); None for a custom activation without one (the diagnosis reads the
-    record only, never the user's code)."""
+    """The run's edge of chaos (:class:`initlab.theory.Critical`) as recorded, else solved
+    here for a built-in activation (cached); None for a custom one (its code is not run)."""
     from initlab import theory as mean_field
 
     if theory.get("critical"):

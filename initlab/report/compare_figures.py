@@ -1,18 +1,9 @@
-"""Overlay figures of a sweep, one line (or band) per job or seed group, drawn from the
-jobs' records as read by :mod:`initlab.report.compare`:
-
-- ``grad_norm_by_layer``: the textbook figure, weight-gradient L2 norm per layer on a log
-  scale at the first step (and the last step when the jobs took more than one);
-- ``loss_accuracy``: train and dev loss and accuracy over epochs;
-- ``final_accuracy``: final (best-on-dev) dev and test accuracy per job.
-
-A series holding several seeds is drawn as its mean with a band of one standard
-deviation (for gradient norms: the geometric mean, the band one std of the log).
-Series keep one colour, line style and marker across the three figures, and lines that
-coincide still show (see :func:`plotting.series_style`).
-
-This module reads series by duck typing (``label``, ``jobs``, ``finished_jobs``); it
-does not import :mod:`initlab.report.compare`, which imports it.
+"""Overlay figures of a sweep, one line (or band) per job or seed group: ``claim`` (a paper
+preset's claim per layer at init, beside mean-field theory), ``grad_norm_by_layer`` (the
+textbook figure, at the first and last step), ``loss_accuracy`` and ``final_accuracy``.
+Seeds are drawn as a mean with a band of one std (gradient norms: geometric, in log10);
+a series keeps its style across figures. Series are read by duck typing (``label``,
+``jobs``, ``finished_jobs``): :mod:`initlab.report.compare` imports this module.
 """
 
 from __future__ import annotations
@@ -41,16 +32,9 @@ from initlab.report.plotting import (
     suptitle,
 )
 
-# The series drawn are initlab.report.compare's Series (label, jobs); this module reads
-# only those two fields and imports nothing of the comparison's, which calls it.
-Series = Any
-
-# Legends of more series than this go beside the axes, so no line is hidden.
-LEGEND_INSIDE = 6
-
-
-# A legend beside the axes gets another column every this many entries.
-LEGEND_ROWS = 18
+Series = Any  # initlab.report.compare's Series
+LEGEND_INSIDE = 6  # legends of more series go beside the axes
+LEGEND_ROWS = 18  # entries per column of a legend beside the axes
 
 
 def _legend_columns(series) -> int:
@@ -90,8 +74,8 @@ def _subtitle(shared: str) -> str:
 
 # -------------------------------------------------------------- gradient norm by layer
 def _centre_and_band(values: list[float]) -> tuple[float, float, float]:
-    """Geometric mean and the band of one std of log10 over the jobs' values; exact zeros
-    and non-finite values are reported as such, not averaged into a number."""
+    """Geometric mean and one std of log10 over the nonzero values (all zero: 0; a
+    non-finite value: inf or NaN, no band)."""
     v = np.asarray(values, dtype=float)
     if not v.size:
         return math.nan, math.nan, math.nan
@@ -321,8 +305,7 @@ SPLIT_MARKS = (("dev", "o", 0.45), ("test", "D", 0.95))  # split, marker, alpha
 
 
 def final_accuracy(series: list[Series], shared: str, path: Path, dpi: int) -> Path:
-    """Dots at the mean (bars would claim a zero the axis no longer shows), ± 1 std,
-    one small dot per seed; the axis zoomed to the data, the value beside each row."""
+    """Dots at the mean ± 1 std and one small dot per seed, on an axis zoomed to the data."""
     n = len(series)
     rows = []  # (y, series index, split, values)
     for i, s in enumerate(series):
@@ -385,8 +368,7 @@ def final_accuracy(series: list[Series], shared: str, path: Path, dpi: int) -> P
 def render_comparison_figures(series: list[Series], shared: str, out_dir: Path,
                               fmt: str = "png", dpi: int = 120,
                               names: tuple[str, ...] = tuple(COMPARISON_FIGURES)) -> list[Path]:
-    """Draw the comparison figures in ``names`` the jobs have data for; returns the files
-    written."""
+    """Draw the figures in ``names`` the jobs have data for; the files written."""
     style()
     draw = {"claim": claim, "grad_norm_by_layer": grad_norm_by_layer, "loss_accuracy": loss_accuracy,
             "final_accuracy": final_accuracy}
