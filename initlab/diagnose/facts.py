@@ -310,22 +310,8 @@ class RunFacts:
         than half of the examples."""
         table = {e: {lay: v for lay, v in layers.items() if not any(map(math.isnan, v))}
                  for e, layers in self.unit_table("frac_saturated").items()}
-        threshold = self.t["layer_fraction"]
-        epochs = sorted(table)
-        if not epochs:
-            return {}
-
-        def share(epoch: int, layer: str) -> float:
-            values = table[epoch].get(layer, [])
-            return sum(values) / len(values) if values else 0.0
-
-        out = {}
-        for layer, values in table[epochs[-1]].items():
-            if share(epochs[-1], layer) > threshold:
-                since = holding_since(epochs, lambda e, lay=layer: share(e, lay) > threshold)
-                out[layer] = LayerCount(sum(v > 0.5 for v in values), len(values), since,
-                                        share(epochs[-1], layer))
-        return out
+        return flagged_layers(table, lambda v: sum(x > 0.5 for x in v), self.t["layer_fraction"],
+                              share=lambda v: sum(v) / len(v))
 
     @cached_property
     def last_check(self) -> int | None:
@@ -536,21 +522,23 @@ class Twins:
 
 
 def flagged_layers(table: dict[int, dict[str, list[float]]],
-                   count_bad: Callable[[list[float]], int],
-                   layer_fraction: float) -> dict[str, LayerCount]:
-    """Layers where more than ``layer_fraction`` of the units are bad at the last epoch,
-    with since when that held without a break."""
+                   count_bad: Callable[[list[float]], int], layer_fraction: float,
+                   share: Callable[[list[float]], float] | None = None) -> dict[str, LayerCount]:
+    """Layers where more than ``layer_fraction`` of the units are bad (or, given, ``share``
+    of the values is above it: then kept as ``activations``) at the last epoch, and since
+    when that held without a break."""
     epochs = sorted(table)
     if not epochs:
         return {}
 
-    def bad_share(epoch: int, layer: str) -> float:
+    def at(epoch: int, layer: str) -> float:
         values = table[epoch].get(layer, [])
-        return count_bad(values) / len(values) if values else 0.0
+        return (share(values) if share else count_bad(values) / len(values)) if values else 0.0
 
     flagged = {}
     for layer, values in table[epochs[-1]].items():
-        if bad_share(epochs[-1], layer) > layer_fraction:
-            since = holding_since(epochs, lambda e, lay=layer: bad_share(e, lay) > layer_fraction)
-            flagged[layer] = LayerCount(count_bad(values), len(values), since)
+        if at(epochs[-1], layer) > layer_fraction:
+            since = holding_since(epochs, lambda e, lay=layer: at(e, lay) > layer_fraction)
+            flagged[layer] = LayerCount(count_bad(values), len(values), since,
+                                        at(epochs[-1], layer) if share else None)
     return flagged

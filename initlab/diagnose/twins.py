@@ -82,24 +82,41 @@ def _pair_twins(a, size_a, b, size_b, rtol: float):
 
 
 def _twins_all_pairs(rows, rtol: float):
-    """(which rows have a twin among ``rows``, largest relative difference of a twin pair),
-    every pair compared, a block of rows at a time (memory O(block·n·d))."""
+    """(which rows have a twin among ``rows``, largest relative difference of a twin pair):
+    every pair compared that a random projection does not rule out (twins' projections lie
+    within :func:`_projection`'s window), a block of rows at a time."""
     import torch
 
-    n, d = rows.shape
+    n = rows.shape[0]
     size = rows.abs().amax(dim=1)
+    proj, window = _projection(rows, size, rtol)
     found = torch.zeros(n, dtype=torch.bool)
     spread = 0.0
-    block = max(1, (1 << 22) // (n * d))
+    block = max(1, (1 << 22) // n)
     for start in range(0, n, block):
         stop = min(start + block, n)
-        twins, relative = _pair_twins(rows[start:stop, None, :], size[start:stop, None],
-                                      rows[None, :, :], size[None, :], rtol)
-        twins[torch.arange(stop - start), torch.arange(start, stop)] = False  # not itself
-        found[start:stop] |= twins.any(dim=1)
+        near = (proj[start:stop, None] - proj[None, :]).abs() <= torch.maximum(
+            window[start:stop, None], window[None, :])
+        near[torch.arange(stop - start), torch.arange(start, stop)] = False  # not itself
+        a, b = near.nonzero(as_tuple=True)
+        a = a + start
+        twins, relative = _pair_twins(rows[a], size[a], rows[b], size[b], rtol)
+        found[a[twins]] = True
         if twins.any():
             spread = max(spread, float(relative[twins].max()))
     return found, spread
+
+
+def _projection(rows, size, rtol: float):
+    """(rows @ r for a fixed random r, the window within which a twin's projection lies:
+    ||r||_1 rtol max(s_i, s_j), with max(s_i, s_j) <= s_i / (1 - rtol), plus rounding)."""
+    import torch
+
+    r = torch.randn(rows.shape[1], generator=torch.Generator().manual_seed(TWIN_PROJECTION_SEED),
+                    dtype=torch.float64)
+    bound = size / (1 - rtol) if rtol < 1 else torch.full_like(size, float(size.max()))
+    window = r.abs().sum() * bound * (rtol + 4 * rows.shape[1] * torch.finfo(torch.float64).eps)
+    return rows @ r, window
 
 
 def _twins_by_projection(rows, rtol: float):
@@ -107,17 +124,12 @@ def _twins_by_projection(rows, rtol: float):
     difference of the pairs found): see :func:`duplicate_units`, step 3."""
     import torch
 
-    m, d = rows.shape
-    r = torch.randn(d, generator=torch.Generator().manual_seed(TWIN_PROJECTION_SEED),
-                    dtype=torch.float64)
-    order = torch.argsort(rows @ r)
+    m = rows.shape[0]
+    proj, _ = _projection(rows, rows.abs().amax(dim=1), rtol)
+    order = torch.argsort(proj)
     rows = rows[order]
-    proj = rows @ r
     size = rows.abs().amax(dim=1)
-    # A twin's size is within rtol of the unit's own: max(s_i, s_j) <= s_i / (1 - rtol).
-    bound = size / (1 - rtol) if rtol < 1 else torch.full_like(size, float(size.max()))
-    # Slack for the rounding of the projections themselves (d terms, each <= |r_k| s_i).
-    window = r.abs().sum() * bound * (rtol + 4 * d * torch.finfo(torch.float64).eps)
+    proj, window = _projection(rows, size, rtol)
     found = torch.zeros(m, dtype=torch.bool)
     active = torch.arange(m)
     spread = 0.0

@@ -9,9 +9,7 @@ from typing import Any
 
 from initlab.diagnose.facts import RunFacts
 from initlab.diagnose.rules import Earlier, Evidence
-from initlab.options import ACTIVATIONS, is_custom
 from initlab.record import layer_of
-from initlab.view import config_view
 
 # Slope of tanh where |tanh| = 0.97 (the recorders' saturation threshold), relative to its
 # peak of 1: 1 - 0.97**2 = 0.059. Sigmoid is a scaled tanh, so the same share holds for it.
@@ -91,26 +89,12 @@ def _severity_clause(facts: RunFacts, ev: Evidence) -> str:
 
 
 # ------------------------------------------------------------------ theory
-_critical: dict[tuple, Any] = {}
-
-
 def edge_of_chaos(facts: RunFacts, theory: dict[str, Any]):
-    """The run's edge of chaos (:class:`initlab.theory.Critical`) as recorded, else solved
-    here for a built-in activation (cached); None for a custom one (its code is not run)."""
-    from initlab import theory as mean_field
+    """The run's edge of chaos as recorded (:class:`initlab.theory.Critical`); None in a
+    record from before it was (the diagnosis never runs the activation's code)."""
+    from initlab.theory import Critical
 
-    if theory.get("critical"):
-        return mean_field.Critical(**theory["critical"])
-    spec = ACTIVATIONS.get(facts.act)
-    if spec is None or is_custom(facts.act):
-        return None
-    act_cfg = facts.config.get("act", {})
-    sigma_b2, bias = float(theory.get("sigma_b2") or 0.0), float(theory.get("bias") or 0.0)
-    key = (facts.act, tuple(sorted((k, repr(v)) for k, v in act_cfg.items())), sigma_b2, bias)
-    if key not in _critical:
-        view = config_view(act_cfg, spec.schema)
-        _critical[key] = mean_field.critical(sigma_b2, bias, spec.pointwise(view), spec.slope(view))
-    return _critical[key]
+    return Critical(**theory["critical"]) if theory.get("critical") else None
 
 
 def phase_clause(facts: RunFacts, phase, with_fix: bool = False,
