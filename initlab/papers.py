@@ -165,7 +165,7 @@ PAPERS: dict[str, Paper] = {p.name: p for p in [
                     above=math.log(10)))),
     Paper("lu2019", "Lu, Shin, Su & Karniadakis (2019), Dying ReLU and initialization: theory "
           "and numerical examples",
-          "Sec. 3: a deep, narrow bias-free ReLU net with symmetric weights is born dead (a "
+          "They prove that a deep, narrow bias-free ReLU net with symmetric weights is born dead (a "
           "constant function) with a probability that grows with depth and tends to 1. For this "
           "setting (1-D input, width 3) the probability is computed: 57.85% at depth 10, 88.88% "
           "at depth 20 (4 million nets each; the net is positively homogeneous, so it is "

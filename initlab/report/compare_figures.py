@@ -205,9 +205,9 @@ def claim(series: list[Series], shared: str, path: Path, dpi: int) -> Path | Non
         else:
             ax.set_yscale("log")
         ax.set_title(title, fontsize=10)
-        ax.set_xticks(ax.get_xticks()[(ax.get_xticks() % 1 == 0) & (ax.get_xticks() >= first)
-                                      & (ax.get_xticks() <= ax.get_xlim()[1])])
-        ax.set_xticklabels([f"fc{int(t) + 1}" for t in ax.get_xticks()])
+        last = first + max(len(r) for g in signals for r in _per_layer(g, key)) - 1
+        ticks = np.unique(np.linspace(first, last, min(last - first + 1, 7)).round().astype(int))
+        ax.set_xticks(ticks, [f"fc{t + 1}" for t in ticks])
         ax.set_xlabel("layer (input → output)")
     handles = {h.get_label(): h for a in fig.axes for h in a.get_lines() if not h.get_label().startswith("_")}
     ax.legend(handles=list(handles.values()), fontsize=8,
