@@ -30,6 +30,7 @@ def run_preset(tmp_path: Path, name: str, *overrides: str) -> list[dict]:
         assert {r["paper"] for r in csv.DictReader(f)} == {name}
     page = (sweep_dir / "index.html").read_text()
     assert -1 < page.index('id="claim"') < page.index('id="comparison"')  # the claim leads
+    assert (sweep_dir / "figures" / "claim.png").exists() and "figures/claim.png" in page
     jobs = sorted((p for p in sweep_dir.iterdir() if (p / "summary.json").exists()),
                   key=lambda p: int(p.name))
     return [{**json.loads((p / "summary.json").read_text()), "dir": p} for p in jobs]
@@ -127,6 +128,28 @@ def test_a_computed_value_gets_no_interval_and_one_job_none_either():
     measured = Quantity("factor", "", lambda s: s["x"])
     assert describe(measure(measured, [{"x": 0.7}]), False) == "0.7 (one job: no interval)"
     assert PAPERS["schoenholz2017"].quantities[1].computed  # theory's sqrt(chi_1)
+
+
+def test_the_claim_figure_is_drawn_for_a_paper_sweep_only_and_counts_the_alive_nets(tmp_path):
+    from types import SimpleNamespace
+
+    from initlab.report.compare_figures import _nonzero, claim
+
+    def job(paper, dead):
+        signal = {"q": [1.0, 0.5, 0.2], "grad_sq": [0.0, 0.0, 0.3] if dead else [0.1, 0.2, 0.3],
+                  "born_dead": dead, "theory": {"q": [1.0, 0.5, 0.25], "grad_sq": [0.1, 0.2, 0.3]},
+                  "jacobian": {"layer_sv_mean": [0.8]}}
+        return SimpleNamespace(summary={"config": {"paper": paper}, "init_signal": signal})
+
+    def series(paper):
+        jobs = [job(paper, False), job(paper, True), job(paper, False)]
+        return [SimpleNamespace(label="depth 3", jobs=jobs, finished_jobs=jobs)]
+
+    assert claim(series(None), "", tmp_path / "none.png", 60) is None
+    assert claim(series("lu2019"), "", tmp_path / "claim.png", 60) == tmp_path / "claim.png"
+    alive = series("lu2019")[0].jobs
+    assert _nonzero(alive, lambda j: not j.summary["init_signal"]["born_dead"]) == ": alive nets 2 of 3"
+    assert _nonzero(alive[:1], lambda j: True) == ""
 
 
 def test_every_paper_has_its_preset_and_every_paper_preset_its_paper():
