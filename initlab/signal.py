@@ -1,26 +1,12 @@
 """Signal propagation at init: what the net does to its inputs before the first step,
-measured, and beside it what mean-field theory (:mod:`initlab.theory`) predicts.
-
-Measured on the training inputs (the first ``SIGNAL_EXAMPLES``), per layer fc1..fcN:
-
-- ``q``: the mean squared pre-activation E[z_l^2] (over units and examples); ``q_unseen``
-  the same on the next ``SIGNAL_EXAMPLES`` training inputs (held out from an init that
-  calibrates on the first ones, as LSUV does);
-- ``corr``: the mean cosine between the pre-activation vectors of pairs of inputs
-  (examples 2i and 2i+1): near 1, the layer maps different inputs to nearly the same
-  direction (a collapsed representation); NaN for a one-unit layer;
-- ``grad_sq``: the mean over examples of ||dloss_i/dz_l||^2, the backpropagated signal of
-  each example's own loss;
-
-and for the network: ``born_dead`` (the output is the same number for every training
-input: some layer is zero everywhere, Lu et al., 2019), ``dead_layer`` (the first hidden
-layer whose every unit is zero on every training input), ``output_range``, the fitted
-factor by which the backpropagated signal's norm changes per layer toward the input, and
-for nets where it is cheap the singular values of the Jacobian d h_(N-1) / d h_1 (the
-hidden-to-hidden map; Saxe et al., 2014; Pennington et al., 2017) at a few inputs.
-
-Everything is computed on stacked parameters (members, ...), so a single run (one member)
-and a batched group measure with the same code.
+measured on stacked parameters (members, ...), beside what mean-field theory
+(:mod:`initlab.theory`) predicts. Per layer fc1..fcN, on the first ``SIGNAL_EXAMPLES``
+training inputs: ``q`` = E[z_l^2] (``q_unseen``: on the next ones, held out from LSUV's
+batch), ``corr`` (mean cosine of the inputs 2i, 2i+1: near 1, a collapsed representation),
+``grad_sq`` = mean ||dloss_i/dz_l||^2; per net: ``born_dead`` (the output is one number on
+every input, Lu et al., 2019), ``dead_layer``, ``output_range``, the gradient factor per
+layer, and for nets up to ``JACOBIAN_MAX_WIDTH`` the exact singular values of d h_(N-1)/d h_1
+(Saxe et al., 2014) and each hidden layer's mean Jacobian singular value (Glorot & Bengio, 2010).
 """
 
 import dataclasses
@@ -40,13 +26,10 @@ SIGNAL_EXAMPLES = 256
 JACOBIAN_EXAMPLES = 8
 JACOBIAN_MAX_WIDTH = 256
 JACOBIAN_QR_SWEEPS = 30  # at most, QR iterations for the singular values of a graded product
-# Singular values within this of the largest: the formed product's SVD, whose error is
-# ~1e-16 sqrt(width) of the largest (times a few for forming it), so ~1e-4 relative (in
-# log, 1e-4) for the smallest kept: below the scatter of any estimate made from it.
+# Within this range of the largest, the formed product's SVD is exact to ~1e-4 relative.
 JACOBIAN_DIRECT_RANGE = 1e10
 JACOBIAN_GRADED_BATCH = 32  # graded products at once: 32 x 6 x 256^2 float64 = 100 MB at most
-# Members measured at once: their hidden layers (members x width x examples x depth
-# floats) stay under this many values (256 MB of float32).
+# Members measured at once: their hidden layers stay under this many values (256 MB).
 MAX_VALUES = 1 << 26
 
 
@@ -63,12 +46,8 @@ def _pair_cosine(z: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def measure(params: list[torch.Tensor], act: torch.nn.Module, act_backward: Callable,
             x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
-    """The measurements of each member (see the module doc), as (M, ...) tensors.
-
-    ``x`` is feature-major (M, features, n), ``y`` (M, n) the 0/1 labels: the members'
-    own training sets. ``act_backward(grad, z, h)`` is the activation's gradient
-    (:func:`initlab.batched.activation_backward`).
-    """
+    """Each member's measurements (the module doc) as (M, ...) tensors; ``x`` (M, features,
+    n), ``y`` (M, n) 0/1 labels; ``act_backward(grad, z, h)`` the activation's gradient."""
     M, depth = params[0].shape[0], len(params) // 2
     width = params[0].shape[1]
     per_member = max(1, width * x.shape[2] * depth)
@@ -88,8 +67,6 @@ def measure(params: list[torch.Tensor], act: torch.nn.Module, act_backward: Call
     n = min(SIGNAL_EXAMPLES, x.shape[2])
     zs_n = [z[:, :, :n] for z in zs]
     out["q"] = torch.stack([(z.double() ** 2).mean((1, 2)) for z in zs_n], 1)
-    # The same on the next SIGNAL_EXAMPLES training inputs: data that a data-dependent init
-    # calibrated on the first ones (LSUV, at its default batch) never saw. NaN without them.
     out["q_unseen"] = torch.stack([(z[:, :, n:2 * n].double() ** 2).mean((1, 2)) for z in zs], 1)
     out["corr"] = torch.stack([_pair_cosine(z) for z in zs_n], 1)
     out["input_norms_sq"] = (x[:, :, :n].double() ** 2).sum(1)  # each input's: theory maps each
@@ -108,7 +85,7 @@ def measure(params: list[torch.Tensor], act: torch.nn.Module, act_backward: Call
             g = torch.bmm(params[2 * k].transpose(1, 2), dz)
     out["grad_sq"] = torch.stack(grad_sq, 1)
     if depth >= 3 and width <= JACOBIAN_MAX_WIDTH:
-        out["jacobian_log_sv"] = _jacobian_log_singular_values(params, zs, hs, act_backward)
+        out["jacobian_log_sv"], out["layer_sv_mean"] = _jacobians(params, zs, hs, act_backward)
     return out
 
 
@@ -124,19 +101,14 @@ def _autograd_backward(act: torch.nn.Module) -> Callable:
     return backward
 
 
-def _jacobian_log_singular_values(params, zs, hs, act_backward) -> torch.Tensor:
+def _jacobians(params, zs, hs, act_backward) -> tuple[torch.Tensor, torch.Tensor]:
     """(M, examples, width) log singular values, largest first, of d h_(N-1) / d h_1 =
-    prod_l D_l W_l (l = 2..N-1, D_l the activation's slope at the example) at the first
-    JACOBIAN_EXAMPLES inputs; -inf for the exact zeros.
-
-    Exact however wide their range. The product formed in float64 and its SVD are exact to
-    1e-4 relative for the singular values within JACOBIAN_DIRECT_RANGE of the largest; a
-    product whose smallest nonzero one lies below that (a 40-layer Gaussian net's reach
-    1e-39, where a formed product keeps only noise at 1e-16) is redone without forming it
-    (:func:`_graded_log_singular_values`). The zeros are counted exactly: each layer's
-    slopes that are 0 (a dead unit) bound the rank, so the product has width -
-    min_l(nonzero slopes) of them. Examples whose slopes are the same everywhere (a linear
-    net) share one product."""
+    prod_l D_l W_l at the first JACOBIAN_EXAMPLES inputs (-inf: exact zeros, counted from the
+    dead units that bound the rank; one product where every slope is the same, a linear
+    net), exact however wide their range: the formed float64 product's SVD, or where its
+    smallest nonzero value lies beyond JACOBIAN_DIRECT_RANGE, :func:`_graded_log_singular_values`.
+    And (M, layers): the mean singular value of each hidden layer's D_l W_l at the first
+    input (Glorot & Bengio, 2010, Eq. 17), from the eigenvalues of D W W^T D."""
     M, width = params[0].shape[0], params[0].shape[1]
     k = min(JACOBIAN_EXAMPLES, zs[0].shape[2])
     layers = range(1, len(params) // 2 - 1)
@@ -146,6 +118,9 @@ def _jacobian_log_singular_values(params, zs, hs, act_backward) -> torch.Tensor:
     n = 1 if shared else k
     slopes = [s[:, :, :n].transpose(1, 2) for s in slopes]  # (M, n, width)
     weights = [params[2 * i].double() for i in layers]
+    layer_sv_mean = torch.stack([torch.linalg.eigvalsh(
+        s[:, :1, :, None] * (w @ w.transpose(1, 2)).unsqueeze(1) * s[:, :1, None, :]
+    ).clamp(min=0).sqrt().mean((1, 2)) for s, w in zip(slopes, weights)], 1)
     rank = torch.full((M, n), width, dtype=torch.long)
     jac = torch.eye(width, dtype=torch.float64).expand(M, n, width, width)
     for s, w in zip(slopes, weights):
@@ -160,22 +135,18 @@ def _jacobian_log_singular_values(params, zs, hs, act_backward) -> torch.Tensor:
         m, e = member[i:i + JACOBIAN_GRADED_BATCH], example[i:i + JACOBIAN_GRADED_BATCH]
         logs[m, e] = _graded_log_singular_values([s[m, e] for s in slopes], [w[m] for w in weights])
     logs = torch.where(torch.arange(width) < rank.unsqueeze(2), logs, -math.inf)
-    return logs.expand(M, k, width) if shared else logs
+    return (logs.expand(M, k, width) if shared else logs), layer_sv_mean
 
 
 def _column_major(a: torch.Tensor) -> torch.Tensor:
-    """The same matrices stored column by column, as LAPACK takes them: torch's batched QR
-    then skips a copy per matrix (2.3x faster on 80 matrices of 128 x 128)."""
+    """The matrices stored column-major, as LAPACK takes them (2.3x faster batched QR)."""
     return a.transpose(1, 2).contiguous().transpose(1, 2)
 
 
 def _graded_log_singular_values(slopes: list[torch.Tensor], weights: list[torch.Tensor]) -> torch.Tensor:
-    """(F, width) log singular values, largest first, of prod_l diag(slopes_l) W_l for F
-    products, never formed: kept as U diag(d) T (U orthogonal, d graded, T unit upper
-    triangular and well conditioned), each layer folded in by a QR of (D_l W_l U) diag(d)
-    with its columns sorted by norm (Bai, Loh et al.'s pre-pivoting); then the singular
-    values of diag(d) T by unshifted QR iterations on its transpose, whose diagonal
-    converges to them (off-diagonal entries shrink as the ratio of neighbouring values)."""
+    """(F, width) log singular values, largest first, of F products prod_l diag(s_l) W_l kept
+    unformed as U diag(d) T (a pre-pivoted QR per layer), then unshifted QR sweeps on the
+    transpose of diag(d) T, whose diagonal converges to them."""
     F, width = weights[0].shape[0], weights[0].shape[1]
     u = torch.eye(width, dtype=torch.float64).expand(F, width, width).clone()
     d = torch.ones(F, width, dtype=torch.float64)
@@ -212,8 +183,7 @@ def _exp(log: torch.Tensor) -> float | None:
 
 def member_signal(measured: dict[str, torch.Tensor], m: int, layers: list[str], cfg: Any,
                   shapes: list[tuple[int, int]]) -> dict[str, Any]:
-    """Member ``m``'s signal block of summary.json: its measurements and, where the theory
-    applies, the prediction beside them (:func:`predicted`)."""
+    """Member ``m``'s init_signal block: its measurements and theory's prediction."""
     grad_sq = _finite(measured["grad_sq"][m].tolist())
     dead = int(measured["dead_layer"][m])
     block: dict[str, Any] = {
@@ -238,6 +208,7 @@ def member_signal(measured: dict[str, torch.Tensor], m: int, layers: list[str], 
             "mean_log": float(nonzero.mean()) if nonzero.numel() else None,
             "std_log": float(nonzero.std(correction=0)) if nonzero.numel() else None,
             "zeros": int(logs.numel() - nonzero.numel()), "values": int(logs.numel()),
+            "layer_sv_mean": _finite(measured["layer_sv_mean"][m].tolist()),
         }
     else:
         block["jacobian"] = None
@@ -245,22 +216,17 @@ def member_signal(measured: dict[str, torch.Tensor], m: int, layers: list[str], 
     return block
 
 
-# Predictions are cached by their inputs: the squared norms of the measured inputs (to
-# float32's 7 digits, far inside the theory's own finite-width error), so jobs that differ
-# only in what theory does not see (the seed of the weights, with the data fixed) share one.
+# Predictions cached by their inputs (input norms to float32's digits): seeds of one data set share one.
 PREDICTION_CACHE_SIZE = 4096
 _cache: dict[tuple, dict | None] = {}
 
 
 def predicted(cfg: Any, shapes: list[tuple[int, int]], input_norms_sq,
               grad_sq: list[float | None]) -> dict[str, Any] | None:
-    """Mean-field theory's q_l (each input's variance map, averaged) and grad_sq_l (anchored
-    at the measured last layer), chi_1 at the fixed point of the hidden layers, the phase it
-    gives and the edge of chaos for this bias (:func:`initlab.theory.critical`); None where
-    the theory does not apply: weights not drawn i.i.d. with mean 0 (zeros, constant, a
-    normal with a mean) or set from the data (LSUV), or by a custom init (its distribution
-    is unknown here). A custom activation's functions come from its own module.
-    ``input_norms_sq``: the squared norm of each measured input."""
+    """Mean-field theory's q_l and grad_sq_l (anchored at the measured last layer), chi_1 at
+    the hidden fixed point, its phase and the edge of chaos (:func:`initlab.theory.critical`);
+    None where weights are not i.i.d. with mean 0 (zeros, constant, a normal with a mean),
+    set from data (LSUV) or drawn by a custom init."""
     init, act = cfg.init, cfg.act
     spec = init_scheme(init.name)
     if spec.fill is not None:
@@ -310,9 +276,7 @@ def _predict(cfg: Any, draws, shapes, input_norms_sq, act_key: tuple) -> dict[st
     pred = theory.predict(moments, fan_ins, b0, sigma_b2, phi, slope, input_norms_sq)
     if not all(math.isfinite(q) for q in pred.q):
         return None
-    # The phase: chi_1 at the fixed point of the hidden-to-hidden map (layer fc2's sigma_w^2;
-    # a net with one hidden layer has none, so fc1's), or where the map grows without
-    # bound, at the last hidden layer's predicted variance.
+    # chi_1 at the hidden map's fixed point (fc2's sigma_w^2), else at the last hidden q.
     sigma_w2 = pred.sigma_w2[1] if len(shapes) >= 3 else pred.sigma_w2[0]
     v_star, chi_star, edge = _phase(act_key, phi, slope, sigma_w2, sigma_b2, b0)
     if v_star is None:
@@ -328,9 +292,8 @@ _edges: dict[tuple, dict] = {}
 
 
 def _phase(act_key: Any, phi, slope, sigma_w2: float, sigma_b2: float, b0: float):
-    """(v*, chi_1 at v*, the edge of chaos as a dict) of the hidden map, from v = 1 (so it
-    depends on no member's data: a sweep over seeds computes it once); v* and chi_1 None
-    where the map grows without bound."""
+    """(v*, chi_1 at v*, the edge of chaos) of the hidden map from v = 1 (no member's data:
+    once per sweep); v* and chi_1 None where the map grows without bound."""
     key = (act_key, sigma_w2, sigma_b2, b0)
     if key not in _phases:
         v_star = theory.fixed_point(sigma_w2, sigma_b2, b0, phi)

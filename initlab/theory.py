@@ -1,27 +1,14 @@
-"""Mean-field theory of signal propagation at init: what a wide random net should measure,
-and where its edge of chaos lies, for any activation (the built-in ones and a custom one).
+"""Mean-field theory of signal propagation at init (Poole et al., 2016; Schoenholz et al.,
+2017) for any activation: weights i.i.d. with mean 0 (sigma_w^2 = fan_in E[w^2]), biases
+b0 + N(0, sigma_b^2); per input x, z_l ~ N(b0, v_l(x)) with
 
-For a net whose weights are drawn i.i.d. with mean 0 (E[w^2] per entry, so sigma_w^2 =
-fan_in E[w^2]) and whose biases are b0 + N(0, sigma_b^2), the pre-activations z_l of a
-wide layer are Gaussian for each input x, z_l ~ N(b0, v_l(x)), with (Poole et al., 2016;
-Schoenholz et al., 2017):
+    v_1(x) = E[w^2] ||x||^2 + sigma_b^2,   v_{l+1}(x) = sigma_w^2 E[phi(z)^2] + sigma_b^2,
 
-    v_1(x)     = E[w^2] ||x||^2 + sigma_b^2            (the first layer sees the input)
-    v_{l+1}(x) = sigma_w^2 E_{z ~ N(b0, v_l(x))}[phi(z)^2] + sigma_b^2
-    q_l        = mean over inputs of v_l(x) + b0^2
-
-The map is iterated per input and then averaged: it is not linear, so iterating it on the
-mean input norm is wrong by decades for GELU or SiLU, whose map shrinks small variances
-much faster than large ones. The backpropagated signal delta_l = dLoss/dz_l of one input
-changes by chi_l(x) = sigma_w,(l+1)^2 E[phi'(z)^2] per layer. At the attracting fixed point
-q* of the map, chi_1 < 1 is the ordered phase (gradients vanish with depth), chi_1 > 1 the
-chaotic one, chi_1 = 1 the edge of chaos; :func:`critical` finds the sigma_w^2 of that edge
-for a given bias by solving chi_1(sigma_w^2, q*(sigma_w^2)) = 1, and says so where there is
-none (the signal shrinks to 0 below some sigma_w^2 and grows without bound above it) or
-where every q is a fixed point (a positively homogeneous phi: ReLU's line).
-
-The expectations are Gauss-Legendre quadrature over +-12 standard deviations, split at 0,
-where every activation here has its kink, vectorized over variances. numpy only.
+iterated per input and averaged (the map is not linear: on the mean input norm GELU/SiLU
+are off by decades). delta_l changes by chi_l = sigma_w^2 E[phi'(z)^2] a layer; chi_1 at
+the attracting fixed point q* gives the phase (ordered < 1 < chaotic), and
+:func:`critical` solves chi_1(sigma_w^2, q*) = 1, or says where there is none or a line
+(ReLU). Expectations: Gauss-Legendre over +-12 std, split at the kink at 0. numpy only.
 """
 
 import math
@@ -30,18 +17,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# Gauss-Legendre nodes per piece (each side of 0). Gauss-Hermite's single rule on the
-# whole line cannot see a kink: for ReLU's E[phi'(z)^2] it gave 0.456 instead of 0.5.
-# Split at the kink, smooth pieces converge fast (tests/test_theory.py: closed forms, and
-# an independent Simpson rule on each half line, to 1e-9).
+# Nodes per side of 0 (one Gauss-Hermite rule cannot see ReLU's kink: 0.456, not 0.5).
 QUADRATURE_NODES = 96
 SPAN_STDS = 12.0
-# "Critical": the depth scale xi = -1 / ln(chi_1) over which gradients change by a factor e
-# is beyond 20 layers, |ln chi_1| < 0.05 (deeper than any net of this lab trains well).
+# "Critical": the depth scale -1 / ln(chi_1) is beyond 20 layers.
 CRITICAL_LOG_CHI = 0.05
-PHASES = ("ordered", "critical", "chaotic")
-# The variances the fixed point is looked for in: below the floor the signal is 0 (a
-# vanishing map), above the ceiling it grows without bound (no float32 net survives it).
+# Fixed points looked for in this range: below, the signal is 0; above, it is unbounded.
 Q_FLOOR, Q_CEILING = 1e-12, 1e12
 # sigma_w^2 scanned for the edge of chaos (log-spaced): beyond 50, no activation here has one.
 SIGMA_W2_RANGE = (0.05, 50.0)
@@ -50,9 +31,7 @@ _nodes, _weights = np.polynomial.legendre.leggauss(QUADRATURE_NODES)
 
 
 def vectorized(f: Callable) -> Callable:
-    """Mark ``f`` as taking a float64 array of points at once (and still one float), so
-    :func:`gaussian_mean` calls it once for every node; a function without the mark is
-    called once per point (a user's plain Python function)."""
+    """Mark ``f`` as taking an array of points (else it is called once per point)."""
     f.vectorized = True  # type: ignore[attr-defined]
     return f
 
@@ -77,10 +56,8 @@ def _apply(f: Callable, x: np.ndarray) -> np.ndarray:
 
 
 def gaussian_mean(f: Callable, mean: float, var):
-    """E[f(z)] for z ~ N(mean, var), ``var`` one variance or an array of them (the answer
-    has its shape; var 0: f(mean)). Gauss-Legendre on [mean - 12 std, mean + 12 std] (the
-    tails beyond hold 4e-33 of the mass), in two pieces split at 0 where 0 lies inside (a
-    piece of zero width where it does not)."""
+    """E[f(z)], z ~ N(mean, var), for one variance or an array (var 0: f(mean)):
+    Gauss-Legendre on mean +- 12 std, in two pieces split at 0."""
     v = np.asarray(var, dtype=np.float64)
     std = np.sqrt(np.maximum(v, 0.0))[..., None]
     low, high = mean - SPAN_STDS * std, mean + SPAN_STDS * std
@@ -98,10 +75,8 @@ def gaussian_mean(f: Callable, mean: float, var):
 
 @dataclass(frozen=True)
 class Prediction:
-    """Per layer fc1..fcN: the predicted q_l = E[z_l^2] (averaged over the inputs); per
-    hidden layer fc1..fc(N-1): chi_l, the predicted ratio E||delta_l||^2 / E||delta_(l+1)||^2
-    (square layers: equal widths; in general the fan-in of layer l+1 scales it), each input's
-    chain of per-layer factors averaged, so their product is the averaged chain."""
+    """Per layer: q_l = E[z_l^2] averaged over the inputs; per hidden layer: chi_l, the ratio
+    E||delta_l||^2 / E||delta_(l+1)||^2 of the inputs' averaged chains."""
 
     q: list[float]
     chi: list[float]
@@ -112,20 +87,23 @@ class Prediction:
 
 def predict(second_moments: list[float], fan_ins: list[int], bias_mean: float, sigma_b2: float,
             phi: Callable, slope: Callable, input_sq) -> Prediction:
-    """The layer-by-layer prediction for weights with ``second_moments`` E[w^2] (one per
-    layer) and ``fan_ins``, on inputs whose squared norms are ``input_sq`` (one per input,
-    or one number: a single input's)."""
+    """The prediction for weights with ``second_moments`` E[w^2] and ``fan_ins`` per layer,
+    on inputs of squared norms ``input_sq``."""
     sigma_w2 = [m * n for m, n in zip(second_moments, fan_ins)]
     norms = np.atleast_1d(np.asarray(input_sq, dtype=np.float64))
-    if _positively_homogeneous(phi, slope, bias_mean):
-        norms = norms.mean(keepdims=True)  # the map is affine in v: the mean's map is the mean
+    line = _homogeneous(phi, slope, bias_mean)
+    if line is not None:  # E[phi^2] = c v, E[phi'^2] = k: the map is affine, one trajectory
+        c, k = line
+        v = second_moments[0] * float(norms.mean()) + sigma_b2
+        q = [v]
+        for s in sigma_w2[1:]:
+            q.append(s * c * q[-1] + sigma_b2)
+        return Prediction(q, [s * k for s in sigma_w2[1:]], sigma_w2, bias_mean, sigma_b2)
     v = second_moments[0] * norms + sigma_b2
     variances = [v]
     for s in sigma_w2[1:]:
         v = s * gaussian_mean(squared(phi), bias_mean, v) + sigma_b2
         variances.append(np.asarray(v))
-    # Each input's backward chain from the last hidden layer down, then averaged: the
-    # ratio of consecutive averages is the per-layer factor the averaged chain takes.
     factors = [sigma_w2[k + 1] * np.asarray(gaussian_mean(squared(slope), bias_mean, variances[k]))
                for k in range(len(variances) - 1)]
     chain, chi = np.ones_like(variances[0]), []
@@ -137,23 +115,24 @@ def predict(second_moments: list[float], fan_ins: list[int], bias_mean: float, s
                       bias_mean, sigma_b2)
 
 
-def _positively_homogeneous(phi: Callable, slope: Callable, bias_mean: float) -> bool:
-    """E[phi(z)^2] proportional to the variance and E[phi'(z)^2] constant (ReLU, leaky ReLU,
-    identity, without a bias mean): checked at three variances."""
+def _homogeneous(phi: Callable, slope: Callable, bias_mean: float) -> tuple[float, float] | None:
+    """(c, k) where E[phi(z)^2] = c var and E[phi'(z)^2] = k for z ~ N(0, var) (ReLU, leaky
+    ReLU, identity, without a bias mean; checked at three variances), else None."""
     if bias_mean != 0:
-        return False
+        return None
     probe = np.array([0.1, 1.0, 10.0])
     second = np.asarray(gaussian_mean(squared(phi), 0.0, probe)) / probe
     slopes = np.asarray(gaussian_mean(squared(slope), 0.0, probe))
-    return bool(slopes[1] > 0 and np.allclose(slopes, slopes[1], rtol=1e-9, atol=0)
-                and np.allclose(second, second[1], rtol=1e-9, atol=0))
+    if slopes[1] > 0 and np.allclose(slopes, slopes[1], rtol=1e-9, atol=0) \
+            and np.allclose(second, second[1], rtol=1e-9, atol=0):
+        return float(second[1]), float(slopes[1])
+    return None
 
 
 # ------------------------------------------------------------------ measured chains
 def grad_factor(grad_sq: list[float]) -> float | None:
-    """The factor by which the backpropagated signal's norm changes per layer toward the
-    input: exp of the least-squares slope of ln ||delta_l|| against l, read from the output
-    down (< 1: it shrinks toward the input). None with fewer than 2 positive values."""
+    """exp(-slope) of the least-squares line through (l, ln ||delta_l||): < 1, the signal
+    shrinks toward the input. None with fewer than 2 positive values."""
     points = [(k, 0.5 * math.log(v)) for k, v in enumerate(grad_sq) if v is not None and v > 0]
     if len(points) < 2:
         return None
@@ -170,11 +149,9 @@ _Q_GRID = np.logspace(math.log10(Q_FLOOR), math.log10(Q_CEILING), 241)
 
 def _fixed_points(sigma_w2: np.ndarray, sigma_b2: float, bias_mean: float, phi: Callable,
                   start: float) -> np.ndarray:
-    """The attracting fixed point v* that the map reaches from ``start``, for each of the
-    ``sigma_w2``: the map is increasing in v, so from ``start`` it moves monotonically to
-    the first root of g(v) = map(v) - v in the direction of g(start). Found on a log grid
-    of v, then by bisection in log v. 0 where it shrinks below Q_FLOOR, inf where it grows
-    past Q_CEILING."""
+    """For each ``sigma_w2``, the fixed point v* the (increasing) map reaches from ``start``:
+    the first root of map(v) - v in the direction it moves, on a log grid, then bisection;
+    0 below Q_FLOOR, inf past Q_CEILING."""
     m = np.asarray(gaussian_mean(squared(phi), bias_mean, _Q_GRID))
     s = np.asarray(sigma_w2, dtype=np.float64)[:, None]
     g = s * m + sigma_b2 - _Q_GRID  # (sigma_w2, grid)
@@ -217,15 +194,13 @@ def _fixed_points(sigma_w2: np.ndarray, sigma_b2: float, bias_mean: float, phi: 
 
 def fixed_point(sigma_w2: float, sigma_b2: float, bias_mean: float, phi: Callable,
                 start: float = 1.0) -> float | None:
-    """v* = sigma_w^2 E[phi(z)^2] + sigma_b^2, z ~ N(b0, v*): the fixed point the map
-    reaches from ``start``; 0 where it shrinks to 0, None where it grows without bound."""
+    """The fixed point v* reached from ``start``; 0 where it dies, None where unbounded."""
     v = float(_fixed_points(np.array([sigma_w2]), sigma_b2, bias_mean, phi, start)[0])
     return None if math.isinf(v) else v
 
 
 def chi1(sigma_w2, var, bias_mean: float, slope: Callable):
-    """sigma_w^2 E[phi'(z)^2], z ~ N(b0, var): how the squared gradient scales per layer
-    (var 0, the fixed point of a vanishing signal: the limit of small variances)."""
+    """sigma_w^2 E[phi'(z)^2], z ~ N(b0, var) (var 0: the small-variance limit)."""
     return sigma_w2 * gaussian_mean(squared(slope), bias_mean, np.maximum(var, Q_FLOOR))
 
 
@@ -241,12 +216,9 @@ def phase(chi: float) -> str:
 
 @dataclass(frozen=True)
 class Critical:
-    """The edge of chaos for one activation and bias. ``kind``: ``point`` (chi_1 = 1 at the
-    fixed point q* of ``sigma_w2``), ``line`` (chi_1 does not depend on q, so ``sigma_w2``
-    keeps every q: a positively homogeneous phi such as ReLU, where q* is any q without a
-    bias spread and q grows by sigma_b^2 a layer with one), or ``none`` (no sigma_w^2 has
-    chi_1 = 1 at a fixed point; ``grows_above``: the sigma_w^2 beyond which the signal grows
-    without bound, where there is one). ``words`` says it in a sentence."""
+    """The edge of chaos for one activation and bias: ``point`` (chi_1 = 1 at q*), ``line``
+    (chi_1 independent of q: ReLU-like) or ``none`` (``grows_above``: where the signal
+    becomes unbounded)."""
 
     kind: str
     sigma_w2: float | None = None
@@ -268,11 +240,11 @@ class Critical:
 
 def critical(sigma_b2: float, bias_mean: float, phi: Callable, slope: Callable,
              start: float = 1.0) -> Critical:
-    """The sigma_w^2 where chi_1 at the fixed point reached from ``start`` is 1, solved: a
-    scan of log sigma_w^2 over SIGMA_W2_RANGE for the first sign change of chi_1 - 1 between
-    two finite fixed points, then bisection."""
-    if _positively_homogeneous(phi, slope, bias_mean):
-        return Critical("line", 1 / float(gaussian_mean(squared(slope), 0.0, 1.0)))
+    """The sigma_w^2 with chi_1 = 1 at its fixed point: the first sign change of chi_1 - 1
+    on a log scan of SIGMA_W2_RANGE, then bisection."""
+    line = _homogeneous(phi, slope, bias_mean)
+    if line is not None:
+        return Critical("line", 1 / line[1])
 
     def excess(s: np.ndarray) -> np.ndarray:
         v = _fixed_points(s, sigma_b2, bias_mean, phi, start)

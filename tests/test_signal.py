@@ -109,6 +109,16 @@ def test_measurements_equal_a_plain_forward_and_autograd(act_name):
     jac = torch.autograd.functional.jacobian(hidden, h1)[0, :, 0, :]
     expected = torch.linalg.svdvals(jac)
     assert torch.allclose(out["jacobian_log_sv"][0, 0].exp(), expected, rtol=1e-8, atol=1e-12)
+    # Each hidden layer's own Jacobian d h_k / d h_(k-1) (k = 2..4) at the first example:
+    # the mean of its singular values (Glorot & Bengio's measure).
+    h = h1
+    for k in range(2, 5):
+        layer = getattr(model, f"fc{k}")
+        jac = torch.autograd.functional.jacobian(lambda v, f=layer: act(f(v)), h)[0, :, 0, :]
+        assert float(out["layer_sv_mean"][0, k - 2]) == pytest.approx(
+            float(torch.linalg.svdvals(jac).mean()), rel=1e-7)
+        with torch.no_grad():
+            h = act(layer(h))
 
 
 def test_a_net_killed_by_its_biases_is_born_dead_and_says_where():

@@ -7,6 +7,7 @@ lists the zoo with the reasons behind each expectation.
 """
 
 import csv
+import json
 import math
 
 import pytest
@@ -322,3 +323,22 @@ def test_xavier_and_kaiming_differ_only_in_init(zoo_runs):
     # variance, sigma_w^2 = 2.
     phase = findings_of(xavier)["signal_phase"]
     assert "the ordered phase" in phase["message"] and "init.scale=2" in phase["fix"]
+
+
+@pytest.mark.slow
+def test_a_config_on_the_vanishing_edge_gets_one_gradient_finding_on_every_seed(tmp_path):
+    """Sigmoid, std 0.6, depth 5, width 3: each seed's own step-0 ratio fc1/fc5 falls on both
+    sides of 1e-3 (seeds 1, 4 and 8 below it, with fc1 under 1e-4), but its chain scaled to
+    mean-field theory's puts fc1 at ~4e-4 on every seed: one finding for the config."""
+    from tests.conftest import initlab_cli
+
+    sweep = tmp_path / "edge"
+    result = initlab_cli("run", "-m", "experiment=vanishing_gradient", "act=sigmoid", "init.std=0.6",
+                         "seed=range(0,10)", "hydra/launcher=batched", "trainer.progress=false",
+                         f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    said = []
+    for job in (p for p in sweep.iterdir() if (p / "summary.json").exists()):
+        codes = {f["code"] for f in json.loads((job / "summary.json").read_text())["diagnosis"]}
+        said.append(frozenset(codes & {"vanishing_gradient", "signal_phase"}))
+    assert len(said) == 10 and set(said) == {frozenset({"signal_phase"})}, said

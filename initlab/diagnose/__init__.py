@@ -1,18 +1,8 @@
-"""Diagnosis: what went wrong in a run, in plain words, with the evidence and a fix.
-
-Pure functions over a :class:`~initlab.record.RunRecord` (never a live model), so
-``initlab report DIR`` re-diagnoses any saved run. Split the way Cockpit splits quantities
-from instruments:
-
-- :mod:`~initlab.diagnose.facts`: what the record shows, computed once per run;
-- :mod:`~initlab.diagnose.rules`: one signature per finding, in report order (the codes
-  are derived from that list), each giving its evidence and severity;
-- :mod:`~initlab.diagnose.words`: the message and the fix of each finding.
-
-This module joins them (:func:`diagnose`) and owns the findings' form: :class:`Finding`
-(what ``summary.json["diagnosis"]`` holds) and the findings table. Thresholds come from
-the run's ``diagnose`` config (:class:`initlab.config.DiagnoseConfig`, whose comments and
-docs/diagnosis.md give each default and its source).
+"""Diagnosis: what went wrong in a run, in plain words, with the evidence and a fix, from
+its record only (``initlab report DIR`` re-diagnoses any run). :mod:`.facts` (what the record
+shows), :mod:`.rules` (one signature per finding, in report order) and :mod:`.words` (message
+and fix); this module joins them (:func:`diagnose`) and owns :class:`Finding` (what
+summary.json's ``diagnosis`` holds) and the table. Thresholds: the run's ``diagnose`` config.
 """
 
 from dataclasses import asdict, dataclass
@@ -84,8 +74,7 @@ def diagnose(record: RunRecord) -> list[Finding]:
 
 
 def _has(record: RunRecord) -> dict[str, bool]:
-    """Which of the data the rules read the record holds (the cheapest evidence first: a
-    sweep's comparison asks this of every job page it writes)."""
+    """Which data the rules read the record holds (cheapest evidence first)."""
     signal = record.summary.get("init_signal")
     ends = (record.summary.get("grad_norms") or {}).get("first")
     if ends:  # the run stored its first recorded step's norms: grad_norms.csv has rows
@@ -114,8 +103,7 @@ WHY_MISSING = {
 
 
 def unchecked_rules(record: RunRecord) -> dict[str, str]:
-    """Finding codes the record holds no data for, with why; a rule without data stays
-    silent, so "no problems found" must not be claimed for it."""
+    """Codes the record holds no data for, with why (no "no problems found" for them)."""
     has = _has(record)
     return {rule.code: WHY_MISSING[rule.needs[0]] for rule in RULES
             if not any(has[need] for need in rule.needs)}

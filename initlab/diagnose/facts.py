@@ -1,17 +1,8 @@
-"""The facts of a run: what the diagnosis rules read from its record, each computed once.
-
-A rule never opens a file or parses a CSV itself; it asks :class:`RunFacts` (``facts.steps``,
-``facts.learning``, ``facts.collapse`` ...), which reads the record lazily and caches, so
-ten rules over a 10,000-step record cost one pass over its gradient norms. Everything here
-is a number or a list of names; the words that describe them live in
-:mod:`initlab.diagnose.words`.
-
-Shared by every fact:
-- Once a value turned NaN/Inf, later snapshots describe a broken network, not the
-  configuration: activity and weight facts look only at epochs before the first
-  non-finite value (:meth:`RunFacts.trusted`), gradient facts only at finite norms.
-- Activity and weight facts describe the end of the run (the last trusted snapshot);
-  "since" is where the condition started holding without a break until then.
+"""The facts of a run the rules read (:class:`RunFacts`), each read lazily from the record
+and cached: ten rules over 10,000 steps cost one pass. Numbers and names only (the words
+are :mod:`initlab.diagnose.words`). Facts look only at epochs before the first NaN/Inf
+(:meth:`RunFacts.trusted`) and at finite norms; activity and weight facts describe the last
+trusted snapshot, "since" where the condition began holding without a break.
 """
 
 import math
@@ -63,8 +54,6 @@ class Learning:
     flat: bool = False  # the training loss fell by less than flat_loss_fraction
     best_epoch: int = 0  # where the best dev accuracy was
     lowest_loss: float = math.nan  # the lowest training loss on the way
-    # Learned, then lost it: dev accuracy once well above chance and the training loss once
-    # down by more than the flat fraction, but no lower than that at the end.
     collapsed: bool = False
 
     @property
@@ -106,8 +95,7 @@ class Phase:
     source: str  # "backpropagated signal" (init_signal) or "weight-gradient norms" (step 0)
     phase: str  # ordered | critical | chaotic, from ``factor``
     theory: dict[str, Any] | None  # init_signal.theory: sigma_w2, sigma_b2, chi1, phase ...
-    # This seed's own fitted factor, where ``factor`` is the config's expectation (mean-field
-    # theory's chain fitted the same way): the same decision for every seed of a config.
+    # This seed's own fit, where ``factor`` is the config's (mean-field theory's chain).
     measured: float | None = None
 
 
@@ -289,9 +277,8 @@ class RunFacts:
 
     @cached_property
     def activity(self) -> dict[int, dict[str, list[float]]]:
-        """epoch -> layer -> each unit's share of training examples where it is non-zero;
-        for old records without units.csv, from the layer statistics (a layer whose
-        activations are all exactly zero has every unit dead; partial counts are lost)."""
+        """epoch -> layer -> each unit's share of examples where it is non-zero (old records:
+        from layer statistics, all-zero layers only)."""
         table = self.unit_table("frac_active")
         if table:
             return table
@@ -318,28 +305,13 @@ class RunFacts:
 
     @cached_property
     def saturated(self) -> dict[str, LayerCount]:
-        """Sigmoid/tanh layers where more than ``layer_fraction`` of the activations (units
-        x training examples) sit in the flat tail at the last check (SageMaker's
-        SaturatedActivation counts activations the same way); ``bad`` counts the units
-        saturated on more than half of the examples, ``activations`` is the layer's share."""
+        """Sigmoid/tanh layers with more than ``layer_fraction`` of their activations in the
+        flat tail at the last check (as SageMaker counts); ``bad``: units saturated on more
+        than half of the examples."""
         table = {e: {lay: v for lay, v in layers.items() if not any(map(math.isnan, v))}
                  for e, layers in self.unit_table("frac_saturated").items()}
-        threshold = self.t["layer_fraction"]
-        epochs = sorted(table)
-        if not epochs:
-            return {}
-
-        def share(epoch: int, layer: str) -> float:
-            values = table[epoch].get(layer, [])
-            return sum(values) / len(values) if values else 0.0
-
-        out = {}
-        for layer, values in table[epochs[-1]].items():
-            if share(epochs[-1], layer) > threshold:
-                since = holding_since(epochs, lambda e, lay=layer: share(e, lay) > threshold)
-                out[layer] = LayerCount(sum(v > 0.5 for v in values), len(values), since,
-                                        share(epochs[-1], layer))
-        return out
+        return flagged_layers(table, lambda v: sum(x > 0.5 for x in v), self.t["layer_fraction"],
+                              share=lambda v: sum(v) / len(v))
 
     @cached_property
     def last_check(self) -> int | None:
@@ -349,15 +321,14 @@ class RunFacts:
     # ------------------------------------------------------------------ at init
     @property
     def init_signal(self) -> dict[str, Any] | None:
-        """summary.json's measurements at init (:mod:`initlab.signal`); None for old records."""
+        """summary.json's init_signal (:mod:`initlab.signal`); None for old records."""
         signal = self.record.summary.get("init_signal")
         return signal if isinstance(signal, dict) else None
 
     @cached_property
     def born_dead_layer(self) -> str | None:
-        """The first hidden layer that is zero on every training input at init, so that the
-        output is the same for every input (Lu et al., 2019); from init_signal, else from
-        units.csv at epoch 0; None when the net was not born dead (or no data says)."""
+        """The first hidden layer zero on every training input at init (init_signal, else
+        units.csv at epoch 0), or None."""
         signal = self.init_signal
         if signal is not None and "dead_layer" in signal:
             return signal["dead_layer"] if signal.get("born_dead") or signal["dead_layer"] else None
@@ -369,8 +340,7 @@ class RunFacts:
 
     @cached_property
     def collapse(self) -> Collapse | None:
-        """The collapsed hidden layers at init, or None (no init_signal, a shallow net, or
-        inputs already nearly parallel at fc1: the data's doing, not the net's)."""
+        """The collapsed hidden layers at init; None where fc1 is already collapsed (the data)."""
         signal = self.init_signal
         if signal is None or len(self.hidden_layers) < 2:
             return None
@@ -387,9 +357,8 @@ class RunFacts:
 
     @cached_property
     def phase(self) -> Phase | None:
-        """The per-layer change of the gradient at init: init_signal's fit of the
-        backpropagated signal, else the step-0 weight-gradient norms; None when fewer than
-        two layers have a positive value."""
+        """The gradient's per-layer change at init (init_signal's fit, else the step-0 norms),
+        decided on theory's expectation where there is one; None without two positive values."""
         signal = self.init_signal
         hops = len(self.weight_params) - 1
         factor, source = None, ""
@@ -412,8 +381,6 @@ class RunFacts:
         expected = grad_factor(theory["grad_sq"]) if theory and theory.get("grad_sq") else None
         measured = None
         if expected is not None and math.isfinite(expected) and expected > 0:
-            # Decided on the ensemble (the theory's expectation of this very estimator), not
-            # on one seed's fit: seeds of one config scatter around it (+-3% at width 32).
             factor, measured = expected, factor
         log_factor = math.log(factor)
         tolerance = self.t["phase_log_factor"]
@@ -488,10 +455,8 @@ class RunFacts:
 
     # ------------------------------------------------------------------ weights
     def weight_snapshots(self) -> list[tuple[int, Callable[[], dict[str, Any]]]]:
-        """(epoch, a function giving {param: float64 tensor}) from weights.csv (every log
-        epoch, small models), else from checkpoints init.pt (epoch 0) and last.pt (the last
-        epoch). A snapshot's tensors are built when asked for: a rule may need the last one
-        only."""
+        """(epoch, a function giving {param: float64 tensor}) from weights.csv, else from
+        init.pt and last.pt; tensors built only when asked for."""
         import torch
 
         shapes = self.record.summary.get("param_shapes", {})
@@ -557,21 +522,23 @@ class Twins:
 
 
 def flagged_layers(table: dict[int, dict[str, list[float]]],
-                   count_bad: Callable[[list[float]], int],
-                   layer_fraction: float) -> dict[str, LayerCount]:
-    """Layers where more than ``layer_fraction`` of the units are bad at the last epoch,
-    with since when that held without a break."""
+                   count_bad: Callable[[list[float]], int], layer_fraction: float,
+                   share: Callable[[list[float]], float] | None = None) -> dict[str, LayerCount]:
+    """Layers where more than ``layer_fraction`` of the units are bad (or, given, ``share``
+    of the values is above it: then kept as ``activations``) at the last epoch, and since
+    when that held without a break."""
     epochs = sorted(table)
     if not epochs:
         return {}
 
-    def bad_share(epoch: int, layer: str) -> float:
+    def at(epoch: int, layer: str) -> float:
         values = table[epoch].get(layer, [])
-        return count_bad(values) / len(values) if values else 0.0
+        return (share(values) if share else count_bad(values) / len(values)) if values else 0.0
 
     flagged = {}
     for layer, values in table[epochs[-1]].items():
-        if bad_share(epochs[-1], layer) > layer_fraction:
-            since = holding_since(epochs, lambda e, lay=layer: bad_share(e, lay) > layer_fraction)
-            flagged[layer] = LayerCount(count_bad(values), len(values), since)
+        if at(epochs[-1], layer) > layer_fraction:
+            since = holding_since(epochs, lambda e, lay=layer: at(e, lay) > layer_fraction)
+            flagged[layer] = LayerCount(count_bad(values), len(values), since,
+                                        at(epochs[-1], layer) if share else None)
     return flagged

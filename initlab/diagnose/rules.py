@@ -1,17 +1,9 @@
-"""The rules: one signature each, over the facts of a run (:mod:`initlab.diagnose.facts`).
-
-A rule decides whether its finding holds and gathers the evidence, as numbers and names:
-the layers, when it started, the measured value and the threshold it crossed, its
-severity, and whatever its words need (:mod:`initlab.diagnose.words` turns evidence into a
-message and a fix). :data:`RULES` is the list, in the order findings are reported (a
-broken run first, then causes, then consequences, then the symptom); the list of codes is
-derived from it. A rule sees the evidence of the rules before it, so a finding another
-one explains is not reported twice.
-
-Severity: ``problem`` where the run cannot learn as configured (a broken run, a born-dead
-net, symmetry that gradient descent cannot break, or any finding of a run that did not
-learn); ``warning`` where the condition costs something but the run still learned (or is
-too short to tell, for the conditions that need not stop learning).
+"""The rules: one signature each over a run's facts (:mod:`initlab.diagnose.facts`),
+deciding whether its finding holds and gathering the evidence (layers, start, value,
+threshold, severity, data for :mod:`initlab.diagnose.words`). :data:`RULES` is in report
+order (broken run, causes, consequences, symptom) and gives the codes; a rule sees the
+evidence of those before it, so nothing is reported twice. Severity: ``problem`` where the
+run cannot learn as configured, ``warning`` where it still learned (or is too short to tell).
 """
 
 import math
@@ -120,8 +112,7 @@ def non_finite(facts: RunFacts, earlier: Earlier) -> Evidence | None:
 
 # ------------------------------------------------------------------ causes
 def born_dead(facts: RunFacts, earlier: Earlier) -> Evidence | None:
-    """At init some hidden layer is zero on every training input, so the network outputs
-    the same value for every input and no gradient reaches the layers below it."""
+    """At init a hidden layer is zero on every training input: the output is constant."""
     layer = facts.born_dead_layer
     if layer is None:
         return None
@@ -153,8 +144,7 @@ def symmetric_weights(facts: RunFacts, earlier: Earlier) -> Evidence | None:
 
 
 def _dead_cause(facts: RunFacts, layer: str, since: int) -> str:
-    """Why a layer's units are dead: killed by a negative bias, by a training step, part of
-    a representation that collapsed with depth, or dead at init for another reason."""
+    """Why a layer's units are dead: a negative bias, a training step, a collapse, or else."""
     if since > 0:
         return "training"
     if facts.bias < 0:
@@ -189,8 +179,7 @@ def dead_units(facts: RunFacts, earlier: Earlier) -> Evidence | None:
 
 
 def saturation(facts: RunFacts, earlier: Earlier) -> Evidence | None:
-    """Sigmoid/tanh layers with most of their activations in the flat tails, where little
-    gradient passes: a finding whether or not the run learned (its severity says which)."""
+    """Sigmoid/tanh layers with most activations in the flat tails (learned or not)."""
     flagged = facts.saturated
     if not flagged:
         return None
@@ -212,7 +201,15 @@ def vanishing_gradient(facts: RunFacts, earlier: Earlier) -> Evidence | None:
     # A last layer whose own gradient is below `vanishing_norm` leaves nothing to shrink:
     # the whole net sits at a stationary point (a zero-init net: every norm is rounding
     # noise, fc1 exactly 0 on one CPU and 1e-22 on another), so its ratio means nothing.
-    hits = [p for p in profile if 0 < p[3] < ratio_max and p[1] < norm_max <= p[2]]
+    # At init the decision is the config's, as the phase's is: the seed's first-layer norm
+    # scaled from its own chain of backpropagated norms to mean-field theory's (factor^hops).
+    phase, decided, config = facts.phase, profile, None
+    if profile and profile[0][0] == 0 and phase is not None and phase.measured:
+        scale = (phase.factor / phase.measured) ** phase.hops
+        step, g1, gn, ratio = profile[0]
+        decided = [(step, g1 * scale, gn, ratio * scale), *profile[1:]]
+        config = ratio * scale
+    hits = [p for p, d in zip(profile, decided) if 0 < d[3] < ratio_max and d[1] < norm_max <= d[2]]
     if not facts.persistent(hits):
         return None
     step, g1, gn, ratio = hits[0]
@@ -223,14 +220,14 @@ def vanishing_gradient(facts: RunFacts, earlier: Earlier) -> Evidence | None:
             "weight_factor": facts.weight_factor, "phase": facts.phase,
             # LeakyReLU units pushed below 0 by a negative bias pass gradients at its slope
             "leaky_negative": facts.leaky and facts.bias < 0,
-            "nonzero_at_step": sum(1 for p in facts.params if row.get(p))}
+            "nonzero_at_step": sum(1 for p in facts.params if row.get(p)),
+            "config_ratio": config if step == 0 else None}
     return Evidence(small, ratio, ratio_max, _unless_learned(facts), facts.step_epoch[step],
                     step, data)
 
 
 def exploding_gradient(facts: RunFacts, earlier: Earlier) -> Evidence | None:
-    """Gradient norms growing toward the input (AutoTrainer's ratio) or past an absolute
-    bound at some step (from the start, or growing there over time)."""
+    """Gradient norms growing toward the input (AutoTrainer's ratio) or past a bound."""
     ratio_min, norm_max = facts.t["exploding_ratio"], facts.t["exploding_norm"]
     profile = facts.gradient_profile
     ratio_hits = [p for p in profile if p[3] > ratio_min]

@@ -1,21 +1,15 @@
-"""Duplicate hidden units: which units of a layer are exact or near twins of another.
-
-A fact the ``symmetric_weights`` rule reads (:func:`duplicate_units`): bounded in time and
-memory at any width, so a sweep of 10,000 narrow nets and one net of width 100,000 are
-both diagnosed in well under a second.
+"""Duplicate hidden units (the ``symmetric_weights`` fact, :func:`duplicate_units`), bounded
+in time and memory at any width: 10,000 narrow nets or one of width 100,000 in under a second.
 """
 
 import math
 from typing import Any
 
-# duplicate_units compares every pair of distinct units when that is at most this many
-# values (time ~0.1 s), else each with at most TWIN_NEIGHBOURS neighbours in the order of a
-# random projection (see there), so its time and memory are bounded at any width.
+# All pairs of distinct units up to this many values (~0.1 s), else projection neighbours.
 TWIN_ALL_PAIRS_WORK = 1 << 26
 TWIN_SPREAD_WORK = 1 << 26  # the same bound for the largest difference among units with a twin
 TWIN_NEIGHBOURS = 64
-# Layers of at most this many n·n·d values are compared in plain Python floats: a torch op
-# costs ~10 us, and a sweep of 10,000 narrow nets diagnoses ~100,000 such layers.
+# Up to this many n·n·d values in plain Python floats (a torch op costs ~10 us).
 TWIN_PYTHON_WORK = 1 << 11
 TWIN_PROJECTION_SEED = 20240607  # fixed: the same record always gets the same answer
 
@@ -23,28 +17,13 @@ TWIN_PROJECTION_SEED = 20240607  # fixed: the same record always gets the same a
 def duplicate_units(state: dict[str, Any], layer: str, next_layer: str, rtol: float):
     """(units with a near-twin, units, largest relative difference between twins).
 
-    A unit is its incoming weights, its bias and its outgoing weights; two units are twins
-    when those differ nowhere by more than ``rtol`` times the larger |value| of the pair
-    (relative to the pair, not the layer: one huge unit must not make small ones look alike).
-    A unit holding a NaN or an infinity has no twin.
-
-    Never the n×n distance matrix: memory O(n·d) for n units of d values, and time
-    O(n log n + n·d·K) (width 100 000 takes a fraction of a second):
-    1. bit-identical units (a zero or constant init) are collapsed with ``torch.unique``;
-       a group of two or more is twins at distance 0;
-    2. the m distinct units are compared pair by pair, a block at a time, when m·m·d is at
-       most :data:`TWIN_ALL_PAIRS_WORK` (exact);
-    3. else they are sorted by a fixed random projection ``p = u·r``. Twins i, j satisfy
-       ``|p_i - p_j| <= ||r||_1 * rtol * max(s_i, s_j)`` (s = largest |value| of a unit),
-       so each unit is compared only with the following units of that order inside its
-       window, and at most K = :data:`TWIN_NEIGHBOURS` of them. What the cap can miss: a
-       pair of twins with more than K distinct units between them in projection order,
-       i.e. more than K distinct units crowding one window (width ~ d·rtol·s): a large
-       ``rtol``, or a big cluster of units that nearly but not quite agree. Random inits
-       spread the projections far wider; units that all agree (to well within rtol) are
-       each found through their next neighbour. The largest difference is then taken over
-       every pair of the units found to have a twin when that is at most
-       :data:`TWIN_SPREAD_WORK` values, else over the pairs compared (a lower bound).
+    A unit is its incoming weights, bias and outgoing weights; twins differ nowhere by more
+    than ``rtol`` times the pair's larger |value|; a non-finite unit has none. Never the
+    n×n matrix: bit-identical units are grouped by ``torch.unique``; the m distinct ones are
+    compared pair by pair when m·m·d <= TWIN_ALL_PAIRS_WORK, else in the order of a fixed
+    random projection p = u·r (twins have |p_i - p_j| <= ||r||_1 rtol max(s_i, s_j)), each
+    with at most TWIN_NEIGHBOURS following units in its window: it misses only twins with
+    more than that many distinct units crowding their window.
     """
     incoming, bias, outgoing = state[f"{layer}.weight"], state[f"{layer}.bias"], state[f"{next_layer}.weight"]
     n_units, d = incoming.shape[0], incoming.shape[1] + 1 + outgoing.shape[0]
@@ -103,24 +82,41 @@ def _pair_twins(a, size_a, b, size_b, rtol: float):
 
 
 def _twins_all_pairs(rows, rtol: float):
-    """(which rows have a twin among ``rows``, largest relative difference of a twin pair),
-    every pair compared, a block of rows at a time (memory O(block·n·d))."""
+    """(which rows have a twin among ``rows``, largest relative difference of a twin pair):
+    every pair compared that a random projection does not rule out (twins' projections lie
+    within :func:`_projection`'s window), a block of rows at a time."""
     import torch
 
-    n, d = rows.shape
+    n = rows.shape[0]
     size = rows.abs().amax(dim=1)
+    proj, window = _projection(rows, size, rtol)
     found = torch.zeros(n, dtype=torch.bool)
     spread = 0.0
-    block = max(1, (1 << 22) // (n * d))
+    block = max(1, (1 << 22) // n)
     for start in range(0, n, block):
         stop = min(start + block, n)
-        twins, relative = _pair_twins(rows[start:stop, None, :], size[start:stop, None],
-                                      rows[None, :, :], size[None, :], rtol)
-        twins[torch.arange(stop - start), torch.arange(start, stop)] = False  # not itself
-        found[start:stop] |= twins.any(dim=1)
+        near = (proj[start:stop, None] - proj[None, :]).abs() <= torch.maximum(
+            window[start:stop, None], window[None, :])
+        near[torch.arange(stop - start), torch.arange(start, stop)] = False  # not itself
+        a, b = near.nonzero(as_tuple=True)
+        a = a + start
+        twins, relative = _pair_twins(rows[a], size[a], rows[b], size[b], rtol)
+        found[a[twins]] = True
         if twins.any():
             spread = max(spread, float(relative[twins].max()))
     return found, spread
+
+
+def _projection(rows, size, rtol: float):
+    """(rows @ r for a fixed random r, the window within which a twin's projection lies:
+    ||r||_1 rtol max(s_i, s_j), with max(s_i, s_j) <= s_i / (1 - rtol), plus rounding)."""
+    import torch
+
+    r = torch.randn(rows.shape[1], generator=torch.Generator().manual_seed(TWIN_PROJECTION_SEED),
+                    dtype=torch.float64)
+    bound = size / (1 - rtol) if rtol < 1 else torch.full_like(size, float(size.max()))
+    window = r.abs().sum() * bound * (rtol + 4 * rows.shape[1] * torch.finfo(torch.float64).eps)
+    return rows @ r, window
 
 
 def _twins_by_projection(rows, rtol: float):
@@ -128,17 +124,12 @@ def _twins_by_projection(rows, rtol: float):
     difference of the pairs found): see :func:`duplicate_units`, step 3."""
     import torch
 
-    m, d = rows.shape
-    r = torch.randn(d, generator=torch.Generator().manual_seed(TWIN_PROJECTION_SEED),
-                    dtype=torch.float64)
-    order = torch.argsort(rows @ r)
+    m = rows.shape[0]
+    proj, _ = _projection(rows, rows.abs().amax(dim=1), rtol)
+    order = torch.argsort(proj)
     rows = rows[order]
-    proj = rows @ r
     size = rows.abs().amax(dim=1)
-    # A twin's size is within rtol of the unit's own: max(s_i, s_j) <= s_i / (1 - rtol).
-    bound = size / (1 - rtol) if rtol < 1 else torch.full_like(size, float(size.max()))
-    # Slack for the rounding of the projections themselves (d terms, each <= |r_k| s_i).
-    window = r.abs().sum() * bound * (rtol + 4 * d * torch.finfo(torch.float64).eps)
+    proj, window = _projection(rows, size, rtol)
     found = torch.zeros(m, dtype=torch.bool)
     active = torch.arange(m)
     spread = 0.0

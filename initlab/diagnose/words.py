@@ -1,10 +1,6 @@
-"""The words: a message and a fix for each finding, from its evidence.
-
-One function per code (same name as its rule in :mod:`initlab.diagnose.rules`), each
-``(facts, evidence, earlier) -> (message, fix)``. A message states only what the record
-shows (numbers, steps, epochs), never a guess; a fix is an override to try, and never one
-that undoes the point of the experiment the user ran (the textbook's dead-ReLU run with
-LeakyReLU is told that LeakyReLU is doing its job, not to set the biases back to 0).
+"""The words: ``(facts, evidence, earlier) -> (message, fix)`` per finding code (named as
+its rule). A message states only what the record shows; a fix is an override to try, never
+one that undoes the experiment's point (LeakyReLU in the dead-ReLU run is doing its job).
 """
 
 import math
@@ -13,9 +9,7 @@ from typing import Any
 
 from initlab.diagnose.facts import RunFacts
 from initlab.diagnose.rules import Earlier, Evidence
-from initlab.options import ACTIVATIONS, is_custom
 from initlab.record import layer_of
-from initlab.view import config_view
 
 # Slope of tanh where |tanh| = 0.97 (the recorders' saturation threshold), relative to its
 # peak of 1: 1 - 0.97**2 = 0.059. Sigmoid is a scaled tanh, so the same share holds for it.
@@ -95,29 +89,12 @@ def _severity_clause(facts: RunFacts, ev: Evidence) -> str:
 
 
 # ------------------------------------------------------------------ theory
-_critical: dict[tuple, Any] = {}
-
-
 def edge_of_chaos(facts: RunFacts, theory: dict[str, Any]):
-    """The run's edge of chaos (:class:`initlab.theory.Critical`): as the record has it
-    (solved when the run measured its init, for any activation, a custom one too); for a
-    record from before that, solved here for a built-in activation (cached: a sweep asks
-    once per setting); None for a custom activation without one (the diagnosis reads the
-    record only, never the user's code)."""
-    from initlab import theory as mean_field
+    """The run's edge of chaos as recorded (:class:`initlab.theory.Critical`); None in a
+    record from before it was (the diagnosis never runs the activation's code)."""
+    from initlab.theory import Critical
 
-    if theory.get("critical"):
-        return mean_field.Critical(**theory["critical"])
-    spec = ACTIVATIONS.get(facts.act)
-    if spec is None or is_custom(facts.act):
-        return None
-    act_cfg = facts.config.get("act", {})
-    sigma_b2, bias = float(theory.get("sigma_b2") or 0.0), float(theory.get("bias") or 0.0)
-    key = (facts.act, tuple(sorted((k, repr(v)) for k, v in act_cfg.items())), sigma_b2, bias)
-    if key not in _critical:
-        view = config_view(act_cfg, spec.schema)
-        _critical[key] = mean_field.critical(sigma_b2, bias, spec.pointwise(view), spec.slope(view))
-    return _critical[key]
+    return Critical(**theory["critical"]) if theory.get("critical") else None
 
 
 def phase_clause(facts: RunFacts, phase, with_fix: bool = False,
@@ -371,6 +348,9 @@ def vanishing_gradient(facts: RunFacts, ev: Evidence, earlier: Earlier) -> tuple
     words, _ = phase_clause(facts, d["phase"], brief=True)
     if words and d["phase"].phase != "critical":
         text += f"; at init this is {words}"
+    if d.get("config_ratio") is not None:
+        text += (f" (decided on the config's ×{g(d['config_ratio'])}: this seed's chain scaled to "
+                 "mean-field theory's, so every seed of it decides alike)")
     if d["leaky_negative"]:
         slope = facts.config.get("act", {}).get("negative_slope", 0.01)
         return sentence(text), (

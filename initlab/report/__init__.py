@@ -37,11 +37,12 @@ BRIEF_TABLES = ("config", "metrics")
 # Here, not in compare_figures: the sweep's comparison forks the drawing and reads these
 # names without importing matplotlib (~0.7 s) in the process that prints the tables.
 COMPARISON_FIGURES = {  # name -> what it shows (the report page's caption)
+    "claim": "a paper preset's claim per layer at init: measured over the seeds beside mean-field theory",
     "grad_norm_by_layer": "gradient L2 norm per layer at the first step, one line per job or seed group",
     "loss_accuracy": "train and dev loss and accuracy over epochs, per job or seed group",
     "final_accuracy": "final dev and test accuracy of every job",
 }
-FIGURE_PARTS = (("loss_accuracy",), ("grad_norm_by_layer", "final_accuracy"))
+FIGURE_PARTS = (("claim", "loss_accuracy"), ("grad_norm_by_layer", "final_accuracy"))
 
 
 def run_findings(record: RunRecord):

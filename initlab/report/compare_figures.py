@@ -1,18 +1,9 @@
-"""Overlay figures of a sweep, one line (or band) per job or seed group, drawn from the
-jobs' records as read by :mod:`initlab.report.compare`:
-
-- ``grad_norm_by_layer``: the textbook figure, weight-gradient L2 norm per layer on a log
-  scale at the first step (and the last step when the jobs took more than one);
-- ``loss_accuracy``: train and dev loss and accuracy over epochs;
-- ``final_accuracy``: final (best-on-dev) dev and test accuracy per job.
-
-A series holding several seeds is drawn as its mean with a band of one standard
-deviation (for gradient norms: the geometric mean, the band one std of the log).
-Series keep one colour, line style and marker across the three figures, and lines that
-coincide still show (see :func:`plotting.series_style`).
-
-This module reads series by duck typing (``label``, ``jobs``, ``finished_jobs``); it
-does not import :mod:`initlab.report.compare`, which imports it.
+"""Overlay figures of a sweep, one line (or band) per job or seed group: ``claim`` (a paper
+preset's claim per layer at init, beside mean-field theory), ``grad_norm_by_layer`` (the
+textbook figure, at the first and last step), ``loss_accuracy`` and ``final_accuracy``.
+Seeds are drawn as a mean with a band of one std (gradient norms: geometric, in log10);
+a series keeps its style across figures. Series are read by duck typing (``label``,
+``jobs``, ``finished_jobs``): :mod:`initlab.report.compare` imports this module.
 """
 
 from __future__ import annotations
@@ -41,16 +32,9 @@ from initlab.report.plotting import (
     suptitle,
 )
 
-# The series drawn are initlab.report.compare's Series (label, jobs); this module reads
-# only those two fields and imports nothing of the comparison's, which calls it.
-Series = Any
-
-# Legends of more series than this go beside the axes, so no line is hidden.
-LEGEND_INSIDE = 6
-
-
-# A legend beside the axes gets another column every this many entries.
-LEGEND_ROWS = 18
+Series = Any  # initlab.report.compare's Series
+LEGEND_INSIDE = 6  # legends of more series go beside the axes
+LEGEND_ROWS = 18  # entries per column of a legend beside the axes
 
 
 def _legend_columns(series) -> int:
@@ -90,8 +74,8 @@ def _subtitle(shared: str) -> str:
 
 # -------------------------------------------------------------- gradient norm by layer
 def _centre_and_band(values: list[float]) -> tuple[float, float, float]:
-    """Geometric mean and the band of one std of log10 over the jobs' values; exact zeros
-    and non-finite values are reported as such, not averaged into a number."""
+    """Geometric mean and one std of log10 over the nonzero values (all zero: 0; a
+    non-finite value: inf or NaN, no band)."""
     v = np.asarray(values, dtype=float)
     if not v.size:
         return math.nan, math.nan, math.nan
@@ -150,7 +134,9 @@ def grad_norm_by_layer(series: list[Series], shared: str, path: Path, dpi: int) 
                             for layer in layers])
             xs = (x + offsets[i])[has]
             log.plot(xs, centre[has], row=zero_series.index(i) if i in zero_series else 0,
-                     label=s.label, **st)
+                     label=s.label + _nonzero(s.jobs, lambda j, a=attr: any(
+                         v for p, v in getattr(j, a).items() if p.endswith("weight"))),
+                     **st)
             if len(s.jobs) > 1:
                 log.band(xs, low[has], high[has], st["color"])
         log.finish("gradient L2 norm of the layer's weights" if k == 0 else "",
@@ -168,11 +154,81 @@ def grad_norm_by_layer(series: list[Series], shared: str, path: Path, dpi: int) 
         last_ax = log.ax
     share_log_limits(logs)
     _legend(last_ax, series)
-    band = (" (geometric mean across seeds, band ± 1 std of log10)"
+    band = (" (geometric mean over the seeds where it is nonzero, band ± 1 std of log10)"
             if any(len(s.jobs) > 1 for s in series) else "")
     suptitle(fig, "Gradient norm by layer" + band + _subtitle(shared), fontsize=11)
     _missing_note(fig, series, lambda j: bool(j.grad_first))
     return save(fig, path, dpi)
+
+
+# ------------------------------------------------------------------ a paper's claim
+CLAIM_PANELS = (("q", "forward: q_l = E[z_l²]"), ("grad_sq", "backward: E‖δ_l‖² per example"),
+                ("layer_sv_mean", "mean singular value of D_l W_l"))
+
+
+def claim(series: list[Series], shared: str, path: Path, dpi: int) -> Path | None:
+    """A paper preset's sweep only: per layer at init, each group's measurement over its
+    seeds (geometric mean, band ± 1 std of log10, over the nets where it is nonzero) and
+    mean-field theory's prediction (thin dotted), from init_signal."""
+    signals = [[(j.summary.get("init_signal") or {}) for j in s.finished_jobs] for s in series]
+    if not any((j.summary.get("config") or {}).get("paper") for s in series for j in s.jobs) \
+            or not any(signals):
+        return None
+    panels = [(k, t) for k, t in CLAIM_PANELS if any(_per_layer(g, k) for g in signals)]
+    legend_w = _legend_width(series)
+    fig, gs = figure(4.6 * len(panels) + 1 + legend_w, 4.6, 1, len(panels), top=0.95,
+                     right=0.25 + legend_w, bottom=0.8, wspace=0.8)
+    n = len(series)
+    for c, (key, title) in enumerate(panels):
+        ax = fig.add_subplot(gs[c])
+        first = 1 if key == "layer_sv_mean" else 0  # a hidden layer's Jacobian: fc2 on
+        for i, (s, group) in enumerate(zip(series, signals)):
+            rows = _per_layer(group, key)
+            if not rows:
+                continue
+            st = series_style(i, n)
+            x = np.arange(first, first + len(rows[0]))
+            bands = np.array([_centre_and_band([r[k] for r in rows if k < len(r) and r[k] is not None])
+                              for k in range(len(rows[0]))])
+            label = s.label + _nonzero(s.finished_jobs, lambda j: not (j.summary.get("init_signal")
+                                                                        or {}).get("born_dead"))
+            ax.plot(x, bands[:, 0], label=label, markevery=markevery(i, len(x), n), **st)
+            if len(rows) > 1:
+                ax.fill_between(x, bands[:, 1], bands[:, 2], color=st["color"], alpha=0.18, linewidth=0)
+            theory = _per_layer([(g.get("theory") or {}) for g in group], key)
+            if theory:
+                ax.plot(x, [_centre_and_band([r[k] for r in theory])[0] for k in range(len(x))],
+                        color="0.1", linestyle=(0, (1, 1.5)), linewidth=1.4, zorder=5,
+                        label="mean-field theory" if i == n - 1 else None)
+        if key == "layer_sv_mean":
+            ax.set_ylim(0, max(1.0, ax.get_ylim()[1]))
+        else:
+            ax.set_yscale("log")
+        ax.set_title(title, fontsize=10)
+        last = first + max(len(r) for g in signals for r in _per_layer(g, key)) - 1
+        ticks = np.unique(np.linspace(first, last, min(last - first + 1, 7)).round().astype(int))
+        ax.set_xticks(ticks, [f"fc{t + 1}" for t in ticks])
+        ax.set_xlabel("layer (input → output)")
+    handles = {h.get_label(): h for a in fig.axes for h in a.get_lines() if not h.get_label().startswith("_")}
+    ax.legend(handles=list(handles.values()), fontsize=8,
+              **({"loc": "upper left", "bbox_to_anchor": (1.02, 1)} if legend_w else {}))
+    suptitle(fig, "The claim per layer at init: measured (geometric mean over the seeds where it is "
+             "nonzero, band ± 1 std of log10) and mean-field theory (dotted)" + _subtitle(shared),
+             fontsize=11)
+    return save(fig, path, dpi)
+
+
+def _nonzero(jobs, alive) -> str:
+    """': alive nets k of n' where some of a series' nets are born dead or have no gradient
+    (the geometric means average the others)."""
+    k = sum(1 for j in jobs if alive(j))
+    return f": alive nets {k} of {len(jobs)}" if 0 < k < len(jobs) else ""
+
+
+def _per_layer(signals: list[dict], key: str) -> list[list]:
+    """Each job's per-layer list ``key`` of init_signal (or its jacobian block)."""
+    rows = [g.get(key) or (g.get("jacobian") or {}).get(key) for g in signals]
+    return [r for r in rows if isinstance(r, list) and r]
 
 
 # ------------------------------------------------------------- loss and accuracy curves
@@ -249,8 +305,7 @@ SPLIT_MARKS = (("dev", "o", 0.45), ("test", "D", 0.95))  # split, marker, alpha
 
 
 def final_accuracy(series: list[Series], shared: str, path: Path, dpi: int) -> Path:
-    """Dots at the mean (bars would claim a zero the axis no longer shows), ± 1 std,
-    one small dot per seed; the axis zoomed to the data, the value beside each row."""
+    """Dots at the mean ± 1 std and one small dot per seed, on an axis zoomed to the data."""
     n = len(series)
     rows = []  # (y, series index, split, values)
     for i, s in enumerate(series):
@@ -313,10 +368,9 @@ def final_accuracy(series: list[Series], shared: str, path: Path, dpi: int) -> P
 def render_comparison_figures(series: list[Series], shared: str, out_dir: Path,
                               fmt: str = "png", dpi: int = 120,
                               names: tuple[str, ...] = tuple(COMPARISON_FIGURES)) -> list[Path]:
-    """Draw the comparison figures in ``names`` the jobs have data for; returns the files
-    written."""
+    """Draw the figures in ``names`` the jobs have data for; the files written."""
     style()
-    draw = {"grad_norm_by_layer": grad_norm_by_layer, "loss_accuracy": loss_accuracy,
+    draw = {"claim": claim, "grad_norm_by_layer": grad_norm_by_layer, "loss_accuracy": loss_accuracy,
             "final_accuracy": final_accuracy}
     written = [draw[name](series, shared, out_dir / f"{name}.{fmt}", dpi)
                for name in COMPARISON_FIGURES if name in names]
