@@ -20,6 +20,7 @@ from initlab.report.plotting import (
     epoch_axis,
     evenly_spaced,
     figure,
+    label_layers,
     layer_colors,
     log_axes,
     mark_non_finite,
@@ -38,7 +39,7 @@ HEATMAP_BINS = 60
 HEATMAP_MIN_FRACTION = 1e-4
 STATS = ("mean", "std", "frac_zero", "frac_saturated")
 TITLES = {
-    "mean": ("Mean ± 1 std", "activation"),
+    "mean": ("Mean ± 1 std (band within the observed min–max)", "activation"),
     "std": ("Standard deviation", "std of activation"),
     "frac_zero": ("Fraction exactly zero", "fraction of activations"),
     "frac_saturated": ("Fraction saturated (|a| > 0.97 of range)", "fraction of activations"),
@@ -68,6 +69,15 @@ def activation_stats_over_time(record: RunRecord, path: Path, dpi: int) -> Path:
     """Per hidden layer over log epochs: mean +- std, std alone, fraction exactly zero and,
     for bounded activations, fraction saturated."""
     layers, epochs, stats = activation_stats(record)
+    # Mean ± std of a skewed activation (ReLU) reaches values no unit took (below 0): the
+    # band is clipped to each layer's observed min and max (activation_hists.csv's range).
+    hists = _histograms(record) if record.activation_hists else {}
+    low, high = stats["mean"] - stats["std"], stats["mean"] + stats["std"]
+    for i, name in enumerate(layers):
+        for j, e in enumerate(epochs):
+            if int(e) in hists.get(name, {}):
+                lo, hi, _ = hists[name][int(e)]
+                low[i, j], high[i, j] = max(low[i, j], lo), min(high[i, j], hi)
     bounded = bool(np.isfinite(stats["frac_saturated"]).any())
     panels = [s for s in STATS if s != "frac_saturated" or bounded]
     if len(layers) > DEEP_NET_LAYERS:
@@ -102,8 +112,7 @@ def activation_stats_over_time(record: RunRecord, path: Path, dpi: int) -> Path:
             ax.plot(epochs, row, **kw)
             non_finite += mark_non_finite(ax, epochs, row, c, shift=i)
             if panel == "mean":
-                std = stats["std"][i]
-                ax.fill_between(epochs, row - std, row + std, color=c, alpha=0.15, linewidth=0)
+                ax.fill_between(epochs, low[i], high[i], color=c, alpha=0.15, linewidth=0)
         title, ylabel = TITLES[panel]
         if log is not None:
             log.finish(f"{ylabel} (log)")
@@ -116,7 +125,7 @@ def activation_stats_over_time(record: RunRecord, path: Path, dpi: int) -> Path:
         if panel.startswith("frac"):
             ax.set_ylim(-0.03, 1.03)
         elif log is None:  # a tiny change must not fill the panel
-            band = [values] if panel == "std" else [values - stats["std"], values + stats["std"]]
+            band = [values] if panel == "std" else [low, high]
             set_value_limits(ax, np.concatenate([b.ravel() for b in band]),
                              nonnegative=panel == "std")
         epoch_axis(log.strip if log is not None and log.strip is not None else ax, epochs)
@@ -149,7 +158,6 @@ def _activation_stats_heatmaps(record, layers, epochs, stats, panels, path, dpi)
     axes += [fig.add_subplot(gs[i], sharey=axes[0]) for i in range(1, len(panels))]
     for ax in axes[1:]:
         ax.tick_params(axis="y", labelleft=False)
-    shown = evenly_spaced(range(len(layers)), 20)
     for ax, panel in zip(axes, panels, strict=True):
         values = stats[panel]
         finite = np.isfinite(values)
@@ -179,12 +187,14 @@ def _activation_stats_heatmaps(record, layers, epochs, stats, panels, path, dpi)
                           np.ma.masked_where(finite, np.ones_like(values)),
                           cmap=mcolors.ListedColormap(["#D55E00"]), vmin=0, vmax=1)
             label += "; orange = NaN/Inf"
-        fig.colorbar(mesh, ax=ax, location="bottom", shrink=0.9, label=label, pad=0.12,
-                     fraction=0.06)
-        ax.set_title(TITLES[panel][0].replace("Mean ± 1 std", "Mean"), fontsize=10)
+        bar = fig.colorbar(mesh, ax=ax, location="bottom", shrink=0.9, label=label, pad=0.12,
+                           fraction=0.06, format=None if panel == "std" else "%.3g")
+        if panel == "mean":  # three ticks: "-4e+17-2e+17" must not run together
+            bar.set_ticks([norm.vmin, 0, norm.vmax])
+        ax.set_title(TITLES[panel][0].split(" ±")[0], fontsize=10)
         _epoch_columns(ax, epochs)
         ax.grid(False)
-    axes[0].set_yticks(np.array(shown) + 0.5, [layers[i] for i in shown])
+    label_layers(axes[0], layers, "y", 20, 0.5)
     axes[0].set_ylim(len(layers), 0)
     axes[0].set_ylabel("hidden layer (input at top)")
     suptitle(fig, f"Hidden activations on the training set, {len(layers)} hidden layers\n"

@@ -139,12 +139,18 @@ def file_links(folder: Path, skip: tuple[str, ...] = (PAGE,), skip_dirs: set[str
 
 
 def figure_links(figures_dir: Path, base: Path, specs: dict[str, str] | None = None) -> list[FigureLink]:
-    """The figures drawn in ``figures_dir``: those named in ``specs`` (name -> about) first,
-    in its order, then any others, by name."""
+    """The figures drawn in ``figures_dir``, each once: those named in ``specs`` (name ->
+    about) first, in its order, then any others, by name. A figure drawn in several formats
+    (``initlab report --format svg`` after a PNG run) shows its newest file; every file is
+    still in the page's file list."""
     if not figures_dir.is_dir():
         return []
     specs = specs or {}
-    found = sorted(p for p in figures_dir.iterdir() if p.is_file())
+    newest: dict[str, Path] = {}
+    for p in sorted((p for p in figures_dir.iterdir() if p.is_file()),
+                    key=lambda p: (p.stat().st_mtime, p.suffix.lower() in FIGURE_SUFFIXES)):
+        newest[p.stem] = p
+    found = list(newest.values())
     order = {name: k for k, name in enumerate(specs)}
     found.sort(key=lambda p: (order.get(p.stem, len(order)), p.name))
     return [FigureLink(href(p, base), p.stem.replace("_", " "), specs.get(p.stem, ""),

@@ -81,6 +81,23 @@ def evenly_spaced(items: Sequence, k: int) -> list:
     return [items[i] for i in idx]
 
 
+def regular_ticks(n: int, most: int = 12) -> list[int]:
+    """Indices of ``n`` layers to label, at a regular step: every layer when they fit, else
+    layer 1 and every 2nd, 5th, 10th ... layer (fc1, fc5, fc10, ...), never a ragged mix."""
+    step = next((s for s in (1, 2, 5, 10, 20, 25, 50, 100, 250, 500) if n / s <= most), n)
+    if step <= 2:
+        return list(range(0, n, step))
+    return [0, *range(step - 1, n, step)]
+
+
+def label_layers(ax, names: Sequence[str], axis: str = "x", most: int = 12,
+                 offset: float = 0.0) -> None:
+    """Tick labels for ``names`` (one position per name) at :func:`regular_ticks`."""
+    shown = regular_ticks(len(names), most)
+    set_ticks = ax.set_xticks if axis == "x" else ax.set_yticks
+    set_ticks([i + offset for i in shown], [names[i] for i in shown])
+
+
 def style() -> None:
     plt.rcParams.update({
         "figure.dpi": 100,
@@ -318,7 +335,9 @@ class LogAxis:
         limits = log_limits(every, min_decades)
         if limits is None:
             limits = (1e-2, 1e2)
-            self.ax.text(0.5, 0.5, "no positive finite value to draw", transform=self.ax.transAxes,
+            zeros = self.strip is not None and any((v == 0).any() for v in self.values)
+            self.ax.text(0.5, 0.5, "every value is exactly 0 (below)" if zeros else
+                         "no positive finite value to draw", transform=self.ax.transAxes,
                          ha="center", va="center", color="0.4")
             self.ax.tick_params(axis="y", which="both", labelleft=False)
         self.ax.set_ylim(*limits)

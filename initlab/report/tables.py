@@ -418,14 +418,25 @@ def signal_table(record: RunRecord) -> Table | None:
         table.add_row(layer, cell(block.get("q"), k), cell(theory.get("q"), k),
                       cell(block.get("corr"), k), cell(block.get("grad_sq"), k),
                       cell(theory.get("grad_sq"), k))
+    table.caption = "; ".join(signal_notes(record))
+    return table
+
+
+def signal_notes(record: RunRecord) -> list[str]:
+    """What the signal at init says of the whole net, in the diagnosis' own words: a constant
+    output is "born dead" only when the diagnosis says so (zero init is symmetric instead)."""
+    block = record.summary["init_signal"]
     notes = []
     if block.get("grad_factor") is not None:
-        notes.append(f"gradient x{block['grad_factor']:.3g} a layer toward the input")
+        notes.append(f"gradient ×{block['grad_factor']:.3g} a layer toward the input")
     if block.get("born_dead"):
-        notes.append(f"born dead (constant output; dead layer {block.get('dead_layer')})")
-    if notes:
-        table.caption = "; ".join(notes)
-    return table
+        codes = [str(d.get("code")) for d in record.summary.get("diagnosis") or []
+                 if isinstance(d, dict) and d.get("severity", "problem") == "problem"]
+        dead = block.get("dead_layer")
+        notes.append(("born dead" if "born_dead" in codes else "constant output")
+                     + (f" ({dead} is 0 on every input)" if dead else "")
+                     + (f"; diagnosis: {', '.join(codes)}" if codes else ""))
+    return notes
 
 
 def run_tables(record: RunRecord) -> dict[str, Table]:

@@ -18,8 +18,8 @@ from initlab.report.plotting import (
     by_row_and_epoch,
     color,
     epoch_axis,
-    evenly_spaced,
     figure,
+    label_layers,
     layer_colors,
     run_config,
     run_title,
@@ -176,8 +176,7 @@ def _initial_weights_deep(record, names, actual, draws, path, dpi):
     ax_h, ax_std = fig.add_subplot(gs[0]), fig.add_subplot(gs[1])
     mesh = ax_h.pcolormesh(edges, np.arange(len(names) + 1), np.ma.masked_equal(share, 0),
                            cmap="viridis", norm=mcolors.LogNorm(vmin=1e-4, vmax=1))
-    shown = evenly_spaced(range(len(names)), 20)
-    ax_h.set_yticks(np.array(shown) + 0.5, [layer_of(names[i]) for i in shown])
+    label_layers(ax_h, [layer_of(n) for n in names], "y", 20, 0.5)
     ax_h.invert_yaxis()
     ax_h.grid(False)
     ax_h.set_xlabel("initial weight / the scheme's std for that layer" if scaled
@@ -192,7 +191,7 @@ def _initial_weights_deep(record, names, actual, draws, path, dpi):
     ax_std.plot([np.std(actual[k]) for k in names], y, linestyle="none", marker="o",
                 markersize=3.5, color=PALETTE[0], label="this net")
     ax_std.set_ylim(len(names), 0)
-    ax_std.set_yticks(np.array(shown) + 0.5, [layer_of(names[i]) for i in shown])
+    label_layers(ax_std, [layer_of(n) for n in names], "y", 20, 0.5)
     ax_std.set_xlabel("standard deviation of the layer's weights")
     stds = np.array([*scheme_std.values(), *(np.std(actual[k]) for k in names)])
     if _spans_decade(stds):
@@ -289,8 +288,7 @@ def weight_distribution(record: RunRecord, path: Path, dpi: int) -> Path | None:
         for ax, j in zip(axes, moments, strict=True):
             column = {q: stats[q][:, j][None, :] for q in QUANTILES}
             _fan(ax, x, column, 0, c, "o" if len(params) <= 20 else None)
-            shown = evenly_spaced(range(len(params)), 10)
-            ax.set_xticks(shown, [layer_of(params[i]) for i in shown])
+            label_layers(ax, [layer_of(p) for p in params], "x", 10)
             ax.set_xlabel("layer (input → output)")
             ax.set_title(f"epoch {epochs[j]}", fontsize=10)
         axes[0].set_ylabel("weight value")
