@@ -291,6 +291,14 @@ def sweep_page(sweep_dir: Path, jobs: list, shown: list, tables: dict[str, Any],
     from markupsafe import escape
 
     comparison = table_data("comparison", tables["comparison"])
+    # The findings go beside the status, not past the numbers at the table's far right.
+    order = list(range(len(comparison.headers)))
+    if "findings" in comparison.headers and "status" in comparison.headers:
+        order.remove(f := comparison.headers.index("findings"))
+        order.insert(comparison.headers.index("status") + 1, f)
+        comparison.headers, comparison.numeric = ([xs[i] for i in order] for xs in
+                                                  (comparison.headers, comparison.numeric))
+        comparison.rows = [[row[i] for i in order] for row in comparison.rows]
     headers = comparison.headers
     col = {name: headers.index(name) for name in ("job", "status", "findings") if name in headers}
     for r, job in enumerate(shown[:len(comparison.rows)]):
