@@ -287,3 +287,17 @@ def test_hydra_flag_combinations_answer_as_hydra_does_without_a_traceback(tmp_pa
     else:
         assert result.returncode == 0 and result.stderr == ""
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_launcher_of_the_missing_extra_names_the_install_command():
+    from hydra.errors import MissingConfigException
+
+    from initlab.preflight import explain
+
+    error = MissingConfigException("missing", missing_cfg_file="hydra/launcher/joblib",
+                                   options=["basic", "batched"])
+    message = explain(error)
+    assert message.startswith("hydra/launcher=joblib is not an option of 'hydra/launcher'")
+    assert "pip install -e '.[launchers]'" in message
+    other = explain(MissingConfigException("m", missing_cfg_file="act/foo", options=["relu"]))
+    assert "pip install" not in other

@@ -63,17 +63,28 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
-def one_line(record: RunRecord, findings, label: str = "") -> str:
-    """One line per run: what ran, how it ended, its test accuracy and findings, where."""
+def one_line(record: RunRecord, findings, label: str = "", width: int = 80) -> str:
+    """One line per run: what ran, how it ended, its test accuracy and findings, and where.
+    A job of a sweep (``label``: "job 3 act=relu") leaves out its folder (the sweep's, by
+    number) and the epochs of a completed run, and shortens its label to fit ``width``."""
     s = record.summary
     status = effective_status(s)
     acc = (s.get("metrics") or {}).get("test", {}).get("acc")
-    parts = [f"{status} after {_plural(int(s.get('epochs_run') or 0), 'epoch')}"]
+    epochs = _plural(int(s.get("epochs_run") or 0), "epoch")
+    parts = [status if label and status == STATUS_COMPLETED else f"{status} after {epochs}"]
     if isinstance(acc, (int, float)) and math.isfinite(acc):
         parts.append(f"test acc {acc:.3f}")
     parts.append(", ".join(f.code for f in findings) if findings else "no findings")
-    head = f"{label}: " if label else ""
-    return f"{head}{'; '.join(parts)} -> {record.run_dir}"
+    tail = "; ".join(parts)
+    if not label:
+        return f"{tail} -> {record.run_dir}"
+    room = max(width - len(tail) - 2, 12)
+    return f"{label if len(label) <= room else label[:room - 1] + '…'}: {tail}"
+
+
+# Set by the sweep's callback while a live progress line stands for its jobs (a big sweep
+# run job after job in this process): the jobs then print no line of their own.
+LIVE_SWEEP_PROGRESS = False
 
 
 def render_run(run_dir: Path, console=None, fmt: str = "png", dpi: int = 120,
@@ -106,8 +117,9 @@ def render_run(run_dir: Path, console=None, fmt: str = "png", dpi: int = 120,
 
         every_table, unchecked = run_tables(record), unchecked_rules(record)
     if tables == "line":
-        console.print(one_line(record, findings, job_label), highlight=False, markup=False,
-                      soft_wrap=True)
+        if not (job_label and LIVE_SWEEP_PROGRESS):
+            console.print(one_line(record, findings, job_label, console.width), highlight=False,
+                          markup=False, soft_wrap=True)
     else:
         from initlab.diagnose import diagnosis_table
         from initlab.report.tables import print_and_save

@@ -70,8 +70,11 @@ NOT_JOB_DIRS = {"figures", "tables", TENSORBOARD_DIR}
 COMPARISON_CSV, SEED_SUMMARY_CSV = "comparison.csv", "seed_summary.csv"
 FINDING_RATES_CSV, PAPER_CSV = "finding_rates.csv", "paper.csv"
 SWEEP_FILES = (COMPARISON_CSV, SEED_SUMMARY_CSV, FINDING_RATES_CSV, PAPER_CSV, PAGE)
-# The per-job tables printed (and saved under tables/) show at most this many jobs.
-TABLE_MAX_JOBS = 100
+# The per-job tables saved under tables/ show at most this many jobs; the terminal shows the
+# comparison of at most TERMINAL_JOBS (a line of counts instead), the gradient norms and
+# seed groups of at most TERMINAL_FEW; a sweep of more than TERMINAL_JOBS jobs shows a live
+# progress line instead of a line per job.
+TABLE_MAX_JOBS, TERMINAL_JOBS, TERMINAL_FEW = 100, 20, 8
 
 COMPARISON_COLUMNS = (
     "job", "overrides", "label", "status", "error", "epochs_run", "best_epoch",
@@ -675,13 +678,21 @@ def render_sweep(sweep_dir: Path, console=None, fmt: str = "png", dpi: int = 120
         tables["comparison_grad_norms"] = grad_norm_table(shown, first if len(shown) < len(jobs) else "")
     if groups:
         tables["seed_summary"] = seed_table(groups)
-    print_and_save(tables, console, sweep_dir / "tables")
-    for j in jobs:
-        if j.status not in FINISHED and j.error:
-            from rich.markup import escape  # an override like `x=[a,b]` is no markup tag
+    few = len(jobs) <= TERMINAL_JOBS
+    print_and_save(tables, console, sweep_dir / "tables", shown=(
+        ["comparison"] * few + ["comparison_grad_norms"] * (len(jobs) <= TERMINAL_FEW)
+        + ["seed_summary"] * (len(groups or ()) <= TERMINAL_FEW)))
+    if not few:
+        console.print(counts_line(jobs).replace("; ", "\n") + f"\nevery table: {sweep_dir / 'tables'}",
+                      highlight=False, markup=False)
+    unfinished = [j for j in jobs if j.status not in FINISHED and j.error]
+    for j in unfinished[:5]:
+        from rich.markup import escape  # an override like `x=[a,b]` is no markup tag
 
-            console.print(f"[bold red]job {escape(j.name)}[/] "
-                          f"{escape(f'({j.label}) {j.status}: {j.error}')}", highlight=False)
+        console.print(f"[bold red]job {escape(j.name)}[/] "
+                      f"{escape(f'({j.label}) {j.status}: {j.error}')}", highlight=False)
+    if len(unfinished) > 5:
+        console.print(f"and {len(unfinished) - 5} more jobs that did not finish (the page lists them)")
     written = [write_comparison_csv(jobs, sweep_dir / COMPARISON_CSV)]
     if groups:
         written.append(write_seed_summary_csv(groups, sweep_dir / SEED_SUMMARY_CSV))
@@ -708,8 +719,24 @@ def render_sweep(sweep_dir: Path, console=None, fmt: str = "png", dpi: int = 120
                   f"{plural(sum(p.parent.name == 'figures' for p in written), 'figure')})")
     page = sweep_page(sweep_dir, jobs, shown, tables, job_pages)
     written += [page, *job_pages.values()]
+    if console.quiet:  # quiet keeps one line: where the sweep went
+        print(f"Sweep: {sweep_dir} ({counts_line(jobs).split(';')[0]}); page: {page.resolve().as_uri()}")
     print_page_path(console, page)
     return written
+
+
+def counts_line(jobs: list[Job]) -> str:
+    """A sweep in one line: how its jobs ended, the range of their test accuracy and how
+    often each finding occurred."""
+    from initlab.report.tables import plural
+
+    counts = Counter(j.status for j in jobs).most_common()
+    line = f"{plural(len(jobs), 'job')}: " + ", ".join(f"{n} {s}" for s, n in counts)
+    accs = sorted(a for j in jobs if math.isfinite(a := j.final("test", "acc")))
+    if accs:
+        line += f"; test acc {accs[0]:.3f}–{quantile(accs, 0.5):.3f}–{accs[-1]:.3f} (min–median–max)"
+    found = Counter(code for j in jobs for code in j.findings).most_common()
+    return line + ("; findings: " + ", ".join(f"{c} in {n}" for c, n in found) if found else "")
 
 
 def _paper_of(jobs: list[Job]):
@@ -833,6 +860,8 @@ class SweepComparison(Callback):
         self._sweep_dir: str | None = None
         self._pending = False
         self._quiet = False
+        self._pid: int | None = None
+        self._progress: _JobProgress | bool | None = None  # False: a line per job instead
 
     def on_multirun_start(self, config, **kwargs) -> None:
         self._sweep_dir = str(config.hydra.sweep.dir)
@@ -843,7 +872,28 @@ class SweepComparison(Callback):
         self._pending = bool(report.get("sweep", True))
         if not self._quiet:
             print(f"Sweep: {self._sweep_dir}", flush=True)
+        self._pid = os.getpid()  # a launcher's worker process has a copy of this callback
         atexit.register(self._render_once)
+
+    def on_job_start(self, config, **kwargs) -> None:
+        if self._progress is None and os.getpid() == self._pid and not self._quiet:
+            plan = planned_jobs(Path(self._sweep_dir))  # Hydra's sweeper wrote multirun.yaml
+            total = len(plan[0]) if plan else 0
+            self._progress = _JobProgress(total) if total > TERMINAL_JOBS else False
+            import initlab.report
+
+            initlab.report.LIVE_SWEEP_PROGRESS = bool(self._progress)
+
+    def on_job_end(self, config, job_return=None, **kwargs) -> None:
+        if self._progress and os.getpid() == self._pid:
+            summary = Path(str(config.hydra.runtime.output_dir)) / SUMMARY
+            try:
+                import json
+
+                status = effective_status(json.loads(summary.read_text()))
+            except (OSError, ValueError):
+                status = "failed"
+            self._progress.job_done(status)
 
     def on_multirun_end(self, config, **kwargs) -> None:
         self._render_once()
@@ -852,6 +902,8 @@ class SweepComparison(Callback):
         if not self._pending or self._sweep_dir is None:
             return
         self._pending = False
+        if self._progress:
+            self._progress.close()
         if not Path(self._sweep_dir).is_dir():  # refused before any job: nothing to compare
             return
         try:
@@ -864,3 +916,41 @@ class SweepComparison(Callback):
         except Exception as e:  # a reporting bug must not hide how the sweep itself went
             print(f"initlab: the sweep comparison failed: {type(e).__name__}: {e} "
                   f"(retry with `initlab report {self._sweep_dir}`)", file=sys.stderr)
+
+
+class _JobProgress:
+    """The live line of a big sweep run job after job: how many jobs ended how, the time
+    spent and the time left at the pace so far. Redrawn in place on a terminal; elsewhere
+    (a log file) a line at every tenth of the jobs."""
+
+    def __init__(self, total: int) -> None:
+        import time
+
+        self.total, self.counts, self.started, self.tenths = total, Counter(), time.monotonic(), 0
+        self.tty, self.open = sys.stdout.isatty(), False
+
+    def job_done(self, status: str) -> None:
+        import time
+
+        self.counts[status] += 1
+        done = sum(self.counts.values())
+        spent = time.monotonic() - self.started
+        left = spent / done * max(self.total - done, 0)
+        line = (f"jobs {done}/{self.total}: " + ", ".join(f"{n} {s}" for s, n in self.counts.most_common())
+                + f"; {_clock(spent)} spent, ETA {_clock(left)}")
+        if self.tty:
+            print("\r" + line[:79].ljust(79), end="", flush=True)
+            self.open = True
+        elif done * 10 // self.total > self.tenths or done == self.total:
+            self.tenths = done * 10 // self.total
+            print(line, flush=True)
+
+    def close(self) -> None:
+        if self.open:
+            print(flush=True)
+            self.open = False
+
+
+def _clock(seconds: float) -> str:
+    m, s = divmod(round(seconds), 60)
+    return f"{m // 60}:{m % 60:02d}:{s:02d}" if m >= 60 else f"{m}:{s:02d}"

@@ -265,8 +265,9 @@ def config_table(record: RunRecord) -> Table:
     if depth is not None:
         sizes = [input_size(c)] + [width] * (depth - 1) + [1]
         table.add_row("model", f"MLP {'-'.join(map(str, sizes))} ({plural(depth, 'Linear layer')})")
+    args = ", ".join(f"{k}={v}" for k, v in act.items() if k != "name")
     table.add_row("activation", describe_option("act", act) if is_custom(act.get("name")) else
-                  ", ".join(f"{k}={v}" for k, v in act.items()))
+                  f"{act.get('name')}" + (f"({args})" if args else ""))
     bias = f"bias={init.get('bias')}" + (f" + N(0, {init['bias_std']}^2)" if init.get("bias_std") else "")
     table.add_row("init", f"{describe_init(init)}, {bias}")
     opt = {k: v for k, v in optim.items() if k != "name"}
@@ -295,12 +296,19 @@ def metrics_table(record: RunRecord) -> Table:
         m = s.get("metrics", {}).get(split)
         if m:
             table.add_row(split, fmt_measured(m["loss"]), f"{m['acc']:.3f}")
+    if record.metrics:  # where the progress bar ended, as metrics.csv logs it
+        last = record.metrics[-1]
+        table.add_section()
+        for split, mark in (("train", "*"), ("dev", "")):
+            table.add_row(f"epoch {last['epoch']} {split}{mark}", fmt_measured(last[f"{split}_loss"]),
+                          f"{last[f'{split}_acc']:.3f}")
+        table.caption = "* before the epoch's step, as metrics.csv logs it"
     return table
 
 
 def training_log_table(record: RunRecord) -> Table:
     log_every = record.summary.get("config", {}).get("trainer", {}).get("log_every", 1)
-    table = Table(title="Training log")
+    table = Table(title="Training log (train: before the epoch's step; dev: after it)")
     for col in ("epoch", "train loss", "train acc", "dev loss", "dev acc"):
         table.add_column(col, justify="right")
     last = record.metrics[-1]["epoch"] if record.metrics else None
@@ -460,9 +468,12 @@ def table_text(table: Table | Fitted, width: int = 120) -> str:
     return console.export_text()
 
 
-def print_and_save(tables: dict[str, Table | Fitted], console: Console, tables_dir: Path) -> None:
+def print_and_save(tables: dict[str, Table | Fitted], console: Console, tables_dir: Path,
+                   shown=None) -> None:
+    """Save every table under ``tables_dir``; print those named in ``shown`` (default: all)."""
     tables_dir.mkdir(parents=True, exist_ok=True)
     for name, table in tables.items():
-        if not console.quiet:  # a quiet console still lays a table out: a 200-row one, ~0.3 s
+        # A quiet console still lays a table out: a 200-row one, ~0.3 s.
+        if not console.quiet and (shown is None or name in shown):
             console.print(Fitted(table) if isinstance(table, Table) else table)
         (tables_dir / f"{name}.txt").write_text(table_text(table))
