@@ -303,3 +303,25 @@ def test_seed_statistics_equal_those_computed_from_the_job_files(tmp_path):
     assert float(group["grad_slope_mean"]) == pytest.approx(statistics.fmean(slopes))
     rates = (sweep_dir / "finding_rates.csv").read_text().splitlines()
     assert rates[0] == "group,overrides,code,count,seeds,rate,ci95_low,ci95_high"
+
+
+@pytest.mark.slow
+def test_a_big_sweep_prints_a_progress_line_not_a_line_per_job(tmp_path):
+    result, sweep_dir = sweep(tmp_path, "seed=range(0,21)", "trainer.epochs=1")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert not [line for line in lines if line.startswith("job ")]
+    progress = [line for line in lines if line.startswith("jobs ")]
+    assert 1 <= len(progress) <= 11 and progress[-1].startswith("jobs 21/21: 21 completed;")
+    assert "21 jobs: 21 completed" in lines and "Sweep comparison (" not in result.stdout
+    assert lines[-1] == f"Report page: {(sweep_dir / 'index.html').resolve().as_uri()}"
+    assert all(len(line) <= 120 for line in lines)  # initlab_cli's terminal is 120 wide
+    assert (sweep_dir / "tables" / "comparison.txt").read_text().count("completed") == 21
+
+
+@pytest.mark.slow
+def test_a_quiet_sweep_still_says_where_it_went(tmp_path):
+    result, sweep_dir = sweep(tmp_path, "seed=0,1", "report.quiet=true")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        f"Sweep: {sweep_dir} (2 jobs: 2 completed); page: {(sweep_dir / 'index.html').resolve().as_uri()}"]
