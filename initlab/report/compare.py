@@ -646,8 +646,39 @@ def seed_table(groups: list[Series]):
     return Fitted(table, optional=("dev acc", "test loss"))  # seed_summary.csv has them all
 
 
-def render_sweep(sweep_dir: Path, console=None, fmt: str = "png", dpi: int = 120) -> list[Path]:
-    """Write the comparison of every job under ``sweep_dir``; print its tables.
+def read_runs(paths: list[Path]) -> tuple[list[Job], str]:
+    """The runs and the jobs of the sweeps at ``paths`` (made at any time, of any shape) as
+    the jobs of one comparison, named by their folders and labelled by what tells them apart
+    (their primary config, ``-cn smoke``, counts as an override here)."""
+    jobs = []
+    for path in map(Path, paths):
+        if (path / SUMMARY).exists():
+            jobs.append(read_job(path, path.parent))
+        elif (path / MULTIRUN_FILE).exists():
+            for job in read_sweep(path)[0]:
+                job.name = f"{path.name}/{job.name}"
+                jobs.append(job)
+        else:
+            raise RecordError(f"{path} is neither a run (no {SUMMARY}) nor a sweep "
+                              f"(no {MULTIRUN_FILE})" + ("" if path.exists() else ": it does not exist"))
+    if len({j.name for j in jobs}) < len(jobs):  # folders of one name: their whole paths
+        for job in jobs:
+            job.name = str(job.job_dir)
+    from initlab.report.overview import config_name
+
+    for job in jobs:
+        if (name := config_name(job.job_dir)) not in ("", "config"):
+            job.overrides = [f"-cn {name}", *job.overrides]
+    labels, shared = distinguishing_labels([j.overrides for j in jobs])
+    for job, label in zip(jobs, labels, strict=True):
+        job.label = label
+    return jobs, shared
+
+
+def render_sweep(sweep_dir: Path, console=None, fmt: str = "png", dpi: int = 120,
+                 runs: list[Path] | None = None) -> list[Path]:
+    """Write the comparison of every job under ``sweep_dir`` (or, given ``runs``, of those
+    runs and sweeps, into ``sweep_dir``: ``initlab compare``); print its tables.
 
     Returns the files written. Raises RecordError when there is no job to compare.
     """
@@ -656,10 +687,14 @@ def render_sweep(sweep_dir: Path, console=None, fmt: str = "png", dpi: int = 120
     from initlab.report.tables import print_and_save
 
     sweep_dir = Path(sweep_dir)
-    if not sweep_dir.is_dir():
+    if runs is not None:
+        jobs, shared = read_runs(runs)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+    elif not sweep_dir.is_dir():
         raise RecordError(f"{sweep_dir} is not a directory")
+    else:
+        jobs, shared = read_sweep(sweep_dir)
     console = console or Console()
-    jobs, shared = read_sweep(sweep_dir)
     if not jobs:
         raise RecordError(f"{sweep_dir} has no job directories (nothing ran yet?)")
     groups = seed_groups(jobs)
@@ -671,7 +706,8 @@ def render_sweep(sweep_dir: Path, console=None, fmt: str = "png", dpi: int = 120
     # TABLE_MAX_JOBS the per-job tables show the first jobs; comparison.csv has every one.
     shown = jobs[:TABLE_MAX_JOBS]
     first = f"the first {len(shown)} of {len(jobs)} jobs; every job is in comparison.csv"
-    title = (f"Sweep comparison ({plural(len(jobs), 'job')}{'; all: ' + shared if shared else ''}"
+    kind = "Sweep comparison" if runs is None else "Comparison"
+    title = (f"{kind} ({plural(len(jobs), 'job')}{'; all: ' + shared if shared else ''}"
              + (f"; {first}" if len(shown) < len(jobs) else "") + ")")
     tables = {"comparison": comparison_table(shown, title)}
     if any(j.grad_first for j in shown):
@@ -712,13 +748,14 @@ def render_sweep(sweep_dir: Path, console=None, fmt: str = "png", dpi: int = 120
     # The jobs the table shows get their own page (a job of a sweep leaves it to this step),
     # written while the forked copies draw the figures (~0.4 s for 100 pages); past
     # TABLE_MAX_JOBS a job's page is one `initlab report JOB` away.
-    job_pages = write_job_pages(shown, sweep_dir / PAGE)
+    job_pages = write_job_pages(shown, sweep_dir / PAGE) if runs is None else {
+        j.name: j.job_dir / PAGE for j in shown if (j.job_dir / PAGE).exists()}  # their own pages
     written += figures.result()
-    console.print(f"[bold]Sweep comparison:[/bold] {sweep_dir}  "
+    console.print(f"[bold]{kind}:[/bold] {sweep_dir}  "
                   f"({plural(len(jobs), 'job')}, "
                   f"{plural(sum(p.parent.name == 'figures' for p in written), 'figure')})")
-    page = sweep_page(sweep_dir, jobs, shown, tables, job_pages)
-    written += [page, *job_pages.values()]
+    page = sweep_page(sweep_dir, jobs, shown, tables, job_pages, kind=kind.split()[0].lower())
+    written += [page, *(job_pages.values() if runs is None else ())]
     if console.quiet:  # quiet keeps one line: where the sweep went
         print(f"Sweep: {sweep_dir} ({counts_line(jobs).split(';')[0]}); page: {page.resolve().as_uri()}")
     print_page_path(console, page)

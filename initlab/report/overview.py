@@ -80,17 +80,25 @@ def _unreadable(e: RecordError, folder: Path) -> str:
     return f"{STATUS_UNREADABLE}: {where_why(where, why)}"
 
 
-def _label(overrides: list[str] | str, hydra_yaml: Path) -> str:
-    """What a listing calls a run or sweep: its primary config when not the default one
-    (``-cn smoke``, from Hydra's ``job.config_name``; one line read, no YAML parsed), then
-    its overrides; "defaults" when it has neither."""
+def config_name(folder: Path) -> str:
+    """The primary config (``-cn``) a run or sweep was made with: Hydra's ``job.config_name``
+    in .hydra/hydra.yaml or multirun.yaml (one line found, no YAML parsed); "" if unknown."""
     import re
 
-    try:
-        found = re.search(r"^\s*config_name:\s*(\S+)\s*$", hydra_yaml.read_text(), re.MULTILINE)
-    except OSError:
-        found = None
-    words = [f"-cn {found[1]}"] if found and found[1] not in ("config", "null") else []
+    for file in (folder / ".hydra" / "hydra.yaml", folder / MULTIRUN_FILE):
+        try:
+            found = re.search(r"^\s*config_name:\s*(\S+)\s*$", file.read_text(), re.MULTILINE)
+        except OSError:
+            continue
+        return found[1] if found and found[1] != "null" else ""
+    return ""
+
+
+def _label(overrides: list[str] | str, folder: Path) -> str:
+    """What a listing calls a run or sweep: its primary config when not the default one
+    (``-cn smoke``), then its overrides; "defaults" when it has neither."""
+    name = config_name(folder)
+    words = [f"-cn {name}"] if name not in ("", "config") else []
     words += [overrides] if isinstance(overrides, str) else overrides
     return " ".join(w for w in words if w) or "defaults"
 
@@ -109,7 +117,7 @@ def run_entry(run_dir: Path) -> Entry:
         kind="run",
         path=run_dir,
         started=_started(run_dir, ".hydra/hydra.yaml", SUMMARY),
-        overrides=_label(read_overrides(run_dir), run_dir / ".hydra" / "hydra.yaml"),
+        overrides=_label(read_overrides(run_dir), run_dir),
         status=status,
         epochs=str(summary.get("epochs_run", "–")),
         test_acc="–" if math.isnan(acc) else f"{acc:.3f}",
@@ -155,7 +163,7 @@ def sweep_entry(sweep_dir: Path) -> Entry:
         kind="sweep",
         path=sweep_dir,
         started=_started(sweep_dir, MULTIRUN_FILE),
-        overrides=_label(overrides, sweep_dir / MULTIRUN_FILE) if overrides != "?" else "?",
+        overrides=_label(overrides, sweep_dir) if overrides != "?" else "?",
         status=f"{plural(n, 'job')}: " + ", ".join(f"{k} {s}" for s, k in sorted(statuses.items())),
         epochs="–",
         test_acc="–" if not accs else (f"{min(accs):.3f}–{max(accs):.3f}"

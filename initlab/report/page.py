@@ -283,7 +283,7 @@ def write_job_pages(jobs: list, sweep_page_path: Path) -> dict[str, Path]:
 
 
 def sweep_page(sweep_dir: Path, jobs: list, shown: list, tables: dict[str, Any],
-               job_pages: dict[str, Path]) -> Path:
+               job_pages: dict[str, Path], kind: str = "sweep") -> Path:
     """Write the sweep's page: status counts, the sortable comparison (each job linked to
     its page), the other tables, the comparison figures and the sweep's own files."""
     from collections import Counter
@@ -325,7 +325,7 @@ def sweep_page(sweep_dir: Path, jobs: list, shown: list, tables: dict[str, Any],
     from initlab.report import COMPARISON_FIGURES
 
     html = render(
-        "sweep.html.j2", title=f"initlab sweep {sweep_dir.name}", sweep_dir=str(sweep_dir),
+        "sweep.html.j2", title=f"initlab {kind} {sweep_dir.name}", kind=kind, sweep_dir=str(sweep_dir),
         n_jobs=len(jobs), counts=sorted(counts.items(), key=lambda kv: (kv[0] != "completed", kv[0])),
         comparison=comparison, more=len(jobs) - len(shown), tables=others, claim=claim,
         figures=figure_links(sweep_dir / "figures", sweep_dir, COMPARISON_FIGURES),
