@@ -676,7 +676,7 @@ def read_runs(paths: list[Path]) -> tuple[list[Job], str]:
 
 
 def render_sweep(sweep_dir: Path, console=None, fmt: str = "png", dpi: int = 120,
-                 runs: list[Path] | None = None) -> list[Path]:
+                 runs: list[Path] | None = None, say_where: bool = False) -> list[Path]:
     """Write the comparison of every job under ``sweep_dir`` (or, given ``runs``, of those
     runs and sweeps, into ``sweep_dir``: ``initlab compare``); print its tables.
 
@@ -756,7 +756,7 @@ def render_sweep(sweep_dir: Path, console=None, fmt: str = "png", dpi: int = 120
                   f"{plural(sum(p.parent.name == 'figures' for p in written), 'figure')})")
     page = sweep_page(sweep_dir, jobs, shown, tables, job_pages, kind=kind.split()[0].lower())
     written += [page, *(job_pages.values() if runs is None else ())]
-    if console.quiet:  # quiet keeps one line: where the sweep went
+    if say_where:  # a quiet sweep's one line: where it went
         print(f"Sweep: {sweep_dir} ({counts_line(jobs).split(';')[0]}); page: {page.resolve().as_uri()}")
     print_page_path(console, page)
     return written
@@ -947,7 +947,7 @@ class SweepComparison(Callback):
             from rich.console import Console
 
             render_sweep(Path(self._sweep_dir), console=Console(quiet=self._quiet),
-                         fmt=self.fmt, dpi=self.dpi)
+                         fmt=self.fmt, dpi=self.dpi, say_where=self._quiet)
         except RecordError as e:
             print(f"initlab: no sweep comparison: {e}", file=sys.stderr)
         except Exception as e:  # a reporting bug must not hide how the sweep itself went

@@ -463,7 +463,9 @@ def run_tables(record: RunRecord) -> dict[str, Table]:
 
 def table_text(table: Table | Fitted, width: int = 120) -> str:
     """The table as plain text, exactly as a terminal of ``width`` columns shows it."""
-    console = Console(width=width, record=True, file=io.StringIO(), color_system=None)
+    # Not Jupyter's display even there: the text goes to the file only.
+    console = Console(width=width, record=True, file=io.StringIO(), color_system=None,
+                      force_jupyter=False)
     console.print(Fitted(table) if isinstance(table, Table) else table)
     return console.export_text()
 
