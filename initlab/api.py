@@ -1,13 +1,8 @@
-"""initlab from Python and Jupyter: :func:`run` a config, :func:`load` a record,
-:func:`compare` records.
-
-The same path as ``initlab run``: Hydra's public ``initialize_config_module`` and
-``compose`` build the config, :func:`initlab.preflight.check_run` checks it and its folder,
-:func:`initlab.run.run` trains it into an ordinary record and the report step draws its key
-figures and page. What comes back shows itself in Jupyter: a :class:`Run` as its page
-(figures inline), a :class:`Sweep` (a sweep or a comparison) as its comparison page;
-tables are pandas DataFrames when pandas is installed, else lists of dicts.
-"""
+"""initlab from Python and Jupyter: :func:`run` a config, :func:`load` a record, :func:`compare`
+records, on the CLI's own path (Hydra's ``compose``, preflight's checks, the engine, the
+report step). A :class:`Run` shows itself in Jupyter as its page (figures inline), a
+:class:`Sweep` (a sweep or a comparison) as its comparison page; tables are pandas
+DataFrames when pandas is installed, else lists of dicts."""
 
 import base64
 import csv
@@ -116,9 +111,8 @@ class Sweep:
 
 
 def run(config_name: str = "config", overrides=(), out=None, overwrite: bool = False) -> Run:
-    """Train ``initlab run -cn config_name overrides...`` into ``out`` (default: where the
-    CLI puts a run, ``outputs/runs/<date>/<time>``); bad input raises
-    :class:`initlab.config.ConfigError` with the CLI's one-line message."""
+    """Train ``initlab run -cn config_name overrides...`` into ``out`` (default: the CLI's
+    ``outputs/runs/<date>/<time>``); bad input raises ConfigError in the CLI's words."""
     from hydra import compose, initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
     from omegaconf import open_dict

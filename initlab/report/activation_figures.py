@@ -1,9 +1,5 @@
-"""Hidden activations, from activations.csv and activation_hists.csv: their statistics per
-layer over log epochs, and their histograms as heat maps over log epochs.
-
-A deep net gets heat maps (layer x epoch) instead of one line per layer, and histograms
-for a few evenly spaced layers instead of one panel per layer.
-"""
+"""Hidden activations (activations.csv, activation_hists.csv): statistics per layer and
+histograms over log epochs; a deep net gets heat maps and a few evenly spaced layers."""
 
 import math
 from pathlib import Path
@@ -204,11 +200,8 @@ def _activation_stats_heatmaps(record, layers, epochs, stats, panels, path, dpi)
 
 # ------------------------------------------------------------ activation histograms
 def rebin(low: float, high: float, counts: list[float], edges: np.ndarray) -> np.ndarray:
-    """Counts of a histogram over [low, high] redistributed onto ``edges``.
-
-    Counts are taken as spread evenly within each source bin (the CDF is interpolated
-    linearly); a histogram of zero width puts every count in the bin holding ``low``.
-    """
+    """A histogram over [low, high] redistributed onto ``edges`` (counts spread evenly in
+    each bin); one of zero width puts every count in the bin holding ``low``."""
     counts = np.asarray(counts, dtype=float)
     if not (math.isfinite(low) and math.isfinite(high)):
         return np.zeros(len(edges) - 1)
@@ -223,25 +216,12 @@ def rebin(low: float, high: float, counts: list[float], edges: np.ndarray) -> np
 
 
 def _histograms(record: RunRecord) -> dict[str, dict[int, tuple[float, float, np.ndarray]]]:
-    """layer -> epoch -> (low, high, counts in bin order)."""
-    rows = record.activation_hists
-    layer = [r["layer"] for r in rows]
-    epoch = np.fromiter((r["epoch"] for r in rows), dtype=int, count=len(rows))
-    bins = np.fromiter((r["bin"] for r in rows), dtype=int, count=len(rows))
-    low = np.fromiter((r["low"] for r in rows), dtype=float, count=len(rows))
-    high = np.fromiter((r["high"] for r in rows), dtype=float, count=len(rows))
-    count = np.fromiter((r["count"] for r in rows), dtype=float, count=len(rows))
-    names = sorted(dict.fromkeys(layer), key=layer_number)
-    order = {n: i for i, n in enumerate(names)}
-    li = np.fromiter((order[n] for n in layer), dtype=int, count=len(rows))
-    out: dict[str, dict[int, tuple[float, float, np.ndarray]]] = {n: {} for n in names}
-    keys = li * (epoch.max() + 1 if len(rows) else 1) + epoch
-    sort = np.lexsort((bins, keys))
-    starts = np.flatnonzero(np.r_[True, np.diff(keys[sort]) != 0])
-    for s, e in zip(starts, np.r_[starts[1:], len(sort)], strict=True):
-        idx = sort[s:e]
-        out[names[li[idx[0]]]][int(epoch[idx[0]])] = (low[idx[0]], high[idx[-1]], count[idx])
-    return out
+    """layer (in depth order) -> epoch -> (low, high, counts in bin order)."""
+    rows: dict[str, dict[int, list]] = {}
+    for r in sorted(record.activation_hists, key=lambda r: r["bin"]):
+        rows.setdefault(r["layer"], {}).setdefault(r["epoch"], []).append(r)
+    return {layer: {e: (rs[0]["low"], rs[-1]["high"], np.array([r["count"] for r in rs], dtype=float))
+                    for e, rs in rows[layer].items()} for layer in sorted(rows, key=layer_number)}
 
 
 def activation_histograms(record: RunRecord, path: Path, dpi: int) -> Path | None:

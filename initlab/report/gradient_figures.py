@@ -1,8 +1,6 @@
-"""Gradient norms, from grad_norms.csv: by layer at the first and last step (the textbook's
-figure), per parameter over training, and per layer and epoch as a heat map (deep nets).
-
-Exact zeros and NaN/Inf are never drawn as values: see :class:`plotting.LogAxis`.
-"""
+"""Gradient norms (grad_norms.csv): by layer at the first and last step (the textbook's
+figure), per parameter over training, and per layer and epoch (deep nets); zeros and
+NaN/Inf are never drawn as values (:class:`plotting.LogAxis`)."""
 
 from dataclasses import dataclass
 from pathlib import Path

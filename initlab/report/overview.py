@@ -1,13 +1,7 @@
-"""Overview of a folder of runs and sweeps (``initlab report outputs/``, ``initlab list``).
-
-One row per run or sweep found under the folder, newest first: when it started, its
-overrides, its status and its key metrics. Only summary.json files and Hydra's small
-YAML files are read, so listing a large ``outputs/`` stays quick.
-
-Each path is shown whole, on one line, as it pastes into ``initlab report`` from where
-the listing was asked for: a table when the terminal is wide enough for the longest path,
-else one block per entry with the path on a line of its own.
-"""
+"""``initlab list``: a row per run or sweep under a folder, newest first (started, label,
+status, key metrics), from summary.json and Hydra's small files only. Each path is whole
+on one line, as it pastes into ``initlab report``: a table when the longest path fits,
+else a block per entry."""
 
 import math
 import os

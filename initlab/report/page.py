@@ -1,17 +1,8 @@
-"""The browsable report: one self-contained ``index.html`` per run and per sweep.
-
-Written by the report step next to the record (``initlab report PATH`` writes it again),
-from the record alone, like every other reporter. A page works from the file system with
-no server and no network: figures and files are linked relatively, the style sheet and the
-few lines of script that sort a table are inline, nothing comes from a CDN.
-
-Templates are Jinja2 (``initlab/report/templates/``): it escapes every value by default
-(overrides, messages and paths are the user's text and may hold ``<`` or ``&``), keeps the
-markup in files a reader can open, is already installed with torch, and is the templating
-library of Flask, Sphinx and Ansible. The tables are the ones the terminal shows
-(:mod:`initlab.report.tables`, :mod:`initlab.report.compare`), read cell by cell from their
-rich ``Table``: one home for what a table holds, two ways to show it.
-"""
+"""The browsable report: a self-contained ``index.html`` per run, sweep and comparison,
+from the record alone. It works from the file system: figures and files linked
+relatively, style and the sorting script inline, nothing from a network. Jinja2 templates
+(``templates/``) escape every value (overrides and paths are the user's text); the tables
+are the terminal's own rich tables, read cell by cell."""
 
 import math
 import os
@@ -104,9 +95,9 @@ def _size(n: int) -> str:
 
 def file_links(folder: Path, skip: tuple[str, ...] = (PAGE,), skip_dirs: set[str] = frozenset(),
                limit: int = 400) -> tuple[list[FileLink], int]:
-    """Every file under ``folder`` (sorted; the page itself and ``skip_dirs`` left out),
-    linked relatively; at most ``limit``, with the count of those left out. Plain strings
-    and ``os.scandir``, not a Path per file: a sweep lists the files of a hundred jobs."""
+    """Every file under ``folder`` (not the page, not ``skip_dirs``), linked relatively; at
+    most ``limit``, and how many were left out. ``os.scandir`` and strings: a sweep lists the
+    files of a hundred jobs."""
     links: list[FileLink] = []
     left = 0
 
@@ -139,10 +130,8 @@ def file_links(folder: Path, skip: tuple[str, ...] = (PAGE,), skip_dirs: set[str
 
 
 def figure_links(figures_dir: Path, base: Path, specs: dict[str, str] | None = None) -> list[FigureLink]:
-    """The figures drawn in ``figures_dir``, each once: those named in ``specs`` (name ->
-    about) first, in its order, then any others, by name. A figure drawn in several formats
-    (``initlab report --format svg`` after a PNG run) shows its newest file; every file is
-    still in the page's file list."""
+    """The figures in ``figures_dir``, each once (the newest of its formats): those of
+    ``specs`` (name -> about) first, in order, then the others by name."""
     if not figures_dir.is_dir():
         return []
     specs = specs or {}
@@ -240,9 +229,8 @@ def _badge(text: str, css_class: str) -> str:
 
 
 def lean_tables(record: RunRecord) -> dict[str, Any]:
-    """The tables of a job's page that read no long CSV: configuration, final metrics,
-    gradient norms from the summary, activations and the signal at init. The training log
-    and the weights per unit are one ``initlab report JOB`` away."""
+    """A job page's tables that read no long CSV (the training log and weights per unit are
+    one ``initlab report JOB`` away)."""
     from initlab.report.tables import (
         activation_table,
         config_table,
@@ -260,9 +248,8 @@ def lean_tables(record: RunRecord) -> dict[str, Any]:
 
 
 def write_job_pages(jobs: list, sweep_page_path: Path) -> dict[str, Path]:
-    """The pages of ``jobs`` (those with a readable record): job name -> page. A sweep
-    writes up to a hundred of them, so each reads the summary and the short tables only
-    (:func:`lean_tables`): ~4 ms a job instead of ~40 ms for a 2000-epoch one."""
+    """The pages of ``jobs`` with a readable record, job name -> page, from the summary
+    and the short tables only: ~4 ms a job instead of ~40 ms."""
     from initlab.diagnose import unchecked_rules
     from initlab.record import RecordError, open_record
     from initlab.report import run_findings

@@ -24,9 +24,8 @@ def has_signal(record: RunRecord) -> bool:
 
 
 def signal_at_init(record: RunRecord, path: Path, dpi: int) -> Path:
-    """Two panels by layer, log scale: the mean squared pre-activation q_l and the
-    backpropagated signal ||dloss/dz_l||^2, measured (solid) and predicted (dashed); exact
-    zeros (zero init: every q is 0) on the "= 0" strip below."""
+    """q_l and the backpropagated |dloss/dz_l|² per layer (log scale), measured and as
+    mean-field theory predicts; exact zeros (zero init) on the "= 0" strip."""
     from initlab.report.tables import signal_notes
 
     block = record.summary["init_signal"]

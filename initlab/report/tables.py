@@ -1,10 +1,6 @@
-"""Rich tables of one run, built from its record alone, and the cell helpers every table uses.
-
-Each builder returns a ``rich.table.Table``; :func:`print_and_save` shows a table and
-writes the same text to ``tables/<name>.txt`` in the run directory. Cells that hold
-overrides are :class:`Folded`, so a narrow terminal breaks them between overrides (or
-after a ``,`` or ``=``), never inside a word; counts read "1 epoch", "2 epochs" (:func:`plural`).
-"""
+"""Rich tables of one run, from its record alone, and the cells every table uses: ``Folded``
+(breaks between overrides, never inside a word), ``Fitted`` (a table that fits the
+terminal), ``plural``; :func:`print_and_save` shows tables and writes ``tables/<name>.txt``."""
 
 import copy
 import dataclasses
@@ -51,12 +47,8 @@ def _atoms(text: str, breaks: tuple[str, ...]) -> list[str]:
 
 
 def fold_lines(text: str, width: int, breaks: tuple[str, ...] = BREAKS) -> list[str]:
-    """``text`` in lines of at most ``width``, broken only at ``breaks`` (best first).
-
-    Whole overrides are kept on one line when they fit; one that does not fit any line
-    starts a new line and is broken at the next kind of break. A piece with no break left
-    is kept whole even when it is wider than ``width``: a cut word would paste back wrong.
-    """
+    """``text`` in lines of at most ``width``, broken only at ``breaks`` (best first); a
+    piece with no break left stays whole, wider or not: a cut word would paste back wrong."""
     sep, rest = breaks[0], breaks[1:]
     lines: list[str] = []
     joiner = sep if sep.isspace() else ""
@@ -71,13 +63,8 @@ def fold_lines(text: str, width: int, breaks: tuple[str, ...] = BREAKS) -> list[
 
 
 class Folded:
-    """Text for a table cell that wraps at ``breaks`` only (overrides: :data:`BREAKS`).
-
-    Rich wraps text at whitespace and folds or cuts what does not fit, which splits
-    ``kaiming_normal`` into ``kaiming_nor`` / ``mal``. This cell tells the table its
-    narrowest width (its widest unbreakable piece) and breaks only where a reader, or a
-    shell, would.
-    """
+    """A cell that wraps at ``breaks`` only (rich would split ``kaiming_normal`` into
+    ``kaiming_nor``/``mal``): it tells the table its widest unbreakable piece."""
 
     def __init__(self, text: str, style: str = "", breaks: tuple[str, ...] = BREAKS) -> None:
         self.text = text
@@ -136,16 +123,9 @@ def _fill(ranges: list[tuple[int, int]], room: int) -> list[int] | None:
 
 
 class Fitted:
-    """A table that fits the terminal without cutting a word, a code or a number.
-
-    Rich's own shrinking narrows the widest columns first, whatever they hold, and cuts
-    what it cannot wrap ("vanishing_gradi"). Here the ``optional`` columns (named by
-    header, the first to go first) are left out, with a line under the table saying which,
-    before an override has to break between its key and value; only then do
-    :class:`Folded` cells use their last kind of break. No column narrows below its widest
-    unbreakable piece: when even that is too wide, rich's shrinking, with its ellipses, has
-    the last word.
-    """
+    """A table that fits the terminal without cutting a word, a code or a number: the
+    ``optional`` columns (by header, first to go first) are left out, and said so, before an
+    override breaks between key and value; below that, rich's own shrinking has the last word."""
 
     def __init__(self, table: Table, optional: tuple[str, ...] = ()) -> None:
         self.table = table
@@ -328,9 +308,8 @@ def grad_norm_table(record: RunRecord) -> Table:
 
 
 def grad_norm_ends_table(ends: dict) -> Table:
-    """The gradient-norm table from ``{first, last, last_step}`` (:func:`grad_norm_ends`
-    computes it from grad_norms.csv; a run stores it in summary.json ``grad_norms``, which
-    a sweep's job pages read instead of the CSV)."""
+    """The gradient-norm table from ``{first, last, last_step}`` (grad_norms.csv's ends, or
+    the copy in summary.json that a sweep's job pages read)."""
     first, last = ends.get("first") or {}, ends.get("last") or {}
     last_step = ends.get("last_step")
     several = last_step not in (None, 0)

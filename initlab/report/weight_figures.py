@@ -90,10 +90,9 @@ def _bins(*arrays: np.ndarray) -> np.ndarray:
 
 
 def initial_weights(record: RunRecord, path: Path, dpi: int) -> Path | None:
-    """Top: the scheme's shape, from many fresh draws of the run's own init function.
-    Bottom: this net's initial weights on the same bins (stacked by layer, few layers),
-    with the count each bin should hold under the scheme. Deep nets get per-layer
-    heat map and standard deviations instead of a stack."""
+    """Top: the scheme's shape, from fresh draws of the run's own init function. Bottom:
+    the net's initial weights on the same bins with the count the scheme expects (deep nets:
+    a heat map per layer and each layer's std)."""
 
     state = record.checkpoint("init")
     weights = {k: v for k, v in state.items() if k.endswith("weight")}
