@@ -6,6 +6,7 @@ are the terminal's own rich tables, read cell by cell."""
 
 import math
 import os
+from collections import namedtuple
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -33,19 +34,8 @@ class TableData:
     cell_html: dict[tuple[int, int], str] = field(default_factory=dict)  # (row, col) -> safe html
 
 
-@dataclass
-class FigureLink:
-    href: str
-    name: str
-    about: str
-    image: bool
-
-
-@dataclass
-class FileLink:
-    href: str
-    path: str
-    size: str
+FigureLink = namedtuple("FigureLink", "href name about image")
+FileLink = namedtuple("FileLink", "href path size")
 
 
 def _plain(cell: Any) -> str:
@@ -85,12 +75,12 @@ def href(path: Path, base: Path) -> str:
     return quote(Path(os.path.relpath(path, base)).as_posix())
 
 
-def _size(n: int) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+def _size(n: float) -> str:
+    for unit in ("B", "kB", "MB"):
+        if n < 1000:
+            return f"{n:.0f} B" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1000
-    return f"{n} B"
+    return f"{n:.1f} GB"
 
 
 def file_links(folder: Path, skip: tuple[str, ...] = (PAGE,), skip_dirs: set[str] = frozenset(),

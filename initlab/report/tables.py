@@ -233,6 +233,14 @@ def fmt_measured(value: float, digits: int = 4) -> str:
     return fmt(value, digits)
 
 
+def numbers_table(title: str, *columns: str, text: int = 1) -> Table:
+    """A table whose first ``text`` columns hold words and the others numbers (to the right)."""
+    table = Table(title=title)
+    for i, col in enumerate(columns):
+        table.add_column(col, justify="left" if i < text else "right")
+    return table
+
+
 def config_table(record: RunRecord) -> Table:
     c = record.config or record.summary.get("config", {})
     s = record.summary
@@ -269,9 +277,8 @@ def config_table(record: RunRecord) -> Table:
 
 def metrics_table(record: RunRecord) -> Table:
     s = record.summary
-    table = Table(title=f"Final metrics (best-on-dev model, epoch {s.get('best_epoch')})")
-    for col in ("split", "loss", "accuracy"):
-        table.add_column(col, justify="right" if col != "split" else "left")
+    table = numbers_table(f"Final metrics (best-on-dev model, epoch {s.get('best_epoch')})",
+                          "split", "loss", "accuracy")
     for split in ("train", "dev", "test"):
         m = s.get("metrics", {}).get(split)
         if m:
@@ -288,9 +295,8 @@ def metrics_table(record: RunRecord) -> Table:
 
 def training_log_table(record: RunRecord) -> Table:
     log_every = record.summary.get("config", {}).get("trainer", {}).get("log_every", 1)
-    table = Table(title="Training log (train: before the epoch's step; dev: after it)")
-    for col in ("epoch", "train loss", "train acc", "dev loss", "dev acc"):
-        table.add_column(col, justify="right")
+    table = numbers_table("Training log (train: before the epoch's step; dev: after it)",
+                          "epoch", "train loss", "train acc", "dev loss", "dev acc", text=0)
     last = record.metrics[-1]["epoch"] if record.metrics else None
     for m in record.metrics:
         if m["epoch"] % log_every == 0 or m["epoch"] in (1, last):
@@ -313,11 +319,8 @@ def grad_norm_ends_table(ends: dict) -> Table:
     first, last = ends.get("first") or {}, ends.get("last") or {}
     last_step = ends.get("last_step")
     several = last_step not in (None, 0)
-    table = Table(title="Gradient L2 norms (after backward, before the step)")
-    table.add_column("parameter")
-    table.add_column("step 0", justify="right")
-    if several:
-        table.add_column(f"step {last_step}", justify="right")
+    table = numbers_table("Gradient L2 norms (after backward, before the step)", "parameter",
+                          "step 0", *([f"step {last_step}"] if several else []))
     for name, value in first.items():
         table.add_row(name, fmt_measured(value),
                       *([fmt_measured(last.get(name, math.nan))] if several else []))
@@ -371,9 +374,8 @@ def activation_table(record: RunRecord) -> Table | None:
     if not record.activations:
         return None
     last = max(a["epoch"] for a in record.activations)
-    table = Table(title=f"Hidden activations on the training set, epoch {last}")
-    for col in ("layer", "mean", "std", "frac zero", "frac saturated"):
-        table.add_column(col, justify="right" if col != "layer" else "left")
+    table = numbers_table(f"Hidden activations on the training set, epoch {last}",
+                          "layer", "mean", "std", "frac zero", "frac saturated")
     for a in record.activations:
         if a["epoch"] == last:
             table.add_row(a["layer"], fmt_measured(a["mean"]), fmt_measured(a["std"]),
@@ -393,9 +395,7 @@ def signal_table(record: RunRecord) -> Table | None:
     if theory:
         title += (f" (theory: sigma_w^2 {theory['sigma_w2']:.3g}, sigma_b^2 {theory['sigma_b2']:.3g}, "
                   f"chi_1 {theory['chi1']:.3g}: {theory['phase']})")
-    table = Table(title=title)
-    for col in ("layer", "q", "q theory", "pair corr", "|grad|^2", "|grad|^2 theory"):
-        table.add_column(col, justify="right" if col != "layer" else "left")
+    table = numbers_table(title, "layer", "q", "q theory", "pair corr", "|grad|^2", "|grad|^2 theory")
 
     def cell(values, k):
         v = (values or [None] * (k + 1))[k]
