@@ -144,7 +144,7 @@ def test_two_job_sweep_of_the_smoke_config(tmp_path):
         # A job of a sweep draws nothing and prints one line; the sweep root compares.
         assert not (tmp_path / "sweep" / job / "figures").exists()
         (line,) = [x for x in lines if x.startswith(f"job {job} ")]
-        assert f"act={act}" in line and "completed after 20 epochs" in line
+        assert f"act={act}" in line and ": completed; test acc " in line and len(line) <= 80
     assert (tmp_path / "sweep" / "figures" / "grad_norm_by_layer.png").exists()
     assert "Run configuration" not in result.stdout  # no per-job tables
 
@@ -217,7 +217,7 @@ def test_option_errors_of_report_are_one_line(tmp_path):
     assert "--dpi: must be in [1, 1200]" in line
 
 
-@pytest.mark.parametrize("line, offered", [("initlab ", "run report list export"),
+@pytest.mark.parametrize("line, offered", [("initlab ", "run report compare list export"),
                                            ("initlab r", "run report"), ("initlab report ", "")])
 def test_completion_of_the_command_offers_the_commands(tmp_path, line, offered):
     import os

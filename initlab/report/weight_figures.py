@@ -278,11 +278,9 @@ def weight_distribution(record: RunRecord, path: Path, dpi: int) -> Path | None:
     c = PALETTE[0]
     if len(params) > DEEP_NET_LAYERS:
         moments = [0, len(epochs) - 1] if len(epochs) > 1 else [0]
-        fig, gs = figure(6 * len(moments) + 1, 4.2, 1, len(moments), right=1.3, wspace=0.4)
-        axes = [fig.add_subplot(gs[0])]
-        axes += [fig.add_subplot(gs[i], sharey=axes[0]) for i in range(1, len(moments))]
-        for ax in axes[1:]:
-            ax.tick_params(axis="y", labelleft=False)
+        # Each moment on its own scale: a net that blew up must not flatten its start.
+        fig, gs = figure(6 * len(moments) + 1, 4.2, 1, len(moments), right=1.3, wspace=0.8)
+        axes = [fig.add_subplot(gs[i]) for i in range(len(moments))]
         x = np.arange(len(params))
         for ax, j in zip(axes, moments, strict=True):
             column = {q: stats[q][:, j][None, :] for q in QUANTILES}
