@@ -49,6 +49,7 @@ def test_the_api_refuses_bad_input_in_the_clis_words(tmp_path):
     assert not (tmp_path / "bad").exists()
 
 
+@pytest.mark.slow
 def test_a_run_from_python_is_an_ordinary_record_that_shows_itself(tmp_path):
     import initlab
     from initlab.record import read_record

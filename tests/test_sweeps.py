@@ -327,6 +327,7 @@ def test_a_quiet_sweep_still_says_where_it_went(tmp_path):
         f"Sweep: {sweep_dir} (2 jobs: 2 completed); page: {(sweep_dir / 'index.html').resolve().as_uri()}"]
 
 
+@pytest.mark.slow
 def test_compare_puts_runs_and_sweeps_of_any_shape_in_one_comparison(act_sweep, tmp_path):
     from rich.console import Console
 
