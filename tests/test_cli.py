@@ -177,11 +177,14 @@ def test_a_single_run_draws_the_key_figures_and_brief_tables(tmp_path):
 
 
 @pytest.mark.slow
-def test_quiet_prints_nothing(tmp_path):
+def test_quiet_prints_only_where_the_sweep_went(tmp_path):
     result = initlab_cli("run", "-m", "-cn", "smoke", "seed=0,1", "report.quiet=true",
                          f"hydra.sweep.dir={tmp_path}/sweep", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert result.stdout == "" and result.stderr == ""
+    page = (tmp_path / "sweep" / "index.html").resolve().as_uri()
+    assert result.stdout.splitlines() == [
+        f"Sweep: {tmp_path / 'sweep'} (2 jobs: 2 completed); page: {page}"]
+    assert result.stderr == ""
     assert (tmp_path / "sweep" / "comparison.csv").exists()
 
 

@@ -320,14 +320,6 @@ def test_a_big_sweep_prints_a_progress_line_not_a_line_per_job(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_quiet_sweep_still_says_where_it_went(tmp_path):
-    result, sweep_dir = sweep(tmp_path, "seed=0,1", "report.quiet=true")
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines() == [
-        f"Sweep: {sweep_dir} (2 jobs: 2 completed); page: {(sweep_dir / 'index.html').resolve().as_uri()}"]
-
-
-@pytest.mark.slow
 def test_compare_puts_runs_and_sweeps_of_any_shape_in_one_comparison(act_sweep, tmp_path):
     from rich.console import Console
 
