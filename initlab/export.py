@@ -11,6 +11,7 @@ imported only when an export runs."""
 import math
 import re
 import shutil
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -103,15 +104,13 @@ def export_tensorboard(path: Path, out: Path | None = None, console=None) -> lis
             skipped.append(f"skipped job {record.run_dir.relative_to(path)}: {e}")
             continue
         written.append(logdir)
-    for line in skipped:
-        console.print(line, highlight=False, markup=False, soft_wrap=True)
+    if skipped:
+        console.print("\n".join(skipped), highlight=False, markup=False, soft_wrap=True)
     if not written:
         raise RecordError(f"{path} holds no job whose record could be read ({'; '.join(skipped)})")
     what = f"{len(written)} job{'' if len(written) == 1 else 's'}" if sweep else "the run"
-    console.print(f"TensorBoard events of {what} -> {out}", highlight=False, markup=False,
-                  soft_wrap=True)
-    console.print(f"View them with: tensorboard --logdir {out}", highlight=False, markup=False,
-                  soft_wrap=True)
+    console.print(f"TensorBoard events of {what} -> {out}\nView them with: tensorboard --logdir "
+                  f"{out}", highlight=False, markup=False, soft_wrap=True)
     return written
 
 
@@ -157,11 +156,8 @@ def job_folder_names(labels: list[str], job_names: list[str]) -> list[str]:
     def safe(text: str) -> str:
         return _UNSAFE.sub("_", text.replace(" ", ",")).strip("._") or ""
 
-    names = [safe(label) for label in labels]
-    names = [n if n and len(n) <= NAME_MAX else "" for n in names]
-    counts: dict[str, int] = {}
-    for n in names:
-        counts[n] = counts.get(n, 0) + 1
+    names = [n if len(n := safe(label)) <= NAME_MAX else "" for label in labels]
+    counts = Counter(names)
     job_safe = [safe(j.replace("/", "_")) or f"job{i}" for i, j in enumerate(job_names)]
     return [n if n and counts[n] == 1 else (f"{n}_{j}" if n else j)
             for n, j in zip(names, job_safe)]
