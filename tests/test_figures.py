@@ -335,6 +335,7 @@ def test_layer_ticks_are_regular_for_any_depth():
         assert len(shown) <= 13 and len(set(np.diff(shown[1:]))) <= 1
 
 
+@pytest.mark.slow
 def test_zero_init_signal_words_agree_with_the_diagnosis(tmp_path):
     from initlab.report.tables import signal_notes
     from initlab.run import run
