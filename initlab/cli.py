@@ -28,6 +28,9 @@ commands:
   report PATH [--format F] [--dpi N]
                                   re-render a run's tables, figures and diagnosis, compare the
                                   jobs of a sweep, or list a folder of runs and sweeps
+  compare RUN_OR_SWEEP... [--out DIR]
+                                  compare any runs and sweeps in one table, figure set and
+                                  page (default DIR: outputs/compare/<date>/<time>)
   list [FOLDER]                   runs and sweeps under FOLDER (default: outputs),
                                   newest first
   export tensorboard PATH [--out DIR]
@@ -45,7 +48,7 @@ examples:
   initlab run -m experiment=dead_relu           a textbook comparison
 """
 
-COMMANDS = ("run", "report", "list", "export")
+COMMANDS = ("run", "report", "compare", "list", "export")
 CONFIG_PATH = "pkg://initlab.conf"
 
 
@@ -164,6 +167,24 @@ def _report(args: list[str], prog: str = "initlab report") -> int:
                         ((RecordError, 2),), lambda: _save_report_traceback(ns.path))
 
 
+def _compare(args: list[str], prog: str = "initlab compare") -> int:
+    """``initlab compare PATH... [--out DIR]``: the runs and sweeps as one comparison."""
+    import time
+
+    from initlab.record import RecordError
+    from initlab.report.compare import render_sweep
+
+    parser = _one_line_parser(prog=prog, description="Compare any runs and sweeps, made at any "
+                              "time, in one table, figure set and page, as a sweep's jobs are.")
+    parser.add_argument("paths", metavar="RUN_OR_SWEEP", type=Path, nargs="+")
+    parser.add_argument("--out", metavar="DIR", type=Path, default=None,
+                        help="where the comparison goes (default: outputs/compare/<date>/<time>)")
+    ns = parser.parse_args(args)
+    out = ns.out or Path("outputs/compare", time.strftime("%Y-%m-%d/%H-%M-%S"))
+    return _in_one_line(prog, lambda: render_sweep(out, runs=ns.paths), f"writing the comparison to {out}",
+                        ((RecordError, 2),), lambda: _save_report_traceback(out, kind="compare"))
+
+
 def _export(args: list[str], prog: str = "initlab export") -> int:
     """``initlab export FORMAT PATH [--out DIR]``: one line on stderr for anything wrong, as
     :func:`_report` does (bad input exit 2, a missing extra or an unwritable folder exit 1)."""
@@ -277,6 +298,8 @@ def main(argv: list[str] | None = None) -> int:
         return _report(rest)
     if command == "list":
         return _report(rest, prog="initlab list")
+    if command == "compare":
+        return _compare(rest)
     if command == "export":
         return _export(rest)
     print(

@@ -1,31 +1,17 @@
-"""Export of run records to other tools' formats: ``initlab export tensorboard PATH``.
+"""``initlab export tensorboard PATH``: a run record, or every job of a sweep, as TensorBoard
+event files, read from the record's files only (never a live model).
 
-This module owns the translation of a run record (or of every job of a sweep) into
-TensorBoard event files. Like the reporters it reads only the record's files, never a live
-model, so any old run can be exported; it writes nothing but its own output folder.
-
-What a run becomes (global step = epoch, except for the per-step gradient norms)::
-
-    loss/train, loss/dev, accuracy/train, accuracy/dev     scalars, from metrics.csv
-    grad_norm/<param>                                      scalars per step, grad_norms.csv
-    weights/<param>                                        histograms at the log epochs, from
-                                                           weights.csv, else checkpoints/
-    activations/<layer>                                    histograms at the log epochs, the
-                                                           bins of activation_hists.csv as is
-    hparam/{test,dev,train}_{acc,loss}                     the final (best-on-dev) metrics
-    hparams                                                the config, flattened (HParams tab)
-
-A sweep's jobs go to one folder each, named by the overrides that tell them apart, so
-``tensorboard --logdir SWEEP/tensorboard`` shows them side by side; each job's events also
-hold the sweep's HParams experiment (the union of the jobs' keys, with each key's values).
-
-TensorBoard is an optional extra (``pip install -e '.[tensorboard]'``); it is imported
-only here, only when an export runs.
-"""
+A run becomes loss/{train,dev} and accuracy/{train,dev} per epoch (metrics.csv),
+grad_norm/<param> per step, weights/<param> and activations/<layer> histograms at the log
+epochs, hparam/<split>_<acc|loss> (the best-on-dev metrics) and its flattened config in the
+HParams tab. A sweep's jobs get a folder each, named by the overrides that tell them apart,
+with the sweep's HParams experiment. TensorBoard is the optional ``tensorboard`` extra,
+imported only when an export runs."""
 
 import math
 import re
 import shutil
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -75,14 +61,10 @@ def export(fmt: str, path: Path, out: Path | None = None, console=None) -> list[
 
 
 def export_tensorboard(path: Path, out: Path | None = None, console=None) -> list[Path]:
-    """Write TensorBoard event files for a run folder (holds summary.json) or a sweep folder
-    (holds multirun.yaml); returns the folders written, one per run.
-
-    ``out`` (default ``<path>/tensorboard``) is replaced: an earlier export there is removed
-    first, so re-exporting never duplicates events. A run's events go to ``out`` itself, a
-    sweep's jobs to ``out/<job>/``. RecordError or ExportError (one line) for bad input,
-    MissingExtra when the tensorboard package is missing.
-    """
+    """Write the events of a run folder or of every job of a sweep folder; returns the folders
+    written. ``out`` (default ``<path>/tensorboard``; a sweep's jobs in ``out/<job>/``) is
+    replaced, never duplicated. RecordError or ExportError (one line) for bad input,
+    MissingExtra without tensorboard."""
     from rich.console import Console
 
     from initlab.report.compare import MULTIRUN_FILE
@@ -122,15 +104,13 @@ def export_tensorboard(path: Path, out: Path | None = None, console=None) -> lis
             skipped.append(f"skipped job {record.run_dir.relative_to(path)}: {e}")
             continue
         written.append(logdir)
-    for line in skipped:
-        console.print(line, highlight=False, markup=False, soft_wrap=True)
+    if skipped:
+        console.print("\n".join(skipped), highlight=False, markup=False, soft_wrap=True)
     if not written:
         raise RecordError(f"{path} holds no job whose record could be read ({'; '.join(skipped)})")
     what = f"{len(written)} job{'' if len(written) == 1 else 's'}" if sweep else "the run"
-    console.print(f"TensorBoard events of {what} -> {out}", highlight=False, markup=False,
-                  soft_wrap=True)
-    console.print(f"View them with: tensorboard --logdir {out}", highlight=False, markup=False,
-                  soft_wrap=True)
+    console.print(f"TensorBoard events of {what} -> {out}\nView them with: tensorboard --logdir "
+                  f"{out}", highlight=False, markup=False, soft_wrap=True)
     return written
 
 
@@ -171,17 +151,13 @@ def _sweep_runs(sweep_dir: Path, out: Path) -> tuple[list[tuple[RunRecord, Path]
 
 
 def job_folder_names(labels: list[str], job_names: list[str]) -> list[str]:
-    """A folder name per job: its label ("act=relu init=zeros" -> "act=relu,init=zeros"),
-    with every character a file system or TensorBoard might trip on replaced by "_"; the
-    job's own folder name where the label is empty, too long or not unique."""
+    """A folder name per job: its label with spaces as "," and unsafe characters as "_";
+    the job's own folder name where the label is empty, too long or not unique."""
     def safe(text: str) -> str:
         return _UNSAFE.sub("_", text.replace(" ", ",")).strip("._") or ""
 
-    names = [safe(label) for label in labels]
-    names = [n if n and len(n) <= NAME_MAX else "" for n in names]
-    counts: dict[str, int] = {}
-    for n in names:
-        counts[n] = counts.get(n, 0) + 1
+    names = [n if len(n := safe(label)) <= NAME_MAX else "" for label in labels]
+    counts = Counter(names)
     job_safe = [safe(j.replace("/", "_")) or f"job{i}" for i, j in enumerate(job_names)]
     return [n if n and counts[n] == 1 else (f"{n}_{j}" if n else j)
             for n, j in zip(names, job_safe)]
@@ -257,9 +233,8 @@ def _write_grad_norms(writer, record: RunRecord) -> None:
 
 
 def weight_snapshots(record: RunRecord) -> dict[int, dict[str, list[float]]]:
-    """epoch -> parameter -> its values: every log epoch of weights.csv (small models); else
-    checkpoints/epochs.pt (up to 6 log epochs), else init.pt (epoch 0) and last.pt (the last
-    epoch); {} for a lean record (no weights.csv, no checkpoints)."""
+    """epoch -> parameter -> values: weights.csv's log epochs (small models), else
+    checkpoints/epochs.pt, else init.pt and last.pt; {} for a lean record."""
     snapshots: dict[int, dict[str, list[float]]] = {}
     for row in record.weights:
         snapshots.setdefault(row["epoch"], {}).setdefault(row["param"], []).append(row["value"])
@@ -289,10 +264,9 @@ def _write_weights(writer, record: RunRecord) -> None:
 
 
 def histogram_of(values: list[float], bins: int = WEIGHT_BINS):
-    """A HistogramProto of the finite ``values``: ``bins`` equal bins over their own range
-    (one bucket for a constant, as zero init gives); None when none is finite. Not
-    SummaryWriter.add_histogram: its fixed exponential buckets end near 1e12, so the weights
-    of a diverging run (1e16, still finite) would fall outside every bucket and fail it."""
+    """A HistogramProto of the finite ``values`` in ``bins`` equal bins over their range
+    (one for a constant); None when none is finite. Not ``add_histogram``: its fixed buckets
+    end near 1e12, so a diverging run's weights (1e16) would fail it."""
     import numpy as np
     from tensorboard.compat.proto.summary_pb2 import HistogramProto
 
@@ -422,11 +396,9 @@ _SESSION_STATUS = {STATUS_COMPLETED: "STATUS_SUCCESS", STATUS_DIVERGED: "STATUS_
 
 
 def _write_hparams(writer, record: RunRecord, hparams: dict[str, Any], experiment) -> None:
-    """The run as an HParams session: its hparams, its final metrics (scalars of the same
-    run, which is how the HParams tab finds them) and how it ended; and the ``experiment``
-    (the columns of the HParams tab: the same summary in every job of a sweep, for the tab
-    reads it from whichever run it finds first, and a folder of its own would show as an
-    empty run)."""
+    """The run as an HParams session (its hparams, its final metrics as scalars of the same
+    run, how it ended) with the sweep's ``experiment``, written into every job: the tab reads
+    it from whichever run it finds first."""
     from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
 
     metrics = final_metrics(record)

@@ -165,7 +165,10 @@ def _remove(paths) -> None:
 
 
 def _not_an_option(group: str, value: str, options: list[str]) -> str:
-    return f"{group}={value} is not an option of '{group}' (choose from: {', '.join(options)})"
+    extra = ""
+    if group == "hydra/launcher" and value.startswith(("joblib", "submitit")):
+        extra = "; Hydra's joblib and submitit launchers come with pip install -e '.[launchers]'"
+    return f"{group}={value} is not an option of '{group}' (choose from: {', '.join(options)}){extra}"
 
 
 def explain(error: BaseException, config_name: str = "config",

@@ -144,7 +144,7 @@ def test_two_job_sweep_of_the_smoke_config(tmp_path):
         # A job of a sweep draws nothing and prints one line; the sweep root compares.
         assert not (tmp_path / "sweep" / job / "figures").exists()
         (line,) = [x for x in lines if x.startswith(f"job {job} ")]
-        assert f"act={act}" in line and "completed after 20 epochs" in line
+        assert f"act={act}" in line and ": completed; test acc " in line and len(line) <= 80
     assert (tmp_path / "sweep" / "figures" / "grad_norm_by_layer.png").exists()
     assert "Run configuration" not in result.stdout  # no per-job tables
 
@@ -177,11 +177,14 @@ def test_a_single_run_draws_the_key_figures_and_brief_tables(tmp_path):
 
 
 @pytest.mark.slow
-def test_quiet_prints_nothing(tmp_path):
+def test_quiet_prints_only_where_the_sweep_went(tmp_path):
     result = initlab_cli("run", "-m", "-cn", "smoke", "seed=0,1", "report.quiet=true",
                          f"hydra.sweep.dir={tmp_path}/sweep", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert result.stdout == "" and result.stderr == ""
+    page = (tmp_path / "sweep" / "index.html").resolve().as_uri()
+    assert result.stdout.splitlines() == [
+        f"Sweep: {tmp_path / 'sweep'} (2 jobs: 2 completed); page: {page}"]
+    assert result.stderr == ""
     assert (tmp_path / "sweep" / "comparison.csv").exists()
 
 
@@ -217,7 +220,7 @@ def test_option_errors_of_report_are_one_line(tmp_path):
     assert "--dpi: must be in [1, 1200]" in line
 
 
-@pytest.mark.parametrize("line, offered", [("initlab ", "run report list export"),
+@pytest.mark.parametrize("line, offered", [("initlab ", "run report compare list export"),
                                            ("initlab r", "run report"), ("initlab report ", "")])
 def test_completion_of_the_command_offers_the_commands(tmp_path, line, offered):
     import os
@@ -287,3 +290,17 @@ def test_hydra_flag_combinations_answer_as_hydra_does_without_a_traceback(tmp_pa
     else:
         assert result.returncode == 0 and result.stderr == ""
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_launcher_of_the_missing_extra_names_the_install_command():
+    from hydra.errors import MissingConfigException
+
+    from initlab.preflight import explain
+
+    error = MissingConfigException("missing", missing_cfg_file="hydra/launcher/joblib",
+                                   options=["basic", "batched"])
+    message = explain(error)
+    assert message.startswith("hydra/launcher=joblib is not an option of 'hydra/launcher'")
+    assert "pip install -e '.[launchers]'" in message
+    other = explain(MissingConfigException("m", missing_cfg_file="act/foo", options=["relu"]))
+    assert "pip install" not in other

@@ -323,3 +323,79 @@ def test_a_layer_a_shallower_job_lacks_is_left_out_not_drawn_as_nan(tmp_path, mo
     lines = [line for line in captured["fig"].axes[0].get_lines() if line.get_label() == "model.depth=2"]
     assert [len(line.get_xdata()) for line in lines] == [2]
     plotting.plt.close(captured["fig"])
+
+
+# ------------------------------------------------------ what a newcomer sees (issue 24)
+def test_layer_ticks_are_regular_for_any_depth():
+    assert plotting.regular_ticks(5, 12) == [0, 1, 2, 3, 4]
+    assert plotting.regular_ticks(20, 12) == list(range(0, 20, 2))  # fc1, fc3, ..., fc19
+    assert plotting.regular_ticks(30, 8) == [0, 4, 9, 14, 19, 24, 29]  # fc1, fc5, ..., fc30
+    for n in range(13, 120):
+        shown = plotting.regular_ticks(n, 12)
+        assert len(shown) <= 13 and len(set(np.diff(shown[1:]))) <= 1
+
+
+@pytest.mark.slow
+def test_zero_init_signal_words_agree_with_the_diagnosis(tmp_path):
+    from initlab.report.tables import signal_notes
+    from initlab.run import run
+    from tests.conftest import compose_config
+
+    out = tmp_path / "zeros"
+    run(compose_config("init=zeros", "act=sigmoid", "trainer.epochs=2", "trainer.progress=false",
+                       config_name="smoke"), out, quiet=True)
+    record = read_record(out)
+    notes = " ".join(signal_notes(record))
+    assert "None" not in notes and "born dead" not in notes
+    assert "constant output" in notes and "symmetric_weights" in notes
+    # Every q is exactly 0: drawn on the "= 0" strip, not left out of an empty log panel.
+    assert record.summary["init_signal"]["q"] == [0.0, 0.0, 0.0]
+    import matplotlib.pyplot as plt
+
+    from initlab.report import signal_figures
+
+    closed = plt.close
+    figures = []
+    plt.close = lambda fig=None: figures.append(fig)  # keep the figure to look at it
+    try:
+        signal_figures.signal_at_init(record, tmp_path / "signal.png", 40)
+    finally:
+        plt.close = closed
+    texts = [t.get_text() for ax in figures[0].axes for t in ax.get_yticklabels()]
+    assert texts.count("= 0") == 2  # a strip under each panel
+    assert "None" not in figures[0]._suptitle.get_text()
+    plt.close(figures[0])
+
+
+def test_a_relu_activation_band_never_goes_below_zero(smoke_record, tmp_path):
+    import matplotlib.pyplot as plt
+
+    from initlab.report import activation_figures
+
+    record = read_record(smoke_record)
+    assert any(r["mean"] - r["std"] < 0 for r in record.activations)  # the raw band would
+    figures = []
+    closed = plt.close
+    plt.close = lambda fig=None: figures.append(fig)
+    try:
+        activation_figures.activation_stats_over_time(record, tmp_path / "a.png", 40)
+    finally:
+        plt.close = closed
+    mean_ax = next(ax for ax in figures[0].axes if ax.get_title().startswith("Mean"))
+    bands = [c for c in mean_ax.collections if c.get_paths()]
+    assert bands and all(p.vertices[:, 1].min() >= 0 for c in bands for p in c.get_paths())
+    plt.close(figures[0])
+
+
+def test_a_figure_drawn_in_two_formats_shows_once_on_the_page(tmp_path):
+    import os
+
+    from initlab.report.page import figure_links
+
+    figures = tmp_path / "figures"
+    figures.mkdir()
+    for i, name in enumerate(("loss_accuracy.png", "extra.png", "loss_accuracy.svg")):
+        (figures / name).write_text("x")
+        os.utime(figures / name, (1000 + i, 1000 + i))
+    links = figure_links(figures, tmp_path, {"loss_accuracy": "curves"})
+    assert [link.href for link in links] == ["figures/loss_accuracy.svg", "figures/extra.png"]

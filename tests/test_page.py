@@ -265,6 +265,14 @@ def test_in_a_browser_the_sweep_page_sorts_and_links_every_job(browser, sweep_di
                 for r in table.find_elements(By.CSS_SELECTOR, "tbody tr")]
 
     assert column("status").count("failed") == 1
+    # On an 800 px window the findings sit beside the status, in view without scrolling.
+    assert headers.index("findings") == headers.index("status") + 1
+    browser.set_window_size(800, 900)
+    box = browser.execute_script(
+        "const b = arguments[0].parentElement.getBoundingClientRect();"
+        "const f = arguments[1].getBoundingClientRect(); return [b.right, f.right];",
+        table, table.find_elements(By.CSS_SELECTOR, "thead th")[headers.index("findings")])
+    assert box[1] <= box[0]
     header = table.find_elements(By.CSS_SELECTOR, "thead th")[headers.index("overrides")]
     header.click()
     ascending = column("overrides")

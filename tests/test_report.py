@@ -180,3 +180,40 @@ def test_a_deep_net_gets_the_gradient_heat_map(run_lab):
     assert names >= SMALL_NET_FIGURES - {"weights_over_time"}
     with (run_dir / "grad_norms.csv").open() as f:
         assert {r["param"] for r in csv.DictReader(f)} >= {"fc10.weight", "fc1.bias"}
+
+
+# ------------------------------------------------------ what a newcomer reads (issue 24)
+def test_tables_say_relu_and_where_the_progress_bar_ended(smoke_run):
+    from initlab.report.tables import config_table, metrics_table, table_text
+
+    record = read_record(smoke_run)
+    config = table_text(config_table(record))
+    assert "│ relu " in config and "name=relu" not in config
+    metrics = table_text(metrics_table(record))
+    last = record.metrics[-1]
+    assert f"epoch {last['epoch']} dev" in metrics and f"{last['dev_acc']:.3f}" in metrics
+    assert metrics_table(record).caption == "* before the epoch's step, as metrics.csv logs it"
+
+
+def test_a_jobs_line_fits_80_columns_and_names_no_folder(smoke_run):
+    from initlab.report import one_line, run_findings
+
+    record = read_record(smoke_run)
+    label = "job 12 " + " ".join(f"model.layer_{k}.some_long_key=value_{k}" for k in range(4))
+    line = one_line(record, run_findings(record), label, width=80)
+    assert len(line) <= 80 and str(smoke_run) not in line
+    assert line.startswith("job 12 model.") and "…: completed; test acc " in line
+    alone = one_line(record, run_findings(record))
+    assert alone.endswith(f"-> {smoke_run}") and "after 20 epochs" in alone
+
+
+def test_the_progress_of_a_big_sweep_is_one_line_a_tenth(capsys):
+    from initlab.report.compare import _clock, _JobProgress
+
+    progress = _JobProgress(40)
+    for k in range(40):
+        progress.job_done("diverged" if k == 7 else "completed")
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 10 and all(len(line) <= 80 for line in lines)
+    assert lines[-1].startswith("jobs 40/40: 39 completed, 1 diverged;") and "ETA 0:00" in lines[-1]
+    assert (_clock(61), _clock(3725)) == ("1:01", "1:02:05")

@@ -303,3 +303,54 @@ def test_seed_statistics_equal_those_computed_from_the_job_files(tmp_path):
     assert float(group["grad_slope_mean"]) == pytest.approx(statistics.fmean(slopes))
     rates = (sweep_dir / "finding_rates.csv").read_text().splitlines()
     assert rates[0] == "group,overrides,code,count,seeds,rate,ci95_low,ci95_high"
+
+
+@pytest.mark.slow
+def test_a_big_sweep_prints_a_progress_line_not_a_line_per_job(tmp_path):
+    result, sweep_dir = sweep(tmp_path, "seed=range(0,21)", "trainer.epochs=1")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert not [line for line in lines if line.startswith("job ")]
+    progress = [line for line in lines if line.startswith("jobs ")]
+    assert 1 <= len(progress) <= 11 and progress[-1].startswith("jobs 21/21: 21 completed;")
+    assert "21 jobs: 21 completed" in lines and "Sweep comparison (" not in result.stdout
+    assert lines[-1] == f"Report page: {(sweep_dir / 'index.html').resolve().as_uri()}"
+    assert all(len(line) <= 120 for line in lines)  # initlab_cli's terminal is 120 wide
+    assert (sweep_dir / "tables" / "comparison.txt").read_text().count("completed") == 21
+
+
+@pytest.mark.slow
+def test_compare_puts_runs_and_sweeps_of_any_shape_in_one_comparison(act_sweep, tmp_path):
+    from rich.console import Console
+
+    from initlab.run import run
+    from tests.conftest import compose_config
+
+    _, sweep_dir = act_sweep
+    shallow = tmp_path / "shallow"  # another shape, another time, another primary config
+    run(compose_config(*TINY[2:], "model.depth=2", config_name="smoke"), shallow, quiet=True)
+    (shallow / ".hydra").mkdir()  # the labels come from the overrides, as Hydra writes them
+    overrides = (*TINY[2:], "model.depth=2")
+    (shallow / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
+    out = tmp_path / "compared"
+    written = render_sweep(out, console=Console(quiet=True), runs=[sweep_dir, shallow])
+    rows = read_comparison(out)
+    assert [r["job"] for r in rows] == ["sweep/0", "sweep/1", "shallow"]
+    # The sweep's primary config is known from its Hydra files; this run was made without.
+    assert [r["label"] for r in rows] == ["-cn smoke act=sigmoid", "-cn smoke act=relu",
+                                          "model.depth=2"]
+    assert rows[2]["first_grad_norm:fc3.weight"] == ""  # a 2-layer net has no fc3: missing
+    assert float(rows[0]["first_grad_norm:fc3.weight"]) > 0
+    assert {p.name for p in (out / "figures").iterdir()} == COMPARISON_FIGURES
+    page = (out / "index.html").read_text()
+    assert "<h1>initlab comparison</h1>" in page and "../sweep/0/index.html" not in page
+    assert not (shallow / "index.html").exists() and out / "index.html" in written
+
+
+@pytest.mark.slow
+def test_compare_of_something_that_is_not_a_record_is_one_line(tmp_path):
+    result = initlab_cli("compare", str(tmp_path / "nowhere"), "--out", str(tmp_path / "c"), cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"initlab compare: error: {tmp_path / 'nowhere'} is neither a run (no summary.json) nor a "
+        "sweep (no multirun.yaml): it does not exist"]

@@ -263,3 +263,13 @@ def test_an_unknown_option_lists_the_yaml_options_only(cfg_factory):
         cfg_factory("act=nonesuch")
     listed = re.findall(r"^\t(\S+)$", str(error.value), flags=re.M)
     assert listed == group_options()["act"]
+
+
+def test_list_names_a_run_of_another_primary_config_by_it(tmp_path):
+    for name, config in (("smoke_run", "smoke"), ("default_run", "config")):
+        fake_run(tmp_path / name, [] if config == "smoke" else ["act=tanh"])
+        (tmp_path / name / ".hydra" / "hydra.yaml").write_text(
+            f"hydra:\n  job:\n    name: app\n    config_name: {config}\n")
+    fake_run(tmp_path / "bare_run", [])  # no hydra.yaml: an old or hand-made record
+    labels = {e.path.name: e.overrides for e in find_entries(tmp_path)}
+    assert labels == {"smoke_run": "-cn smoke", "default_run": "act=tanh", "bare_run": "defaults"}

@@ -1,11 +1,8 @@
-"""Reporters: tables and figures rendered from a run record, never from a live model.
+"""Reporters: tables, figures, the page and the diagnosis' words, from a run record only.
 
-``render_run(run_dir, figures=..., tables=...)`` is the report step: the end of a run
-calls it with the sets its ``report`` config chose, ``initlab report PATH`` with the
-full sets (:func:`render_path`: a run is re-rendered, a sweep compared, a folder listed).
-A run's tables end with its diagnosis (:mod:`initlab.diagnose`), which the run stored in
-summary.json; the report only reads the record and writes ``tables/`` and ``figures/``.
-"""
+``render_run`` is the report step (a run's end, with its ``report`` config's sets;
+``initlab report``, with every set); :func:`render_path` re-renders a run, compares a
+sweep or lists a folder. It writes only ``tables/``, ``figures/`` and ``index.html``."""
 
 import math
 from pathlib import Path
@@ -46,9 +43,8 @@ FIGURE_PARTS = (("claim", "loss_accuracy"), ("grad_norm_by_layer", "final_accura
 
 
 def run_findings(record: RunRecord):
-    """The run's diagnosis: the one its run stored in summary.json, or, for a record
-    without one (an old or unfinished run), derived now, in memory: the report step never
-    rewrites the record's files."""
+    """The diagnosis the run stored in summary.json, or for a record without one, derived
+    now, in memory (the report never rewrites the record)."""
     from initlab.diagnose import Finding, diagnose
 
     stored = record.summary.get("diagnosis")
@@ -64,29 +60,35 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
-def one_line(record: RunRecord, findings, label: str = "") -> str:
-    """One line per run: what ran, how it ended, its test accuracy and findings, where."""
+def one_line(record: RunRecord, findings, label: str = "", width: int = 80) -> str:
+    """One line per run: how it ended, test accuracy, findings, where. A sweep's job
+    (``label``: "job 3 act=relu") leaves out its folder and a completed run's epochs, and
+    shortens its label to fit ``width``."""
     s = record.summary
     status = effective_status(s)
     acc = (s.get("metrics") or {}).get("test", {}).get("acc")
-    parts = [f"{status} after {_plural(int(s.get('epochs_run') or 0), 'epoch')}"]
+    epochs = _plural(int(s.get("epochs_run") or 0), "epoch")
+    parts = [status if label and status == STATUS_COMPLETED else f"{status} after {epochs}"]
     if isinstance(acc, (int, float)) and math.isfinite(acc):
         parts.append(f"test acc {acc:.3f}")
     parts.append(", ".join(f.code for f in findings) if findings else "no findings")
-    head = f"{label}: " if label else ""
-    return f"{head}{'; '.join(parts)} -> {record.run_dir}"
+    tail = "; ".join(parts)
+    if not label:
+        return f"{tail} -> {record.run_dir}"
+    room = max(width - len(tail) - 2, 12)
+    return f"{label if len(label) <= room else label[:room - 1] + '…'}: {tail}"
+
+
+# Set by the sweep's callback while a live progress line stands for its jobs (a big sweep
+# run job after job in this process): the jobs then print no line of their own.
+LIVE_SWEEP_PROGRESS = False
 
 
 def render_run(run_dir: Path, console=None, fmt: str = "png", dpi: int = 120,
                figures: str = "full", tables: str = "full", job_label: str = "",
                page: bool = True) -> list[Path]:
     """Print and save the run's tables, draw its figures, write its page; returns the figures.
-
-    ``figures``: none | key | full (see :data:`initlab.report.figures.RUN_FIGURES`);
-    ``tables``: line (one line) | brief | full; ``page``: write ``index.html``
-    (:mod:`initlab.report.page`) and end with its path. This is what ``initlab report``
-    runs (full, full, page) and what a run runs after its record is complete.
-    """
+    ``figures``: none | key | full; ``tables``: line | brief | full; ``page``: index.html."""
     from rich.console import Console
 
     # One line needs the summary (and that metrics.csv holds rows): nothing else is parsed.
@@ -107,8 +109,9 @@ def render_run(run_dir: Path, console=None, fmt: str = "png", dpi: int = 120,
 
         every_table, unchecked = run_tables(record), unchecked_rules(record)
     if tables == "line":
-        console.print(one_line(record, findings, job_label), highlight=False, markup=False,
-                      soft_wrap=True)
+        if not (job_label and LIVE_SWEEP_PROGRESS):
+            console.print(one_line(record, findings, job_label, console.width), highlight=False,
+                          markup=False, soft_wrap=True)
     else:
         from initlab.diagnose import diagnosis_table
         from initlab.report.tables import print_and_save
@@ -160,9 +163,8 @@ def _sweep_page_of(record: RunRecord) -> Path | None:
 
 
 def _check_writable(folder: Path, figures: bool, tables: bool, page: bool = False) -> None:
-    """The report writes ``tables/``, ``figures/`` and ``index.html`` in ``folder``: say in
-    one line, before anything is drawn, when one of them is in the way (a file where a
-    folder goes, or the other way round)."""
+    """One line, before anything is drawn, when a file or folder is in the way of
+    ``tables/``, ``figures/`` or ``index.html``."""
     for name, used in (("tables", tables), ("figures", figures)):
         target = folder / name
         if used and (target.is_symlink() or target.exists()) and not target.is_dir():
@@ -175,21 +177,13 @@ def _check_writable(folder: Path, figures: bool, tables: bool, page: bool = Fals
 
 
 def render_path(path: Path, console=None, fmt: str = "png", dpi: int = 120) -> list[Path]:
-    """Re-render a run directory, compare a sweep directory, or list a folder of them.
-
-    Returns the files written (none for a listing). Raises RecordError, with one line for
-    the user, when ``path`` is none of these.
-    """
+    """Re-render a run, compare a sweep, or list a folder of them; returns the files written.
+    RecordError (one line) when ``path`` is none of these."""
     from rich.console import Console
 
     from initlab.report.compare import MULTIRUN_FILE, render_sweep
 
-    path = Path(path)
-    if not path.exists():
-        raise RecordError(f"{path} does not exist")
-    if not path.is_dir():
-        raise RecordError(f"{path} is a file; give a run directory, a sweep directory or a "
-                          "folder of them")
+    path = _folder(path)
     console = console or Console()
     if (path / SUMMARY).exists():
         return render_run(path, console=console, fmt=fmt, dpi=dpi, figures="full", tables="full")
@@ -200,28 +194,27 @@ def render_path(path: Path, console=None, fmt: str = "png", dpi: int = 120) -> l
     return []
 
 
-def list_path(path: Path, console=None, default: bool = False) -> None:
-    """``initlab list [PATH]``: one row per run or sweep in or below ``path`` (a run or a
-    sweep folder lists itself), newest first; only summaries and Hydra's small files are
-    read, nothing is drawn. ``default``: ``path`` is the implied ./outputs, where "no runs
-    yet" is news, not an error."""
-    from rich.console import Console
-
-    from initlab.report.compare import MULTIRUN_FILE
-    from initlab.report.overview import find_entries, overview_table
-
+def _folder(path) -> Path:
     path = Path(path)
-    console = console or Console()
-    if default and not path.exists():
-        console.print(f"No runs or sweeps yet under {path}/ (start one with `initlab run`).",
-                      highlight=False)
-        return
     if not path.exists():
         raise RecordError(f"{path} does not exist")
     if not path.is_dir():
         raise RecordError(f"{path} is a file; give a run directory, a sweep directory or a "
                           "folder of them")
-    entries = find_entries(path)
+    return path
+
+
+def list_path(path: Path, console=None, default: bool = False) -> None:
+    """``initlab list [PATH]``: a row per run or sweep in or below ``path``, newest first,
+    from summaries and Hydra's small files. ``default``: the implied ./outputs, where "no
+    runs yet" is news, not an error."""
+    from rich.console import Console
+
+    from initlab.report.compare import MULTIRUN_FILE
+    from initlab.report.overview import find_entries, overview_table
+
+    path, console = Path(path), console or Console()
+    entries = find_entries(_folder(path)) if path.exists() or not default else []
     if not entries:
         if default:
             console.print(f"No runs or sweeps yet under {path}/ (start one with `initlab run`).",

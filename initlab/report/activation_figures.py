@@ -1,9 +1,5 @@
-"""Hidden activations, from activations.csv and activation_hists.csv: their statistics per
-layer over log epochs, and their histograms as heat maps over log epochs.
-
-A deep net gets heat maps (layer x epoch) instead of one line per layer, and histograms
-for a few evenly spaced layers instead of one panel per layer.
-"""
+"""Hidden activations (activations.csv, activation_hists.csv): statistics per layer and
+histograms over log epochs; a deep net gets heat maps and a few evenly spaced layers."""
 
 import math
 from pathlib import Path
@@ -20,6 +16,7 @@ from initlab.report.plotting import (
     epoch_axis,
     evenly_spaced,
     figure,
+    label_layers,
     layer_colors,
     log_axes,
     mark_non_finite,
@@ -38,7 +35,7 @@ HEATMAP_BINS = 60
 HEATMAP_MIN_FRACTION = 1e-4
 STATS = ("mean", "std", "frac_zero", "frac_saturated")
 TITLES = {
-    "mean": ("Mean ± 1 std", "activation"),
+    "mean": ("Mean ± 1 std (band within the observed min–max)", "activation"),
     "std": ("Standard deviation", "std of activation"),
     "frac_zero": ("Fraction exactly zero", "fraction of activations"),
     "frac_saturated": ("Fraction saturated (|a| > 0.97 of range)", "fraction of activations"),
@@ -68,6 +65,15 @@ def activation_stats_over_time(record: RunRecord, path: Path, dpi: int) -> Path:
     """Per hidden layer over log epochs: mean +- std, std alone, fraction exactly zero and,
     for bounded activations, fraction saturated."""
     layers, epochs, stats = activation_stats(record)
+    # Mean ± std of a skewed activation (ReLU) reaches values no unit took (below 0): the
+    # band is clipped to each layer's observed min and max (activation_hists.csv's range).
+    hists = _histograms(record) if record.activation_hists else {}
+    low, high = stats["mean"] - stats["std"], stats["mean"] + stats["std"]
+    for i, name in enumerate(layers):
+        for j, e in enumerate(epochs):
+            if int(e) in hists.get(name, {}):
+                lo, hi, _ = hists[name][int(e)]
+                low[i, j], high[i, j] = max(low[i, j], lo), min(high[i, j], hi)
     bounded = bool(np.isfinite(stats["frac_saturated"]).any())
     panels = [s for s in STATS if s != "frac_saturated" or bounded]
     if len(layers) > DEEP_NET_LAYERS:
@@ -102,8 +108,7 @@ def activation_stats_over_time(record: RunRecord, path: Path, dpi: int) -> Path:
             ax.plot(epochs, row, **kw)
             non_finite += mark_non_finite(ax, epochs, row, c, shift=i)
             if panel == "mean":
-                std = stats["std"][i]
-                ax.fill_between(epochs, row - std, row + std, color=c, alpha=0.15, linewidth=0)
+                ax.fill_between(epochs, low[i], high[i], color=c, alpha=0.15, linewidth=0)
         title, ylabel = TITLES[panel]
         if log is not None:
             log.finish(f"{ylabel} (log)")
@@ -116,7 +121,7 @@ def activation_stats_over_time(record: RunRecord, path: Path, dpi: int) -> Path:
         if panel.startswith("frac"):
             ax.set_ylim(-0.03, 1.03)
         elif log is None:  # a tiny change must not fill the panel
-            band = [values] if panel == "std" else [values - stats["std"], values + stats["std"]]
+            band = [values] if panel == "std" else [low, high]
             set_value_limits(ax, np.concatenate([b.ravel() for b in band]),
                              nonnegative=panel == "std")
         epoch_axis(log.strip if log is not None and log.strip is not None else ax, epochs)
@@ -149,7 +154,6 @@ def _activation_stats_heatmaps(record, layers, epochs, stats, panels, path, dpi)
     axes += [fig.add_subplot(gs[i], sharey=axes[0]) for i in range(1, len(panels))]
     for ax in axes[1:]:
         ax.tick_params(axis="y", labelleft=False)
-    shown = evenly_spaced(range(len(layers)), 20)
     for ax, panel in zip(axes, panels, strict=True):
         values = stats[panel]
         finite = np.isfinite(values)
@@ -179,12 +183,14 @@ def _activation_stats_heatmaps(record, layers, epochs, stats, panels, path, dpi)
                           np.ma.masked_where(finite, np.ones_like(values)),
                           cmap=mcolors.ListedColormap(["#D55E00"]), vmin=0, vmax=1)
             label += "; orange = NaN/Inf"
-        fig.colorbar(mesh, ax=ax, location="bottom", shrink=0.9, label=label, pad=0.12,
-                     fraction=0.06)
-        ax.set_title(TITLES[panel][0].replace("Mean ± 1 std", "Mean"), fontsize=10)
+        bar = fig.colorbar(mesh, ax=ax, location="bottom", shrink=0.9, label=label, pad=0.12,
+                           fraction=0.06, format=None if panel == "std" else "%.3g")
+        if panel == "mean":  # three ticks: "-4e+17-2e+17" must not run together
+            bar.set_ticks([norm.vmin, 0, norm.vmax])
+        ax.set_title(TITLES[panel][0].split(" ±")[0], fontsize=10)
         _epoch_columns(ax, epochs)
         ax.grid(False)
-    axes[0].set_yticks(np.array(shown) + 0.5, [layers[i] for i in shown])
+    label_layers(axes[0], layers, "y", 20, 0.5)
     axes[0].set_ylim(len(layers), 0)
     axes[0].set_ylabel("hidden layer (input at top)")
     suptitle(fig, f"Hidden activations on the training set, {len(layers)} hidden layers\n"
@@ -194,11 +200,8 @@ def _activation_stats_heatmaps(record, layers, epochs, stats, panels, path, dpi)
 
 # ------------------------------------------------------------ activation histograms
 def rebin(low: float, high: float, counts: list[float], edges: np.ndarray) -> np.ndarray:
-    """Counts of a histogram over [low, high] redistributed onto ``edges``.
-
-    Counts are taken as spread evenly within each source bin (the CDF is interpolated
-    linearly); a histogram of zero width puts every count in the bin holding ``low``.
-    """
+    """A histogram over [low, high] redistributed onto ``edges`` (counts spread evenly in
+    each bin); one of zero width puts every count in the bin holding ``low``."""
     counts = np.asarray(counts, dtype=float)
     if not (math.isfinite(low) and math.isfinite(high)):
         return np.zeros(len(edges) - 1)
@@ -213,25 +216,12 @@ def rebin(low: float, high: float, counts: list[float], edges: np.ndarray) -> np
 
 
 def _histograms(record: RunRecord) -> dict[str, dict[int, tuple[float, float, np.ndarray]]]:
-    """layer -> epoch -> (low, high, counts in bin order)."""
-    rows = record.activation_hists
-    layer = [r["layer"] for r in rows]
-    epoch = np.fromiter((r["epoch"] for r in rows), dtype=int, count=len(rows))
-    bins = np.fromiter((r["bin"] for r in rows), dtype=int, count=len(rows))
-    low = np.fromiter((r["low"] for r in rows), dtype=float, count=len(rows))
-    high = np.fromiter((r["high"] for r in rows), dtype=float, count=len(rows))
-    count = np.fromiter((r["count"] for r in rows), dtype=float, count=len(rows))
-    names = sorted(dict.fromkeys(layer), key=layer_number)
-    order = {n: i for i, n in enumerate(names)}
-    li = np.fromiter((order[n] for n in layer), dtype=int, count=len(rows))
-    out: dict[str, dict[int, tuple[float, float, np.ndarray]]] = {n: {} for n in names}
-    keys = li * (epoch.max() + 1 if len(rows) else 1) + epoch
-    sort = np.lexsort((bins, keys))
-    starts = np.flatnonzero(np.r_[True, np.diff(keys[sort]) != 0])
-    for s, e in zip(starts, np.r_[starts[1:], len(sort)], strict=True):
-        idx = sort[s:e]
-        out[names[li[idx[0]]]][int(epoch[idx[0]])] = (low[idx[0]], high[idx[-1]], count[idx])
-    return out
+    """layer (in depth order) -> epoch -> (low, high, counts in bin order)."""
+    rows: dict[str, dict[int, list]] = {}
+    for r in sorted(record.activation_hists, key=lambda r: r["bin"]):
+        rows.setdefault(r["layer"], {}).setdefault(r["epoch"], []).append(r)
+    return {layer: {e: (rs[0]["low"], rs[-1]["high"], np.array([r["count"] for r in rs], dtype=float))
+                    for e, rs in rows[layer].items()} for layer in sorted(rows, key=layer_number)}
 
 
 def activation_histograms(record: RunRecord, path: Path, dpi: int) -> Path | None:

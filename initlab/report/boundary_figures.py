@@ -1,10 +1,6 @@
-"""Decision boundaries, from the checkpoints and data.pt: P(class 1) over the plane for the
-best-on-dev model, and at the log epochs kept in checkpoints/epochs.pt (small multiples).
-
-The probability is drawn as an image in 10 % steps (cheaper than filled contours, same
-look) with the 0.5 contour on top. Class markers are white circles and black triangles,
-each with an edge of the other colour, so both show on either end of the colour map.
-"""
+"""Decision boundaries (checkpoints, data.pt): P(class 1) over the plane for the best-on-dev
+model and at the log epochs of checkpoints/epochs.pt, as an image in 10 % steps with the
+0.5 contour; class markers show on either end of the colour map."""
 
 from pathlib import Path
 

@@ -1,29 +1,18 @@
-"""Sweep comparison: a CSV, rich tables and overlay figures at the root of a sweep.
+"""The comparison of jobs: a sweep's (at its root), or any runs' and sweeps' (``initlab
+compare``): comparison.csv, the tables, the overlay figures (compare_figures) and the page.
 
-Jobs are read from their directories under the sweep root, never from a launcher's
-return values, so the comparison is the same whichever launcher ran them (Hydra's
-basic one, joblib, submitit) and whatever state each job is in: completed, diverged,
-failed, still running, or without any record. :class:`SweepComparison` is the Hydra
-callback that renders it when a multirun ends; ``initlab report SWEEP_DIR`` renders it
-on demand.
-
-A sweep over seeds (``seed=range(0,10)``) is also summarised per remaining override
-combination: the mean and spread across seeds (bands in the figures) and how often each
-diagnosis finding occurs ("dead_units in 7 of 10 seeds").
-
-Files written at the sweep root::
-
-    comparison.csv       one row per job
-    seed_summary.csv     one row per override combination (seed sweeps only)
-    tables/*.txt         the tables as printed
-    figures/*.<fmt>      see initlab.report.compare_figures
+Jobs are read from their folders, never from a launcher, so every launcher and every job
+state (completed, diverged, failed, running, no record) compares alike. A seed sweep is
+also summarised per remaining override combination: mean and spread across seeds
+(seed_summary.csv, bands in the figures) and how often each finding occurs
+(finding_rates.csv: "dead_units in 7 of 10 seeds"). :class:`SweepComparison` is the Hydra
+callback that prints a big sweep's progress and renders the comparison when it ends.
 """
 
 import atexit
 import csv
 import math
 import os
-import statistics
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
@@ -70,8 +59,11 @@ NOT_JOB_DIRS = {"figures", "tables", TENSORBOARD_DIR}
 COMPARISON_CSV, SEED_SUMMARY_CSV = "comparison.csv", "seed_summary.csv"
 FINDING_RATES_CSV, PAPER_CSV = "finding_rates.csv", "paper.csv"
 SWEEP_FILES = (COMPARISON_CSV, SEED_SUMMARY_CSV, FINDING_RATES_CSV, PAPER_CSV, PAGE)
-# The per-job tables printed (and saved under tables/) show at most this many jobs.
-TABLE_MAX_JOBS = 100
+# The per-job tables saved under tables/ show at most this many jobs; the terminal shows the
+# comparison of at most TERMINAL_JOBS (a line of counts instead), the gradient norms and
+# seed groups of at most TERMINAL_FEW; a sweep of more than TERMINAL_JOBS jobs shows a live
+# progress line instead of a line per job.
+TABLE_MAX_JOBS, TERMINAL_JOBS, TERMINAL_FEW = 100, 20, 8
 
 COMPARISON_COLUMNS = (
     "job", "overrides", "label", "status", "error", "epochs_run", "best_epoch",
@@ -127,9 +119,8 @@ class Job:
         return float(column[-1]) if column else math.nan
 
     def grad_slope(self) -> float:
-        """Decades per layer of the step-0 weight-gradient norms (least-squares slope of
-        log10 norm against the layer number): negative, they shrink toward the output;
-        positive, toward the input. NaN with fewer than two positive norms."""
+        """Decades per layer of the step-0 weight-gradient norms (least-squares slope of log10
+        norm on layer number; negative: they shrink toward the output); NaN under two norms."""
         points = [(layer_number(p.rsplit(".", 1)[0]), math.log10(v))
                   for p, v in self.grad_first.items()
                   if p.endswith(".weight") and isinstance(v, (int, float)) and v > 0
@@ -153,9 +144,8 @@ class Series:
 
     @property
     def finished_jobs(self) -> list[Job]:
-        """The jobs whose results this series shows. A lone job is shown however far it got
-        (an interrupted one up to its stop); statistics across seeds count only jobs that
-        ran their course (completed or diverged), so a half-trained job skews no mean."""
+        """The jobs this series shows: a lone job however far it got, a seed group's only those
+        that ran their course (completed or diverged), so no half-trained job skews a mean."""
         if len(self.jobs) == 1:
             return [j for j in self.jobs if j.finished]
         return [j for j in self.jobs if j.status in RAN_TO_THE_END]
@@ -168,11 +158,8 @@ def _natural_key(path: Path) -> tuple:
 
 
 def find_job_dirs(sweep_dir: Path) -> list[Path]:
-    """Every job directory under ``sweep_dir`` (one with summary.json or .hydra/), in job order.
-
-    Every folder that looks like a job, whichever sweep left it: :func:`sweep_jobs` picks
-    those of the sweep's own multirun.yaml.
-    """
+    """Every folder under ``sweep_dir`` that looks like a job (summary.json or .hydra/), in
+    job order, whichever sweep left it (:func:`sweep_jobs` picks the sweep's own)."""
     sweep_dir = Path(sweep_dir)
     found = []
     for root, dirs, files in os.walk(sweep_dir):
@@ -186,15 +173,9 @@ def find_job_dirs(sweep_dir: Path) -> list[Path]:
 
 
 def planned_jobs(sweep_dir: Path) -> tuple[list[list[str]], bool] | None:
-    """The overrides of every job the sweep launches, in job order, as Hydra's basic sweeper
-    (or initlab's, its public twin) expands its multirun.yaml (``hydra.sweeper.params``, then
-    ``hydra.overrides.task``), and whether job ``i`` lives in ``<sweep>/<i>`` (the default
-    ``hydra.sweep.subdir``).
-
-    None when that cannot be known: no or an unreadable multirun.yaml, another sweeper
-    (Optuna, Ax: their jobs are chosen as the sweep goes), a sweep value Hydra cannot expand
-    without the config (``glob(...)``).
-    """
+    """The overrides of every job the sweep launches, in order, as Hydra's basic sweeper
+    expands multirun.yaml, and whether job ``i`` lives in ``<sweep>/<i>``; None when that
+    cannot be known (no multirun.yaml, another sweeper, a value like ``glob(...)``)."""
     try:
         from omegaconf import OmegaConf
 
@@ -230,9 +211,8 @@ def _same_job(found: list[str], planned: list[str]) -> bool:
 
 
 def sweep_jobs(sweep_dir: Path) -> list[JobSlot]:
-    """The jobs of this sweep, in job order: those its multirun.yaml plans (see
-    :func:`planned_jobs`), each in its folder or never started; a folder left there by an
-    older sweep is no job of this one. Without a plan, every job folder found."""
+    """The jobs multirun.yaml plans (:func:`planned_jobs`), each in its folder or never
+    started (a folder of an older sweep is none of them); without a plan, every job folder."""
     sweep_dir = Path(sweep_dir)
     plan = planned_jobs(sweep_dir)
     if plan is None:
@@ -272,10 +252,8 @@ def _job_error(summary: dict[str, Any], status: str) -> str:
 
 
 def read_job(job_dir: Path, sweep_dir: Path, overrides: list[str] | None = None) -> Job:
-    """A job's record, reduced to what the comparison shows; never raises for a bad job.
-
-    ``overrides``: the job's, as its sweep planned them (default: its .hydra/overrides.yaml).
-    """
+    """A job's record reduced to what the comparison shows; never raises for a bad job.
+    ``overrides``: as its sweep planned them (default: its .hydra/overrides.yaml)."""
     name = str(job_dir.relative_to(sweep_dir))
     if overrides is None:
         overrides = read_overrides(job_dir)
@@ -375,40 +353,38 @@ def seed_groups(jobs: list[Job]) -> list[Series] | None:
 
 
 # --------------------------------------------------------------------------- numbers
+def _finite(values) -> list[float]:
+    return [v for v in values if math.isfinite(v)]
+
+
 def mean_std(values: list[float]) -> tuple[float, float]:
     """Mean and sample std of the finite values (std 0 for one value; NaN for none)."""
-    finite = [v for v in values if math.isfinite(v)]
-    if not finite:
-        return math.nan, math.nan
-    return statistics.fmean(finite), statistics.stdev(finite) if len(finite) > 1 else 0.0
+    import numpy as np
+
+    v = _finite(values)
+    return (float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else 0.0) if v else (math.nan,) * 2
 
 
 def quantile(values: list[float], q: float) -> float:
-    """The q-quantile of the finite values, interpolated linearly between order statistics
-    (numpy's default, "type 7"); NaN for none."""
-    finite = sorted(v for v in values if math.isfinite(v))
-    if not finite:
-        return math.nan
-    position = q * (len(finite) - 1)
-    low = math.floor(position)
-    high = min(low + 1, len(finite) - 1)
-    return finite[low] + (finite[high] - finite[low]) * (position - low)
+    """The q-quantile of the finite values (numpy's linear "type 7"); NaN for none."""
+    import numpy as np
+
+    v = _finite(values)
+    return float(np.quantile(v, q)) if v else math.nan
 
 
 def seed_stats(values: list[float]) -> list[float]:
     """[mean, std, median, q05, q95] of the finite values (SEED_STATS)."""
-    mean, std = mean_std(values)
-    return [mean, std, quantile(values, 0.5), quantile(values, 0.05), quantile(values, 0.95)]
+    return [*mean_std(values), *(quantile(values, q) for q in (0.5, 0.05, 0.95))]
 
 
 def least_squares_slope(points: list[tuple[float, float]]) -> float:
-    """The slope of the least-squares line through (x, y) points; NaN with fewer than two
-    distinct x."""
+    """The least-squares slope through (x, y) points; NaN with fewer than two distinct x."""
+    import numpy as np
+
     if len({x for x, _ in points}) < 2:
         return math.nan
-    mx = statistics.fmean(x for x, _ in points)
-    my = statistics.fmean(y for _, y in points)
-    return sum((x - mx) * (y - my) for x, y in points) / sum((x - mx) ** 2 for x, _ in points)
+    return float(np.polyfit(*zip(*points), 1)[0])
 
 
 def finding_frequencies(series: Series) -> list[tuple[str, int]]:
@@ -437,50 +413,43 @@ def param_columns(jobs: list[Job]) -> list[str]:
 
 
 # --------------------------------------------------------------------------- outputs
-def _csv_number(value: Any) -> Any:
-    if isinstance(value, float) and math.isnan(value):
-        return ""
-    return value
+def write_csv(path: Path, header, rows) -> Path:
+    """``rows`` under ``header``; a NaN is an empty cell."""
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows([("" if isinstance(v, float) and math.isnan(v) else v) for v in row]
+                         for row in rows)
+    return path
 
 
 def write_comparison_csv(jobs: list[Job], path: Path) -> Path:
     params = param_columns(jobs)
-    header = [*COMPARISON_COLUMNS, *(f"first_grad_norm:{p}" for p in params),
-              *(f"last_grad_norm:{p}" for p in params)]
-    with path.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(header)
-        for j in jobs:
-            row = [
-                j.name, " ".join(j.overrides), j.label, j.status, j.error,
-                j.summary.get("epochs_run", ""), j.summary.get("best_epoch", ""),
-                *(j.final(split, key) for split in SPLITS for key in ("loss", "acc")),
-                " ".join(j.findings), "" if j.last_step is None else j.last_step,
-                *(j.grad_first.get(p, math.nan) for p in params),
-                *(j.grad_last.get(p, math.nan) for p in params),
-            ]
-            writer.writerow([_csv_number(v) for v in row])
-    return path
+    return write_csv(path, [*COMPARISON_COLUMNS, *(f"first_grad_norm:{p}" for p in params),
+                            *(f"last_grad_norm:{p}" for p in params)], (
+        [j.name, " ".join(j.overrides), j.label, j.status, j.error,
+         j.summary.get("epochs_run", ""), j.summary.get("best_epoch", ""),
+         *(j.final(split, key) for split in SPLITS for key in ("loss", "acc")),
+         " ".join(j.findings), "" if j.last_step is None else j.last_step,
+         *(j.grad_first.get(p, math.nan) for p in params),
+         *(j.grad_last.get(p, math.nan) for p in params)] for j in jobs))
+
+
+def _seed_row(i: int, g: Series) -> list:
+    done = g.finished_jobs
+    stats = [s for split in SPLITS for key in ("loss", "acc")
+             for s in seed_stats([j.final(split, key) for j in done])]
+    for split in LAST_EPOCH_SPLITS:
+        for key in ("loss", "acc"):
+            last = [j.last(split, key) for j in done]
+            stats += [mean_std(last)[0], quantile(last, 0.5)]
+    findings = "; ".join(f"{c}:{k}/{len(g.jobs)}" for c, k in finding_frequencies(g))
+    return [i, _group_overrides(g), len(g.jobs), len(done), *stats,
+            *mean_std([j.grad_slope() for j in done]), findings]
 
 
 def write_seed_summary_csv(groups: list[Series], path: Path) -> Path:
-    with path.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(SEED_SUMMARY_COLUMNS)
-        for i, g in enumerate(groups):
-            stats = []
-            for split in SPLITS:
-                for key in ("loss", "acc"):
-                    stats.extend(seed_stats([j.final(split, key) for j in g.finished_jobs]))
-            for split in LAST_EPOCH_SPLITS:
-                for key in ("loss", "acc"):
-                    last = [j.last(split, key) for j in g.finished_jobs]
-                    stats.extend([mean_std(last)[0], quantile(last, 0.5)])
-            stats.extend(mean_std([j.grad_slope() for j in g.finished_jobs]))
-            findings = "; ".join(f"{c}:{k}/{len(g.jobs)}" for c, k in finding_frequencies(g))
-            writer.writerow([i, _group_overrides(g), len(g.jobs), len(g.finished_jobs),
-                             *(_csv_number(v) for v in stats), findings])
-    return path
+    return write_csv(path, SEED_SUMMARY_COLUMNS, (_seed_row(i, g) for i, g in enumerate(groups)))
 
 
 def _group_overrides(group: Series) -> str:
@@ -489,24 +458,16 @@ def _group_overrides(group: Series) -> str:
 
 def write_finding_rates_csv(groups: list[Series], path: Path) -> Path:
     """One row per group and finding: how many seeds had it, the rate, its 95% Wilson CI."""
-    with path.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(FINDING_RATES_COLUMNS)
-        for i, g in enumerate(groups):
-            n = len(g.jobs)
-            for code, k in finding_frequencies(g):
-                low, high = wilson_interval(k, n)
-                writer.writerow([i, _group_overrides(g), code, k, n, k / n, low, high])
-    return path
+    return write_csv(path, FINDING_RATES_COLUMNS, (
+        [i, _group_overrides(g), code, k, len(g.jobs), k / len(g.jobs), *wilson_interval(k, len(g.jobs))]
+        for i, g in enumerate(groups) for code, k in finding_frequencies(g)))
 
 
 STATUS_STYLE = {"completed": "green", "diverged": "yellow", "running": "cyan"}
 
 
 def wide_table(title: str):
-    """A table without vertical rules: a sweep's tables have many columns, and an 80-column
-    terminal should still show every one of them. Printed through
-    :class:`initlab.report.tables.Fitted`, its columns narrow only as far as their words allow."""
+    """A table without vertical rules, for many columns on 80 (through ``Fitted``)."""
     from rich import box
     from rich.table import Table
 
@@ -519,10 +480,9 @@ def _status_cell(status: str) -> str:
 
 
 def decisive_gradients(job: Job) -> str:
-    """The step-0 gradient numbers a textbook comparison turns on, in a few characters:
-    which parameters alone got a gradient when most got exactly 0 (the dead-ReLU
-    experiment: "only fc5.bias"), else the first over the last layer's weight-gradient
-    norm (the vanishing-gradient experiment: "fc1/fc5 9.0e-11")."""
+    """The step-0 gradients a textbook comparison turns on: the parameters that alone got
+    one (dead ReLU: "only fc5.bias"), else first over last weight-gradient norm
+    (vanishing gradients: "fc1/fc5 9.0e-11")."""
     from initlab.report.tables import fmt
 
     first = {p: v for p, v in job.grad_first.items() if isinstance(v, (int, float))}
@@ -643,20 +603,52 @@ def seed_table(groups: list[Series]):
     return Fitted(table, optional=("dev acc", "test loss"))  # seed_summary.csv has them all
 
 
-def render_sweep(sweep_dir: Path, console=None, fmt: str = "png", dpi: int = 120) -> list[Path]:
-    """Write the comparison of every job under ``sweep_dir``; print its tables.
+def read_runs(paths: list[Path]) -> tuple[list[Job], str]:
+    """The runs, and the jobs of the sweeps, at ``paths`` as the jobs of one comparison:
+    named by their folders, labelled by what tells them apart (``-cn NAME`` included)."""
+    jobs = []
+    for path in map(Path, paths):
+        if (path / SUMMARY).exists():
+            jobs.append(read_job(path, path.parent))
+        elif (path / MULTIRUN_FILE).exists():
+            for job in read_sweep(path)[0]:
+                job.name = f"{path.name}/{job.name}"
+                jobs.append(job)
+        else:
+            raise RecordError(f"{path} is neither a run (no {SUMMARY}) nor a sweep "
+                              f"(no {MULTIRUN_FILE})" + ("" if path.exists() else ": it does not exist"))
+    if len({j.name for j in jobs}) < len(jobs):  # folders of one name: their whole paths
+        for job in jobs:
+            job.name = str(job.job_dir)
+    from initlab.report.overview import config_name
 
-    Returns the files written. Raises RecordError when there is no job to compare.
-    """
+    for job in jobs:
+        if (name := config_name(job.job_dir)) not in ("", "config"):
+            job.overrides = [f"-cn {name}", *job.overrides]
+    labels, shared = distinguishing_labels([j.overrides for j in jobs])
+    for job, label in zip(jobs, labels, strict=True):
+        job.label = label
+    return jobs, shared
+
+
+def render_sweep(sweep_dir: Path, console=None, fmt: str = "png", dpi: int = 120,
+                 runs: list[Path] | None = None, say_where: bool = False) -> list[Path]:
+    """Write, print and draw the comparison of the sweep at ``sweep_dir`` (or of ``runs``,
+    into ``sweep_dir``: ``initlab compare``); returns the files written. RecordError when
+    there is no job."""
     from rich.console import Console
 
     from initlab.report.tables import print_and_save
 
     sweep_dir = Path(sweep_dir)
-    if not sweep_dir.is_dir():
+    if runs is not None:
+        jobs, shared = read_runs(runs)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+    elif not sweep_dir.is_dir():
         raise RecordError(f"{sweep_dir} is not a directory")
+    else:
+        jobs, shared = read_sweep(sweep_dir)
     console = console or Console()
-    jobs, shared = read_sweep(sweep_dir)
     if not jobs:
         raise RecordError(f"{sweep_dir} has no job directories (nothing ran yet?)")
     groups = seed_groups(jobs)
@@ -668,20 +660,29 @@ def render_sweep(sweep_dir: Path, console=None, fmt: str = "png", dpi: int = 120
     # TABLE_MAX_JOBS the per-job tables show the first jobs; comparison.csv has every one.
     shown = jobs[:TABLE_MAX_JOBS]
     first = f"the first {len(shown)} of {len(jobs)} jobs; every job is in comparison.csv"
-    title = (f"Sweep comparison ({plural(len(jobs), 'job')}{'; all: ' + shared if shared else ''}"
+    kind = "Sweep comparison" if runs is None else "Comparison"
+    title = (f"{kind} ({plural(len(jobs), 'job')}{'; all: ' + shared if shared else ''}"
              + (f"; {first}" if len(shown) < len(jobs) else "") + ")")
     tables = {"comparison": comparison_table(shown, title)}
     if any(j.grad_first for j in shown):
         tables["comparison_grad_norms"] = grad_norm_table(shown, first if len(shown) < len(jobs) else "")
     if groups:
         tables["seed_summary"] = seed_table(groups)
-    print_and_save(tables, console, sweep_dir / "tables")
-    for j in jobs:
-        if j.status not in FINISHED and j.error:
-            from rich.markup import escape  # an override like `x=[a,b]` is no markup tag
+    few = len(jobs) <= TERMINAL_JOBS
+    print_and_save(tables, console, sweep_dir / "tables", shown=(
+        ["comparison"] * few + ["comparison_grad_norms"] * (len(jobs) <= TERMINAL_FEW)
+        + ["seed_summary"] * (len(groups or ()) <= TERMINAL_FEW)))
+    if not few:
+        console.print(counts_line(jobs).replace("; ", "\n") + f"\nevery table: {sweep_dir / 'tables'}",
+                      highlight=False, markup=False)
+    unfinished = [j for j in jobs if j.status not in FINISHED and j.error]
+    for j in unfinished[:5]:
+        from rich.markup import escape  # an override like `x=[a,b]` is no markup tag
 
-            console.print(f"[bold red]job {escape(j.name)}[/] "
-                          f"{escape(f'({j.label}) {j.status}: {j.error}')}", highlight=False)
+        console.print(f"[bold red]job {escape(j.name)}[/] "
+                      f"{escape(f'({j.label}) {j.status}: {j.error}')}", highlight=False)
+    if len(unfinished) > 5:
+        console.print(f"and {len(unfinished) - 5} more jobs that did not finish (the page lists them)")
     written = [write_comparison_csv(jobs, sweep_dir / COMPARISON_CSV)]
     if groups:
         written.append(write_seed_summary_csv(groups, sweep_dir / SEED_SUMMARY_CSV))
@@ -701,15 +702,32 @@ def render_sweep(sweep_dir: Path, console=None, fmt: str = "png", dpi: int = 120
     # The jobs the table shows get their own page (a job of a sweep leaves it to this step),
     # written while the forked copies draw the figures (~0.4 s for 100 pages); past
     # TABLE_MAX_JOBS a job's page is one `initlab report JOB` away.
-    job_pages = write_job_pages(shown, sweep_dir / PAGE)
+    job_pages = write_job_pages(shown, sweep_dir / PAGE) if runs is None else {
+        j.name: j.job_dir / PAGE for j in shown if (j.job_dir / PAGE).exists()}  # their own pages
     written += figures.result()
-    console.print(f"[bold]Sweep comparison:[/bold] {sweep_dir}  "
+    console.print(f"[bold]{kind}:[/bold] {sweep_dir}  "
                   f"({plural(len(jobs), 'job')}, "
                   f"{plural(sum(p.parent.name == 'figures' for p in written), 'figure')})")
-    page = sweep_page(sweep_dir, jobs, shown, tables, job_pages)
-    written += [page, *job_pages.values()]
+    page = sweep_page(sweep_dir, jobs, shown, tables, job_pages, kind=kind.split()[0].lower())
+    written += [page, *(job_pages.values() if runs is None else ())]
+    if say_where:  # a quiet sweep's one line: where it went
+        print(f"Sweep: {sweep_dir} ({counts_line(jobs).split(';')[0]}); page: {page.resolve().as_uri()}")
     print_page_path(console, page)
     return written
+
+
+def counts_line(jobs: list[Job]) -> str:
+    """A sweep in one line: how its jobs ended, the range of their test accuracy and how
+    often each finding occurred."""
+    from initlab.report.tables import plural
+
+    counts = Counter(j.status for j in jobs).most_common()
+    line = f"{plural(len(jobs), 'job')}: " + ", ".join(f"{n} {s}" for s, n in counts)
+    accs = sorted(a for j in jobs if math.isfinite(a := j.final("test", "acc")))
+    if accs:
+        line += f"; test acc {accs[0]:.3f}–{quantile(accs, 0.5):.3f}–{accs[-1]:.3f} (min–median–max)"
+    found = Counter(code for j in jobs for code in j.findings).most_common()
+    return line + ("; findings: " + ", ".join(f"{c} in {n}" for c, n in found) if found else "")
 
 
 def _paper_of(jobs: list[Job]):
@@ -751,14 +769,9 @@ def paper_table(paper, series: list[Series], path: Path):
 
 
 class _FiguresAside:
-    """The comparison figures, drawn by two forked copies of this process (half the
-    figures each, FIGURE_PARTS) while this one lays out and prints the tables: matplotlib's
-    import and the drawing took ~1.3 s of a 200-job sweep's ~2 s comparison, measured on 2
-    cores. ``result()`` returns the files written, in COMPARISON_FIGURES order.
-
-    Where there is no fork (not Linux), or a copy fails for any reason, its figures are
-    drawn here instead; an error in the drawing itself is raised here then.
-    """
+    """The comparison figures, drawn by two forked copies of this process (FIGURE_PARTS)
+    while this one prints the tables: ~1.3 s of a 200-job sweep's ~2 s comparison on 2 cores.
+    Without fork, or when a copy fails, they are drawn here (a drawing error is raised here)."""
 
     def __init__(self, series: list, shared: str, out_dir: Path, fmt: str, dpi: int):
         from initlab.report import FIGURE_PARTS
@@ -818,14 +831,11 @@ class _FiguresAside:
 
 # ---------------------------------------------------------------------- the callback
 class SweepComparison(Callback):
-    """Hydra callback: render the sweep comparison at the sweep root when a multirun ends.
+    """Hydra callback: a big sweep's progress line, then the comparison when it ends.
 
-    Hydra 1.3 calls ``on_multirun_end`` only when every job succeeded: a failed job's
-    exception leaves the sweeper first. So ``on_multirun_start`` also registers an exit
-    hook that renders the comparison if ``on_multirun_end`` never came, and a sweep with
-    a failed or interrupted job still ends with its comparison (and its non-zero exit).
-    Launchers pickle callbacks into their workers; only plain attributes live here.
-    """
+    Hydra 1.3 calls ``on_multirun_end`` only when every job succeeded, so an exit hook renders
+    it otherwise (the sweep still exits non-zero). Launchers pickle callbacks into their
+    workers: only plain attributes live here."""
 
     def __init__(self, fmt: str = "png", dpi: int = 120) -> None:
         self.fmt = fmt
@@ -833,6 +843,8 @@ class SweepComparison(Callback):
         self._sweep_dir: str | None = None
         self._pending = False
         self._quiet = False
+        self._pid: int | None = None
+        self._progress: _JobProgress | bool | None = None  # False: a line per job instead
 
     def on_multirun_start(self, config, **kwargs) -> None:
         self._sweep_dir = str(config.hydra.sweep.dir)
@@ -843,7 +855,28 @@ class SweepComparison(Callback):
         self._pending = bool(report.get("sweep", True))
         if not self._quiet:
             print(f"Sweep: {self._sweep_dir}", flush=True)
+        self._pid = os.getpid()  # a launcher's worker process has a copy of this callback
         atexit.register(self._render_once)
+
+    def on_job_start(self, config, **kwargs) -> None:
+        if self._progress is None and os.getpid() == self._pid and not self._quiet:
+            plan = planned_jobs(Path(self._sweep_dir))  # Hydra's sweeper wrote multirun.yaml
+            total = len(plan[0]) if plan else 0
+            self._progress = _JobProgress(total) if total > TERMINAL_JOBS else False
+            import initlab.report
+
+            initlab.report.LIVE_SWEEP_PROGRESS = bool(self._progress)
+
+    def on_job_end(self, config, job_return=None, **kwargs) -> None:
+        if self._progress and os.getpid() == self._pid:
+            summary = Path(str(config.hydra.runtime.output_dir)) / SUMMARY
+            try:
+                import json
+
+                status = effective_status(json.loads(summary.read_text()))
+            except (OSError, ValueError):
+                status = "failed"
+            self._progress.job_done(status)
 
     def on_multirun_end(self, config, **kwargs) -> None:
         self._render_once()
@@ -852,15 +885,54 @@ class SweepComparison(Callback):
         if not self._pending or self._sweep_dir is None:
             return
         self._pending = False
+        if self._progress:
+            self._progress.close()
         if not Path(self._sweep_dir).is_dir():  # refused before any job: nothing to compare
             return
         try:
             from rich.console import Console
 
             render_sweep(Path(self._sweep_dir), console=Console(quiet=self._quiet),
-                         fmt=self.fmt, dpi=self.dpi)
+                         fmt=self.fmt, dpi=self.dpi, say_where=self._quiet)
         except RecordError as e:
             print(f"initlab: no sweep comparison: {e}", file=sys.stderr)
         except Exception as e:  # a reporting bug must not hide how the sweep itself went
             print(f"initlab: the sweep comparison failed: {type(e).__name__}: {e} "
                   f"(retry with `initlab report {self._sweep_dir}`)", file=sys.stderr)
+
+
+class _JobProgress:
+    """A big sweep's live line: jobs done by status, time spent, time left at the pace so
+    far; redrawn in place on a terminal, else a line every tenth of the jobs."""
+
+    def __init__(self, total: int) -> None:
+        import time
+
+        self.total, self.counts, self.started, self.tenths = total, Counter(), time.monotonic(), 0
+        self.tty, self.open = sys.stdout.isatty(), False
+
+    def job_done(self, status: str) -> None:
+        import time
+
+        self.counts[status] += 1
+        done = sum(self.counts.values())
+        spent = time.monotonic() - self.started
+        left = spent / done * max(self.total - done, 0)
+        line = (f"jobs {done}/{self.total}: " + ", ".join(f"{n} {s}" for s, n in self.counts.most_common())
+                + f"; {_clock(spent)} spent, ETA {_clock(left)}")
+        if self.tty:
+            print("\r" + line[:79].ljust(79), end="", flush=True)
+            self.open = True
+        elif done * 10 // self.total > self.tenths or done == self.total:
+            self.tenths = done * 10 // self.total
+            print(line, flush=True)
+
+    def close(self) -> None:
+        if self.open:
+            print(flush=True)
+            self.open = False
+
+
+def _clock(seconds: float) -> str:
+    m, s = divmod(round(seconds), 60)
+    return f"{m // 60}:{m % 60:02d}:{s:02d}" if m >= 60 else f"{m}:{s:02d}"

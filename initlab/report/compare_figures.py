@@ -321,7 +321,8 @@ def final_accuracy(series: list[Series], shared: str, path: Path, dpi: int) -> P
         lo, hi = mid - 0.05, mid + 0.05
     lo, hi = max(0.0, lo - 0.03), min(1.0, hi + 0.03)
     label_room = 0.22 * (hi - lo)  # value labels sit right of the data, never under a legend
-    fig, gs = figure(8, 1.7 + 0.6 * n, top=0.7, bottom=0.95, left=2.2, right=0.3)
+    left = max(2.2, 0.4 + 0.085 * max((len(s.label) for s in series), default=0))  # no cut label
+    fig, gs = figure(5.8 + left, 1.7 + 0.6 * n, top=0.7, bottom=0.95, left=left, right=0.3)
     ax = fig.add_subplot(gs[0])
     for y, i, split, values in rows:
         if not values.size:

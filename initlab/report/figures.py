@@ -1,14 +1,7 @@
-"""The figures of one run: one list of specs, read in order, and the one function that draws them.
-
-Every figure is drawn from the record alone (CSV/JSON; checkpoints and data.pt for the
-initial weights and the decision boundaries). A spec says what a figure is called, how to
-draw it, whether a record has data for it, and whether it is in the key set a single run
-draws by default; ``render_figures`` picks from :data:`RUN_FIGURES` and nowhere else.
-
-The figures themselves live by topic: ``training_figures`` (loss, accuracy),
-``gradient_figures``, ``weight_figures``, ``activation_figures``, ``boundary_figures``;
-shared style and axes helpers in ``plotting``.
-"""
+"""The figures of one run: :data:`RUN_FIGURES`, one spec per figure (name, how to draw it,
+whether a record has data for it, whether it is a key figure), and ``render_figures``,
+which picks from it and nowhere else. Each is drawn from the record alone; the figures
+live by topic in the ``*_figures`` modules, shared helpers in ``plotting``."""
 
 from collections.abc import Callable
 from dataclasses import dataclass

@@ -1,8 +1,6 @@
-"""Gradient norms, from grad_norms.csv: by layer at the first and last step (the textbook's
-figure), per parameter over training, and per layer and epoch as a heat map (deep nets).
-
-Exact zeros and NaN/Inf are never drawn as values: see :class:`plotting.LogAxis`.
-"""
+"""Gradient norms (grad_norms.csv): by layer at the first and last step (the textbook's
+figure), per parameter over training, and per layer and epoch (deep nets); zeros and
+NaN/Inf are never drawn as values (:class:`plotting.LogAxis`)."""
 
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,9 +18,11 @@ from initlab.report.plotting import (
     epoch_axis,
     evenly_spaced,
     figure,
+    label_layers,
     layer_colors,
     log_axes,
     note_non_finite,
+    regular_ticks,
     run_title,
     save,
 )
@@ -76,7 +76,7 @@ def is_deep(record: RunRecord) -> bool:
 
 def _layer_ticks(ax, layers: list[str]) -> None:
     x = np.arange(len(layers))
-    shown = set(evenly_spaced(range(len(layers)), 12))
+    shown = set(regular_ticks(len(layers), 12))
     ax.set_xticks(x, [name if i in shown else "" for i, name in enumerate(layers)])
     ax.set_xlim(-0.5, len(layers) - 0.5)
 
@@ -186,8 +186,7 @@ def grad_norm_heatmap(record: RunRecord, path: Path, dpi: int) -> Path | None:
         handles.append(Patch(facecolor="#D55E00", label="NaN/Inf"))
     if (finite & (grid == 0)).any():
         handles.append(Patch(facecolor="white", edgecolor="0.7", hatch="///", label="exactly 0"))
-    shown = evenly_spaced(range(len(layers)), 25)
-    ax.set_yticks(np.array(shown) + 0.5, [layers[i] for i in shown])
+    label_layers(ax, layers, "y", 25, 0.5)
     ax.invert_yaxis()
     ax.set_ylabel("layer (input at top)")
     epoch_axis(ax, epochs)

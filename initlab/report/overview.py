@@ -1,13 +1,7 @@
-"""Overview of a folder of runs and sweeps (``initlab report outputs/``, ``initlab list``).
-
-One row per run or sweep found under the folder, newest first: when it started, its
-overrides, its status and its key metrics. Only summary.json files and Hydra's small
-YAML files are read, so listing a large ``outputs/`` stays quick.
-
-Each path is shown whole, on one line, as it pastes into ``initlab report`` from where
-the listing was asked for: a table when the terminal is wide enough for the longest path,
-else one block per entry with the path on a line of its own.
-"""
+"""``initlab list``: a row per run or sweep under a folder, newest first (started, label,
+status, key metrics), from summary.json and Hydra's small files only. Each path is whole
+on one line, as it pastes into ``initlab report``: a table when the longest path fits,
+else a block per entry."""
 
 import math
 import os
@@ -80,6 +74,29 @@ def _unreadable(e: RecordError, folder: Path) -> str:
     return f"{STATUS_UNREADABLE}: {where_why(where, why)}"
 
 
+def config_name(folder: Path) -> str:
+    """The primary config (``-cn``) a run or sweep was made with: Hydra's ``job.config_name``
+    in .hydra/hydra.yaml or multirun.yaml (one line found, no YAML parsed); "" if unknown."""
+    import re
+
+    for file in (folder / ".hydra" / "hydra.yaml", folder / MULTIRUN_FILE):
+        try:
+            found = re.search(r"^\s*config_name:\s*(\S+)\s*$", file.read_text(), re.MULTILINE)
+        except OSError:
+            continue
+        return found[1] if found and found[1] != "null" else ""
+    return ""
+
+
+def _label(overrides: list[str] | str, folder: Path) -> str:
+    """What a listing calls a run or sweep: its primary config when not the default one
+    (``-cn smoke``), then its overrides; "defaults" when it has neither."""
+    name = config_name(folder)
+    words = [f"-cn {name}"] if name not in ("", "config") else []
+    words += [overrides] if isinstance(overrides, str) else overrides
+    return " ".join(w for w in words if w) or "defaults"
+
+
 def run_entry(run_dir: Path) -> Entry:
     """One run's row from its summary.json (checked) and overrides; a bad summary gives
     the row ``unreadable: <file>: <why>``, never an error."""
@@ -94,7 +111,7 @@ def run_entry(run_dir: Path) -> Entry:
         kind="run",
         path=run_dir,
         started=_started(run_dir, ".hydra/hydra.yaml", SUMMARY),
-        overrides=" ".join(read_overrides(run_dir)) or "defaults",
+        overrides=_label(read_overrides(run_dir), run_dir),
         status=status,
         epochs=str(summary.get("epochs_run", "–")),
         test_acc="–" if math.isnan(acc) else f"{acc:.3f}",
@@ -140,7 +157,7 @@ def sweep_entry(sweep_dir: Path) -> Entry:
         kind="sweep",
         path=sweep_dir,
         started=_started(sweep_dir, MULTIRUN_FILE),
-        overrides=overrides or "defaults",
+        overrides=_label(overrides, sweep_dir) if overrides != "?" else "?",
         status=f"{plural(n, 'job')}: " + ", ".join(f"{k} {s}" for s, k in sorted(statuses.items())),
         epochs="–",
         test_acc="–" if not accs else (f"{min(accs):.3f}–{max(accs):.3f}"

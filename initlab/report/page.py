@@ -1,20 +1,12 @@
-"""The browsable report: one self-contained ``index.html`` per run and per sweep.
-
-Written by the report step next to the record (``initlab report PATH`` writes it again),
-from the record alone, like every other reporter. A page works from the file system with
-no server and no network: figures and files are linked relatively, the style sheet and the
-few lines of script that sort a table are inline, nothing comes from a CDN.
-
-Templates are Jinja2 (``initlab/report/templates/``): it escapes every value by default
-(overrides, messages and paths are the user's text and may hold ``<`` or ``&``), keeps the
-markup in files a reader can open, is already installed with torch, and is the templating
-library of Flask, Sphinx and Ansible. The tables are the ones the terminal shows
-(:mod:`initlab.report.tables`, :mod:`initlab.report.compare`), read cell by cell from their
-rich ``Table``: one home for what a table holds, two ways to show it.
-"""
+"""The browsable report: a self-contained ``index.html`` per run, sweep and comparison,
+from the record alone. It works from the file system: figures and files linked
+relatively, style and the sorting script inline, nothing from a network. Jinja2 templates
+(``templates/``) escape every value (overrides and paths are the user's text); the tables
+are the terminal's own rich tables, read cell by cell."""
 
 import math
 import os
+from collections import namedtuple
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -42,19 +34,8 @@ class TableData:
     cell_html: dict[tuple[int, int], str] = field(default_factory=dict)  # (row, col) -> safe html
 
 
-@dataclass
-class FigureLink:
-    href: str
-    name: str
-    about: str
-    image: bool
-
-
-@dataclass
-class FileLink:
-    href: str
-    path: str
-    size: str
+FigureLink = namedtuple("FigureLink", "href name about image")
+FileLink = namedtuple("FileLink", "href path size")
 
 
 def _plain(cell: Any) -> str:
@@ -94,19 +75,19 @@ def href(path: Path, base: Path) -> str:
     return quote(Path(os.path.relpath(path, base)).as_posix())
 
 
-def _size(n: int) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+def _size(n: float) -> str:
+    for unit in ("B", "kB", "MB"):
+        if n < 1000:
+            return f"{n:.0f} B" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1000
-    return f"{n} B"
+    return f"{n:.1f} GB"
 
 
 def file_links(folder: Path, skip: tuple[str, ...] = (PAGE,), skip_dirs: set[str] = frozenset(),
                limit: int = 400) -> tuple[list[FileLink], int]:
-    """Every file under ``folder`` (sorted; the page itself and ``skip_dirs`` left out),
-    linked relatively; at most ``limit``, with the count of those left out. Plain strings
-    and ``os.scandir``, not a Path per file: a sweep lists the files of a hundred jobs."""
+    """Every file under ``folder`` (not the page, not ``skip_dirs``), linked relatively; at
+    most ``limit``, and how many were left out. ``os.scandir`` and strings: a sweep lists the
+    files of a hundred jobs."""
     links: list[FileLink] = []
     left = 0
 
@@ -139,12 +120,16 @@ def file_links(folder: Path, skip: tuple[str, ...] = (PAGE,), skip_dirs: set[str
 
 
 def figure_links(figures_dir: Path, base: Path, specs: dict[str, str] | None = None) -> list[FigureLink]:
-    """The figures drawn in ``figures_dir``: those named in ``specs`` (name -> about) first,
-    in its order, then any others, by name."""
+    """The figures in ``figures_dir``, each once (the newest of its formats): those of
+    ``specs`` (name -> about) first, in order, then the others by name."""
     if not figures_dir.is_dir():
         return []
     specs = specs or {}
-    found = sorted(p for p in figures_dir.iterdir() if p.is_file())
+    newest: dict[str, Path] = {}
+    for p in sorted((p for p in figures_dir.iterdir() if p.is_file()),
+                    key=lambda p: (p.stat().st_mtime, p.suffix.lower() in FIGURE_SUFFIXES)):
+        newest[p.stem] = p
+    found = list(newest.values())
     order = {name: k for k, name in enumerate(specs)}
     found.sort(key=lambda p: (order.get(p.stem, len(order)), p.name))
     return [FigureLink(href(p, base), p.stem.replace("_", " "), specs.get(p.stem, ""),
@@ -234,9 +219,8 @@ def _badge(text: str, css_class: str) -> str:
 
 
 def lean_tables(record: RunRecord) -> dict[str, Any]:
-    """The tables of a job's page that read no long CSV: configuration, final metrics,
-    gradient norms from the summary, activations and the signal at init. The training log
-    and the weights per unit are one ``initlab report JOB`` away."""
+    """A job page's tables that read no long CSV (the training log and weights per unit are
+    one ``initlab report JOB`` away)."""
     from initlab.report.tables import (
         activation_table,
         config_table,
@@ -254,9 +238,8 @@ def lean_tables(record: RunRecord) -> dict[str, Any]:
 
 
 def write_job_pages(jobs: list, sweep_page_path: Path) -> dict[str, Path]:
-    """The pages of ``jobs`` (those with a readable record): job name -> page. A sweep
-    writes up to a hundred of them, so each reads the summary and the short tables only
-    (:func:`lean_tables`): ~4 ms a job instead of ~40 ms for a 2000-epoch one."""
+    """The pages of ``jobs`` with a readable record, job name -> page, from the summary
+    and the short tables only: ~4 ms a job instead of ~40 ms."""
     from initlab.diagnose import unchecked_rules
     from initlab.record import RecordError, open_record
     from initlab.report import run_findings
@@ -277,7 +260,7 @@ def write_job_pages(jobs: list, sweep_page_path: Path) -> dict[str, Path]:
 
 
 def sweep_page(sweep_dir: Path, jobs: list, shown: list, tables: dict[str, Any],
-               job_pages: dict[str, Path]) -> Path:
+               job_pages: dict[str, Path], kind: str = "sweep") -> Path:
     """Write the sweep's page: status counts, the sortable comparison (each job linked to
     its page), the other tables, the comparison figures and the sweep's own files."""
     from collections import Counter
@@ -285,6 +268,14 @@ def sweep_page(sweep_dir: Path, jobs: list, shown: list, tables: dict[str, Any],
     from markupsafe import escape
 
     comparison = table_data("comparison", tables["comparison"])
+    # The findings go beside the status, not past the numbers at the table's far right.
+    order = list(range(len(comparison.headers)))
+    if "findings" in comparison.headers and "status" in comparison.headers:
+        order.remove(f := comparison.headers.index("findings"))
+        order.insert(comparison.headers.index("status") + 1, f)
+        comparison.headers, comparison.numeric = ([xs[i] for i in order] for xs in
+                                                  (comparison.headers, comparison.numeric))
+        comparison.rows = [[row[i] for i in order] for row in comparison.rows]
     headers = comparison.headers
     col = {name: headers.index(name) for name in ("job", "status", "findings") if name in headers}
     for r, job in enumerate(shown[:len(comparison.rows)]):
@@ -311,7 +302,7 @@ def sweep_page(sweep_dir: Path, jobs: list, shown: list, tables: dict[str, Any],
     from initlab.report import COMPARISON_FIGURES
 
     html = render(
-        "sweep.html.j2", title=f"initlab sweep {sweep_dir.name}", sweep_dir=str(sweep_dir),
+        "sweep.html.j2", title=f"initlab {kind} {sweep_dir.name}", kind=kind, sweep_dir=str(sweep_dir),
         n_jobs=len(jobs), counts=sorted(counts.items(), key=lambda kv: (kv[0] != "completed", kv[0])),
         comparison=comparison, more=len(jobs) - len(shown), tables=others, claim=claim,
         figures=figure_links(sweep_dir / "figures", sweep_dir, COMPARISON_FIGURES),

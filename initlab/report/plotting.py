@@ -1,15 +1,8 @@
-"""What every figure shares, per run and per sweep: the backend and style, the palette,
-saving, titles, and the axes helpers that keep a figure honest.
-
-- ``value_limits`` / ``epoch_axis``: flat data look flat (a minimum span relative to the
-  level), few epochs get integer ticks, never 0.945 .. 1.050;
-- ``LogAxis``: a log y-axis with a separate "= 0" strip below it for exact zeros and
-  crosses on the top edge for NaN/Inf, so neither is ever drawn as a real value, and
-  limits that exist for any data (all NaN, all zero);
-- ``series_style``: colour, line style, marker and width that tell overlapping lines apart.
-
-The figure modules import this one; it imports none of them.
-"""
+"""What every figure shares: backend, style, palette, saving, titles, and the axes helpers
+that keep a figure honest: ``value_limits``/``epoch_axis`` (flat looks flat, integer
+epochs), ``LogAxis`` (zeros on an "= 0" strip, NaN/Inf as crosses on the top edge),
+``series_style`` (lines that coincide stay apart), ``label_layers`` (regular layer ticks).
+The figure modules import this one; it imports none of them."""
 
 import math
 from collections.abc import Sequence
@@ -50,9 +43,8 @@ def layer_colors(n: int) -> list[str]:
 
 
 def series_style(i: int, n: int = 1) -> dict:
-    """Line keywords for series ``i`` of ``n``: colour, line style and marker all change
-    with ``i``, and earlier series are drawn wider and lower, so a line lying exactly on
-    another still shows at its edges (relu and lrelu often coincide)."""
+    """Line keywords for series ``i`` of ``n``: colour, style and marker change with ``i``;
+    earlier series are wider and lower, so coinciding lines (relu, lrelu) show at the edges."""
     return {
         "color": color(i),
         "linestyle": LINESTYLES[i % len(LINESTYLES)],
@@ -81,6 +73,23 @@ def evenly_spaced(items: Sequence, k: int) -> list:
     return [items[i] for i in idx]
 
 
+def regular_ticks(n: int, most: int = 12) -> list[int]:
+    """Indices of ``n`` layers to label, at a regular step: every layer when they fit, else
+    layer 1 and every 2nd, 5th, 10th ... layer (fc1, fc5, fc10, ...), never a ragged mix."""
+    step = next((s for s in (1, 2, 5, 10, 20, 25, 50, 100, 250, 500) if n / s <= most), n)
+    if step <= 2:
+        return list(range(0, n, step))
+    return [0, *range(step - 1, n, step)]
+
+
+def label_layers(ax, names: Sequence[str], axis: str = "x", most: int = 12,
+                 offset: float = 0.0) -> None:
+    """Tick labels for ``names`` (one position per name) at :func:`regular_ticks`."""
+    shown = regular_ticks(len(names), most)
+    set_ticks = ax.set_xticks if axis == "x" else ax.set_yticks
+    set_ticks([i + offset for i in shown], [names[i] for i in shown])
+
+
 def style() -> None:
     plt.rcParams.update({
         "figure.dpi": 100,
@@ -98,9 +107,8 @@ def style() -> None:
 def figure(width: float, height: float, rows: int = 1, cols: int = 1, *, left: float = 0.95,
            right: float = 0.25, top: float = 0.75, bottom: float = 0.55, wspace: float = 0.75,
            hspace: float = 0.7, **gridspec_kw):
-    """A ``width`` x ``height`` inch figure and a ``rows`` x ``cols`` grid spec with fixed
-    margins and gaps in inches. No layout engine: its extra pass over every artist costs
-    about as much as drawing the figure, and these layouts are known in advance."""
+    """A figure and a grid spec with fixed margins and gaps in inches: no layout engine,
+    whose extra pass costs about as much as the drawing."""
     fig = plt.figure(figsize=(width, height))
     panel_w = (width - left - right - (cols - 1) * wspace) / cols
     panel_h = (height - top - bottom - (rows - 1) * hspace) / rows
@@ -137,9 +145,8 @@ def save(fig, path: Path, dpi: int) -> Path:
 
 def by_row_and_epoch(rows: list[dict], key: str, columns: Sequence[str], order_key=None
                      ) -> tuple[list[str], np.ndarray, dict[str, np.ndarray]]:
-    """Record rows (one per ``key`` value per log epoch) as matrices: the ``key`` values
-    (sorted by ``order_key``), the epochs, and each column as a [key, epoch] matrix
-    (NaN where a row is missing). One pass with numpy, not a loop per cell."""
+    """Rows (one per ``key`` value and log epoch) as the sorted ``key`` values, the epochs and
+    each column as a [key, epoch] matrix (NaN where missing), in one numpy pass."""
     names = sorted(dict.fromkeys(r[key] for r in rows), key=order_key)
     order = {n: i for i, n in enumerate(names)}
     index = np.fromiter((order[r[key]] for r in rows), dtype=int, count=len(rows))
@@ -169,9 +176,8 @@ def run_title(record) -> str:
 # ------------------------------------------------------------------- linear axes
 def value_limits(values, rel_span: float = 0.1, min_span: float = 1e-3,
                  nonnegative: bool = False) -> tuple[float, float] | None:
-    """y-limits for ``values`` that never blow a tiny difference up: the span is at least
-    ``rel_span`` of the largest magnitude (and at least ``min_span``), centred on the data;
-    ``nonnegative`` data never get a limit far below 0. None when no value is finite."""
+    """y-limits that never blow a tiny difference up: a span of at least ``rel_span`` of the
+    largest magnitude (and ``min_span``), centred; None when no value is finite."""
     v = np.asarray(values, dtype=float)
     v = v[np.isfinite(v)]
     if not v.size:
@@ -226,9 +232,8 @@ def epoch_axis(ax, epochs, label: str = "epoch") -> None:
 
 # ---------------------------------------------------------------- non-finite values
 def mark_non_finite(ax, xs, values, c: str, shift: int = 0) -> int:
-    """Draw NaN/Inf values (which a plot would silently skip) as crosses on the top edge,
-    outside any data value, ``shift`` crosses' widths to the right so several series at
-    one x stay apart; returns how many there were."""
+    """NaN/Inf (a plot would skip them) as crosses on the top edge, ``shift`` crosses to the
+    right; returns how many."""
     xs, values = np.asarray(xs, dtype=float), np.asarray(values, dtype=float)
     bad = ~np.isfinite(values)
     if bad.any():
@@ -264,14 +269,9 @@ def log_limits(values, min_decades: float = 2.0) -> tuple[float, float] | None:
 
 
 class LogAxis:
-    """A log y-axis for values that may be exactly 0, NaN or Inf.
-
-    Positive values are drawn on ``ax`` (lines break where a value is not positive, so no
-    slope is drawn that the data do not have). Exact zeros go to ``strip``: a thin band
-    below ``ax`` labelled "= 0", one row per series, apart from every tick of the log axis.
-    NaN/Inf are crosses on the top edge. Build it with :func:`log_axes`; call
-    :meth:`finish` once everything is drawn.
-    """
+    """A log y-axis for values that may be 0, NaN or Inf: positive values on ``ax`` (lines
+    break where one is not), exact zeros on ``strip`` ("= 0", a row per series), NaN/Inf as
+    crosses on the top edge. Build it with :func:`log_axes`; call :meth:`finish` at the end."""
 
     def __init__(self, ax, strip=None, strip_rows: int = 1):
         self.ax, self.strip, self.rows = ax, strip, max(strip_rows, 1)
@@ -318,7 +318,9 @@ class LogAxis:
         limits = log_limits(every, min_decades)
         if limits is None:
             limits = (1e-2, 1e2)
-            self.ax.text(0.5, 0.5, "no positive finite value to draw", transform=self.ax.transAxes,
+            zeros = self.strip is not None and any((v == 0).any() for v in self.values)
+            self.ax.text(0.5, 0.5, "every value is exactly 0 (below)" if zeros else
+                         "no positive finite value to draw", transform=self.ax.transAxes,
                          ha="center", va="center", color="0.4")
             self.ax.tick_params(axis="y", which="both", labelleft=False)
         self.ax.set_ylim(*limits)

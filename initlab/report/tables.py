@@ -1,10 +1,6 @@
-"""Rich tables of one run, built from its record alone, and the cell helpers every table uses.
-
-Each builder returns a ``rich.table.Table``; :func:`print_and_save` shows a table and
-writes the same text to ``tables/<name>.txt`` in the run directory. Cells that hold
-overrides are :class:`Folded`, so a narrow terminal breaks them between overrides (or
-after a ``,`` or ``=``), never inside a word; counts read "1 epoch", "2 epochs" (:func:`plural`).
-"""
+"""Rich tables of one run, from its record alone, and the cells every table uses: ``Folded``
+(breaks between overrides, never inside a word), ``Fitted`` (a table that fits the
+terminal), ``plural``; :func:`print_and_save` shows tables and writes ``tables/<name>.txt``."""
 
 import copy
 import dataclasses
@@ -51,12 +47,8 @@ def _atoms(text: str, breaks: tuple[str, ...]) -> list[str]:
 
 
 def fold_lines(text: str, width: int, breaks: tuple[str, ...] = BREAKS) -> list[str]:
-    """``text`` in lines of at most ``width``, broken only at ``breaks`` (best first).
-
-    Whole overrides are kept on one line when they fit; one that does not fit any line
-    starts a new line and is broken at the next kind of break. A piece with no break left
-    is kept whole even when it is wider than ``width``: a cut word would paste back wrong.
-    """
+    """``text`` in lines of at most ``width``, broken only at ``breaks`` (best first); a
+    piece with no break left stays whole, wider or not: a cut word would paste back wrong."""
     sep, rest = breaks[0], breaks[1:]
     lines: list[str] = []
     joiner = sep if sep.isspace() else ""
@@ -71,13 +63,8 @@ def fold_lines(text: str, width: int, breaks: tuple[str, ...] = BREAKS) -> list[
 
 
 class Folded:
-    """Text for a table cell that wraps at ``breaks`` only (overrides: :data:`BREAKS`).
-
-    Rich wraps text at whitespace and folds or cuts what does not fit, which splits
-    ``kaiming_normal`` into ``kaiming_nor`` / ``mal``. This cell tells the table its
-    narrowest width (its widest unbreakable piece) and breaks only where a reader, or a
-    shell, would.
-    """
+    """A cell that wraps at ``breaks`` only (rich would split ``kaiming_normal`` into
+    ``kaiming_nor``/``mal``): it tells the table its widest unbreakable piece."""
 
     def __init__(self, text: str, style: str = "", breaks: tuple[str, ...] = BREAKS) -> None:
         self.text = text
@@ -136,16 +123,9 @@ def _fill(ranges: list[tuple[int, int]], room: int) -> list[int] | None:
 
 
 class Fitted:
-    """A table that fits the terminal without cutting a word, a code or a number.
-
-    Rich's own shrinking narrows the widest columns first, whatever they hold, and cuts
-    what it cannot wrap ("vanishing_gradi"). Here the ``optional`` columns (named by
-    header, the first to go first) are left out, with a line under the table saying which,
-    before an override has to break between its key and value; only then do
-    :class:`Folded` cells use their last kind of break. No column narrows below its widest
-    unbreakable piece: when even that is too wide, rich's shrinking, with its ellipses, has
-    the last word.
-    """
+    """A table that fits the terminal without cutting a word, a code or a number: the
+    ``optional`` columns (by header, first to go first) are left out, and said so, before an
+    override breaks between key and value; below that, rich's own shrinking has the last word."""
 
     def __init__(self, table: Table, optional: tuple[str, ...] = ()) -> None:
         self.table = table
@@ -253,6 +233,14 @@ def fmt_measured(value: float, digits: int = 4) -> str:
     return fmt(value, digits)
 
 
+def numbers_table(title: str, *columns: str, text: int = 1) -> Table:
+    """A table whose first ``text`` columns hold words and the others numbers (to the right)."""
+    table = Table(title=title)
+    for i, col in enumerate(columns):
+        table.add_column(col, justify="left" if i < text else "right")
+    return table
+
+
 def config_table(record: RunRecord) -> Table:
     c = record.config or record.summary.get("config", {})
     s = record.summary
@@ -265,8 +253,9 @@ def config_table(record: RunRecord) -> Table:
     if depth is not None:
         sizes = [input_size(c)] + [width] * (depth - 1) + [1]
         table.add_row("model", f"MLP {'-'.join(map(str, sizes))} ({plural(depth, 'Linear layer')})")
+    args = ", ".join(f"{k}={v}" for k, v in act.items() if k != "name")
     table.add_row("activation", describe_option("act", act) if is_custom(act.get("name")) else
-                  ", ".join(f"{k}={v}" for k, v in act.items()))
+                  f"{act.get('name')}" + (f"({args})" if args else ""))
     bias = f"bias={init.get('bias')}" + (f" + N(0, {init['bias_std']}^2)" if init.get("bias_std") else "")
     table.add_row("init", f"{describe_init(init)}, {bias}")
     opt = {k: v for k, v in optim.items() if k != "name"}
@@ -288,21 +277,26 @@ def config_table(record: RunRecord) -> Table:
 
 def metrics_table(record: RunRecord) -> Table:
     s = record.summary
-    table = Table(title=f"Final metrics (best-on-dev model, epoch {s.get('best_epoch')})")
-    for col in ("split", "loss", "accuracy"):
-        table.add_column(col, justify="right" if col != "split" else "left")
+    table = numbers_table(f"Final metrics (best-on-dev model, epoch {s.get('best_epoch')})",
+                          "split", "loss", "accuracy")
     for split in ("train", "dev", "test"):
         m = s.get("metrics", {}).get(split)
         if m:
             table.add_row(split, fmt_measured(m["loss"]), f"{m['acc']:.3f}")
+    if record.metrics:  # where the progress bar ended, as metrics.csv logs it
+        last = record.metrics[-1]
+        table.add_section()
+        for split, mark in (("train", "*"), ("dev", "")):
+            table.add_row(f"epoch {last['epoch']} {split}{mark}", fmt_measured(last[f"{split}_loss"]),
+                          f"{last[f'{split}_acc']:.3f}")
+        table.caption = "* before the epoch's step, as metrics.csv logs it"
     return table
 
 
 def training_log_table(record: RunRecord) -> Table:
     log_every = record.summary.get("config", {}).get("trainer", {}).get("log_every", 1)
-    table = Table(title="Training log")
-    for col in ("epoch", "train loss", "train acc", "dev loss", "dev acc"):
-        table.add_column(col, justify="right")
+    table = numbers_table("Training log (train: before the epoch's step; dev: after it)",
+                          "epoch", "train loss", "train acc", "dev loss", "dev acc", text=0)
     last = record.metrics[-1]["epoch"] if record.metrics else None
     for m in record.metrics:
         if m["epoch"] % log_every == 0 or m["epoch"] in (1, last):
@@ -320,17 +314,13 @@ def grad_norm_table(record: RunRecord) -> Table:
 
 
 def grad_norm_ends_table(ends: dict) -> Table:
-    """The gradient-norm table from ``{first, last, last_step}`` (:func:`grad_norm_ends`
-    computes it from grad_norms.csv; a run stores it in summary.json ``grad_norms``, which
-    a sweep's job pages read instead of the CSV)."""
+    """The gradient-norm table from ``{first, last, last_step}`` (grad_norms.csv's ends, or
+    the copy in summary.json that a sweep's job pages read)."""
     first, last = ends.get("first") or {}, ends.get("last") or {}
     last_step = ends.get("last_step")
     several = last_step not in (None, 0)
-    table = Table(title="Gradient L2 norms (after backward, before the step)")
-    table.add_column("parameter")
-    table.add_column("step 0", justify="right")
-    if several:
-        table.add_column(f"step {last_step}", justify="right")
+    table = numbers_table("Gradient L2 norms (after backward, before the step)", "parameter",
+                          "step 0", *([f"step {last_step}"] if several else []))
     for name, value in first.items():
         table.add_row(name, fmt_measured(value),
                       *([fmt_measured(last.get(name, math.nan))] if several else []))
@@ -384,9 +374,8 @@ def activation_table(record: RunRecord) -> Table | None:
     if not record.activations:
         return None
     last = max(a["epoch"] for a in record.activations)
-    table = Table(title=f"Hidden activations on the training set, epoch {last}")
-    for col in ("layer", "mean", "std", "frac zero", "frac saturated"):
-        table.add_column(col, justify="right" if col != "layer" else "left")
+    table = numbers_table(f"Hidden activations on the training set, epoch {last}",
+                          "layer", "mean", "std", "frac zero", "frac saturated")
     for a in record.activations:
         if a["epoch"] == last:
             table.add_row(a["layer"], fmt_measured(a["mean"]), fmt_measured(a["std"]),
@@ -406,9 +395,7 @@ def signal_table(record: RunRecord) -> Table | None:
     if theory:
         title += (f" (theory: sigma_w^2 {theory['sigma_w2']:.3g}, sigma_b^2 {theory['sigma_b2']:.3g}, "
                   f"chi_1 {theory['chi1']:.3g}: {theory['phase']})")
-    table = Table(title=title)
-    for col in ("layer", "q", "q theory", "pair corr", "|grad|^2", "|grad|^2 theory"):
-        table.add_column(col, justify="right" if col != "layer" else "left")
+    table = numbers_table(title, "layer", "q", "q theory", "pair corr", "|grad|^2", "|grad|^2 theory")
 
     def cell(values, k):
         v = (values or [None] * (k + 1))[k]
@@ -418,14 +405,25 @@ def signal_table(record: RunRecord) -> Table | None:
         table.add_row(layer, cell(block.get("q"), k), cell(theory.get("q"), k),
                       cell(block.get("corr"), k), cell(block.get("grad_sq"), k),
                       cell(theory.get("grad_sq"), k))
+    table.caption = "; ".join(signal_notes(record))
+    return table
+
+
+def signal_notes(record: RunRecord) -> list[str]:
+    """What the signal at init says of the whole net, in the diagnosis' own words: a constant
+    output is "born dead" only when the diagnosis says so (zero init is symmetric instead)."""
+    block = record.summary["init_signal"]
     notes = []
     if block.get("grad_factor") is not None:
-        notes.append(f"gradient x{block['grad_factor']:.3g} a layer toward the input")
+        notes.append(f"gradient ×{block['grad_factor']:.3g} a layer toward the input")
     if block.get("born_dead"):
-        notes.append(f"born dead (constant output; dead layer {block.get('dead_layer')})")
-    if notes:
-        table.caption = "; ".join(notes)
-    return table
+        codes = [str(d.get("code")) for d in record.summary.get("diagnosis") or []
+                 if isinstance(d, dict) and d.get("severity", "problem") == "problem"]
+        dead = block.get("dead_layer")
+        notes.append(("born dead" if "born_dead" in codes else "constant output")
+                     + (f" ({dead} is 0 on every input)" if dead else "")
+                     + (f"; diagnosis: {', '.join(codes)}" if codes else ""))
+    return notes
 
 
 def run_tables(record: RunRecord) -> dict[str, Table]:
@@ -444,14 +442,19 @@ def run_tables(record: RunRecord) -> dict[str, Table]:
 
 def table_text(table: Table | Fitted, width: int = 120) -> str:
     """The table as plain text, exactly as a terminal of ``width`` columns shows it."""
-    console = Console(width=width, record=True, file=io.StringIO(), color_system=None)
+    # Not Jupyter's display even there: the text goes to the file only.
+    console = Console(width=width, record=True, file=io.StringIO(), color_system=None,
+                      force_jupyter=False)
     console.print(Fitted(table) if isinstance(table, Table) else table)
     return console.export_text()
 
 
-def print_and_save(tables: dict[str, Table | Fitted], console: Console, tables_dir: Path) -> None:
+def print_and_save(tables: dict[str, Table | Fitted], console: Console, tables_dir: Path,
+                   shown=None) -> None:
+    """Save every table under ``tables_dir``; print those named in ``shown`` (default: all)."""
     tables_dir.mkdir(parents=True, exist_ok=True)
     for name, table in tables.items():
-        if not console.quiet:  # a quiet console still lays a table out: a 200-row one, ~0.3 s
+        # A quiet console still lays a table out: a 200-row one, ~0.3 s.
+        if not console.quiet and (shown is None or name in shown):
             console.print(Fitted(table) if isinstance(table, Table) else table)
         (tables_dir / f"{name}.txt").write_text(table_text(table))

@@ -18,8 +18,8 @@ from initlab.report.plotting import (
     by_row_and_epoch,
     color,
     epoch_axis,
-    evenly_spaced,
     figure,
+    label_layers,
     layer_colors,
     run_config,
     run_title,
@@ -90,10 +90,9 @@ def _bins(*arrays: np.ndarray) -> np.ndarray:
 
 
 def initial_weights(record: RunRecord, path: Path, dpi: int) -> Path | None:
-    """Top: the scheme's shape, from many fresh draws of the run's own init function.
-    Bottom: this net's initial weights on the same bins (stacked by layer, few layers),
-    with the count each bin should hold under the scheme. Deep nets get per-layer
-    heat map and standard deviations instead of a stack."""
+    """Top: the scheme's shape, from fresh draws of the run's own init function. Bottom:
+    the net's initial weights on the same bins with the count the scheme expects (deep nets:
+    a heat map per layer and each layer's std)."""
 
     state = record.checkpoint("init")
     weights = {k: v for k, v in state.items() if k.endswith("weight")}
@@ -176,8 +175,7 @@ def _initial_weights_deep(record, names, actual, draws, path, dpi):
     ax_h, ax_std = fig.add_subplot(gs[0]), fig.add_subplot(gs[1])
     mesh = ax_h.pcolormesh(edges, np.arange(len(names) + 1), np.ma.masked_equal(share, 0),
                            cmap="viridis", norm=mcolors.LogNorm(vmin=1e-4, vmax=1))
-    shown = evenly_spaced(range(len(names)), 20)
-    ax_h.set_yticks(np.array(shown) + 0.5, [layer_of(names[i]) for i in shown])
+    label_layers(ax_h, [layer_of(n) for n in names], "y", 20, 0.5)
     ax_h.invert_yaxis()
     ax_h.grid(False)
     ax_h.set_xlabel("initial weight / the scheme's std for that layer" if scaled
@@ -192,7 +190,7 @@ def _initial_weights_deep(record, names, actual, draws, path, dpi):
     ax_std.plot([np.std(actual[k]) for k in names], y, linestyle="none", marker="o",
                 markersize=3.5, color=PALETTE[0], label="this net")
     ax_std.set_ylim(len(names), 0)
-    ax_std.set_yticks(np.array(shown) + 0.5, [layer_of(names[i]) for i in shown])
+    label_layers(ax_std, [layer_of(n) for n in names], "y", 20, 0.5)
     ax_std.set_xlabel("standard deviation of the layer's weights")
     stds = np.array([*scheme_std.values(), *(np.std(actual[k]) for k in names)])
     if _spans_decade(stds):
@@ -280,17 +278,14 @@ def weight_distribution(record: RunRecord, path: Path, dpi: int) -> Path | None:
     c = PALETTE[0]
     if len(params) > DEEP_NET_LAYERS:
         moments = [0, len(epochs) - 1] if len(epochs) > 1 else [0]
-        fig, gs = figure(6 * len(moments) + 1, 4.2, 1, len(moments), right=1.3, wspace=0.4)
-        axes = [fig.add_subplot(gs[0])]
-        axes += [fig.add_subplot(gs[i], sharey=axes[0]) for i in range(1, len(moments))]
-        for ax in axes[1:]:
-            ax.tick_params(axis="y", labelleft=False)
+        # Each moment on its own scale: a net that blew up must not flatten its start.
+        fig, gs = figure(6 * len(moments) + 1, 4.2, 1, len(moments), right=1.3, wspace=0.8)
+        axes = [fig.add_subplot(gs[i]) for i in range(len(moments))]
         x = np.arange(len(params))
         for ax, j in zip(axes, moments, strict=True):
             column = {q: stats[q][:, j][None, :] for q in QUANTILES}
             _fan(ax, x, column, 0, c, "o" if len(params) <= 20 else None)
-            shown = evenly_spaced(range(len(params)), 10)
-            ax.set_xticks(shown, [layer_of(params[i]) for i in shown])
+            label_layers(ax, [layer_of(p) for p in params], "x", 10)
             ax.set_xlabel("layer (input → output)")
             ax.set_title(f"epoch {epochs[j]}", fontsize=10)
         axes[0].set_ylabel("weight value")
