@@ -620,8 +620,6 @@ def read_runs(paths: list[Path]) -> tuple[list[Job], str]:
     if len({j.name for j in jobs}) < len(jobs):  # folders of one name: their whole paths
         for job in jobs:
             job.name = str(job.job_dir)
-    from initlab.report.overview import config_name
-
     for job in jobs:
         if (name := config_name(job.job_dir)) not in ("", "config"):
             job.overrides = [f"-cn {name}", *job.overrides]
@@ -629,6 +627,20 @@ def read_runs(paths: list[Path]) -> tuple[list[Job], str]:
     for job, label in zip(jobs, labels, strict=True):
         job.label = label
     return jobs, shared
+
+
+def config_name(folder: Path) -> str:
+    """The primary config (``-cn``) a run or sweep was made with: Hydra's ``job.config_name``
+    in .hydra/hydra.yaml or multirun.yaml (one line found, no YAML parsed); "" if unknown."""
+    import re
+
+    for file in (folder / ".hydra" / "hydra.yaml", folder / MULTIRUN_FILE):
+        try:
+            found = re.search(r"^\s*config_name:\s*(\S+)\s*$", file.read_text(), re.MULTILINE)
+        except OSError:
+            continue
+        return found[1] if found and found[1] != "null" else ""
+    return ""
 
 
 def render_sweep(sweep_dir: Path, console=None, fmt: str = "png", dpi: int = 120,

@@ -27,6 +27,7 @@ from initlab.report.compare import (
     STATUS_NO_RECORD,
     STATUS_NOT_STARTED,
     STATUS_UNREADABLE,
+    config_name,
     sweep_jobs,
 )
 from initlab.report.tables import Fitted, Folded, OneOf, plural
@@ -72,20 +73,6 @@ def _unreadable(e: RecordError, folder: Path) -> str:
     except ValueError:
         where = path
     return f"{STATUS_UNREADABLE}: {where_why(where, why)}"
-
-
-def config_name(folder: Path) -> str:
-    """The primary config (``-cn``) a run or sweep was made with: Hydra's ``job.config_name``
-    in .hydra/hydra.yaml or multirun.yaml (one line found, no YAML parsed); "" if unknown."""
-    import re
-
-    for file in (folder / ".hydra" / "hydra.yaml", folder / MULTIRUN_FILE):
-        try:
-            found = re.search(r"^\s*config_name:\s*(\S+)\s*$", file.read_text(), re.MULTILINE)
-        except OSError:
-            continue
-        return found[1] if found and found[1] != "null" else ""
-    return ""
 
 
 def _label(overrides: list[str] | str, folder: Path) -> str:
