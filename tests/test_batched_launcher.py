@@ -268,6 +268,35 @@ def test_a_batched_cli_sweep_ends_with_a_complete_comparison(tmp_path, monkeypat
     assert len(read_comparison(sweep_dir)) == 6
 
 
+def test_a_big_batched_sweep_prints_its_groups_not_a_line_per_job(tmp_path):
+    """Past TERMINAL_JOBS jobs the chunk's bar stands for its jobs; initlab's own per-job
+    callback events (the progress line of jobs run one after another) are not sent, since
+    each would copy the job's whole config."""
+    from hydra.experimental.callback import Callback
+
+    from hydra_plugins.initlab_batched_launcher._core import _overrides_job_events
+    from initlab.report.compare import TERMINAL_JOBS, SweepComparison
+
+    class PerJob(Callback):
+        def on_job_end(self, config, **kwargs):
+            pass
+
+    holder = type("Callbacks", (), {})
+    holder.callbacks = [SweepComparison()]
+    assert not _overrides_job_events(holder)
+    holder.callbacks.append(PerJob())
+    assert _overrides_job_events(holder)
+
+    jobs = TERMINAL_JOBS + 4
+    result, sweep_dir = sweep(tmp_path, f"seed=range(0,{jobs})", launcher="batched")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert f"{jobs} jobs → 1 group of {jobs}" in lines
+    assert not [line for line in lines if line.startswith("job ")]
+    assert f"{jobs} jobs: {jobs} completed" in lines
+    assert len(read_comparison(sweep_dir)) == jobs
+
+
 @pytest.mark.slow
 def test_a_bad_value_fails_its_job_alone_in_one_line(tmp_path):
     result, sweep_dir = sweep(tmp_path, "model.depth=2,0", launcher="batched")

@@ -160,6 +160,12 @@ class BatchedSweep:
         groups, alone = self._groups([j for j in jobs if j.error is None])
         chunks = [(key, g[i:i + self.launcher.max_members]) for key, g in groups
                   for i in range(0, len(g), self.launcher.max_members)]
+        import initlab.report
+        from initlab.report.compare import TERMINAL_JOBS
+
+        # A big sweep prints no line per job: each chunk's progress bar (epochs, ETA) stands
+        # for its jobs, and the comparison sums them up at the end.
+        initlab.report.LIVE_SWEEP_PROGRESS = len(jobs) > TERMINAL_JOBS
         if not self.quiet:
             print(grouping_line(len(jobs), [len(g) for _, g in groups], len(chunks),
                                 self.launcher.max_members, len(failed), len(alone),
@@ -392,7 +398,13 @@ class _JobContext:
 
 
 def _overrides_job_events(callbacks: Any) -> bool:
-    """Does any configured callback act per job? (initlab's own acts per sweep only.)"""
-    return any(type(cb).on_job_start is not Callback.on_job_start
-               or type(cb).on_job_end is not Callback.on_job_end
+    """Does any configured callback other than initlab's own act per job? (Each job's event
+    gets the job's whole config, a copy of the composition: ~20 ms a job. initlab's own
+    per-job events draw the progress line of a sweep run job after job; a batched chunk
+    shows its own bar, see BatchedSweep.run.)"""
+    from initlab.report.compare import SweepComparison
+
+    return any((type(cb).on_job_start is not Callback.on_job_start
+                or type(cb).on_job_end is not Callback.on_job_end)
+               and not isinstance(cb, SweepComparison)
                for cb in getattr(callbacks, "callbacks", []))
