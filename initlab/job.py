@@ -15,9 +15,7 @@ what measures or reads tensors is imported where it is used.
 import itertools
 import json
 import math
-import os
 import platform
-import socket
 import time
 import traceback
 from pathlib import Path
@@ -34,6 +32,7 @@ from initlab.record import (
     RecordWriter,
     RunRecord,
     grad_norm_ends,
+    process_identity,
     read_overrides,
 )
 from initlab.view import to_plain
@@ -76,9 +75,7 @@ class MemberRecord:
             "device": str(device),
             "config": to_plain(cfg),
             "versions": versions,
-            # Who writes this record: a reader that finds the status still `running` and
-            # this process gone says the run stopped without a word (record.describe_status).
-            "process": {"pid": os.getpid(), "host": socket.gethostname()},
+            "process": process_identity(),  # a `running` record's writer gone: stopped
             "epochs_run": 0,
         }
         if launcher is not None:

@@ -9,8 +9,9 @@ folder. A refusal is a :class:`PreflightError`: one line, raised before any fold
 :func:`explain` turns Hydra's composition errors into one line that names the fix.
 """
 
+import os
 import re
-import tempfile
+from contextlib import suppress
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -49,10 +50,20 @@ class Preflight(Callback):
     folder: Path | None = None
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        check_run(config)
+        _checked(check_run, config)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        check_sweep(config)
+        _checked(check_sweep, config)
+
+
+def _checked(check, config: DictConfig) -> None:
+    # Hydra turns a callback's Exception into a warning and runs on: a check that breaks
+    # must stop the run in one line instead, never let it start unchecked.
+    try:
+        check(config)
+    except Exception as e:  # noqa: BLE001
+        raise PreflightError(f"the checks before the run failed: {type(e).__name__}: "
+                             f"{one_line(str(e))}") from None
 
 
 def check_run(cfg: DictConfig) -> None:
@@ -118,13 +129,10 @@ def check_sweep(cfg: DictConfig) -> None:
 
 
 def prepare_output_dir(cfg: DictConfig, key: str) -> None:
-    """Refuse a folder that cannot be written or already holds a record (unless
-    ``overwrite=true``: then the old record is removed, so no stale file mixes into the new
-    one). The folder itself is left to Hydra to make, after every check has passed."""
-    from initlab.budget import existing_ancestor
-    from initlab.record import RECORD_PATHS, SUMMARY
-    from initlab.report.compare import MULTIRUN_FILE, NOT_JOB_DIRS, SWEEP_FILES, find_job_dirs
-
+    """Claim the folder (:func:`claim`) and refuse it when it already holds a record of its
+    own, unless ``overwrite=true``: then only that record's files are removed (a run's
+    :data:`RECORD_PATHS`, a sweep's root files and the jobs its multirun.yaml plans), never
+    another record below it. Claimed first, checked second: two runs cannot both pass."""
     try:
         # Hydra's `now` resolver caches its value: the run gets this very folder.
         text = str(OmegaConf.select(cfg, key))
@@ -135,26 +143,90 @@ def prepare_output_dir(cfg: DictConfig, key: str) -> None:
     path = Preflight.folder = Path(text)
     if path.exists() and not path.is_dir():
         raise PreflightError(f"{key}={path} is a file, not a folder")
-    sweep = key == "hydra.sweep.dir"
-    old = [] if not path.is_dir() else (
-        ([path / MULTIRUN_FILE] if (path / MULTIRUN_FILE).exists() else []) + find_job_dirs(path)
-        if sweep else ([path / SUMMARY] if (path / SUMMARY).exists() else []))
-    if old and not cfg.get("overwrite", False):
-        what = "a sweep" if sweep else "a run record"
-        raise PreflightError(f"{path} already holds {what}; choose another {key}, or add "
-                             "overwrite=true to replace it")
+    made: list[Path] = []
     try:
-        if old:
-            _remove([*(path / name for name in RECORD_PATHS)] if not sweep else
-                    [path / MULTIRUN_FILE, *(path / d for d in NOT_JOB_DIRS),
-                     *(path / name for name in SWEEP_FILES), *(d for d in old if d.is_dir())])
-        with tempfile.TemporaryFile(dir=existing_ancestor(path)):
-            pass
+        made = claim(path)
+        old, paths, folders = _own_record(path, key == "hydra.sweep.dir")
+        if old and not cfg.get("overwrite", False):
+            raise PreflightError(f"{path} already holds {old}; choose another {key}, or add "
+                                 "overwrite=true to replace it (only its own files)")
+        _remove(paths, folders)
     except OSError as e:
+        release(made)
         raise PreflightError(f"cannot write to {path}: {e.strerror or e}") from None
+    except PreflightError:
+        release(made)
+        raise
 
 
-def _remove(paths) -> None:
+LOCK = ".initlab.lock"  # in the claimed folder; its lock (not the file) is the claim
+_held: dict[str, int] = {}  # folder -> the open lock file this process holds
+
+
+def claim(path: Path) -> list[Path]:
+    """Make ``path`` (returns the folders made) and hold an exclusive lock on its LOCK file
+    for the rest of this process (the kernel drops it when the process ends, however it
+    ends, so no stale claim survives a kill -9). A folder another process holds is refused
+    in one line naming that process (written in the file beside its start time)."""
+    import fcntl
+
+    missing = [p for p in [path, *path.parents] if not p.exists()]
+    path.mkdir(parents=True, exist_ok=True)
+    for held in list(_held):  # one run or sweep per process: an earlier claim is done
+        release(None, held)
+    fd = os.open(path / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 200).decode(errors="replace").split()
+        os.close(fd)
+        raise PreflightError(f"{path} is being written by another initlab run or sweep (pid "
+                             f"{holder[0] if holder else '?'}); choose another folder, or wait "
+                             "for it to end") from None
+    from initlab.record import process_identity
+
+    os.ftruncate(fd, 0)
+    os.write(fd, " ".join(map(str, process_identity().values())).encode() + b"\n")
+    _held[str(path)] = fd
+    return missing
+
+
+def release(made: list[Path] | None, folder: str | None = None) -> None:
+    """Drop this process's claim; remove the folders the claim made (``made``), if empty."""
+    fd = _held.pop(folder or str(Preflight.folder), None)
+    if fd is not None:
+        os.close(fd)
+    for p in made or []:
+        with suppress(OSError):
+            (p / LOCK).unlink(missing_ok=True)
+            p.rmdir()
+
+
+def _own_record(path: Path, sweep: bool) -> tuple[str, list[Path], list[Path]]:
+    """What record of its own ``path`` holds ("": none), its files, and its job folders."""
+    from initlab.record import RECORD_PATHS, SUMMARY, describe_status, read_summary
+    from initlab.report.compare import MULTIRUN_FILE, NOT_JOB_DIRS, SWEEP_FILES, sweep_jobs
+
+    if not sweep:
+        if not (path / SUMMARY).exists():
+            return "", [], []
+        try:
+            what = f"a run record ({describe_status(read_summary(path))})"
+        except Exception:  # noqa: BLE001 - a damaged record is still a record
+            what = f"a run record ({SUMMARY})"
+        return what, [path / name for name in RECORD_PATHS], []
+    if not (path / MULTIRUN_FILE).exists():
+        return "", [], []
+    # Its own jobs (by multirun.yaml), folders right below it: never a record deeper down.
+    jobs = [s.job_dir for s in sweep_jobs(path) if s.job_dir and s.job_dir.parent == path]
+    return (f"a sweep ({MULTIRUN_FILE} and {len(jobs)} job folder{'s' * (len(jobs) != 1)})",
+            [path / MULTIRUN_FILE, *(path / d for d in (*NOT_JOB_DIRS, *SWEEP_FILES)),
+             *(job / name for job in jobs for name in RECORD_PATHS)], jobs)
+
+
+def _remove(paths: list[Path], folders: list[Path]) -> None:
+    """Remove ``paths``, then each of ``folders`` left empty (a job folder that holds
+    anything else, another record say, stays)."""
     import shutil
 
     for p in paths:
@@ -162,6 +234,9 @@ def _remove(paths) -> None:
             shutil.rmtree(p)
         elif p.exists() or p.is_symlink():
             p.unlink()
+    for folder in folders:
+        with suppress(OSError):
+            folder.rmdir()
 
 
 def _not_an_option(group: str, value: str, options: list[str]) -> str:

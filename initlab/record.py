@@ -820,13 +820,31 @@ def read_data(run_dir: Path) -> dict:
 
 
 # ------------------------------------------------------------------------- status
+def process_start(pid: int) -> int | None:
+    """When process ``pid`` started (clock ticks since boot, /proc/PID/stat field 22); None
+    where it cannot be read. Beside a pid, it tells a reused pid from the process itself."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rpartition(")")[2].split()
+    return int(fields[19]) if len(fields) > 19 and fields[0] != "Z" else None
+
+
+def process_identity() -> dict[str, Any]:
+    """Who writes a record: what a reader checks (:func:`effective_status`) to tell a run
+    whose process is gone (a kill -9, the OOM killer) from a running one."""
+    return {"pid": os.getpid(), "host": socket.gethostname(), "started": process_start(os.getpid())}
+
+
 def _process_gone(summary: dict[str, Any]) -> bool:
-    """The process that wrote a ``running`` record, on this host, no longer exists. A
-    process on another host, or without a pid, cannot be checked: not gone."""
+    """The process that wrote a ``running`` record, on this host, no longer exists (or its
+    pid now belongs to a process that started at another time). A process on another host,
+    or without a pid, cannot be checked: not gone."""
     process = summary.get("process")
     if not isinstance(process, dict):
         return False
-    pid, host = process.get("pid"), process.get("host")
+    pid, host, started = process.get("pid"), process.get("host"), process.get("started")
     if not _is_int(pid) or pid <= 0 or host != socket.gethostname():
         return False
     try:
@@ -834,17 +852,11 @@ def _process_gone(summary: dict[str, Any]) -> bool:
     except ProcessLookupError:
         return True
     except (PermissionError, OSError):
-        return False  # it exists (another user's process), or we cannot tell
-    return _is_zombie(pid)
-
-
-def _is_zombie(pid: int) -> bool:
-    # A child that exited but was not reaped yet still answers kill(pid, 0).
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rpartition(")")[2].split()[:1] == ["Z"]
+        pass  # it exists (another user's process), or we cannot tell: its start time says
+    now = process_start(pid)  # None: a zombie (exited, not reaped) or unreadable
+    if now is None:
+        return Path(f"/proc/{pid}").exists()
+    return _is_int(started) and now != started
 
 
 def effective_status(summary: dict[str, Any]) -> str:
