@@ -183,7 +183,9 @@ def _kwargs(group: str, node: Any) -> dict[str, Any]:
 
 def _located(group: str, node: Any) -> tuple[str, Any, dict[str, Any]]:
     target = _target(group, node)
-    return target, resolve(_key(group), target), _kwargs(group, node)
+    found = resolve(_key(group), target)
+    _ran.add(target)
+    return target, found, _kwargs(group, node)
 
 
 def _bind_problem(fn: Callable, args: tuple, kwargs: dict) -> str | None:
@@ -560,22 +562,23 @@ def _cached(key: tuple, problem: Callable[[], str | None]) -> str | None:
 
 
 _noted: set[str] = set()
+# Targets this process resolved to run them: the user's own config, checked and trained
+# here. A record read later names code too, and that code is never imported or called.
+_ran: set[str] = set()
 
 
 def code_missing(config: dict, groups: tuple[str, ...] = ("act", "init")) -> str | None:
-    """Why a recorded run's custom components of ``groups`` cannot be called here (their
-    module does not import), or None. Figures that rebuild the model or redraw the init
-    need them; they are skipped, with one note on stderr per component."""
+    """Why the figures that call a recorded run's custom components of ``groups`` are not
+    drawn here, or None. Reading a record never imports or calls the code it names (records
+    are shared; ``_target_`` may name any callable): only the process that ran the config,
+    by the user's own command, draws them. One note on stderr per component."""
     for group in groups:
-        node = config.get(group) or {}
-        if not is_custom(node.get("name")):
-            continue
-        try:
-            resolve(_key(group), node.get(TARGET))
-        except ComponentError as e:
-            if str(e) not in _noted:
-                _noted.add(str(e))
-                print(f"initlab: note: {e}; the figures that need it are skipped",
+        node = config.get(group)
+        if isinstance(node, dict) and is_custom(node.get("name")) and node.get(TARGET) not in _ran:
+            why = f"{_key(group)}={node.get(TARGET)} is code a record names, never run by a reader"
+            if why not in _noted:
+                _noted.add(why)
+                print(f"initlab: note: {why}; the figures that need it are skipped",
                       file=sys.stderr)
-            return str(e)
+            return why
     return None

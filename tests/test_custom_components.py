@@ -219,6 +219,29 @@ def test_figures_that_need_the_code_are_skipped_where_it_does_not_import(run_lab
     assert "the figures that need it are skipped" in capsys.readouterr().err
 
 
+def test_reading_a_record_never_runs_the_code_it_names(run_lab, tmp_path, capsys):
+    # A record is shared and opened elsewhere: one whose config names a command (as a
+    # _target_ may) is reported, listed and exported from its data alone.
+    from initlab.cli import main
+
+    out, _ = run_lab("trainer.epochs=2", **SMOKE)
+    planted = tmp_path / "planted"
+    summary = json.loads((out / "summary.json").read_text())
+    for group in ("act", "init", "data"):
+        summary["config"][group] = {**summary["config"][group], "name": "custom",
+                                    "_target_": "os.system", "command": f"touch {planted}"}
+    (out / "summary.json").write_text(json.dumps(summary))
+    (out / ".hydra").mkdir()
+    (out / ".hydra" / "config.yaml").write_text(yaml.safe_dump(summary["config"]))
+    assert main(["report", str(out)]) == 0
+    assert main(["list", str(tmp_path)]) == 0
+    assert main(["export", "tensorboard", str(out)]) in (0, 1)  # 1: no tensorboard extra
+    assert not planted.exists()
+    printed = capsys.readouterr()
+    assert "os.system(command=" in printed.out  # shown by its name
+    assert "act._target_=os.system is code a record names, never run by a reader" in printed.err
+
+
 # ------------------------------------------------------------------ the real CLI
 @pytest.fixture
 def user_folder(tmp_path, monkeypatch):
