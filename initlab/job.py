@@ -24,6 +24,7 @@ from typing import Any
 from initlab import __version__
 from initlab.record import (
     EPOCH_CHECKPOINTS,
+    ERROR_FILE,
     STATUS_FAILED,
     STATUS_INTERRUPTED,
     STATUS_RUNNING,
@@ -204,6 +205,16 @@ class MemberRecord:
         summary["diagnosis"] = [f.as_dict() for f in diagnose(record)]
         summary["grad_norms"] = grad_norm_ends(record)
         return summary
+
+
+    def failed(self, error: Exception) -> dict[str, Any]:
+        """A member whose record could not be finished: its record says failed and why
+        (the traceback beside it); the other members of its stack go on."""
+        run_dir = self.writer.run_dir
+        message = f"{type(error).__name__}: {error} ({save_traceback(run_dir, ERROR_FILE)})"
+        unsaved = mark_record(run_dir, STATUS_FAILED, message)
+        return {**self.summary, "status": STATUS_FAILED,
+                "error": message + (f"; {unsaved}" if unsaved else "")}
 
 
 def _state(names: list[str], tensors: list[Any]) -> dict[str, Any]:

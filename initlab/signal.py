@@ -151,7 +151,10 @@ def _jacobian_log_singular_values(params, zs, hs, act_backward) -> torch.Tensor:
     for s, w in zip(slopes, weights):
         rank = torch.minimum(rank, (s != 0).sum(2))
         jac = s.unsqueeze(3) * (w.unsqueeze(1) @ jac)
-    sv = torch.linalg.svdvals(jac)
+    # A member whose weights overflowed (init.std=1e300) has no spectrum; the SVD of a
+    # non-finite matrix fails for the whole batch, so it gets a zero one and NaN logs.
+    bad = ~torch.isfinite(jac).flatten(2).all(2)
+    sv = torch.linalg.svdvals(torch.where(bad[:, :, None, None], 0.0, jac))
     logs = sv.log()
     kept = sv.gather(2, (rank - 1).clamp(min=0).unsqueeze(2)).squeeze(2)
     graded = (rank > 0) & (kept < sv[:, :, 0] / JACOBIAN_DIRECT_RANGE)
@@ -160,6 +163,7 @@ def _jacobian_log_singular_values(params, zs, hs, act_backward) -> torch.Tensor:
         m, e = member[i:i + JACOBIAN_GRADED_BATCH], example[i:i + JACOBIAN_GRADED_BATCH]
         logs[m, e] = _graded_log_singular_values([s[m, e] for s in slopes], [w[m] for w in weights])
     logs = torch.where(torch.arange(width) < rank.unsqueeze(2), logs, -math.inf)
+    logs = torch.where(bad.unsqueeze(2), math.nan, logs)
     return logs.expand(M, k, width) if shared else logs
 
 
@@ -280,7 +284,10 @@ def predicted(cfg: Any, shapes: list[tuple[int, int]], input_norms_sq,
     if key not in _cache:
         if len(_cache) >= PREDICTION_CACHE_SIZE:
             _cache.clear()
-        _cache[key] = _predict(cfg, draws, shapes, norms.astype(np.float64), key[:2])
+        try:
+            _cache[key] = _predict(cfg, draws, shapes, norms.astype(np.float64), key[:2])
+        except OverflowError:  # a variance past float64 (init.std=1e300): no prediction
+            _cache[key] = None
     base = _cache[key]
     if base is None:
         return None

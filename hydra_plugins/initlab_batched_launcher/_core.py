@@ -258,7 +258,7 @@ class BatchedSweep:
     def _train_chunk(self, chunk: list[PreparedJob], device: str, number: int, count: int) -> None:
         from initlab import engine
         from initlab.job import save_traceback
-        from initlab.record import ERROR_FILE, STATUS_INTERRUPTED
+        from initlab.record import ERROR_FILE, STATUS_FAILED, STATUS_INTERRUPTED
 
         written: list[PreparedJob] = []
         try:
@@ -277,7 +277,10 @@ class BatchedSweep:
         def on_member_done(i: int, summary: dict) -> None:
             if i not in done:
                 done[i] = summary
-                if summary.get("status") != STATUS_INTERRUPTED:
+                if summary.get("status") == STATUS_FAILED:  # this member alone
+                    chunk[i].error = summary.get("error", "")
+                    self._fail_job(chunk[i], write=False)
+                elif summary.get("status") != STATUS_INTERRUPTED:
                     self._report(chunk[i], summary)
 
         what = f"group {number}/{count}" if count > 1 else "group"
@@ -296,7 +299,8 @@ class BatchedSweep:
                       f"failed: {message} ({where})", file=sys.stderr, flush=True)
                 for i, job in enumerate(chunk):
                     if i in done:
-                        self._return(job, JobStatus.COMPLETED, done[i])
+                        if done[i].get("status") != STATUS_FAILED:
+                            self._return(job, JobStatus.COMPLETED, done[i])
                     else:
                         job.error = message
                         self._mark_quietly(job)
@@ -306,7 +310,8 @@ class BatchedSweep:
         if any(s.get("status") == STATUS_INTERRUPTED for s in summaries):
             self._interrupted(chunk, summaries)
         for job, summary in zip(chunk, summaries):
-            self._return(job, JobStatus.COMPLETED, summary)
+            if summary.get("status") != STATUS_FAILED:
+                self._return(job, JobStatus.COMPLETED, summary)
 
     def _mark_quietly(self, job: PreparedJob) -> None:
         from initlab.job import mark_record
