@@ -229,6 +229,39 @@ def _detail(culprits: list[Item], total: float) -> str:
     return " (" + ", ".join(f"~{human_bytes(i.nbytes)} of {i.what}" for i in culprits) + ")"
 
 
+# Deeper nets are refused: every layer is a few Python-level ops per step and per
+# measurement, so 100,000 layers spend minutes before the first epoch ends (and a signal,
+# answered once an epoch, waits as long). The papers' deepest is 30; 500 trains here.
+MAX_DEPTH = 4096
+
+
+def cores() -> int:
+    """The CPU cores this process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def check_machine(cfg: Any) -> None:
+    """Settings that crash or hang past what this machine has, refused before torch sees
+    them: more threads than cores (torch's thread pool segfaults at 100,000), a depth past
+    MAX_DEPTH."""
+    threads, depth, n = cfg.trainer.threads, cfg.model.depth, cores()
+    if threads is not None and threads > max(n, os.cpu_count() or 1):
+        raise ConfigError(f"trainer.threads={threads} is more than the {n} CPU cores here; "
+                          f"use trainer.threads={n} or fewer (null: torch's default)")
+    if depth > MAX_DEPTH:
+        raise ConfigError(f"model.depth={depth} is beyond the {MAX_DEPTH} layers initlab trains "
+                          "(each layer costs Python time per step); lower model.depth")
+
+
+def members_that_fit(cfg: Any, memory: int | None) -> int | None:
+    """How many members of ``cfg``'s shape one stack may hold in ``memory`` (bytes available;
+    None: unknown, no bound): the process once, each member's own share of :func:`estimate`."""
+    if memory is None:
+        return None
+    each = max(1.0, estimate(cfg).memory_bytes - FIXED_MEMORY_BYTES)
+    return max(1, int((FIT_FRACTION * memory - FIXED_MEMORY_BYTES) // each))
+
+
 SYSTEM = "system"  # check_budget: ask the system what is available
 
 
@@ -240,6 +273,7 @@ def check_budget(cfg: Any, out_dir: Path, memory: int | None | str = SYSTEM,
     system says: MemAvailable of /proc/meminfo (skipped where unreadable) and the free
     space of the nearest existing ancestor of ``out_dir``.
     """
+    check_machine(cfg)
     est = estimate(cfg)
     where = existing_ancestor(out_dir)
     if memory == SYSTEM:

@@ -95,6 +95,7 @@ def check_sweep(cfg: DictConfig) -> None:
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     from hydra_plugins.initlab_batched_launcher.sweeper import expand, expanding_sweeper
+    from initlab.budget import check_machine
     from initlab.config import ConfigError, validate
 
     params = cfg.hydra.sweeper.get("params") or {}
@@ -116,7 +117,9 @@ def check_sweep(cfg: DictConfig) -> None:
         config_name, first = cfg.hydra.job.config_name, []
         try:
             first = expand(arguments, loader)[0]
-            validate(compose(config_name, overrides=first))
+            first_cfg = compose(config_name, overrides=first)
+            validate(first_cfg)
+            check_machine(first_cfg)
         except ConfigError as e:
             # A bad value the sweep does not vary is bad for every job: refuse it now. One
             # that it varies (model.depth=2,0) fails only its own jobs.
