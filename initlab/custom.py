@@ -1,32 +1,16 @@
-"""Components of the user's own, named by ``_target_``: how initlab finds, builds and checks them.
+"""Components of the user's own, named by ``_target_``: finding, building and checking them.
 
-The ``custom`` option of the act, init and data groups (its spec in :mod:`initlab.options`)
-names a Python callable in ``_target_``, Hydra's ``instantiate`` convention; the node's
-keys beyond the group's own (``name``, ``_target_``, and ``init.bias``/``bias_std`` or the
-``data.n_samples``... of every data set) are its keyword arguments. One contract per kind
-(docs/custom_components.md has examples):
-
-- activation: a ``torch.nn.Module`` class, or a factory returning a module, built as
-  ``target(**kwargs)`` once per hidden layer. Elementwise (the output has the input's
-  shape and dtype, each entry a function of the same entry of the input), deterministic,
-  differentiable, and without parameters or buffers (its settings are its kwargs).
-- init: ``target(weight, generator=gen, **kwargs)`` fills one Linear weight
-  (fan_out, fan_in) in place, every entry, drawing every random number from ``gen`` (the
-  run's init generator, seeded by ``seed``): torch.nn.init's convention, so
-  ``torch.nn.init.orthogonal_`` is one. A callable with a ``bias`` parameter also gets
-  ``bias=`` (the layer's bias, holding ``init.bias``) to set. Called per layer, fc1 first;
-  ``init.bias_std`` noise is added after it, as for every scheme.
-- data: ``target(n_samples=..., noise=..., generator=gen, **kwargs)`` returns ``(X, y)``:
-  floating-point features (n_samples, data.dim) and labels (n_samples,) that are all 0 or
-  1, every random number drawn from ``gen`` (the data generator); a callable with a ``dim``
-  parameter also gets ``dim=data.dim``. initlab then shuffles (``data.shuffle``), splits
-  and standardizes them as it does its own data sets.
-
-:func:`check_activation`, :func:`check_init` and :func:`check_data` try each contract on a
-small probe before anything is trained (:func:`initlab.config.validate` calls them), so a
-bad target fails in one line that names the key. A module not found on ``sys.path`` is
-looked for in the current folder, as ``python -m`` would. Nothing here imports torch at
-import time.
+The ``custom`` option of the act, init and data groups names a Python callable in
+``_target_`` (Hydra's ``instantiate`` convention); the node's keys beyond the group's own
+are its keyword arguments. The contracts (docs/custom_components.md): an activation is a
+``torch.nn.Module`` class or factory, built once per hidden layer, elementwise,
+deterministic, differentiable, without parameters; an init fills one Linear weight in
+place, ``target(weight, generator=gen, **kwargs)`` (plus ``bias=`` where it takes one),
+drawing only from ``gen``; a data set is ``target(n_samples=, noise=, generator=gen,
+**kwargs)`` (plus ``dim=``) returning binary-labelled ``(X, y)``. The checks try each
+contract on a small probe before anything trains, in one line naming the key. A module
+not on ``sys.path`` is looked for in the current folder, as ``python -m`` would. Code a
+record names is never imported or called by a reader (:func:`code_missing`).
 """
 
 import importlib
@@ -43,12 +27,12 @@ CUSTOM = "custom"  # the option name, in each of the three groups
 TARGET = "_target_"
 # Hydra's other instantiate keys: initlab builds the target itself, with plain kwargs only.
 HYDRA_KEYS = ("_args_", "_partial_", "_convert_", "_recursive_")
-# The probes of the checks: small and fixed, so a check costs milliseconds and says the same
-# thing every time.
-PROBE_SEED = 0
-PROBE_SHAPE = (5, 7)
-PROBE_WEIGHT = (4, 3)
+# The probes: small and fixed, so a check costs milliseconds and says the same every time.
+PROBE_SEED, PROBE_SHAPE, PROBE_WEIGHT = 0, (5, 7), (4, 3)
 MAX_MESSAGE = 240  # characters of a user's exception text kept in a one-line error
+# Per group, a custom node's keys that are initlab's (its schema's fields, registered by
+# initlab.options), not keyword arguments of the target.
+OWN_KEYS: dict[str, frozenset[str]] = {}
 
 
 class ComponentError(ValueError):
@@ -57,21 +41,6 @@ class ComponentError(ValueError):
 
 def is_custom(name: Any) -> bool:
     return name == CUSTOM
-
-
-# ------------------------------------------------------------------ the node
-def _plain(node: Any) -> dict:
-    return dict(to_plain(node))
-
-
-# Per group, the keys of a custom node that are initlab's (name, _target_, the group's own
-# settings such as init.bias), not keyword arguments of the target: the fields of the
-# group's custom schema, which initlab.options registers here when it defines them.
-OWN_KEYS: dict[str, frozenset[str]] = {}
-
-
-def _own_keys(group: str) -> frozenset[str]:
-    return OWN_KEYS[group]
 
 
 def target_of(node: Any) -> Any:
@@ -86,24 +55,18 @@ def target_of(node: Any) -> Any:
 
 def kwargs_of(group: str, node: Any) -> dict[str, Any]:
     """The keyword arguments of a custom node: its keys beyond the group's own, as plain values."""
-    own = _own_keys(group)
-    return {k: v for k, v in _plain(node).items() if k not in own}
+    return {k: v for k, v in dict(to_plain(node)).items() if k not in OWN_KEYS[group]}
 
 
 def describe(group: str, node: Any) -> str:
-    """``mypkg.Swish(beta=2)``: a custom component named by its target and kwargs (what
-    tables and figure titles show), from a config node or a recorded config's dict."""
+    """``mypkg.Swish(beta=2)``: a custom component by its target and kwargs, as tables show it."""
     kwargs = kwargs_of(group, node)
     return f"{target_of(node) or '?'}({', '.join(f'{k}={v}' for k, v in kwargs.items())})"
 
 
-def _short(text: Any) -> str:
-    line = "; ".join(x.strip() for x in str(text).splitlines() if x.strip())
-    return line if len(line) <= MAX_MESSAGE else line[: MAX_MESSAGE - 1] + "…"
-
-
 def _failed(e: BaseException) -> str:
-    return _short(f"{type(e).__name__}: {e}")
+    line = "; ".join(x.strip() for x in f"{type(e).__name__}: {e}".splitlines() if x.strip())
+    return line if len(line) <= MAX_MESSAGE else line[: MAX_MESSAGE - 1] + "…"
 
 
 # ------------------------------------------------------------------ finding the target
@@ -124,6 +87,8 @@ def resolve(key: str, target: Any) -> Any:
             if e.name is not None and (name == e.name or name.startswith(e.name + ".")):
                 continue  # this prefix is no module: try a shorter one
             raise ComponentError(f"{key}={target}: importing {name} failed: {_failed(e)}") from None
+        except SystemExit as e:  # the user's module exits on import: say so, do not exit
+            raise ComponentError(f"{key}={target}: importing {name} called sys.exit({e.code})") from None
         except Exception as e:  # noqa: BLE001 - the user's module raised while importing
             raise ComponentError(f"{key}={target}: importing {name} failed: {_failed(e)}") from None
         found = n
@@ -327,25 +292,16 @@ def _evaluator(cfg: Any) -> tuple[Any, Any]:
 def activation_pointwise(cfg: Any) -> Callable:
     """The activation as a function of floats (one float or a float64 array), by calling its
     module: what mean-field theory integrates (:mod:`initlab.theory`)."""
-    import numpy as np
-    import torch
-
-    from initlab.theory import vectorized
-
-    module, dtype = _evaluator(cfg)
-
-    def phi(x):
-        with torch.no_grad():
-            out = module(torch.as_tensor(np.asarray(x, dtype=np.float64), dtype=dtype))
-        out = out.double().numpy()
-        return float(out) if np.ndim(x) == 0 else out
-
-    return vectorized(phi)
+    return _through_module(cfg, slope=False)
 
 
 def activation_slope(cfg: Any) -> Callable:
     """The activation's derivative at floats, by autograd through its module (elementwise,
     so the gradient of the sum is each entry's own slope)."""
+    return _through_module(cfg, slope=True)
+
+
+def _through_module(cfg: Any, slope: bool) -> Callable:
     import numpy as np
     import torch
 
@@ -353,16 +309,17 @@ def activation_slope(cfg: Any) -> Callable:
 
     module, dtype = _evaluator(cfg)
 
-    def slope(x):
-        with torch.enable_grad():
-            leaf = torch.as_tensor(np.asarray(x, dtype=np.float64), dtype=dtype).requires_grad_(True)
+    def f(x):
+        with torch.enable_grad() if slope else torch.no_grad():
+            leaf = torch.as_tensor(np.asarray(x, dtype=np.float64), dtype=dtype).requires_grad_(slope)
             out = module(leaf)
-            (grad,) = torch.autograd.grad(out.sum(), leaf, allow_unused=True)
-        grad = torch.zeros_like(leaf) if grad is None else grad
-        grad = grad.detach().double().numpy()
-        return float(grad) if np.ndim(x) == 0 else grad
+            if slope:
+                (out,) = torch.autograd.grad(out.sum(), leaf, allow_unused=True)
+                out = torch.zeros_like(leaf) if out is None else out
+        out = out.detach().double().numpy()
+        return float(out) if np.ndim(x) == 0 else out
 
-    return vectorized(slope)
+    return vectorized(f)
 
 
 _gains: dict[tuple, float] = {}

@@ -18,6 +18,7 @@ import math
 import platform
 import time
 import traceback
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -237,6 +238,9 @@ def mark_record(out_dir: Path, status: str, message: str) -> str | None:
     except (OSError, ValueError):
         summary = {}
     summary.update(status=status, error=message)
+    with suppress(OSError):  # as many epochs as metrics.csv holds whole rows: they agree
+        with (out_dir / "metrics.csv").open("rb") as f:
+            summary["epochs_run"] = max(0, f.read().count(b"\n") - 1)
     try:
         RecordWriter(out_dir).write_summary(summary)
     except OSError as e:

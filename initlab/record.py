@@ -29,7 +29,6 @@ import os
 import socket
 from collections.abc import Iterable
 from contextlib import contextmanager, suppress
-from enum import Enum
 from itertools import repeat
 from pathlib import Path
 from typing import Any
@@ -58,31 +57,12 @@ RECORD_PATHS = (SUMMARY, *COLUMNS, "data.pt", "checkpoints", "tables", "figures"
                 REPORT_ERROR_FILE, ".hydra", "initlab.log", TENSORBOARD_DIR, PAGE)
 
 
-class Status(str, Enum):
-    """How a run ended, as summary.json ``status`` says (docs: README, "The record").
-
-    - ``running``: training or writing; a running record whose process is gone is shown
-      as stopped (see :func:`describe_status`).
-    - ``completed``: every planned epoch ran.
-    - ``diverged``: stopped early because a loss or gradient norm became NaN/Inf; the
-      record holds everything up to there.
-    - ``interrupted``: stopped by SIGINT (Ctrl-C) or SIGTERM (SLURM, submitit, kill);
-      the record holds everything measured up to there.
-    - ``failed``: an error in the configuration or the program; ``error`` says which.
-    """
-
-    RUNNING = "running"
-    COMPLETED = "completed"
-    DIVERGED = "diverged"
-    INTERRUPTED = "interrupted"
-    FAILED = "failed"
-
-
-STATUS_RUNNING = Status.RUNNING.value
-STATUS_COMPLETED = Status.COMPLETED.value
-STATUS_DIVERGED = Status.DIVERGED.value
-STATUS_INTERRUPTED = Status.INTERRUPTED.value
-STATUS_FAILED = Status.FAILED.value
+# How a run ended, as summary.json ``status`` says: ``running`` (training or writing; shown
+# as stopped once its process is gone, :func:`effective_status`), ``completed`` (every
+# planned epoch ran), ``diverged`` (a loss or gradient norm became NaN/Inf), ``interrupted``
+# (SIGINT or SIGTERM), ``failed`` (``error`` says why). A record holds everything up to its end.
+STATUSES = (STATUS_RUNNING, STATUS_COMPLETED, STATUS_DIVERGED, STATUS_INTERRUPTED, STATUS_FAILED) = (
+    "running", "completed", "diverged", "interrupted", "failed")
 # Statuses whose final metrics mean something (an interrupted run's are those up to the stop).
 FINISHED_STATUSES = (STATUS_COMPLETED, STATUS_DIVERGED, STATUS_INTERRUPTED)
 
@@ -93,11 +73,8 @@ class RecordError(Exception):
 
 @contextmanager
 def _replacing(path: Path):
-    """Yield a temporary path beside ``path``; on success it replaces ``path`` at once.
-
-    A reader never sees half a file, and a failed write (a full disk, a kill) keeps the
-    old file and leaves no temporary one behind.
-    """
+    """Yield a temporary path beside ``path`` that replaces it on success: a reader never
+    sees half a file, and a failed write (a full disk, a kill) keeps the old one."""
     tmp = path.with_name(path.name + ".tmp")
     try:
         yield tmp
@@ -305,12 +282,21 @@ class RunRecord:
         return self._tables[name]
 
     def _read(self, name: str, by_column: bool = False) -> Any:
-        path = self.run_dir / f"{name}.csv"
-        read = _read_csv(path, self.summary, by_column=by_column)
-        if (name == "metrics" and not read and not path.exists()
-                and self.summary.get("epochs_run")):
-            raise _bad(path, f"is missing although {SUMMARY} says "
-                       f"{self.summary['epochs_run']} epochs ran")
+        """A table read and checked, and its rows counted against what the summary says ran:
+        fewer is a cut file; more, in a finished record, rows of another run."""
+        path, summary = self.run_dir / f"{name}.csv", self.summary
+        read = _read_csv(path, summary, by_column=by_column)
+        epochs, steps, shapes = (summary.get(k) for k in ("epochs_run", "steps_run", "param_shapes"))
+        expected, unit = ((epochs, "epochs") if name == "metrics" else
+                          (steps * len(shapes), f"parameters x {steps} steps")
+                          if name == "grad_norms" and steps is not None and shapes else (None, ""))
+        if expected and not path.exists() and name == "metrics":
+            raise _bad(path, f"is missing although {SUMMARY} says {expected} epochs ran")
+        n = len(next(iter(read.values()), [])) if by_column else len(read)
+        if expected is not None and path.exists() and (n < expected or (
+                n > expected and summary.get("status") in FINISHED_STATUSES)):
+            raise _bad(path, f"has {n} rows where {SUMMARY} says {expected} ({unit}): "
+                       f"{'cut short' if n < expected else 'rows of another run'}")
         return read
 
     def columns(self, name: str) -> dict[str, list]:
@@ -493,8 +479,8 @@ def _summary_problem(summary: Any) -> str | None:
         return "no status (not a run summary, or cut short)"
     if not isinstance(status, str):
         return f"status is {status!r} (a {_kind(status)}), not a word"
-    if status not in {s.value for s in Status}:
-        return f"status {status!r} is not one of {', '.join(s.value for s in Status)}"
+    if status not in STATUSES:
+        return f"status {status!r} is not one of {', '.join(STATUSES)}"
     for key in ("epochs_run", "steps_run", "best_epoch"):
         value = summary.get(key)
         if value is not None and not (_is_int(value) and value >= 0):

@@ -227,6 +227,29 @@ def test_a_row_cut_by_a_kill_is_dropped_and_every_whole_row_kept(copy):
         read_record(copy)
 
 
+@pytest.mark.parametrize("name, cut, message", [
+    ("metrics.csv", 3, r"metrics\.csv has 17 rows where summary\.json says 20 \(epochs\): cut short"),
+    ("grad_norms.csv", 6, r"grad_norms\.csv has \d+ rows where summary\.json says \d+ .*cut short"),
+])
+def test_a_table_cut_to_whole_rows_is_named_not_read_as_complete(copy, name, cut, message):
+    lines = (copy / name).read_text().splitlines(keepends=True)
+    (copy / name).write_text("".join(lines[:-cut]))  # whole rows only: no partial line
+    with pytest.raises(RecordError, match=message):
+        read_record(copy)
+    result = initlab_cli("list", str(copy.parent), cwd=copy.parent)
+    assert result.returncode == 0  # a listing reads the summary only
+
+
+def test_a_record_marked_after_a_crash_counts_the_epochs_its_metrics_hold(copy):
+    from initlab.job import mark_record
+
+    lines = (copy / "metrics.csv").read_text().splitlines(keepends=True)
+    (copy / "metrics.csv").write_text("".join(lines[:8]))  # 7 epochs reached the disk
+    assert mark_record(copy, "interrupted", "aborted") is None
+    assert read_summary(copy)["epochs_run"] == 7
+    assert len(read_record(copy).metrics) == 7
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("dpi", ["100000", "0", "-5", "many"])
 def test_dpi_out_of_range_is_one_argparse_error(copy, tmp_path, dpi):
