@@ -88,7 +88,7 @@ def resolve(key: str, target: Any) -> Any:
                 continue  # this prefix is no module: try a shorter one
             raise ComponentError(f"{key}={target}: importing {name} failed: {_failed(e)}") from None
         except SystemExit as e:  # the user's module exits on import: say so, do not exit
-            raise ComponentError(f"{key}={target}: importing {name} called sys.exit({e.code})") from None
+            raise ComponentError(f"{key}={target}: its module called sys.exit({e.code}) on import") from None
         except Exception as e:  # noqa: BLE001 - the user's module raised while importing
             raise ComponentError(f"{key}={target}: importing {name} failed: {_failed(e)}") from None
         found = n

@@ -286,3 +286,11 @@ def test_a_bad_target_fails_the_cli_in_one_line(user_folder, overrides, message)
     assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
     assert "Traceback" not in result.stderr + result.stdout
     assert not (user_folder / "run").exists()  # refused before any folder
+
+
+def test_a_module_that_exits_on_import_is_named_not_obeyed(tmp_path, monkeypatch):
+    (tmp_path / "exits_on_import.py").write_text("import sys\nsys.exit(7)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(custom.ComponentError,
+                       match=r"exits_on_import\.Act: its module called sys\.exit\(7\) on import"):
+        custom.resolve("act._target_", "exits_on_import.Act")

@@ -329,3 +329,18 @@ def test_a_running_record_whose_pid_was_reused_is_shown_stopped():
     # The same pid, started at another time: another process now, the writer is gone.
     reused = {"status": "running", "process": {**me, "started": me["started"] - 1}}
     assert effective_status(reused) == "stopped"
+
+
+@pytest.mark.slow
+def test_a_batched_sweep_into_a_full_disk_says_so_on_stderr(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    proc = start("run", "-m", "seed=0,1,2", "hydra/launcher=batched", "report=minimal",
+                 f"hydra.sweep.dir={sweep_dir}", cwd=tmp_path, preexec_fn=_file_size_limit(25_000))
+    _, stderr = proc.communicate(timeout=180)
+    assert proc.returncode != 0
+    assert "Traceback" not in stderr
+    lines = error_lines(stderr)
+    assert lines and all(line.startswith("initlab") and "File too large" in line
+                         for line in lines), stderr
+    for i in range(3):
+        assert read_summary(sweep_dir / str(i))["status"] == "failed"
