@@ -208,17 +208,24 @@ def release(made: list[Path] | None, folder: str | None = None) -> None:
 def _own_record(path: Path, sweep: bool) -> tuple[str, list[Path], list[Path]]:
     """What record of its own ``path`` holds ("": none), its files, and its job folders."""
     from initlab.record import RECORD_PATHS, SUMMARY, describe_status, read_summary
-    from initlab.report.compare import MULTIRUN_FILE, NOT_JOB_DIRS, SWEEP_FILES, sweep_jobs
+    from initlab.report.compare import MULTIRUN_FILE, NOT_JOB_DIRS, SWEEP_FILES, find_job_dirs, sweep_jobs
 
+    own = path / (MULTIRUN_FILE if sweep else SUMMARY)
+    others = [] if own.exists() else find_job_dirs(path)
+    if others:  # taking it would hide them (`initlab list` shows a folder's own record)
+        names = ", ".join(str(d) for d in others[:3]) + (", ..." if len(others) > 3 else "")
+        raise PreflightError(f"{path} holds {len(others)} other record"
+                             f"{'s' * (len(others) != 1)} below it ({names}); choose another "
+                             f"{'hydra.sweep.dir' if sweep else 'hydra.run.dir'}")
     if not sweep:
-        if not (path / SUMMARY).exists():
+        if not own.exists():
             return "", [], []
         try:
             what = f"a run record ({describe_status(read_summary(path))})"
         except Exception:  # noqa: BLE001 - a damaged record is still a record
             what = f"a run record ({SUMMARY})"
         return what, [path / name for name in RECORD_PATHS], []
-    if not (path / MULTIRUN_FILE).exists():
+    if not own.exists():
         return "", [], []
     # Its own jobs (by multirun.yaml), folders right below it: never a record deeper down.
     jobs = [s.job_dir for s in sweep_jobs(path) if s.job_dir and s.job_dir.parent == path]

@@ -227,19 +227,27 @@ def test_two_runs_and_two_sweeps_into_one_folder_the_second_refuses(tmp_path):
 
 @pytest.mark.slow
 def test_overwrite_removes_only_the_sweeps_own_record(tmp_path):
-    outputs = tmp_path / "outputs"
+    outputs, sweep = tmp_path / "outputs", tmp_path / "sweep"
     quiet = ["-cn", "smoke", "report.quiet=true", "trainer.epochs=2"]
     assert initlab_cli("run", *quiet, f"hydra.run.dir={outputs}/runs/a", cwd=tmp_path).returncode == 0
-    for seeds, extra in (("0,1", []), ("2", ["overwrite=true"])):
-        result = initlab_cli("run", "-m", *quiet, f"seed={seeds}", f"hydra.sweep.dir={outputs}",
-                             *extra, cwd=tmp_path)
-        assert result.returncode == 0, result.stderr
-    assert read_summary(outputs / "runs" / "a")["status"] == "completed"  # not the sweep's
-    assert read_summary(outputs / "0")["seed"] == 2
-    assert not (outputs / "1").exists()  # the old sweep's job, replaced with it
-    again = initlab_cli("run", "-m", *quiet, "seed=3", f"hydra.sweep.dir={outputs}", cwd=tmp_path)
+    # A folder of other records is no sweep's, and taking it would hide them from a listing.
+    for args in ([f"hydra.run.dir={outputs}"], ["-m", f"hydra.sweep.dir={outputs}", "overwrite=true"]):
+        refused = initlab_cli("run", *quiet, *args, cwd=tmp_path)
+        (line,) = error_lines(refused.stderr)
+        assert refused.returncode == 2 and f"holds 1 other record below it ({outputs}/runs/a)" in line
+    assert initlab_cli("run", "-m", *quiet, "seed=0,1", f"hydra.sweep.dir={sweep}",
+                       cwd=tmp_path).returncode == 0
+    assert initlab_cli("run", *quiet, f"hydra.run.dir={sweep}/runs/b", cwd=tmp_path).returncode == 0
+    again = initlab_cli("run", "-m", *quiet, "seed=3", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
     (line,) = error_lines(again.stderr)
-    assert again.returncode == 2 and "already holds a sweep (multirun.yaml and 1 job folder)" in line
+    assert again.returncode == 2 and "already holds a sweep (multirun.yaml and 2 job folders)" in line
+    result = initlab_cli("run", "-m", *quiet, "seed=2", f"hydra.sweep.dir={sweep}", "overwrite=true",
+                         cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert read_summary(sweep / "runs" / "b")["status"] == "completed"  # not the sweep's own
+    assert read_summary(outputs / "runs" / "a")["status"] == "completed"
+    assert read_summary(sweep / "0")["seed"] == 2
+    assert not (sweep / "1").exists()  # the old sweep's job, replaced with it
 
 
 @pytest.mark.slow
