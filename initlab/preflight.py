@@ -1,11 +1,10 @@
-"""What a run or a sweep must pass before it makes a folder, and bad input in one line.
+"""What a run or a sweep must pass before it writes, its folder's claim, and bad input in
+one line.
 
-:class:`Preflight` is a Hydra callback (``hydra.callbacks.preflight`` in conf/config.yaml),
-so its checks run on the config Hydra composed, whatever flags composed it (``-cn``,
-``-cd``, ``--config-name``, ``-m`` anywhere), and cost no composition of their own for a
-single run. A run is checked as a whole (:func:`initlab.config.validate`, the memory and
-disk budget, the device, its folder); a sweep by its group options, its first job and its
-folder. A refusal is a :class:`PreflightError`: one line, raised before any folder exists.
+:class:`Preflight` is a Hydra callback (conf/config.yaml), so its checks run on the config
+Hydra composed, whatever flags composed it. A run is checked as a whole (validate, budget,
+device); a sweep by its group options and its first job. Then the folder is claimed
+(:func:`claim`) and checked for a record. A refusal is a :class:`PreflightError`, one line;
 :func:`explain` turns Hydra's composition errors into one line that names the fix.
 """
 
@@ -26,10 +25,8 @@ _NOISE_PREFIXES = ("reference_type=", "object_type=", "provider=", "Config searc
 
 
 class PreflightError(SystemExit):
-    """Bad input, said in one line (``message``) before any folder is made; exit status 2.
-
-    An exit, not an Exception: Hydra turns an Exception raised by a callback into a warning
-    and goes on with the run, while an exit stops it (as ``sys.exit`` in the task does)."""
+    """Bad input in one line (``message``), exit status 2. An exit: Hydra turns a callback's
+    Exception into a warning and runs on."""
 
     def __init__(self, message: str) -> None:
         super().__init__(2)
@@ -45,9 +42,7 @@ def one_line(message: str) -> str:
 
 
 class Preflight(Callback):
-    # The folder this process's run or sweep was checked to write: what the CLI names when
-    # Hydra's own first write there (.hydra/) fails, with no file name of its own.
-    folder: Path | None = None
+    folder: Path | None = None  # this process's folder: the CLI names it if .hydra/ fails
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         _checked(check_run, config)
@@ -57,9 +52,7 @@ class Preflight(Callback):
 
 
 def _checked(check, config: DictConfig) -> None:
-    # Hydra turns a callback's Exception into a warning and runs on: a check that breaks
-    # must stop the run in one line instead, never let it start unchecked.
-    try:
+    try:  # a check that breaks stops the run: Hydra would only warn and run it unchecked
         check(config)
     except Exception as e:  # noqa: BLE001
         raise PreflightError(f"the checks before the run failed: {type(e).__name__}: "
@@ -70,16 +63,13 @@ def check_run(cfg: DictConfig) -> None:
     """The composed config of a single run, as the run will check it, and its folder."""
     from initlab.budget import check_budget
     from initlab.config import ConfigError, validate
+    from initlab.run import resolve_device
 
     try:
         validate(cfg)
         check_budget(cfg, Path(str(OmegaConf.select(cfg, "hydra.run.dir"))))
         if cfg.trainer.device == "cuda":  # torch only for this check, not for every run
-            import torch
-
-            if not torch.cuda.is_available():
-                raise ConfigError("trainer.device=cuda but no CUDA GPU is available here; "
-                                  "use trainer.device=cpu or trainer.device=auto")
+            resolve_device("cuda")
     except ConfigError as e:
         raise PreflightError(str(e)) from None
     except Exception as e:  # a value OmegaConf cannot resolve or convert
@@ -132,12 +122,10 @@ def check_sweep(cfg: DictConfig) -> None:
 
 
 def prepare_output_dir(cfg: DictConfig, key: str) -> None:
-    """Claim the folder (:func:`claim`) and refuse it when it already holds a record of its
-    own, unless ``overwrite=true``: then only that record's files are removed (a run's
-    :data:`RECORD_PATHS`, a sweep's root files and the jobs its multirun.yaml plans), never
-    another record below it. Claimed first, checked second: two runs cannot both pass."""
-    try:
-        # Hydra's `now` resolver caches its value: the run gets this very folder.
+    """Claim the folder, then refuse it if it holds a record of its own (unless
+    ``overwrite=true``: then only that record's files go) or other records below it.
+    Claimed first, checked second: two runs cannot both pass."""
+    try:  # Hydra's `now` resolver caches its value: the run gets this very folder
         text = str(OmegaConf.select(cfg, key))
     except Exception as e:
         raise PreflightError(f"{key} cannot be resolved: {one_line(str(e))}") from None
@@ -149,17 +137,15 @@ def prepare_output_dir(cfg: DictConfig, key: str) -> None:
     made: list[Path] = []
     try:
         made = claim(path)
-        old, paths, folders = _own_record(path, key == "hydra.sweep.dir")
+        old, paths, folders = _own_record(path, key)
         if old and not cfg.get("overwrite", False):
             raise PreflightError(f"{path} already holds {old}; choose another {key}, or add "
                                  "overwrite=true to replace it (only its own files)")
         _remove(paths, folders)
-    except OSError as e:
+    except (OSError, PreflightError) as e:
         release(made)
-        raise PreflightError(f"cannot write to {path}: {e.strerror or e}") from None
-    except PreflightError:
-        release(made)
-        raise
+        raise e if isinstance(e, PreflightError) else PreflightError(
+            f"cannot write to {path}: {e.strerror or e}") from None
 
 
 LOCK = ".initlab.lock"  # in the claimed folder; its lock (not the file) is the claim
@@ -167,10 +153,9 @@ _held: dict[str, int] = {}  # folder -> the open lock file this process holds
 
 
 def claim(path: Path) -> list[Path]:
-    """Make ``path`` (returns the folders made) and hold an exclusive lock on its LOCK file
-    for the rest of this process (the kernel drops it when the process ends, however it
-    ends, so no stale claim survives a kill -9). A folder another process holds is refused
-    in one line naming that process (written in the file beside its start time)."""
+    """Make ``path`` (returns the folders made) and lock its LOCK file for the rest of this
+    process (the kernel drops the lock however the process ends: no stale claim after a
+    kill -9). A folder another process holds is refused, naming its pid (in the file)."""
     import fcntl
 
     missing = [p for p in [path, *path.parents] if not p.exists()]
@@ -205,28 +190,26 @@ def release(made: list[Path] | None, folder: str | None = None) -> None:
             p.rmdir()
 
 
-def _own_record(path: Path, sweep: bool) -> tuple[str, list[Path], list[Path]]:
-    """What record of its own ``path`` holds ("": none), its files, and its job folders."""
+def _own_record(path: Path, key: str) -> tuple[str, list[Path], list[Path]]:
+    """What record of its own ``path`` holds ("": none), its files, and its job folders;
+    refused if it has none but other records below it (taking it would hide them)."""
     from initlab.record import RECORD_PATHS, SUMMARY, describe_status, read_summary
     from initlab.report.compare import MULTIRUN_FILE, NOT_JOB_DIRS, SWEEP_FILES, find_job_dirs, sweep_jobs
 
-    own = path / (MULTIRUN_FILE if sweep else SUMMARY)
+    own = path / (MULTIRUN_FILE if key == "hydra.sweep.dir" else SUMMARY)
     others = [] if own.exists() else find_job_dirs(path)
-    if others:  # taking it would hide them (`initlab list` shows a folder's own record)
-        names = ", ".join(str(d) for d in others[:3]) + (", ..." if len(others) > 3 else "")
-        raise PreflightError(f"{path} holds {len(others)} other record"
-                             f"{'s' * (len(others) != 1)} below it ({names}); choose another "
-                             f"{'hydra.sweep.dir' if sweep else 'hydra.run.dir'}")
-    if not sweep:
-        if not own.exists():
-            return "", [], []
+    if others:
+        names = ", ".join(map(str, others[:3])) + (", ..." if len(others) > 3 else "")
+        raise PreflightError(f"{path} holds {len(others)} other record{'s' * (len(others) != 1)}"
+                             f" below it ({names}); choose another {key}")
+    if not own.exists():
+        return "", [], []
+    if own.name == SUMMARY:
         try:
             what = f"a run record ({describe_status(read_summary(path))})"
         except Exception:  # noqa: BLE001 - a damaged record is still a record
             what = f"a run record ({SUMMARY})"
         return what, [path / name for name in RECORD_PATHS], []
-    if not own.exists():
-        return "", [], []
     # Its own jobs (by multirun.yaml), folders right below it: never a record deeper down.
     jobs = [s.job_dir for s in sweep_jobs(path) if s.job_dir and s.job_dir.parent == path]
     return (f"a sweep ({MULTIRUN_FILE} and {len(jobs)} job folder{'s' * (len(jobs) != 1)})",
@@ -235,8 +218,7 @@ def _own_record(path: Path, sweep: bool) -> tuple[str, list[Path], list[Path]]:
 
 
 def _remove(paths: list[Path], folders: list[Path]) -> None:
-    """Remove ``paths``, then each of ``folders`` left empty (a job folder that holds
-    anything else, another record say, stays)."""
+    """Remove ``paths``, then each of ``folders`` left empty (one holding anything else stays)."""
     import shutil
 
     for p in paths:
@@ -265,8 +247,8 @@ def explain(error: BaseException, config_name: str = "config",
 
 
 def _unknown_key(message: str, config_name: str, overrides: list[str]) -> str | None:
-    """For a key the config does not have, Hydra suggests `+key=value`, which would add a
-    key nothing reads. Say instead which keys there are, and which option has this one."""
+    """For a key the config lacks, Hydra suggests `+key=value` (a key nothing reads): say
+    instead which keys there are, and which option has this one."""
     from initlab.config import OPTION_SCHEMAS
 
     match = re.search(r"Could not override '([\w.]+)'", message)
@@ -274,8 +256,7 @@ def _unknown_key(message: str, config_name: str, overrides: list[str]) -> str | 
         return None
     dotted = match.group(1)
     parent, _, key = dotted.rpartition(".")
-    try:
-        # Only on this error path is the config composed a second time.
+    try:  # only on this error path is the config composed a second time
         cfg = _compose(config_name, [o for o in overrides if not o.startswith(f"{dotted}=")])
     except Exception:
         return None
