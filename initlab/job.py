@@ -1,15 +1,9 @@
-"""One job's record through its life: started, streamed while it trains, finished with its
-diagnosis, or marked failed/interrupted in one line. Every launcher's job goes through here,
-whether it trains alone or as a member of a stack (:mod:`initlab.engine`).
-
-- :class:`MemberRecord` — the record of one member: its ``running`` summary (with the pid
-  and host that write it, so a reader can tell a killed run), data.pt and init.pt up front,
-  metric and gradient-norm rows appended as the engine streams them, then the log-epoch
-  tables, checkpoints and the final summary with its diagnosis.
-- :func:`mark_record`, :func:`save_traceback` — what a failure leaves in a record.
-
-Torch-free to import (the command line reads the failure helpers before any heavy import);
-what measures or reads tensors is imported where it is used.
+"""One job's record through its life, for every launcher, alone or as a member of a stack
+(:mod:`initlab.engine`): :class:`MemberRecord` writes its ``running`` summary (with the
+identity of the process that writes it), data.pt and init.pt up front, metric and
+gradient-norm rows as the engine streams them, then the log-epoch tables, checkpoints and
+the final summary with its diagnosis; :func:`mark_record` and :func:`save_traceback` are
+what a failure leaves. Torch-free to import (tensors are imported where they are used).
 """
 
 import itertools
@@ -41,8 +35,7 @@ from initlab.view import to_plain
 
 
 def library_versions() -> dict[str, str]:
-    """The versions a record was written with (from package metadata: importing matplotlib
-    costs ~0.3 s, and a sweep's launcher process has no figure to draw)."""
+    """The versions a record was written with (matplotlib's from its metadata: no import)."""
     from importlib.metadata import version
 
     import hydra
@@ -103,8 +96,7 @@ class MemberRecord:
     def stream(self, metrics: list[list[float]], first_epoch: int, first_step: int, norms: Any,
                steps_per_epoch: int, epochs_run: int) -> None:
         """Append epochs ``first_epoch``.. of metrics ([train loss, train correct, dev loss,
-        dev correct] each) and the gradient norms (steps, params) from ``first_step``, then
-        say in summary.json how far training got."""
+        dev correct] each) and gradient norms (steps, params), then say so in summary.json."""
         from initlab.recorders import metric_rows
 
         d = self.cfg.data
@@ -121,9 +113,8 @@ class MemberRecord:
 
     def finish(self, group: Any, i: int, final: dict[str, Any], grad_norms: Any, last: list,
                best: list, signal_name: str | None) -> dict[str, Any]:
-        """The member's remaining files (log-epoch tables, checkpoints) and its final summary
-        with the diagnosis, which sees the record just written (built from memory rather
-        than parsed again: tests check it equals what read_record gives)."""
+        """The member's remaining files and its final summary with the diagnosis, which sees
+        the record built from memory (tests check it equals what read_record gives)."""
         from initlab.diagnose import diagnose
         from initlab.recorders import (
             activation_stats_rows,
@@ -225,11 +216,8 @@ def _state(names: list[str], tensors: list[Any]) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- failures
 def mark_record(out_dir: Path, status: str, message: str) -> str | None:
-    """Keep what the summary already says (seed, config, epochs so far) and set its status.
-
-    Never raises: on a full disk or a vanished folder it returns why the record could not
-    be updated, for the one line the user sees.
-    """
+    """Set a record's status, keeping what its summary says, its epochs counted in the
+    metrics.csv it holds. Never raises: returns why it could not write (a full disk)."""
     path = out_dir / SUMMARY
     try:
         summary = json.loads(path.read_text()) if path.exists() else {}

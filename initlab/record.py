@@ -92,12 +92,8 @@ def _atomic_write_text(path: Path, text: str) -> None:
 
 class GradNormTable:
     """grad_norms.csv by column: ``norms[k]`` holds every parameter's norm (in ``params``
-    order) at ``steps[k]``, an optimizer step of epoch ``epochs[k]``.
-
-    What the diagnosis and a sweep's comparison read of the gradient norms; a run of 2000
-    steps of 4 parameters has 2000 short lists here instead of 8000 row dicts. Built by the
-    stacked trainer from its tensors, or from the CSV's rows (:meth:`from_rows`).
-    """
+    order) at ``steps[k]``, a step of epoch ``epochs[k]``: 2000 short lists, not 8000 row
+    dicts. Built by the engine from its tensors, or from the CSV's rows (:meth:`from_rows`)."""
 
     __slots__ = ("params", "steps", "epochs", "norms")
 
@@ -184,10 +180,8 @@ class RecordWriter:
 
     @staticmethod
     def number_rows(name: str, rows: list[tuple]) -> str:
-        """Rows of numbers and names that need no quoting (a parameter or layer name in the
-        text columns) as CSV text, byte for byte what :meth:`write_csv` writes (FLOAT_FORMAT
-        for each float, str for each int) and several times faster: the whole table is one
-        ``%``-format, so the per-cell work is C's (a batched sweep writes millions of rows)."""
+        """Rows of numbers and plain names as CSV text, byte for byte what :meth:`write_csv`
+        writes, as one ``%``-format: the per-cell work is C's (sweeps write millions of rows)."""
         return (_row_format(name) * len(rows)) % tuple([cell for row in rows for cell in row])
 
     def write_csv_numbers(self, name: str, rows: list[tuple]) -> None:
@@ -239,13 +233,9 @@ TABLES = tuple(name.removesuffix(".csv") for name in COLUMNS)
 
 
 class RunRecord:
-    """Everything a reporter needs from a run directory, as plain Python values.
-
-    Each CSV table (:data:`TABLES`: ``record.metrics``, ``record.grad_norms``, ...) is a list
-    of typed rows, given to the constructor or read and checked on first use, so a reader
-    that needs the summary and one table (a sweep's comparison, a one-line report) parses
-    nothing else. :func:`read_record` reads and checks every table at once.
-    """
+    """Everything a reporter needs from a run directory, as plain Python values. Each CSV
+    table (``record.metrics``, ``record.grad_norms``, ...) is a list of typed rows, given to
+    the constructor or read and checked on first use (a reader parses only what it needs)."""
 
     def __init__(self, run_dir: Path, summary: dict[str, Any], config: dict[str, Any],
                  overrides: list[str], grad_norm_table: "GradNormTable | None" = None,
@@ -470,6 +460,15 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+# summary.json's typed keys: whole numbers >= 0, objects, text.
+_SUMMARY_KEYS = {**dict.fromkeys(("epochs_run", "steps_run", "best_epoch"), "count"),
+                 **dict.fromkeys(("config", "process", "versions", "timing", "metrics",
+                                  "param_shapes"), dict),
+                 **dict.fromkeys(("error", "stop_reason", "signal", "device"), str),
+                 "diagnosis": list}
+_NAMED = {"count": "a whole number >= 0", dict: "an object", str: "text", list: "a list"}
+
+
 def _summary_problem(summary: Any) -> str | None:
     """Why ``summary`` (parsed summary.json) is not a run summary, or None when it is one."""
     if not isinstance(summary, dict):
@@ -477,42 +476,22 @@ def _summary_problem(summary: Any) -> str | None:
     status = summary.get("status")
     if status is None:
         return "no status (not a run summary, or cut short)"
-    if not isinstance(status, str):
-        return f"status is {status!r} (a {_kind(status)}), not a word"
     if status not in STATUSES:
         return f"status {status!r} is not one of {', '.join(STATUSES)}"
-    for key in ("epochs_run", "steps_run", "best_epoch"):
+    for key, kind in _SUMMARY_KEYS.items():
         value = summary.get(key)
-        if value is not None and not (_is_int(value) and value >= 0):
-            return f"{key} is {value!r} (a {_kind(value)}), not a whole number >= 0"
-    for key in ("config", "process", "versions", "timing"):
-        value = summary.get(key)
-        if value is not None and not isinstance(value, dict):
-            return f"{key} is a {_kind(value)}, not an object"
-    for key in ("error", "stop_reason", "signal", "device"):
-        value = summary.get(key)
-        if value is not None and not isinstance(value, str):
-            return f"{key} is a {_kind(value)}, not text"
-    metrics = summary.get("metrics")
-    if metrics is not None:
-        if not isinstance(metrics, dict):
-            return f"metrics is a {_kind(metrics)}, not {{split: {{loss, acc}}}}"
-        for split, values in metrics.items():
-            if not isinstance(values, dict):
-                return f"metrics.{split} is a {_kind(values)}, not {{loss, acc}}"
-            for key in ("loss", "acc"):
-                if key in values and not _is_number(values[key]):
-                    return f"metrics.{split}.{key} is {values[key]!r}, not a number"
-    shapes = summary.get("param_shapes")
-    if shapes is not None:
-        if not isinstance(shapes, dict):
-            return f"param_shapes is a {_kind(shapes)}, not {{name: [sizes]}}"
-        for name, shape in shapes.items():
-            if not (isinstance(shape, list) and all(_is_int(n) and n >= 0 for n in shape)):
-                return f"param_shapes[{name!r}] is {shape!r}, not a list of sizes"
-    diagnosis = summary.get("diagnosis")
-    if diagnosis is not None and not isinstance(diagnosis, list):
-        return f"diagnosis is a {_kind(diagnosis)}, not a list of findings"
+        if value is not None and not (_is_int(value) and value >= 0 if kind == "count"
+                                      else isinstance(value, kind)):
+            return f"{key} is {value!r} (a {_kind(value)}), not {_NAMED[kind]}"[:200]
+    for split, values in (summary.get("metrics") or {}).items():
+        if not isinstance(values, dict):
+            return f"metrics.{split} is a {_kind(values)}, not {{loss, acc}}"
+        for key in ("loss", "acc"):
+            if key in values and not _is_number(values[key]):
+                return f"metrics.{split}.{key} is {values[key]!r}, not a number"
+    for name, shape in (summary.get("param_shapes") or {}).items():
+        if not (isinstance(shape, list) and all(_is_int(n) and n >= 0 for n in shape)):
+            return f"param_shapes[{name!r}] is {shape!r}, not a list of sizes"
     process = summary.get("process") or {}
     if "pid" in process and not _is_int(process["pid"]):
         return f"process.pid is {process['pid']!r}, not a process id"
@@ -555,10 +534,18 @@ def _cell(path: Path, line: int, column: str, text: str) -> Any:
         raise _bad(path, f"line {line}: column {column!r} holds {text!r}, not {what}") from None
 
 
+def _column(path: Path, column: str, cells: list[str]) -> list:
+    # float() itself first, by one map() (a 10,000-job comparison reads millions of cells);
+    # an empty cell (not measured: NaN) or a bad one takes the checked path.
+    try:
+        return list(map(_CONVERTERS.get(column, float), cells))
+    except ValueError:
+        return [_cell(path, line, column, text) for line, text in enumerate(cells, start=2)]
+
+
 def _split_plain(lines: list[str], width: int) -> list[list[str]] | None:
-    """The cells of CSV lines, column by column, when no cell is quoted and every line has
-    ``width`` cells (what initlab writes): one split of the whole text instead of the csv
-    module's per-line parse. None otherwise (then csv.reader decides)."""
+    """The cells of CSV lines by column, by one split of the whole text, when no cell is
+    quoted and every line has ``width`` cells (what initlab writes); None otherwise."""
     body = "".join(lines)
     if not body or '"' in body:
         return None
@@ -571,15 +558,11 @@ def _split_plain(lines: list[str], width: int) -> list[list[str]] | None:
 
 def _read_csv(path: Path, summary: dict[str, Any] | None = None,
               by_column: bool = False) -> Any:
-    """Rows of one of the record's CSVs (:data:`COLUMNS`), typed; [] when the file is absent.
-    ``by_column``: {column: values} instead ({} when there are no rows).
-
-    The header must be the declared one and every cell of the declared type. A streamed
-    CSV (:data:`STREAMED_CSVS`) whose last line lacks its newline was cut by a kill in
-    mid-write: that partial row is dropped, every complete row kept.
-    """
+    """Rows of one of the record's CSVs, typed and checked ([] when absent; ``by_column``:
+    {column: values}). A streamed CSV whose last line lacks its newline was cut by a kill
+    in mid-write: that partial row is dropped, every complete row kept."""
     name = path.name
-    columns = COLUMNS[name]
+    columns, width = COLUMNS[name], len(COLUMNS[name])
     try:
         with path.open(newline="") as f:
             text = f.read()
@@ -589,57 +572,29 @@ def _read_csv(path: Path, summary: dict[str, Any] | None = None,
         raise _bad(path, f"cannot be read ({getattr(e, 'strerror', None) or e})") from None
     if not text:
         ran = (summary or {}).get("epochs_run")
-        said = f" although {SUMMARY} says {ran} epochs ran" if ran else ""
-        raise _bad(path, f"is empty: truncated (not even its header){said}")
+        raise _bad(path, "is empty: truncated (not even its header)"
+                   + (f" although {SUMMARY} says {ran} epochs ran" if ran else ""))
     lines = text.splitlines(keepends=True)
     if name in STREAMED_CSVS and len(lines) > 1 and not lines[-1].endswith(("\n", "\r")):
         lines = lines[:-1]
+    cells = _split_plain(lines[1:], width)
     try:
-        reader = csv.reader(lines)
-        header = tuple(next(reader))
-        if header != columns:
-            raise _bad(path, f"has columns {','.join(header)}; an initlab {name} has "
-                       f"{','.join(columns)}")
-        convert = [_CONVERTERS.get(c, _float) for c in columns]
-        # float() itself in the loop (a 10,000-job comparison reads millions of cells); an
-        # empty cell (not measured: NaN) or a bad one takes the checked path below.
-        fast = [float if f is _float else f for f in convert]
-        width = len(columns)
-        column_cells = _split_plain(lines[1:], width)
-        body = None if column_cells is not None else list(reader)
-        if body is None or all(len(cells) == width for cells in body):
-            # Column by column, each converted by one map(): ~3x faster than cell by cell.
-            if column_cells is None:
-                column_cells = list(zip(*body))
-            n_rows = len(column_cells[0]) if column_cells else 0
-            try:
-                converted = [list(map(f, column)) for f, column in zip(fast, column_cells)]
-                if by_column:
-                    return dict(zip(columns, converted)) if n_rows else {}
-                return [dict(zip(columns, row)) for row in zip(*converted)]
-            except ValueError:
-                pass  # a NaN cell or a bad one: the checked path below says which
-        if body is None:
-            body = list(reader)
-        rows = []
-        for number, cells in enumerate(body, start=2):
-            if len(cells) != width:
-                raise _bad(path, f"line {number} has {len(cells)} cells, not {width} "
-                           "(truncated or hand-edited?)")
-            try:
-                rows.append(dict(zip(columns, [f(v) for f, v in zip(fast, cells)])))
-            except ValueError:
-                try:
-                    rows.append({c: f(v) for c, f, v in zip(columns, convert, cells)})
-                except ValueError:  # say which cell
-                    for c, v in zip(columns, cells):
-                        _cell(path, number, c, v)
-                    raise
+        header = tuple(next(csv.reader(lines[:1])))
+        body = list(csv.reader(lines[1:])) if cells is None else []
     except csv.Error as e:
         raise _bad(path, f"is not a valid CSV ({e})") from None
+    if header != columns:
+        raise _bad(path, f"has columns {','.join(header)}; an initlab {name} has {','.join(columns)}")
+    for number, row in enumerate(body, start=2):
+        if len(row) != width:
+            raise _bad(path, f"line {number} has {len(row)} cells, not {width} "
+                       "(truncated or hand-edited?)")
+    if cells is None:
+        cells = [list(c) for c in zip(*body)] if body else [[] for _ in columns]
+    converted = [_column(path, c, column) for c, column in zip(columns, cells)]
     if by_column:
-        return {c: [row[c] for row in rows] for c in columns} if rows else {}
-    return rows
+        return dict(zip(columns, converted)) if converted[0] else {}
+    return [dict(zip(columns, row)) for row in zip(*converted)]
 
 
 def read_overrides(run_dir: Path) -> list[str]:
@@ -683,13 +638,9 @@ def _hydra_config(run_dir: Path) -> dict[str, Any]:
 
 
 def open_record(run_dir: Path) -> RunRecord:
-    """A run directory's record with its summary read and checked, its tables read on first
-    use (:meth:`RunRecord.table`, which raises RecordError for a bad one). For readers that
-    need a part of the record; :func:`read_record` checks all of it.
-
-    The config is the one the run resolved and stored in summary.json; .hydra/config.yaml is
-    read only for a record without it.
-    """
+    """A run directory's record, its summary read and checked, its tables read on first use
+    (:func:`read_record` checks all). The config is summary.json's; .hydra/config.yaml only
+    for a record without one."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise RecordError(f"{run_dir} is not a directory")
@@ -758,12 +709,9 @@ def _check_state_dict(path: Path, state: Any, shapes: dict[str, list[int]] | Non
 
 
 def read_checkpoint(run_dir: Path, name: str, param_shapes: dict | None = None) -> dict:
-    """checkpoints/<name>.pt (init, best, last) as a state dict {param: tensor}.
-
-    Checked against ``param_shapes`` (default: summary.json's): the same names, the same
-    shapes. RecordError in one line for a missing, truncated or foreign file (a pickle that
-    is not plain tensors is refused, never run). torch is imported here only.
-    """
+    """checkpoints/<name>.pt (init, best, last) as {param: tensor}, checked against
+    ``param_shapes`` (default: summary.json's); RecordError in one line naming a missing,
+    cut or foreign file (a pickle that is not plain tensors is refused, never run)."""
     path = Path(run_dir) / "checkpoints" / f"{name}.pt"
     if param_shapes is None:
         param_shapes = read_summary(run_dir).get("param_shapes")
