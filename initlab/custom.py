@@ -209,19 +209,11 @@ def build_activation(cfg: Any):
     return module
 
 
-def check_activation(cfg: Any, check: Callable[[bool, str], None]) -> None:
-    """Build the activation and try it on a float32 probe: the contract, in one line each."""
-    problem = _cached(("act", _fingerprint("act", cfg)), lambda: _activation_problem(cfg))
-    check(problem is None, problem or "")
-
-
 def _activation_problem(cfg: Any) -> str | None:
+    """Build the activation and try it on a float32 probe: the contract, in one line each."""
     import torch
 
-    try:
-        module = build_activation(cfg)
-    except ComponentError as e:
-        return str(e)
+    module = build_activation(cfg)
     key = f"{_key('act')}={target_of(cfg)}"
     held = [name for name, _ in module.named_parameters()] + list(module.state_dict())
     if held:
@@ -355,20 +347,12 @@ def fill_weight_(weight, bias, cfg: Any, gen) -> None:
         fn(weight, generator=gen, **kwargs)
 
 
-def check_init(cfg: Any, check: Callable[[bool, str], None]) -> None:
+def _init_problem(cfg: Any) -> str | None:
     """Call the init on a probe weight twice with one seed: it fills every entry in place
     and draws from the generator it is given."""
-    problem = _cached(("init", _fingerprint("init", cfg)), lambda: _init_problem(cfg))
-    check(problem is None, problem or "")
-
-
-def _init_problem(cfg: Any) -> str | None:
     import torch
 
-    try:
-        target, fn, kwargs = _located("init", cfg)
-    except ComponentError as e:
-        return str(e)
+    target, fn, kwargs = _located("init", cfg)
     key = f"{_key('init')}={target}"
     if isinstance(fn, type) or not callable(fn):
         return (f"{key} is a {'class' if isinstance(fn, type) else type(fn).__name__}, not a "
@@ -459,21 +443,11 @@ def _data_of(cfg: Any, target: str, returned: Any) -> tuple:
     return X.float(), y.float()
 
 
-def check_data(cfg: Any, check: Callable[[bool, str], None]) -> None:
-    """Make the data twice from one seed: the shapes and labels of the contract, and the
-    same points both times."""
-    fingerprint = (_fingerprint("data", cfg), cfg.n_samples, cfg.noise, cfg.dim)
-    problem = _cached(("data", fingerprint), lambda: _data_problem(cfg))
-    check(problem is None, problem or "")
-
-
 def _data_problem(cfg: Any) -> str | None:
+    """Make the data twice from one seed: the contract's shapes and labels, the same points."""
     import torch
 
-    try:
-        target, fn, kwargs = _located("data", cfg)
-    except ComponentError as e:
-        return str(e)
+    target, fn, kwargs = _located("data", cfg)
     key = f"{_key('data')}={target}"
     if not callable(fn):
         return f"{key} is a {type(fn).__name__}, not a function returning (X, y)"
@@ -489,10 +463,7 @@ def _data_problem(cfg: Any) -> str | None:
             returned = fn(n_samples=cfg.n_samples, noise=cfg.noise, generator=gen, **kwargs)
         except Exception as e:  # noqa: BLE001
             return f"{key}: calling it with n_samples={cfg.n_samples} failed: {_failed(e)}"
-        try:
-            made.append(_data_of(cfg, target, returned))
-        except ComponentError as e:
-            return str(e)
+        made.append(_data_of(cfg, target, returned))
     (X1, y1), (X2, y2) = made
     if not (torch.equal(X1, X2) and torch.equal(y1, y2)):
         return (f"{key} made different data from two generators of the same seed: draw every "
@@ -508,14 +479,25 @@ def _fingerprint(group: str, node: Any) -> tuple:
     return (group, repr(target_of(node)), repr(sorted(kwargs_of(group, node).items())))
 
 
-def _cached(key: tuple, problem: Callable[[], str | None]) -> str | None:
-    """A check's verdict per target and settings: a sweep (or validate, then the run) asks
-    once."""
-    if key not in _checked:
-        if len(_checked) > 256:
-            _checked.clear()
-        _checked[key] = problem()
-    return _checked[key]
+def _checker(group: str, problem: Callable, settings: Callable = lambda cfg: ()) -> Callable:
+    """``group``'s check for config.validate, ``check(cfg, report)``: ``problem(cfg)`` (a
+    ComponentError is one too) asked once per target and settings, as a sweep asks it."""
+    def check(cfg: Any, report: Callable[[bool, str], None]) -> None:
+        key = (_fingerprint(group, cfg), *settings(cfg))
+        if key not in _checked:
+            if len(_checked) > 256:
+                _checked.clear()
+            try:
+                _checked[key] = problem(cfg)
+            except ComponentError as e:
+                _checked[key] = str(e)
+        report(_checked[key] is None, _checked[key] or "")
+    return check
+
+
+check_activation = _checker("act", _activation_problem)
+check_init = _checker("init", _init_problem)
+check_data = _checker("data", _data_problem, lambda cfg: (cfg.n_samples, cfg.noise, cfg.dim))
 
 
 _noted: set[str] = set()

@@ -27,7 +27,6 @@ import json
 import math
 import os
 import socket
-from collections.abc import Iterable
 from contextlib import contextmanager, suppress
 from itertools import repeat
 from pathlib import Path
@@ -137,7 +136,7 @@ class GradNormTable:
                 for p, v in zip(self.params, row)]
 
     def csv_body(self) -> str:
-        """Every row as CSV text, byte for byte what :meth:`RecordWriter.write_csv` writes
+        """Every row as CSV text, byte for byte what csv.writer writes
         for :meth:`rows` (FLOAT_FORMAT for each float; names need no quoting): the prefix
         of each row built once per step and parameter, the numbers formatted in one pass."""
         if not self.steps or not self.params:
@@ -172,15 +171,9 @@ class RecordWriter:
     def write_text(self, name: str, text: str) -> None:
         _atomic_write_text(self.run_dir / name, text)
 
-    def write_csv(self, name: str, rows: Iterable[Iterable[Any]]) -> None:
-        with _replacing(self.run_dir / name) as tmp, tmp.open("w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(COLUMNS[name])
-            writer.writerows(_cells(row) for row in rows)
-
     @staticmethod
     def number_rows(name: str, rows: list[tuple]) -> str:
-        """Rows of numbers and plain names as CSV text, byte for byte what :meth:`write_csv`
+        """Rows of numbers and plain names as CSV text, byte for byte what csv.writer
         writes, as one ``%``-format: the per-cell work is C's (sweeps write millions of rows)."""
         return (_row_format(name) * len(rows)) % tuple([cell for row in rows for cell in row])
 
@@ -217,14 +210,9 @@ class RecordWriter:
 FLOAT_FORMAT = "%.9g"
 
 
-def _cells(row: Iterable[Any]) -> list[Any]:
-    """A CSV row with its floats as FLOAT_FORMAT text (ints and names as csv.writer has them)."""
-    return [FLOAT_FORMAT % cell if isinstance(cell, float) else cell for cell in row]
-
-
 def _row_format(name: str) -> str:
     """One row of ``name`` as a %-format: %s for the text columns (names), FLOAT_FORMAT for
-    numbers (an int below 1e9 prints as its str, a float as :func:`_cells` writes it)."""
+    numbers (an int below 1e9 prints as its str)."""
     return ",".join("%s" if c in TEXT_COLUMNS else FLOAT_FORMAT for c in COLUMNS[name]) + "\r\n"
 
 
