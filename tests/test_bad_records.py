@@ -172,6 +172,17 @@ def test_a_corrupted_record_gets_one_line_naming_the_file(copy, tmp_path, name, 
     assert not (copy / "PWNED").exists()  # a pickle that runs code is never run
 
 
+@pytest.mark.parametrize("junk", [b"junk\n", b"garbage\n", b"\x80\x02}q\x00."[:3]])
+def test_a_tensor_file_of_junk_bytes_is_named_whatever_torch_trips_on(copy, junk):
+    (copy / "checkpoints" / "init.pt").write_bytes(junk)
+    (copy / "data.pt").write_bytes(junk)
+    named = r"\.pt (cannot be loaded \(truncated|is not a plain tensor file)"
+    with pytest.raises(RecordError, match=r"checkpoints/init" + named):
+        read_checkpoint(copy, "init")
+    with pytest.raises(RecordError, match=r"data" + named):
+        read_data(copy)
+
+
 def test_checkpoints_and_data_are_checked_as_they_are_read(copy):
     assert set(read_checkpoint(copy, "best")) == set(read_summary(copy)["param_shapes"])
     assert set(read_data(copy)) >= {"X_train", "y_train", "X_dev", "y_dev", "X_test", "y_test"}
