@@ -23,6 +23,7 @@ The reader needs neither torch nor matplotlib: it reads JSON and CSV only.
 """
 
 import csv
+import itertools
 import json
 import math
 import os
@@ -103,31 +104,19 @@ class GradNormTable:
     @classmethod
     def from_rows(cls, rows: list[dict[str, Any]]) -> "GradNormTable | None":
         """The table of grad_norms.csv's rows; None when they are not one row per parameter
-        per step, parameters in the same order at every step (a hand-edited or cut file:
-        readers then use the rows)."""
+        per step, in one parameter order, steps rising (a hand-edited or cut file)."""
         if not rows:
             return cls([], [], [], [])
-        first_step = rows[0]["step"]
-        params = []
-        for row in rows:
-            if row["step"] != first_step:
-                break
-            params.append(row["param"])
+        params = [r["param"] for r in itertools.takewhile(lambda r: r["step"] == rows[0]["step"], rows)]
         width = len(params)
-        if len(rows) % width or len(set(params)) != width:
+        blocks = [rows[i:i + width] for i in range(0, len(rows), width)]
+        steps = [block[0]["step"] for block in blocks]
+        if (len(rows) % width or len(set(params)) != width
+                or any(a >= b for a, b in zip(steps, steps[1:]))
+                or any(r["step"] != block[0]["step"] or r["param"] != p
+                       for block in blocks for r, p in zip(block, params))):
             return None
-        steps, epochs, norms = [], [], []
-        for start in range(0, len(rows), width):
-            block = rows[start:start + width]
-            step = block[0]["step"]
-            if any(r["step"] != step or r["param"] != p for r, p in zip(block, params)):
-                return None
-            if steps and step <= steps[-1]:
-                return None
-            steps.append(step)
-            epochs.append(block[0]["epoch"])
-            norms.append([r["norm"] for r in block])
-        return cls(params, steps, epochs, norms)
+        return cls(params, steps, [b[0]["epoch"] for b in blocks], [[r["norm"] for r in b] for b in blocks])
 
     def rows(self) -> list[dict[str, Any]]:
         """The rows as grad_norms.csv holds them (:meth:`RunRecord.table`'s form)."""
@@ -585,44 +574,24 @@ def _read_csv(path: Path, summary: dict[str, Any] | None = None,
     return [dict(zip(columns, row)) for row in zip(*converted)]
 
 
-def read_overrides(run_dir: Path) -> list[str]:
-    """The command-line overrides of a run (.hydra/overrides.yaml); [] when absent or unreadable:
-    they only label a run, so a bad file must not stop it from being read."""
-    path = Path(run_dir) / ".hydra" / "overrides.yaml"
-    if not path.is_file():
-        return []
+def _hydra_yaml(run_dir: Path, name: str, kind: type) -> Any:
+    """.hydra/<name> as plain YAML values, or None where absent or unreadable (it only labels
+    a run). Never resolved: a reader calls no resolver a record names (``${...}`` stays
+    text). PyYAML's C loader: a sweep's comparison reads one per job."""
     try:
-        import yaml  # PyYAML, which OmegaConf itself uses; its C loader where built
+        import yaml
 
-        # Hydra writes a YAML list of strings. Plain YAML, not OmegaConf.load (2 ms a
-        # file): a sweep's comparison reads one per job.
-        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-        loaded = yaml.load(path.read_text(), Loader=loader)  # noqa: S506 - a safe loader
+        text = (Path(run_dir) / ".hydra" / name).read_text()
+        loaded = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506
     except Exception:  # noqa: BLE001 - any YAML or OS error: no label, not a crash
-        return []
-    if not isinstance(loaded, list):
-        return []
+        return None
+    return loaded if isinstance(loaded, kind) else None
+
+
+def read_overrides(run_dir: Path) -> list[str]:
+    """The command-line overrides of a run (.hydra/overrides.yaml); [] when unreadable."""
+    loaded = _hydra_yaml(run_dir, "overrides.yaml", list) or []
     return [str(o) for o in loaded if isinstance(o, (str, int, float, bool))]
-
-
-def _hydra_config(run_dir: Path) -> dict[str, Any]:
-    """.hydra/config.yaml as plain values, for a record whose summary lacks its config (an old
-    run). Interpolations that cannot be resolved now (``${now:%s}``, a resolver of another
-    program) stay as text; a file that cannot be read gives {}: never a reason to fail."""
-    path = Path(run_dir) / ".hydra" / "config.yaml"
-    if not path.is_file():
-        return {}
-    try:
-        from omegaconf import OmegaConf
-
-        loaded = OmegaConf.load(path)
-        try:
-            config = OmegaConf.to_container(loaded, resolve=True)
-        except Exception:  # noqa: BLE001 - unresolvable interpolation: keep it as written
-            config = OmegaConf.to_container(loaded, resolve=False)
-    except Exception:  # noqa: BLE001 - a broken YAML file
-        return {}
-    return config if isinstance(config, dict) else {}
 
 
 def open_record(run_dir: Path) -> RunRecord:
@@ -637,7 +606,7 @@ def open_record(run_dir: Path) -> RunRecord:
     return RunRecord(
         run_dir=run_dir,
         summary=summary,
-        config=config if isinstance(config, dict) else _hydra_config(run_dir),
+        config=config if isinstance(config, dict) else _hydra_yaml(run_dir, "config.yaml", dict) or {},
         overrides=read_overrides(run_dir),
     )
 
