@@ -42,15 +42,9 @@ def library_versions() -> dict[str, str]:
     import omegaconf
     import torch
 
-    return {
-        "initlab": __version__,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "hydra": hydra.__version__,
-        "omegaconf": omegaconf.__version__,
-        "matplotlib": version("matplotlib"),
-        "rich": version("rich"),
-    }
+    return {"initlab": __version__, "python": platform.python_version(), "torch": torch.__version__,
+            "hydra": hydra.__version__, "omegaconf": omegaconf.__version__,
+            "matplotlib": version("matplotlib"), "rich": version("rich")}
 
 
 class MemberRecord:
@@ -64,17 +58,11 @@ class MemberRecord:
         self.cfg = cfg
         self.names = list(parameter_shapes(cfg.model, cfg.data.dim))
         self.overrides = None if overrides is None else [str(o) for o in overrides]
+        # process: a reader that finds it gone shows a `running` record as stopped.
         self.summary: dict[str, Any] = {
-            "status": STATUS_RUNNING,
-            "seed": cfg.seed,
-            "device": str(device),
-            "config": to_plain(cfg),
-            "versions": versions,
-            "process": process_identity(),  # a `running` record's writer gone: stopped
-            "epochs_run": 0,
-        }
-        if launcher is not None:
-            self.summary["launcher"] = launcher
+            "status": STATUS_RUNNING, "seed": cfg.seed, "device": str(device),
+            "config": to_plain(cfg), "versions": versions, "process": process_identity(),
+            "epochs_run": 0, **({"launcher": launcher} if launcher is not None else {})}
         # Compact while running (the C encoder; a group writes thousands of these).
         self.writer.write_summary(self.summary, indent=None)
         self.streamed = {"metrics.csv": False, "grad_norms.csv": False}

@@ -192,10 +192,8 @@ class RecordWriter:
             torch.save(tensors, tmp)
 
 
-# Every measured number is a float32 (the model's dtype); 9 significant digits write any
-# float32 so that it reads back exactly, where repr of the float64 it became takes up to 17
-# (measured: a 200-job textbook sweep's CSVs 37% smaller, formatted 3x faster). The few
-# numbers derived in float64 (histogram bin edges) keep 9 digits: 1e-9 relative.
+# 9 significant digits write any float32 (the model's dtype) so that it reads back exactly,
+# where repr takes up to 17 (a 200-job sweep's CSVs 37% smaller, formatted 3x faster).
 FLOAT_FORMAT = "%.9g"
 
 
@@ -312,9 +310,7 @@ class RunRecord:
         """data.pt, checked (:func:`read_data`)."""
         return self._cached("data.pt", lambda: read_data(self.run_dir))
 
-    @property
-    def figures_dir(self) -> Path:
-        return self.run_dir / "figures"
+    figures_dir = property(lambda self: self.run_dir / "figures")
 
     @property
     def param_names(self) -> list[str]:
@@ -402,10 +398,7 @@ def layer_number(layer: str) -> int:
     return int(digits) if digits else 0
 
 
-# --------------------------------------------------------------------------- reading
-# Every reader below validates what it reads and raises RecordError with one line that
-# names the bad file and says why: a record is input, and input can be truncated (a kill,
-# a full disk), hand-edited, or written by another version.
+# ------------------------------------------ reading: a record is input, checked, bad in one line
 
 STATUS_STOPPED = "stopped"  # shown for a `running` record whose process is gone; never written
 # Integer columns of the CSVs; the text columns hold names; every other column is a number.
@@ -753,9 +746,7 @@ def effective_status(summary: dict[str, Any]) -> str:
     """The status to show: summary.json's, except :data:`STATUS_STOPPED` for a ``running``
     record whose process is gone (killed with SIGKILL, out of memory, a lost machine)."""
     status = str(summary.get("status", "unknown"))
-    if status == STATUS_RUNNING and _process_gone(summary):
-        return STATUS_STOPPED
-    return status
+    return STATUS_STOPPED if status == STATUS_RUNNING and _process_gone(summary) else status
 
 
 def describe_status(summary: dict[str, Any]) -> str:
