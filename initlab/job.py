@@ -85,10 +85,10 @@ class MemberRecord:
                steps_per_epoch: int, epochs_run: int) -> None:
         """Append epochs ``first_epoch``.. of metrics ([train loss, train correct, dev loss,
         dev correct] each) and gradient norms (steps, params), then say so in summary.json."""
-        from initlab.recorders import metric_rows
+        from initlab import recorders
 
         d = self.cfg.data
-        rows = metric_rows(metrics, first_epoch, d.n_train, d.n_dev)
+        rows = recorders.metric_rows(metrics, first_epoch, d.n_train, d.n_dev)
         self._append("metrics.csv", self.writer.number_rows("metrics.csv", rows))
         if norms is not None:
             steps = range(first_step, first_step + norms.shape[0])
@@ -103,28 +103,19 @@ class MemberRecord:
                best: list, signal_name: str | None) -> dict[str, Any]:
         """The member's remaining files and its final summary with the diagnosis, which sees
         the record built from memory (tests check it equals what read_record gives)."""
+        from initlab import recorders as r
         from initlab.diagnose import diagnose
-        from initlab.recorders import (
-            activation_stats_rows,
-            histogram_rows,
-            metric_rows,
-            unit_rows,
-            weight_rows,
-            weight_stats_rows,
-        )
         from initlab.signal import member_signal
 
         writer, epochs_run = self.writer, group.epochs_done(i)
         steps_run = epochs_run * group.steps_per_epoch
         d = self.cfg.data
         tables: dict[str, list[tuple]] = {
-            "metrics": metric_rows(group.metrics[:epochs_run, :, i].tolist(), 1, d.n_train, d.n_dev)}
-        grad_table = None
-        if group.record_grad_norms:
-            spe = group.steps_per_epoch
-            grad_table = GradNormTable(group.names, list(range(steps_run)),
-                                       [s // spe + 1 for s in range(steps_run)],
-                                       grad_norms[:steps_run].tolist())
+            "metrics": r.metric_rows(group.metrics[:epochs_run, :, i].tolist(), 1, d.n_train, d.n_dev)}
+        grad_table = GradNormTable(
+            group.names, list(range(steps_run)), [s // group.steps_per_epoch + 1 for s in
+                                                  range(steps_run)],
+            grad_norms[:steps_run].tolist()) if group.record_grad_norms else None
 
         def views(name: str) -> list[tuple[int, list]]:
             return [(epoch, snapshot[name][rows[i]].tolist())
@@ -137,14 +128,14 @@ class MemberRecord:
         if group.record_weights:
             bounds = list(itertools.accumulate([math.prod(group.shapes[n]) for n in group.names],
                                                initial=0))
-            write("weights", weight_rows(group.names, [
+            write("weights", r.weight_rows(group.names, [
                 (e, [flat[a:b] for a, b in itertools.pairwise(bounds)]) for e, flat in views("weights")]))
         if group.record_weight_stats:
-            write("weight_stats", weight_stats_rows(group.weight_names, views("weight_stats")))
+            write("weight_stats", r.weight_stats_rows(group.weight_names, views("weight_stats")))
         if group.record_activations:
-            write("activations", activation_stats_rows(group.hidden_layers, views("activations")))
-            write("units", unit_rows(group.hidden_layers, views("units")))
-            write("activation_hists", histogram_rows(group.hidden_layers, views("activation_hists")))
+            for name, rows in (("activations", r.activation_stats_rows), ("units", r.unit_rows),
+                               ("activation_hists", r.histogram_rows)):
+                write(name, rows(group.hidden_layers, views(name)))
         tensors: dict[str, Any] = {}
         if group.save_tensors:
             tensors["init"] = _state(group.names, [p[i] for p in group.init_state])
@@ -160,17 +151,13 @@ class MemberRecord:
 
         summary = self.summary
         summary.update(
-            status=group.status[i],
-            epochs_run=epochs_run,
-            steps_run=steps_run,
-            updated=time.time(),
+            status=group.status[i], epochs_run=epochs_run, steps_run=steps_run, updated=time.time(),
             stop_reason=group.stop_reason[i],
             signal=signal_name if group.status[i] == STATUS_INTERRUPTED else None,
             best_epoch=int(group.best_epoch[i]),
             metrics={split: {"loss": values[0, i].item(), "acc": values[1, i].item() / n}
                      for (split, values), n in zip(final.items(), (d.n_train, d.n_dev, d.n_test))},
-            param_shapes=dict(group.shapes),
-            n_params=group.n_params,
+            param_shapes=dict(group.shapes), n_params=group.n_params,
             init_signal=member_signal(group.init_signal, i, group.layer_names, self.cfg,
                                       group.layer_shapes),
         )
