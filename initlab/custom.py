@@ -82,17 +82,15 @@ def resolve(key: str, target: Any) -> Any:
     for n in range(len(parts), 0, -1):
         name = ".".join(parts[:n])
         try:
-            module = _import(name)
-        except ModuleNotFoundError as e:
-            if e.name is not None and (name == e.name or name.startswith(e.name + ".")):
+            module, found = _import(name), n
+            break
+        except (Exception, SystemExit) as e:  # noqa: BLE001 - the user's module, importing
+            if isinstance(e, ModuleNotFoundError) and e.name and (
+                    name == e.name or name.startswith(e.name + ".")):
                 continue  # this prefix is no module: try a shorter one
-            raise ComponentError(f"{key}={target}: importing {name} failed: {_failed(e)}") from None
-        except SystemExit as e:  # the user's module exits on import: say so, do not exit
-            raise ComponentError(f"{key}={target}: its module called sys.exit({e.code}) on import") from None
-        except Exception as e:  # noqa: BLE001 - the user's module raised while importing
-            raise ComponentError(f"{key}={target}: importing {name} failed: {_failed(e)}") from None
-        found = n
-        break
+            why = (f"its module called sys.exit({e.code}) on import" if isinstance(e, SystemExit)
+                   else f"importing {name} failed: {_failed(e)}")  # an exit is said, not obeyed
+            raise ComponentError(f"{key}={target}: {why}") from None
     if module is None:
         raise ComponentError(f"{key}={target}: no module named {parts[0]!r} (initlab looks on "
                              f"PYTHONPATH and in the current folder {os.getcwd()})")
