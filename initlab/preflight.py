@@ -8,6 +8,7 @@ device); a sweep by its group options and its first job. Then the folder is clai
 :func:`explain` turns Hydra's composition errors into one line that names the fix.
 """
 
+import atexit
 import os
 import re
 from contextlib import suppress
@@ -176,7 +177,16 @@ def claim(path: Path) -> list[Path]:
     os.ftruncate(fd, 0)
     os.write(fd, " ".join(map(str, process_identity().values())).encode() + b"\n")
     _held[str(path)] = fd
+    atexit.register(_remove_unused, missing)  # bad input found later leaves no empty folder
     return missing
+
+
+def _remove_unused(made: list[Path]) -> None:
+    for p in made:  # deepest first
+        with suppress(OSError):
+            if set(os.listdir(p)) <= {LOCK}:
+                (p / LOCK).unlink(missing_ok=True)
+                p.rmdir()
 
 
 def release(made: list[Path] | None, folder: str | None = None) -> None:
@@ -184,10 +194,7 @@ def release(made: list[Path] | None, folder: str | None = None) -> None:
     fd = _held.pop(folder or str(Preflight.folder), None)
     if fd is not None:
         os.close(fd)
-    for p in made or []:
-        with suppress(OSError):
-            (p / LOCK).unlink(missing_ok=True)
-            p.rmdir()
+    _remove_unused(made or [])
 
 
 def _own_record(path: Path, key: str) -> tuple[str, list[Path], list[Path]]:

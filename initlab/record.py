@@ -254,7 +254,8 @@ class RunRecord:
         epochs, steps, shapes = (summary.get(k) for k in ("epochs_run", "steps_run", "param_shapes"))
         expected, unit = ((epochs, "epochs") if name == "metrics" else
                           (steps * len(shapes), f"parameters x {steps} steps")
-                          if name == "grad_norms" and steps is not None and shapes else (None, ""))
+                          if name == "grad_norms" and steps is not None and shapes
+                          and summary.get("status") in FINISHED_STATUSES else (None, ""))
         if expected and not path.exists() and name == "metrics":
             raise _bad(path, f"is missing although {SUMMARY} says {expected} epochs ran")
         n = len(next(iter(read.values()), [])) if by_column else len(read)

@@ -852,8 +852,9 @@ class SweepComparison(Callback):
         if not self._pending or self._sweep_dir is None:
             return
         self._pending = False
-        if not Path(self._sweep_dir).is_dir():  # refused before any job: nothing to compare
-            return
+        sweep = Path(self._sweep_dir)
+        if not sweep.is_dir() or not ((sweep / MULTIRUN_FILE).exists() or find_job_dirs(sweep)):
+            return  # refused before any job: nothing to compare
         try:
             from rich.console import Console
 
