@@ -247,12 +247,9 @@ SYSTEM = "system"  # check_budget: ask the system what is available
 
 def check_budget(cfg: Any, out_dir: Path, memory: int | None | str = SYSTEM,
                  disk: int | None | str = SYSTEM) -> None:
-    """Raise ConfigError in one line when the run ``cfg`` clearly cannot fit.
-
-    ``memory`` and ``disk`` (bytes available; None skips that check) default to what the
-    system says: MemAvailable of /proc/meminfo (skipped where unreadable) and the free
-    space of the nearest existing ancestor of ``out_dir``.
-    """
+    """Raise ConfigError in one line when the run ``cfg`` clearly cannot fit, or the
+    machine cannot run it. ``memory`` and ``disk`` (bytes; None skips) default to what the
+    system says (MemAvailable, the free space of ``out_dir``'s nearest existing ancestor)."""
     check_machine(cfg)
     est = estimate(cfg)
     where = existing_ancestor(out_dir)

@@ -189,10 +189,8 @@ def build_activation(cfg: Any):
     if not callable(obj):
         raise ComponentError(f"{key} is a {type(obj).__name__}, not a torch.nn.Module class "
                              f"or a factory returning one")
-    # A function of x (torch.sin) is no factory: say how to make it one.
     hint = ("" if isinstance(obj, type) else " (an activation is a torch.nn.Module class or a "
-            "factory returning one: wrap a function of x in a module, see "
-            "docs/custom_components.md)")
+            "factory returning one: wrap a function of x in a module, docs/custom_components.md)")
     problem = _bind_problem(obj, (), kwargs)
     if problem:
         raise ComponentError(f"{key} cannot be built as {target}(**{kwargs}): {problem}{hint}")

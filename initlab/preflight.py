@@ -111,9 +111,7 @@ def check_sweep(cfg: DictConfig) -> None:
             first_cfg = compose(config_name, overrides=first)
             validate(first_cfg)
             check_machine(first_cfg)
-        except ConfigError as e:
-            # A bad value the sweep does not vary is bad for every job: refuse it now. One
-            # that it varies (model.depth=2,0) fails only its own jobs.
+        except ConfigError as e:  # refused if every job has it; a swept value fails its own jobs
             key = str(e).split(" ", 1)[0].split("=", 1)[0]
             if not any(key == k or key.startswith(f"{k}.") for k in swept):
                 raise PreflightError(str(e)) from None

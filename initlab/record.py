@@ -218,10 +218,7 @@ class RunRecord:
         unknown = set(tables) - set(TABLES)
         if unknown:
             raise TypeError(f"RunRecord got unknown tables: {', '.join(sorted(unknown))}")
-        self.run_dir = Path(run_dir)
-        self.summary = summary
-        self.config = config
-        self.overrides = overrides
+        self.run_dir, self.summary, self.config, self.overrides = Path(run_dir), summary, config, overrides
         self._tables: dict[str, list[dict[str, Any]]] = dict(tables)
         # Tables a writer gave as tuples in COLUMNS order (give_rows): dicts built on use.
         self._row_tuples: dict[str, list[tuple]] = {}
