@@ -232,15 +232,14 @@ class RunRecord:
         """The rows of ``<name>.csv`` (read and checked once; [] when the file is absent)."""
         if name not in self._tables:
             if name in self._row_tuples:
-                columns = COLUMNS[f"{name}.csv"]
-                self._tables[name] = [dict(zip(columns, row)) for row in self._row_tuples[name]]
-                return self._tables[name]
-            if name == "grad_norms" and isinstance(self._grad_norm_table, GradNormTable):
-                self._tables[name] = self._grad_norm_table.rows()
-                return self._tables[name]
-            if name not in TABLES:
+                rows = [dict(zip(COLUMNS[f"{name}.csv"], row)) for row in self._row_tuples[name]]
+            elif name == "grad_norms" and isinstance(self._grad_norm_table, GradNormTable):
+                rows = self._grad_norm_table.rows()
+            elif name in TABLES:
+                rows = self._read(name)
+            else:
                 raise KeyError(f"no table {name!r} in a run record (tables: {', '.join(TABLES)})")
-            self._tables[name] = self._read(name)
+            self._tables[name] = rows
         return self._tables[name]
 
     def _read(self, name: str, by_column: bool = False) -> Any:
@@ -250,7 +249,7 @@ class RunRecord:
         read = _read_csv(path, summary, by_column=by_column)
         epochs, steps, shapes = (summary.get(k) for k in ("epochs_run", "steps_run", "param_shapes"))
         expected, unit = ((epochs, "epochs") if name == "metrics" else
-                          (steps * len(shapes), f"parameters x {steps} steps")
+                          (steps * len(shapes), f"{len(shapes)} parameters x {steps} steps")
                           if name == "grad_norms" and steps is not None and shapes
                           and summary.get("status") in FINISHED_STATUSES else (None, ""))
         if expected and not path.exists() and name == "metrics":
