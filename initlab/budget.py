@@ -1,54 +1,38 @@
-"""Refuse, before training, a run whose record or memory clearly cannot fit.
+"""Refuse, before training, what this machine clearly cannot run: a record or memory that
+cannot fit, settings past its cores or reach; and size a batched stack to its memory.
 
-:func:`estimate` is pure arithmetic over the composed config (no torch): what the run
-keeps in host memory at its peak (model copies, the activation pass at log epochs, the
-gradient-norm and metrics histories, the record read back for the diagnosis) and what it
-writes to disk (every file of the record). :func:`check_budget` compares that with the
-memory the system says is available and the free disk under the run directory, and
-raises :class:`~initlab.config.ConfigError` with one line naming the cause and the fix.
-
-The margin is generous: a run is refused only when its estimate is over
-:data:`FIT_FRACTION` of what is available and over :data:`MIN_REFUSED_BYTES`, so every
-run that plausibly fits starts, and small runs on a nearly full disk are left to the
-record's own full-disk handling. The per-row byte counts were measured on the record's
-CSVs and on CPython objects (docs of each constant below).
+:func:`estimate` is pure arithmetic over the composed config (no torch): the run's peak
+host memory and its record on disk. :func:`check_budget` compares them with what the
+system has, and raises :class:`~initlab.config.ConfigError` in one line naming the cause
+and the fix, only when the estimate is over :data:`FIT_FRACTION` of what is available and
+over :data:`MIN_REFUSED_BYTES` (small runs on a nearly full disk are left to the record's
+own full-disk handling). Byte counts were measured on the record's CSVs and CPython objects.
 """
 
 import math
 import os
 import shutil
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from initlab.config import ConfigError
 
-# Refuse only an estimate above this share of what is available ...
-FIT_FRACTION = 0.8
-# ... and above this many bytes: below it the run is left to fail (or not) on its own.
-MIN_REFUSED_BYTES = 1 << 30
+FIT_FRACTION, MIN_REFUSED_BYTES = 0.8, 1 << 30  # refuse above both
 
 FLOAT = 4  # float32 tensors everywhere
-# The record's sizes, here (torch-free, for the checks before a run) and read by the code
-# that spends them (initlab.engine, initlab.recorders):
-# model copies at a few log epochs, for small models only (decision-boundary small multiples);
-EPOCH_CHECKPOINT_COUNT = 6
-EPOCH_CHECKPOINT_MAX_PARAMS = 100_000
+# The record's sizes, here (torch-free) and read by the code that spends them (engine,
+# recorders): model copies at a few log epochs, small models only (boundary small multiples);
+EPOCH_CHECKPOINT_COUNT, EPOCH_CHECKPOINT_MAX_PARAMS = 6, 100_000
 HISTOGRAM_BINS = 40  # bins of a layer's activation histogram at a log epoch
 WEIGHT_QUANTILES = (0.0, 0.05, 0.25, 0.5, 0.75, 0.95, 1.0)  # the columns of weight_stats.csv
 # Gradient norms held on the device before one copy to the host: about 64 MB of float32.
 GRAD_NORM_CHUNK_VALUES = 1 << 24
 
 # Bytes per CSV row on disk (measured on records of the default run, rounded up).
-CSV_ROW_BYTES = {
-    "grad_norms.csv": 40,
-    "metrics.csv": 64,
-    "units.csv": 32,
-    "activation_hists.csv": 56,
-    "activations.csv": 68,
-    "weight_stats.csv": 152,
-    "weights.csv": 40,
-}
+CSV_ROW_BYTES = {"grad_norms.csv": 40, "metrics.csv": 64, "units.csv": 32, "activations.csv": 68,
+                 "activation_hists.csv": 56, "weight_stats.csv": 152, "weights.csv": 40}
 # Bytes of host memory per row once the record is read back (a dict of parsed values per
 # row, for the diagnosis after training), and per 0-d device tensor / epoch in training.
 READ_ROW_BYTES = 400
@@ -59,11 +43,12 @@ FIXED_MEMORY_BYTES = 512 << 20  # the interpreter with torch loaded (~450 MB RSS
 
 @dataclass
 class Item:
-    """One thing the run spends bytes on: what it is, what drives it and how to shrink it."""
+    """One thing the run spends bytes on, the config values that drive it (``cause``:
+    "trainer.epochs=1000000000") and how to shrink it."""
 
     what: str
     nbytes: float
-    cause: str  # the config values that make it big, e.g. "trainer.epochs=1000000000"
+    cause: str
     fix: str
 
 
@@ -169,13 +154,10 @@ def estimate(cfg: Any) -> Estimate:
 
 def available_memory() -> int | None:
     """MemAvailable of /proc/meminfo in bytes; None where it cannot be read."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        return None
+    with suppress(OSError, ValueError, IndexError), open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
     return None
 
 
@@ -196,11 +178,12 @@ def free_disk(path: Path) -> tuple[Path, int | None]:
 
 
 def human_bytes(n: float) -> str:
+    unit = "B"
     for unit in ("B", "kB", "MB", "GB", "TB", "PB"):
         if n < 1000 or unit == "PB":
-            return f"{n:.3g} {unit}" if unit != "B" else f"{n:.0f} B"
+            break
         n /= 1000
-    raise AssertionError("unreachable")
+    return f"{n:.3g} {unit}" if unit != "B" else f"{n:.0f} B"
 
 
 def _too_big(total: float, available: int | None) -> bool:
@@ -229,17 +212,45 @@ def _detail(culprits: list[Item], total: float) -> str:
     return " (" + ", ".join(f"~{human_bytes(i.nbytes)} of {i.what}" for i in culprits) + ")"
 
 
+# Deeper is refused: each layer is Python ops per step, so 100,000 layers spend minutes
+# before an epoch ends (and a signal waits as long). The papers' deepest is 30.
+MAX_DEPTH = 4096
+
+
+def cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def check_machine(cfg: Any) -> None:
+    """What would crash or hang here, refused before torch sees it: more threads than cores
+    (torch's pool segfaults at 100,000), a depth past MAX_DEPTH."""
+    threads, depth, n = cfg.trainer.threads, cfg.model.depth, cores()
+    if threads is not None and threads > n:
+        raise ConfigError(f"trainer.threads={threads} is more than the {n} CPU cores here; "
+                          f"use trainer.threads={n} or fewer (null: torch's default)")
+    if depth > MAX_DEPTH:
+        raise ConfigError(f"model.depth={depth} is beyond the {MAX_DEPTH} layers initlab trains "
+                          "(each layer costs Python time per step); lower model.depth")
+
+
+def members_that_fit(cfg: Any, memory: int | None) -> int | None:
+    """How many members of ``cfg``'s shape one stack holds in ``memory`` bytes (None: no
+    bound): the process once, then each member's share of :func:`estimate`."""
+    if memory is None:
+        return None
+    each = max(1.0, estimate(cfg).memory_bytes - FIXED_MEMORY_BYTES)
+    return max(1, int((FIT_FRACTION * memory - FIXED_MEMORY_BYTES) // each))
+
+
 SYSTEM = "system"  # check_budget: ask the system what is available
 
 
 def check_budget(cfg: Any, out_dir: Path, memory: int | None | str = SYSTEM,
                  disk: int | None | str = SYSTEM) -> None:
-    """Raise ConfigError in one line when the run ``cfg`` clearly cannot fit.
-
-    ``memory`` and ``disk`` (bytes available; None skips that check) default to what the
-    system says: MemAvailable of /proc/meminfo (skipped where unreadable) and the free
-    space of the nearest existing ancestor of ``out_dir``.
-    """
+    """Raise ConfigError in one line when the run ``cfg`` clearly cannot fit, or the
+    machine cannot run it. ``memory`` and ``disk`` (bytes; None skips) default to what the
+    system says (MemAvailable, the free space of ``out_dir``'s nearest existing ancestor)."""
+    check_machine(cfg)
     est = estimate(cfg)
     where = existing_ancestor(out_dir)
     if memory == SYSTEM:

@@ -1,32 +1,16 @@
-"""Components of the user's own, named by ``_target_``: how initlab finds, builds and checks them.
+"""Components of the user's own, named by ``_target_``: finding, building and checking them.
 
-The ``custom`` option of the act, init and data groups (its spec in :mod:`initlab.options`)
-names a Python callable in ``_target_``, Hydra's ``instantiate`` convention; the node's
-keys beyond the group's own (``name``, ``_target_``, and ``init.bias``/``bias_std`` or the
-``data.n_samples``... of every data set) are its keyword arguments. One contract per kind
-(docs/custom_components.md has examples):
-
-- activation: a ``torch.nn.Module`` class, or a factory returning a module, built as
-  ``target(**kwargs)`` once per hidden layer. Elementwise (the output has the input's
-  shape and dtype, each entry a function of the same entry of the input), deterministic,
-  differentiable, and without parameters or buffers (its settings are its kwargs).
-- init: ``target(weight, generator=gen, **kwargs)`` fills one Linear weight
-  (fan_out, fan_in) in place, every entry, drawing every random number from ``gen`` (the
-  run's init generator, seeded by ``seed``): torch.nn.init's convention, so
-  ``torch.nn.init.orthogonal_`` is one. A callable with a ``bias`` parameter also gets
-  ``bias=`` (the layer's bias, holding ``init.bias``) to set. Called per layer, fc1 first;
-  ``init.bias_std`` noise is added after it, as for every scheme.
-- data: ``target(n_samples=..., noise=..., generator=gen, **kwargs)`` returns ``(X, y)``:
-  floating-point features (n_samples, data.dim) and labels (n_samples,) that are all 0 or
-  1, every random number drawn from ``gen`` (the data generator); a callable with a ``dim``
-  parameter also gets ``dim=data.dim``. initlab then shuffles (``data.shuffle``), splits
-  and standardizes them as it does its own data sets.
-
-:func:`check_activation`, :func:`check_init` and :func:`check_data` try each contract on a
-small probe before anything is trained (:func:`initlab.config.validate` calls them), so a
-bad target fails in one line that names the key. A module not found on ``sys.path`` is
-looked for in the current folder, as ``python -m`` would. Nothing here imports torch at
-import time.
+The ``custom`` option of the act, init and data groups names a Python callable in
+``_target_`` (Hydra's ``instantiate`` convention); the node's keys beyond the group's own
+are its keyword arguments. The contracts (docs/custom_components.md): an activation is a
+``torch.nn.Module`` class or factory, built once per hidden layer, elementwise,
+deterministic, differentiable, without parameters; an init fills one Linear weight in
+place, ``target(weight, generator=gen, **kwargs)`` (plus ``bias=`` where it takes one),
+drawing only from ``gen``; a data set is ``target(n_samples=, noise=, generator=gen,
+**kwargs)`` (plus ``dim=``) returning binary-labelled ``(X, y)``. The checks try each
+contract on a small probe before anything trains, in one line naming the key. A module
+not on ``sys.path`` is looked for in the current folder, as ``python -m`` would. Code a
+record names is never imported or called by a reader (:func:`code_missing`).
 """
 
 import importlib
@@ -43,12 +27,12 @@ CUSTOM = "custom"  # the option name, in each of the three groups
 TARGET = "_target_"
 # Hydra's other instantiate keys: initlab builds the target itself, with plain kwargs only.
 HYDRA_KEYS = ("_args_", "_partial_", "_convert_", "_recursive_")
-# The probes of the checks: small and fixed, so a check costs milliseconds and says the same
-# thing every time.
-PROBE_SEED = 0
-PROBE_SHAPE = (5, 7)
-PROBE_WEIGHT = (4, 3)
+# The probes: small and fixed, so a check costs milliseconds and says the same every time.
+PROBE_SEED, PROBE_SHAPE, PROBE_WEIGHT = 0, (5, 7), (4, 3)
 MAX_MESSAGE = 240  # characters of a user's exception text kept in a one-line error
+# Per group, a custom node's keys that are initlab's (its schema's fields, registered by
+# initlab.options), not keyword arguments of the target.
+OWN_KEYS: dict[str, frozenset[str]] = {}
 
 
 class ComponentError(ValueError):
@@ -57,21 +41,6 @@ class ComponentError(ValueError):
 
 def is_custom(name: Any) -> bool:
     return name == CUSTOM
-
-
-# ------------------------------------------------------------------ the node
-def _plain(node: Any) -> dict:
-    return dict(to_plain(node))
-
-
-# Per group, the keys of a custom node that are initlab's (name, _target_, the group's own
-# settings such as init.bias), not keyword arguments of the target: the fields of the
-# group's custom schema, which initlab.options registers here when it defines them.
-OWN_KEYS: dict[str, frozenset[str]] = {}
-
-
-def _own_keys(group: str) -> frozenset[str]:
-    return OWN_KEYS[group]
 
 
 def target_of(node: Any) -> Any:
@@ -86,24 +55,18 @@ def target_of(node: Any) -> Any:
 
 def kwargs_of(group: str, node: Any) -> dict[str, Any]:
     """The keyword arguments of a custom node: its keys beyond the group's own, as plain values."""
-    own = _own_keys(group)
-    return {k: v for k, v in _plain(node).items() if k not in own}
+    return {k: v for k, v in dict(to_plain(node)).items() if k not in OWN_KEYS[group]}
 
 
 def describe(group: str, node: Any) -> str:
-    """``mypkg.Swish(beta=2)``: a custom component named by its target and kwargs (what
-    tables and figure titles show), from a config node or a recorded config's dict."""
+    """``mypkg.Swish(beta=2)``: a custom component by its target and kwargs, as tables show it."""
     kwargs = kwargs_of(group, node)
     return f"{target_of(node) or '?'}({', '.join(f'{k}={v}' for k, v in kwargs.items())})"
 
 
-def _short(text: Any) -> str:
-    line = "; ".join(x.strip() for x in str(text).splitlines() if x.strip())
-    return line if len(line) <= MAX_MESSAGE else line[: MAX_MESSAGE - 1] + "…"
-
-
 def _failed(e: BaseException) -> str:
-    return _short(f"{type(e).__name__}: {e}")
+    line = "; ".join(x.strip() for x in f"{type(e).__name__}: {e}".splitlines() if x.strip())
+    return line if len(line) <= MAX_MESSAGE else line[: MAX_MESSAGE - 1] + "…"
 
 
 # ------------------------------------------------------------------ finding the target
@@ -119,15 +82,15 @@ def resolve(key: str, target: Any) -> Any:
     for n in range(len(parts), 0, -1):
         name = ".".join(parts[:n])
         try:
-            module = _import(name)
-        except ModuleNotFoundError as e:
-            if e.name is not None and (name == e.name or name.startswith(e.name + ".")):
+            module, found = _import(name), n
+            break
+        except (Exception, SystemExit) as e:  # noqa: BLE001 - the user's module, importing
+            if isinstance(e, ModuleNotFoundError) and e.name and (
+                    name == e.name or name.startswith(e.name + ".")):
                 continue  # this prefix is no module: try a shorter one
-            raise ComponentError(f"{key}={target}: importing {name} failed: {_failed(e)}") from None
-        except Exception as e:  # noqa: BLE001 - the user's module raised while importing
-            raise ComponentError(f"{key}={target}: importing {name} failed: {_failed(e)}") from None
-        found = n
-        break
+            why = (f"its module called sys.exit({e.code}) on import" if isinstance(e, SystemExit)
+                   else f"importing {name} failed: {_failed(e)}")  # an exit is said, not obeyed
+            raise ComponentError(f"{key}={target}: {why}") from None
     if module is None:
         raise ComponentError(f"{key}={target}: no module named {parts[0]!r} (initlab looks on "
                              f"PYTHONPATH and in the current folder {os.getcwd()})")
@@ -183,7 +146,9 @@ def _kwargs(group: str, node: Any) -> dict[str, Any]:
 
 def _located(group: str, node: Any) -> tuple[str, Any, dict[str, Any]]:
     target = _target(group, node)
-    return target, resolve(_key(group), target), _kwargs(group, node)
+    found = resolve(_key(group), target)
+    _ran.add(target)
+    return target, found, _kwargs(group, node)
 
 
 def _bind_problem(fn: Callable, args: tuple, kwargs: dict) -> str | None:
@@ -224,10 +189,8 @@ def build_activation(cfg: Any):
     if not callable(obj):
         raise ComponentError(f"{key} is a {type(obj).__name__}, not a torch.nn.Module class "
                              f"or a factory returning one")
-    # A function of x (torch.sin) is no factory: say how to make it one.
     hint = ("" if isinstance(obj, type) else " (an activation is a torch.nn.Module class or a "
-            "factory returning one: wrap a function of x in a module, see "
-            "docs/custom_components.md)")
+            "factory returning one: wrap a function of x in a module, docs/custom_components.md)")
     problem = _bind_problem(obj, (), kwargs)
     if problem:
         raise ComponentError(f"{key} cannot be built as {target}(**{kwargs}): {problem}{hint}")
@@ -242,19 +205,11 @@ def build_activation(cfg: Any):
     return module
 
 
-def check_activation(cfg: Any, check: Callable[[bool, str], None]) -> None:
-    """Build the activation and try it on a float32 probe: the contract, in one line each."""
-    problem = _cached(("act", _fingerprint("act", cfg)), lambda: _activation_problem(cfg))
-    check(problem is None, problem or "")
-
-
 def _activation_problem(cfg: Any) -> str | None:
+    """Build the activation and try it on a float32 probe: the contract, in one line each."""
     import torch
 
-    try:
-        module = build_activation(cfg)
-    except ComponentError as e:
-        return str(e)
+    module = build_activation(cfg)
     key = f"{_key('act')}={target_of(cfg)}"
     held = [name for name, _ in module.named_parameters()] + list(module.state_dict())
     if held:
@@ -325,25 +280,16 @@ def _evaluator(cfg: Any) -> tuple[Any, Any]:
 def activation_pointwise(cfg: Any) -> Callable:
     """The activation as a function of floats (one float or a float64 array), by calling its
     module: what mean-field theory integrates (:mod:`initlab.theory`)."""
-    import numpy as np
-    import torch
-
-    from initlab.theory import vectorized
-
-    module, dtype = _evaluator(cfg)
-
-    def phi(x):
-        with torch.no_grad():
-            out = module(torch.as_tensor(np.asarray(x, dtype=np.float64), dtype=dtype))
-        out = out.double().numpy()
-        return float(out) if np.ndim(x) == 0 else out
-
-    return vectorized(phi)
+    return _through_module(cfg, slope=False)
 
 
 def activation_slope(cfg: Any) -> Callable:
     """The activation's derivative at floats, by autograd through its module (elementwise,
     so the gradient of the sum is each entry's own slope)."""
+    return _through_module(cfg, slope=True)
+
+
+def _through_module(cfg: Any, slope: bool) -> Callable:
     import numpy as np
     import torch
 
@@ -351,16 +297,17 @@ def activation_slope(cfg: Any) -> Callable:
 
     module, dtype = _evaluator(cfg)
 
-    def slope(x):
-        with torch.enable_grad():
-            leaf = torch.as_tensor(np.asarray(x, dtype=np.float64), dtype=dtype).requires_grad_(True)
+    def f(x):
+        with torch.enable_grad() if slope else torch.no_grad():
+            leaf = torch.as_tensor(np.asarray(x, dtype=np.float64), dtype=dtype).requires_grad_(slope)
             out = module(leaf)
-            (grad,) = torch.autograd.grad(out.sum(), leaf, allow_unused=True)
-        grad = torch.zeros_like(leaf) if grad is None else grad
-        grad = grad.detach().double().numpy()
-        return float(grad) if np.ndim(x) == 0 else grad
+            if slope:
+                (out,) = torch.autograd.grad(out.sum(), leaf, allow_unused=True)
+                out = torch.zeros_like(leaf) if out is None else out
+        out = out.detach().double().numpy()
+        return float(out) if np.ndim(x) == 0 else out
 
-    return vectorized(slope)
+    return vectorized(f)
 
 
 _gains: dict[tuple, float] = {}
@@ -396,20 +343,12 @@ def fill_weight_(weight, bias, cfg: Any, gen) -> None:
         fn(weight, generator=gen, **kwargs)
 
 
-def check_init(cfg: Any, check: Callable[[bool, str], None]) -> None:
+def _init_problem(cfg: Any) -> str | None:
     """Call the init on a probe weight twice with one seed: it fills every entry in place
     and draws from the generator it is given."""
-    problem = _cached(("init", _fingerprint("init", cfg)), lambda: _init_problem(cfg))
-    check(problem is None, problem or "")
-
-
-def _init_problem(cfg: Any) -> str | None:
     import torch
 
-    try:
-        target, fn, kwargs = _located("init", cfg)
-    except ComponentError as e:
-        return str(e)
+    target, fn, kwargs = _located("init", cfg)
     key = f"{_key('init')}={target}"
     if isinstance(fn, type) or not callable(fn):
         return (f"{key} is a {'class' if isinstance(fn, type) else type(fn).__name__}, not a "
@@ -500,21 +439,11 @@ def _data_of(cfg: Any, target: str, returned: Any) -> tuple:
     return X.float(), y.float()
 
 
-def check_data(cfg: Any, check: Callable[[bool, str], None]) -> None:
-    """Make the data twice from one seed: the shapes and labels of the contract, and the
-    same points both times."""
-    fingerprint = (_fingerprint("data", cfg), cfg.n_samples, cfg.noise, cfg.dim)
-    problem = _cached(("data", fingerprint), lambda: _data_problem(cfg))
-    check(problem is None, problem or "")
-
-
 def _data_problem(cfg: Any) -> str | None:
+    """Make the data twice from one seed: the contract's shapes and labels, the same points."""
     import torch
 
-    try:
-        target, fn, kwargs = _located("data", cfg)
-    except ComponentError as e:
-        return str(e)
+    target, fn, kwargs = _located("data", cfg)
     key = f"{_key('data')}={target}"
     if not callable(fn):
         return f"{key} is a {type(fn).__name__}, not a function returning (X, y)"
@@ -530,10 +459,7 @@ def _data_problem(cfg: Any) -> str | None:
             returned = fn(n_samples=cfg.n_samples, noise=cfg.noise, generator=gen, **kwargs)
         except Exception as e:  # noqa: BLE001
             return f"{key}: calling it with n_samples={cfg.n_samples} failed: {_failed(e)}"
-        try:
-            made.append(_data_of(cfg, target, returned))
-        except ComponentError as e:
-            return str(e)
+        made.append(_data_of(cfg, target, returned))
     (X1, y1), (X2, y2) = made
     if not (torch.equal(X1, X2) and torch.equal(y1, y2)):
         return (f"{key} made different data from two generators of the same seed: draw every "
@@ -549,33 +475,45 @@ def _fingerprint(group: str, node: Any) -> tuple:
     return (group, repr(target_of(node)), repr(sorted(kwargs_of(group, node).items())))
 
 
-def _cached(key: tuple, problem: Callable[[], str | None]) -> str | None:
-    """A check's verdict per target and settings: a sweep (or validate, then the run) asks
-    once."""
-    if key not in _checked:
-        if len(_checked) > 256:
-            _checked.clear()
-        _checked[key] = problem()
-    return _checked[key]
+def _checker(group: str, problem: Callable, settings: Callable = lambda cfg: ()) -> Callable:
+    """``group``'s check for config.validate, ``check(cfg, report)``: ``problem(cfg)`` (a
+    ComponentError is one too) asked once per target and settings, as a sweep asks it."""
+    def check(cfg: Any, report: Callable[[bool, str], None]) -> None:
+        key = (_fingerprint(group, cfg), *settings(cfg))
+        if key not in _checked:
+            if len(_checked) > 256:
+                _checked.clear()
+            try:
+                _checked[key] = problem(cfg)
+            except ComponentError as e:
+                _checked[key] = str(e)
+        report(_checked[key] is None, _checked[key] or "")
+    return check
+
+
+check_activation = _checker("act", _activation_problem)
+check_init = _checker("init", _init_problem)
+check_data = _checker("data", _data_problem, lambda cfg: (cfg.n_samples, cfg.noise, cfg.dim))
 
 
 _noted: set[str] = set()
+# Targets this process resolved to run them: the user's own config, checked and trained
+# here. A record read later names code too, and that code is never imported or called.
+_ran: set[str] = set()
 
 
 def code_missing(config: dict, groups: tuple[str, ...] = ("act", "init")) -> str | None:
-    """Why a recorded run's custom components of ``groups`` cannot be called here (their
-    module does not import), or None. Figures that rebuild the model or redraw the init
-    need them; they are skipped, with one note on stderr per component."""
+    """Why the figures that call a recorded run's custom components of ``groups`` are not
+    drawn here, or None. Reading a record never imports or calls the code it names (records
+    are shared; ``_target_`` may name any callable): only the process that ran the config,
+    by the user's own command, draws them. One note on stderr per component."""
     for group in groups:
-        node = config.get(group) or {}
-        if not is_custom(node.get("name")):
-            continue
-        try:
-            resolve(_key(group), node.get(TARGET))
-        except ComponentError as e:
-            if str(e) not in _noted:
-                _noted.add(str(e))
-                print(f"initlab: note: {e}; the figures that need it are skipped",
+        node = config.get(group)
+        if isinstance(node, dict) and is_custom(node.get("name")) and node.get(TARGET) not in _ran:
+            why = f"{_key(group)}={node.get(TARGET)} is code a record names, never run by a reader"
+            if why not in _noted:
+                _noted.add(why)
+                print(f"initlab: note: {why}; the figures that need it are skipped",
                       file=sys.stderr)
-            return str(e)
+            return why
     return None

@@ -578,12 +578,18 @@ def train_shard(members: Sequence[Member], dev: torch.device, stop: Any, progres
     summaries = []
     for i, record in enumerate(records):
         record_started = time.perf_counter()
-        summary = record.finish(group, i, final, grad_norms[i], last, best, stop.signal)
-        now = time.perf_counter()
-        # This member's share of the group's setup and training, plus its own record.
-        summary["timing"] = {"train_s": train_s / group.M, "record_s": now - record_started,
-                             "total_s": (setup_s + train_s) / group.M + now - record_started}
-        record.writer.write_summary(summary)
+        try:
+            summary = record.finish(group, i, final, grad_norms[i], last, best, stop.signal)
+        except Exception as e:  # noqa: BLE001 - one member's failure is its own
+            if group.M == 1:
+                raise
+            summary = record.failed(e)
+        else:
+            now = time.perf_counter()
+            # This member's share of the group's setup and training, plus its own record.
+            summary["timing"] = {"train_s": train_s / group.M, "record_s": now - record_started,
+                                 "total_s": (setup_s + train_s) / group.M + now - record_started}
+            record.writer.write_summary(summary)
         summaries.append(summary)
         if on_member_done is not None:
             on_member_done(i, summary)

@@ -1,9 +1,9 @@
 """Signals that end a run early: SIGINT (Ctrl-C) and SIGTERM (SLURM, submitit, kill).
 
-Nothing here imports torch, so the command line installs the same handling before any
-heavy import. A first signal during training asks for a clean stop after the current
-epoch (:class:`StopOnSignal`); a second one, or one outside training, raises
-:class:`Interrupted`, which the command line turns into one line and exit 128 + signal.
+Torch-free, so the command line installs the same handling before any heavy import. A first
+signal during training asks for a clean stop after the current epoch (:class:`StopOnSignal`);
+a second one, or one outside training, raises :class:`Interrupted`, which the command line
+turns into one line and exit 128 + signal.
 """
 
 import signal
@@ -11,8 +11,7 @@ import threading
 
 
 class Interrupted(BaseException):
-    """Raised when a second SIGINT/SIGTERM asks to abort at once (a BaseException, like
-    KeyboardInterrupt, so no ``except Exception`` swallows it)."""
+    """Abort at once (a BaseException, like KeyboardInterrupt: no ``except Exception`` eats it)."""
 
     def __init__(self, signum: int):
         super().__init__(signal.Signals(signum).name)
@@ -20,13 +19,9 @@ class Interrupted(BaseException):
 
 
 class StopOnSignal:
-    """SIGINT (Ctrl-C) and SIGTERM (SLURM, submitit, kill) end the fit cleanly.
-
-    As a context manager it installs the handlers (main thread only) and always restores
-    the previous ones. The first signal asks the engine to stop after the current epoch
-    (it reads ``received`` once an epoch), so the record is completed with everything
-    measured; a second one raises :class:`Interrupted` at once.
-    """
+    """Installs the handlers (main thread only) for its ``with`` block and restores the old
+    ones. The first signal sets ``received``, which the engine reads once an epoch and
+    stops on, completing the record; a second one raises :class:`Interrupted` at once."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -36,8 +31,7 @@ class StopOnSignal:
 
     def __enter__(self) -> "StopOnSignal":
         if threading.current_thread() is threading.main_thread():
-            for signum in self.SIGNALS:
-                self._previous[signum] = signal.signal(signum, self._handle)
+            self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
         return self
 
     def __exit__(self, *exc) -> None:

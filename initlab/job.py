@@ -1,31 +1,25 @@
-"""One job's record through its life: started, streamed while it trains, finished with its
-diagnosis, or marked failed/interrupted in one line. Every launcher's job goes through here,
-whether it trains alone or as a member of a stack (:mod:`initlab.engine`).
-
-- :class:`MemberRecord` — the record of one member: its ``running`` summary (with the pid
-  and host that write it, so a reader can tell a killed run), data.pt and init.pt up front,
-  metric and gradient-norm rows appended as the engine streams them, then the log-epoch
-  tables, checkpoints and the final summary with its diagnosis.
-- :func:`mark_record`, :func:`save_traceback` — what a failure leaves in a record.
-
-Torch-free to import (the command line reads the failure helpers before any heavy import);
-what measures or reads tensors is imported where it is used.
+"""One job's record through its life, for every launcher, alone or as a member of a stack
+(:mod:`initlab.engine`): :class:`MemberRecord` writes its ``running`` summary (with the
+identity of the process that writes it), data.pt and init.pt up front, metric and
+gradient-norm rows as the engine streams them, then the log-epoch tables, checkpoints and
+the final summary with its diagnosis; :func:`mark_record` and :func:`save_traceback` are
+what a failure leaves. Torch-free to import (tensors are imported where they are used).
 """
 
 import itertools
 import json
 import math
-import os
 import platform
-import socket
 import time
 import traceback
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
 from initlab import __version__
 from initlab.record import (
     EPOCH_CHECKPOINTS,
+    ERROR_FILE,
     STATUS_FAILED,
     STATUS_INTERRUPTED,
     STATUS_RUNNING,
@@ -34,29 +28,23 @@ from initlab.record import (
     RecordWriter,
     RunRecord,
     grad_norm_ends,
+    process_identity,
     read_overrides,
 )
 from initlab.view import to_plain
 
 
 def library_versions() -> dict[str, str]:
-    """The versions a record was written with (from package metadata: importing matplotlib
-    costs ~0.3 s, and a sweep's launcher process has no figure to draw)."""
+    """The versions a record was written with (matplotlib's from its metadata: no import)."""
     from importlib.metadata import version
 
     import hydra
     import omegaconf
     import torch
 
-    return {
-        "initlab": __version__,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "hydra": hydra.__version__,
-        "omegaconf": omegaconf.__version__,
-        "matplotlib": version("matplotlib"),
-        "rich": version("rich"),
-    }
+    return {"initlab": __version__, "python": platform.python_version(), "torch": torch.__version__,
+            "hydra": hydra.__version__, "omegaconf": omegaconf.__version__,
+            "matplotlib": version("matplotlib"), "rich": version("rich")}
 
 
 class MemberRecord:
@@ -70,19 +58,11 @@ class MemberRecord:
         self.cfg = cfg
         self.names = list(parameter_shapes(cfg.model, cfg.data.dim))
         self.overrides = None if overrides is None else [str(o) for o in overrides]
+        # process: a reader that finds it gone shows a `running` record as stopped.
         self.summary: dict[str, Any] = {
-            "status": STATUS_RUNNING,
-            "seed": cfg.seed,
-            "device": str(device),
-            "config": to_plain(cfg),
-            "versions": versions,
-            # Who writes this record: a reader that finds the status still `running` and
-            # this process gone says the run stopped without a word (record.describe_status).
-            "process": {"pid": os.getpid(), "host": socket.gethostname()},
-            "epochs_run": 0,
-        }
-        if launcher is not None:
-            self.summary["launcher"] = launcher
+            "status": STATUS_RUNNING, "seed": cfg.seed, "device": str(device),
+            "config": to_plain(cfg), "versions": versions, "process": process_identity(),
+            "epochs_run": 0, **({"launcher": launcher} if launcher is not None else {})}
         # Compact while running (the C encoder; a group writes thousands of these).
         self.writer.write_summary(self.summary, indent=None)
         self.streamed = {"metrics.csv": False, "grad_norms.csv": False}
@@ -104,12 +84,11 @@ class MemberRecord:
     def stream(self, metrics: list[list[float]], first_epoch: int, first_step: int, norms: Any,
                steps_per_epoch: int, epochs_run: int) -> None:
         """Append epochs ``first_epoch``.. of metrics ([train loss, train correct, dev loss,
-        dev correct] each) and the gradient norms (steps, params) from ``first_step``, then
-        say in summary.json how far training got."""
-        from initlab.recorders import metric_rows
+        dev correct] each) and gradient norms (steps, params), then say so in summary.json."""
+        from initlab import recorders
 
         d = self.cfg.data
-        rows = metric_rows(metrics, first_epoch, d.n_train, d.n_dev)
+        rows = recorders.metric_rows(metrics, first_epoch, d.n_train, d.n_dev)
         self._append("metrics.csv", self.writer.number_rows("metrics.csv", rows))
         if norms is not None:
             steps = range(first_step, first_step + norms.shape[0])
@@ -122,31 +101,21 @@ class MemberRecord:
 
     def finish(self, group: Any, i: int, final: dict[str, Any], grad_norms: Any, last: list,
                best: list, signal_name: str | None) -> dict[str, Any]:
-        """The member's remaining files (log-epoch tables, checkpoints) and its final summary
-        with the diagnosis, which sees the record just written (built from memory rather
-        than parsed again: tests check it equals what read_record gives)."""
+        """The member's remaining files and its final summary with the diagnosis, which sees
+        the record built from memory (tests check it equals what read_record gives)."""
+        from initlab import recorders as r
         from initlab.diagnose import diagnose
-        from initlab.recorders import (
-            activation_stats_rows,
-            histogram_rows,
-            metric_rows,
-            unit_rows,
-            weight_rows,
-            weight_stats_rows,
-        )
         from initlab.signal import member_signal
 
         writer, epochs_run = self.writer, group.epochs_done(i)
         steps_run = epochs_run * group.steps_per_epoch
         d = self.cfg.data
         tables: dict[str, list[tuple]] = {
-            "metrics": metric_rows(group.metrics[:epochs_run, :, i].tolist(), 1, d.n_train, d.n_dev)}
-        grad_table = None
-        if group.record_grad_norms:
-            spe = group.steps_per_epoch
-            grad_table = GradNormTable(group.names, list(range(steps_run)),
-                                       [s // spe + 1 for s in range(steps_run)],
-                                       grad_norms[:steps_run].tolist())
+            "metrics": r.metric_rows(group.metrics[:epochs_run, :, i].tolist(), 1, d.n_train, d.n_dev)}
+        grad_table = GradNormTable(
+            group.names, list(range(steps_run)), [s // group.steps_per_epoch + 1 for s in
+                                                  range(steps_run)],
+            grad_norms[:steps_run].tolist()) if group.record_grad_norms else None
 
         def views(name: str) -> list[tuple[int, list]]:
             return [(epoch, snapshot[name][rows[i]].tolist())
@@ -159,14 +128,14 @@ class MemberRecord:
         if group.record_weights:
             bounds = list(itertools.accumulate([math.prod(group.shapes[n]) for n in group.names],
                                                initial=0))
-            write("weights", weight_rows(group.names, [
+            write("weights", r.weight_rows(group.names, [
                 (e, [flat[a:b] for a, b in itertools.pairwise(bounds)]) for e, flat in views("weights")]))
         if group.record_weight_stats:
-            write("weight_stats", weight_stats_rows(group.weight_names, views("weight_stats")))
+            write("weight_stats", r.weight_stats_rows(group.weight_names, views("weight_stats")))
         if group.record_activations:
-            write("activations", activation_stats_rows(group.hidden_layers, views("activations")))
-            write("units", unit_rows(group.hidden_layers, views("units")))
-            write("activation_hists", histogram_rows(group.hidden_layers, views("activation_hists")))
+            for name, rows in (("activations", r.activation_stats_rows), ("units", r.unit_rows),
+                               ("activation_hists", r.histogram_rows)):
+                write(name, rows(group.hidden_layers, views(name)))
         tensors: dict[str, Any] = {}
         if group.save_tensors:
             tensors["init"] = _state(group.names, [p[i] for p in group.init_state])
@@ -182,17 +151,13 @@ class MemberRecord:
 
         summary = self.summary
         summary.update(
-            status=group.status[i],
-            epochs_run=epochs_run,
-            steps_run=steps_run,
-            updated=time.time(),
+            status=group.status[i], epochs_run=epochs_run, steps_run=steps_run, updated=time.time(),
             stop_reason=group.stop_reason[i],
             signal=signal_name if group.status[i] == STATUS_INTERRUPTED else None,
             best_epoch=int(group.best_epoch[i]),
             metrics={split: {"loss": values[0, i].item(), "acc": values[1, i].item() / n}
                      for (split, values), n in zip(final.items(), (d.n_train, d.n_dev, d.n_test))},
-            param_shapes=dict(group.shapes),
-            n_params=group.n_params,
+            param_shapes=dict(group.shapes), n_params=group.n_params,
             init_signal=member_signal(group.init_signal, i, group.layer_names, self.cfg,
                                       group.layer_shapes),
         )
@@ -209,6 +174,16 @@ class MemberRecord:
         return summary
 
 
+    def failed(self, error: Exception) -> dict[str, Any]:
+        """A member whose record could not be finished: its record says failed and why
+        (the traceback beside it); the other members of its stack go on."""
+        run_dir = self.writer.run_dir
+        message = f"{type(error).__name__}: {error} ({save_traceback(run_dir, ERROR_FILE)})"
+        unsaved = mark_record(run_dir, STATUS_FAILED, message)
+        return {**self.summary, "status": STATUS_FAILED,
+                "error": message + (f"; {unsaved}" if unsaved else "")}
+
+
 def _state(names: list[str], tensors: list[Any]) -> dict[str, Any]:
     # clone: a saved view would drag the whole stacked storage into the file.
     return {name: t.clone() for name, t in zip(names, tensors)}
@@ -216,11 +191,8 @@ def _state(names: list[str], tensors: list[Any]) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- failures
 def mark_record(out_dir: Path, status: str, message: str) -> str | None:
-    """Keep what the summary already says (seed, config, epochs so far) and set its status.
-
-    Never raises: on a full disk or a vanished folder it returns why the record could not
-    be updated, for the one line the user sees.
-    """
+    """Set a record's status, keeping what its summary says, its epochs counted in the
+    metrics.csv it holds. Never raises: returns why it could not write (a full disk)."""
     path = out_dir / SUMMARY
     try:
         summary = json.loads(path.read_text()) if path.exists() else {}
@@ -229,6 +201,9 @@ def mark_record(out_dir: Path, status: str, message: str) -> str | None:
     except (OSError, ValueError):
         summary = {}
     summary.update(status=status, error=message)
+    with suppress(OSError):  # as many epochs as metrics.csv holds whole rows: they agree
+        with (out_dir / "metrics.csv").open("rb") as f:
+            summary["epochs_run"] = max(0, f.read().count(b"\n") - 1)
     try:
         RecordWriter(out_dir).write_summary(summary)
     except OSError as e:

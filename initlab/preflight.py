@@ -1,16 +1,17 @@
-"""What a run or a sweep must pass before it makes a folder, and bad input in one line.
+"""What a run or a sweep must pass before it writes, its folder's claim, and bad input in
+one line.
 
-:class:`Preflight` is a Hydra callback (``hydra.callbacks.preflight`` in conf/config.yaml),
-so its checks run on the config Hydra composed, whatever flags composed it (``-cn``,
-``-cd``, ``--config-name``, ``-m`` anywhere), and cost no composition of their own for a
-single run. A run is checked as a whole (:func:`initlab.config.validate`, the memory and
-disk budget, the device, its folder); a sweep by its group options, its first job and its
-folder. A refusal is a :class:`PreflightError`: one line, raised before any folder exists.
+:class:`Preflight` is a Hydra callback (conf/config.yaml), so its checks run on the config
+Hydra composed, whatever flags composed it. A run is checked as a whole (validate, budget,
+device); a sweep by its group options and its first job. Then the folder is claimed
+(:func:`claim`) and checked for a record. A refusal is a :class:`PreflightError`, one line;
 :func:`explain` turns Hydra's composition errors into one line that names the fix.
 """
 
+import atexit
+import os
 import re
-import tempfile
+from contextlib import suppress
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -25,10 +26,8 @@ _NOISE_PREFIXES = ("reference_type=", "object_type=", "provider=", "Config searc
 
 
 class PreflightError(SystemExit):
-    """Bad input, said in one line (``message``) before any folder is made; exit status 2.
-
-    An exit, not an Exception: Hydra turns an Exception raised by a callback into a warning
-    and goes on with the run, while an exit stops it (as ``sys.exit`` in the task does)."""
+    """Bad input in one line (``message``), exit status 2. An exit: Hydra turns a callback's
+    Exception into a warning and runs on."""
 
     def __init__(self, message: str) -> None:
         super().__init__(2)
@@ -44,31 +43,34 @@ def one_line(message: str) -> str:
 
 
 class Preflight(Callback):
-    # The folder this process's run or sweep was checked to write: what the CLI names when
-    # Hydra's own first write there (.hydra/) fails, with no file name of its own.
-    folder: Path | None = None
+    folder: Path | None = None  # this process's folder: the CLI names it if .hydra/ fails
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        check_run(config)
+        _checked(check_run, config)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        check_sweep(config)
+        _checked(check_sweep, config)
+
+
+def _checked(check, config: DictConfig) -> None:
+    try:  # a check that breaks stops the run: Hydra would only warn and run it unchecked
+        check(config)
+    except Exception as e:  # noqa: BLE001
+        raise PreflightError(f"the checks before the run failed: {type(e).__name__}: "
+                             f"{one_line(str(e))}") from None
 
 
 def check_run(cfg: DictConfig) -> None:
     """The composed config of a single run, as the run will check it, and its folder."""
     from initlab.budget import check_budget
     from initlab.config import ConfigError, validate
+    from initlab.run import resolve_device
 
     try:
         validate(cfg)
         check_budget(cfg, Path(str(OmegaConf.select(cfg, "hydra.run.dir"))))
         if cfg.trainer.device == "cuda":  # torch only for this check, not for every run
-            import torch
-
-            if not torch.cuda.is_available():
-                raise ConfigError("trainer.device=cuda but no CUDA GPU is available here; "
-                                  "use trainer.device=cpu or trainer.device=auto")
+            resolve_device("cuda")
     except ConfigError as e:
         raise PreflightError(str(e)) from None
     except Exception as e:  # a value OmegaConf cannot resolve or convert
@@ -84,6 +86,7 @@ def check_sweep(cfg: DictConfig) -> None:
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     from hydra_plugins.initlab_batched_launcher.sweeper import expand, expanding_sweeper
+    from initlab.budget import check_machine
     from initlab.config import ConfigError, validate
 
     params = cfg.hydra.sweeper.get("params") or {}
@@ -105,10 +108,10 @@ def check_sweep(cfg: DictConfig) -> None:
         config_name, first = cfg.hydra.job.config_name, []
         try:
             first = expand(arguments, loader)[0]
-            validate(compose(config_name, overrides=first))
-        except ConfigError as e:
-            # A bad value the sweep does not vary is bad for every job: refuse it now. One
-            # that it varies (model.depth=2,0) fails only its own jobs.
+            first_cfg = compose(config_name, overrides=first)
+            validate(first_cfg)
+            check_machine(first_cfg)
+        except ConfigError as e:  # refused if every job has it; a swept value fails its own jobs
             key = str(e).split(" ", 1)[0].split("=", 1)[0]
             if not any(key == k or key.startswith(f"{k}.") for k in swept):
                 raise PreflightError(str(e)) from None
@@ -118,15 +121,10 @@ def check_sweep(cfg: DictConfig) -> None:
 
 
 def prepare_output_dir(cfg: DictConfig, key: str) -> None:
-    """Refuse a folder that cannot be written or already holds a record (unless
-    ``overwrite=true``: then the old record is removed, so no stale file mixes into the new
-    one). The folder itself is left to Hydra to make, after every check has passed."""
-    from initlab.budget import existing_ancestor
-    from initlab.record import RECORD_PATHS, SUMMARY
-    from initlab.report.compare import MULTIRUN_FILE, NOT_JOB_DIRS, SWEEP_FILES, find_job_dirs
-
-    try:
-        # Hydra's `now` resolver caches its value: the run gets this very folder.
+    """Claim the folder, then refuse it if it holds a record of its own (unless
+    ``overwrite=true``: then only that record's files go) or other records below it.
+    Claimed first, checked second: two runs cannot both pass."""
+    try:  # Hydra's `now` resolver caches its value: the run gets this very folder
         text = str(OmegaConf.select(cfg, key))
     except Exception as e:
         raise PreflightError(f"{key} cannot be resolved: {one_line(str(e))}") from None
@@ -135,26 +133,97 @@ def prepare_output_dir(cfg: DictConfig, key: str) -> None:
     path = Preflight.folder = Path(text)
     if path.exists() and not path.is_dir():
         raise PreflightError(f"{key}={path} is a file, not a folder")
-    sweep = key == "hydra.sweep.dir"
-    old = [] if not path.is_dir() else (
-        ([path / MULTIRUN_FILE] if (path / MULTIRUN_FILE).exists() else []) + find_job_dirs(path)
-        if sweep else ([path / SUMMARY] if (path / SUMMARY).exists() else []))
-    if old and not cfg.get("overwrite", False):
-        what = "a sweep" if sweep else "a run record"
-        raise PreflightError(f"{path} already holds {what}; choose another {key}, or add "
-                             "overwrite=true to replace it")
+    made: list[Path] = []
     try:
-        if old:
-            _remove([*(path / name for name in RECORD_PATHS)] if not sweep else
-                    [path / MULTIRUN_FILE, *(path / d for d in NOT_JOB_DIRS),
-                     *(path / name for name in SWEEP_FILES), *(d for d in old if d.is_dir())])
-        with tempfile.TemporaryFile(dir=existing_ancestor(path)):
-            pass
-    except OSError as e:
-        raise PreflightError(f"cannot write to {path}: {e.strerror or e}") from None
+        made = claim(path)
+        old, paths, folders = _own_record(path, key)
+        if old and not cfg.get("overwrite", False):
+            raise PreflightError(f"{path} already holds {old}; choose another {key}, or add "
+                                 "overwrite=true to replace it (only its own files)")
+        _remove(paths, folders)
+    except (OSError, PreflightError) as e:
+        release(made)
+        raise e if isinstance(e, PreflightError) else PreflightError(
+            f"cannot write to {path}: {e.strerror or e}") from None
 
 
-def _remove(paths) -> None:
+LOCK = ".initlab.lock"  # in the claimed folder; its lock (not the file) is the claim
+_held: dict[str, int] = {}  # folder -> the open lock file this process holds
+
+
+def claim(path: Path) -> list[Path]:
+    """Make ``path`` (returns the folders made) and lock its LOCK file for the rest of this
+    process (the kernel drops the lock however the process ends: no stale claim after a
+    kill -9). A folder another process holds is refused, naming its pid (in the file)."""
+    import fcntl
+
+    missing = [p for p in [path, *path.parents] if not p.exists()]
+    path.mkdir(parents=True, exist_ok=True)
+    for held in list(_held):  # one run or sweep per process: an earlier claim is done
+        release(None, held)
+    fd = os.open(path / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 200).decode(errors="replace").split()
+        os.close(fd)
+        raise PreflightError(f"{path} is being written by another initlab run or sweep (pid "
+                             f"{holder[0] if holder else '?'}); choose another folder, or wait "
+                             "for it to end") from None
+    from initlab.record import process_identity
+
+    os.ftruncate(fd, 0)
+    os.write(fd, " ".join(map(str, process_identity().values())).encode() + b"\n")
+    _held[str(path)] = fd
+    atexit.register(_remove_unused, missing)  # bad input found later leaves no empty folder
+    return missing
+
+
+def _remove_unused(made: list[Path]) -> None:
+    for p in made:  # deepest first
+        with suppress(OSError):
+            if set(os.listdir(p)) <= {LOCK}:
+                (p / LOCK).unlink(missing_ok=True)
+                p.rmdir()
+
+
+def release(made: list[Path] | None, folder: str | None = None) -> None:
+    """Drop this process's claim; remove the folders the claim made (``made``), if empty."""
+    fd = _held.pop(folder or str(Preflight.folder), None)
+    if fd is not None:
+        os.close(fd)
+    _remove_unused(made or [])
+
+
+def _own_record(path: Path, key: str) -> tuple[str, list[Path], list[Path]]:
+    """What record of its own ``path`` holds ("": none), its files, and its job folders;
+    refused if it has none but other records below it (taking it would hide them)."""
+    from initlab.record import RECORD_PATHS, SUMMARY, describe_status, read_summary
+    from initlab.report.compare import MULTIRUN_FILE, NOT_JOB_DIRS, SWEEP_FILES, find_job_dirs, sweep_jobs
+
+    own = path / (MULTIRUN_FILE if key == "hydra.sweep.dir" else SUMMARY)
+    others = [] if own.exists() else find_job_dirs(path)
+    if others:
+        names = ", ".join(map(str, others[:3])) + (", ..." if len(others) > 3 else "")
+        raise PreflightError(f"{path} holds {len(others)} other record{'s' * (len(others) != 1)}"
+                             f" below it ({names}); choose another {key}")
+    if not own.exists():
+        return "", [], []
+    if own.name == SUMMARY:
+        try:
+            what = f"a run record ({describe_status(read_summary(path))})"
+        except Exception:  # noqa: BLE001 - a damaged record is still a record
+            what = f"a run record ({SUMMARY})"
+        return what, [path / name for name in RECORD_PATHS], []
+    # Its own jobs (by multirun.yaml), folders right below it: never a record deeper down.
+    jobs = [s.job_dir for s in sweep_jobs(path) if s.job_dir and s.job_dir.parent == path]
+    return (f"a sweep ({MULTIRUN_FILE} and {len(jobs)} job folder{'s' * (len(jobs) != 1)})",
+            [path / MULTIRUN_FILE, *(path / d for d in (*NOT_JOB_DIRS, *SWEEP_FILES)),
+             *(job / name for job in jobs for name in RECORD_PATHS)], jobs)
+
+
+def _remove(paths: list[Path], folders: list[Path]) -> None:
+    """Remove ``paths``, then each of ``folders`` left empty (one holding anything else stays)."""
     import shutil
 
     for p in paths:
@@ -162,6 +231,9 @@ def _remove(paths) -> None:
             shutil.rmtree(p)
         elif p.exists() or p.is_symlink():
             p.unlink()
+    for folder in folders:
+        with suppress(OSError):
+            folder.rmdir()
 
 
 def _not_an_option(group: str, value: str, options: list[str]) -> str:
@@ -183,8 +255,8 @@ def explain(error: BaseException, config_name: str = "config",
 
 
 def _unknown_key(message: str, config_name: str, overrides: list[str]) -> str | None:
-    """For a key the config does not have, Hydra suggests `+key=value`, which would add a
-    key nothing reads. Say instead which keys there are, and which option has this one."""
+    """For a key the config lacks, Hydra suggests `+key=value` (a key nothing reads): say
+    instead which keys there are, and which option has this one."""
     from initlab.config import OPTION_SCHEMAS
 
     match = re.search(r"Could not override '([\w.]+)'", message)
@@ -192,8 +264,7 @@ def _unknown_key(message: str, config_name: str, overrides: list[str]) -> str | 
         return None
     dotted = match.group(1)
     parent, _, key = dotted.rpartition(".")
-    try:
-        # Only on this error path is the config composed a second time.
+    try:  # only on this error path is the config composed a second time
         cfg = _compose(config_name, [o for o in overrides if not o.startswith(f"{dotted}=")])
     except Exception:
         return None

@@ -23,13 +23,12 @@ The reader needs neither torch nor matplotlib: it reads JSON and CSV only.
 """
 
 import csv
+import itertools
 import json
 import math
 import os
 import socket
-from collections.abc import Iterable
 from contextlib import contextmanager, suppress
-from enum import Enum
 from itertools import repeat
 from pathlib import Path
 from typing import Any
@@ -58,31 +57,12 @@ RECORD_PATHS = (SUMMARY, *COLUMNS, "data.pt", "checkpoints", "tables", "figures"
                 REPORT_ERROR_FILE, ".hydra", "initlab.log", TENSORBOARD_DIR, PAGE)
 
 
-class Status(str, Enum):
-    """How a run ended, as summary.json ``status`` says (docs: README, "The record").
-
-    - ``running``: training or writing; a running record whose process is gone is shown
-      as stopped (see :func:`describe_status`).
-    - ``completed``: every planned epoch ran.
-    - ``diverged``: stopped early because a loss or gradient norm became NaN/Inf; the
-      record holds everything up to there.
-    - ``interrupted``: stopped by SIGINT (Ctrl-C) or SIGTERM (SLURM, submitit, kill);
-      the record holds everything measured up to there.
-    - ``failed``: an error in the configuration or the program; ``error`` says which.
-    """
-
-    RUNNING = "running"
-    COMPLETED = "completed"
-    DIVERGED = "diverged"
-    INTERRUPTED = "interrupted"
-    FAILED = "failed"
-
-
-STATUS_RUNNING = Status.RUNNING.value
-STATUS_COMPLETED = Status.COMPLETED.value
-STATUS_DIVERGED = Status.DIVERGED.value
-STATUS_INTERRUPTED = Status.INTERRUPTED.value
-STATUS_FAILED = Status.FAILED.value
+# How a run ended, as summary.json ``status`` says: ``running`` (training or writing; shown
+# as stopped once its process is gone, :func:`effective_status`), ``completed`` (every
+# planned epoch ran), ``diverged`` (a loss or gradient norm became NaN/Inf), ``interrupted``
+# (SIGINT or SIGTERM), ``failed`` (``error`` says why). A record holds everything up to its end.
+STATUSES = (STATUS_RUNNING, STATUS_COMPLETED, STATUS_DIVERGED, STATUS_INTERRUPTED, STATUS_FAILED) = (
+    "running", "completed", "diverged", "interrupted", "failed")
 # Statuses whose final metrics mean something (an interrupted run's are those up to the stop).
 FINISHED_STATUSES = (STATUS_COMPLETED, STATUS_DIVERGED, STATUS_INTERRUPTED)
 
@@ -93,11 +73,8 @@ class RecordError(Exception):
 
 @contextmanager
 def _replacing(path: Path):
-    """Yield a temporary path beside ``path``; on success it replaces ``path`` at once.
-
-    A reader never sees half a file, and a failed write (a full disk, a kill) keeps the
-    old file and leaves no temporary one behind.
-    """
+    """Yield a temporary path beside ``path`` that replaces it on success: a reader never
+    sees half a file, and a failed write (a full disk, a kill) keeps the old one."""
     tmp = path.with_name(path.name + ".tmp")
     try:
         yield tmp
@@ -115,12 +92,8 @@ def _atomic_write_text(path: Path, text: str) -> None:
 
 class GradNormTable:
     """grad_norms.csv by column: ``norms[k]`` holds every parameter's norm (in ``params``
-    order) at ``steps[k]``, an optimizer step of epoch ``epochs[k]``.
-
-    What the diagnosis and a sweep's comparison read of the gradient norms; a run of 2000
-    steps of 4 parameters has 2000 short lists here instead of 8000 row dicts. Built by the
-    stacked trainer from its tensors, or from the CSV's rows (:meth:`from_rows`).
-    """
+    order) at ``steps[k]``, a step of epoch ``epochs[k]``: 2000 short lists, not 8000 row
+    dicts. Built by the engine from its tensors, or from the CSV's rows (:meth:`from_rows`)."""
 
     __slots__ = ("params", "steps", "epochs", "norms")
 
@@ -131,31 +104,19 @@ class GradNormTable:
     @classmethod
     def from_rows(cls, rows: list[dict[str, Any]]) -> "GradNormTable | None":
         """The table of grad_norms.csv's rows; None when they are not one row per parameter
-        per step, parameters in the same order at every step (a hand-edited or cut file:
-        readers then use the rows)."""
+        per step, in one parameter order, steps rising (a hand-edited or cut file)."""
         if not rows:
             return cls([], [], [], [])
-        first_step = rows[0]["step"]
-        params = []
-        for row in rows:
-            if row["step"] != first_step:
-                break
-            params.append(row["param"])
+        params = [r["param"] for r in itertools.takewhile(lambda r: r["step"] == rows[0]["step"], rows)]
         width = len(params)
-        if len(rows) % width or len(set(params)) != width:
+        blocks = [rows[i:i + width] for i in range(0, len(rows), width)]
+        steps = [block[0]["step"] for block in blocks]
+        if (len(rows) % width or len(set(params)) != width
+                or any(a >= b for a, b in zip(steps, steps[1:]))
+                or any(r["step"] != block[0]["step"] or r["param"] != p
+                       for block in blocks for r, p in zip(block, params))):
             return None
-        steps, epochs, norms = [], [], []
-        for start in range(0, len(rows), width):
-            block = rows[start:start + width]
-            step = block[0]["step"]
-            if any(r["step"] != step or r["param"] != p for r, p in zip(block, params)):
-                return None
-            if steps and step <= steps[-1]:
-                return None
-            steps.append(step)
-            epochs.append(block[0]["epoch"])
-            norms.append([r["norm"] for r in block])
-        return cls(params, steps, epochs, norms)
+        return cls(params, steps, [b[0]["epoch"] for b in blocks], [[r["norm"] for r in b] for b in blocks])
 
     def rows(self) -> list[dict[str, Any]]:
         """The rows as grad_norms.csv holds them (:meth:`RunRecord.table`'s form)."""
@@ -164,7 +125,7 @@ class GradNormTable:
                 for p, v in zip(self.params, row)]
 
     def csv_body(self) -> str:
-        """Every row as CSV text, byte for byte what :meth:`RecordWriter.write_csv` writes
+        """Every row as CSV text, byte for byte what csv.writer writes
         for :meth:`rows` (FLOAT_FORMAT for each float; names need no quoting): the prefix
         of each row built once per step and parameter, the numbers formatted in one pass."""
         if not self.steps or not self.params:
@@ -199,18 +160,10 @@ class RecordWriter:
     def write_text(self, name: str, text: str) -> None:
         _atomic_write_text(self.run_dir / name, text)
 
-    def write_csv(self, name: str, rows: Iterable[Iterable[Any]]) -> None:
-        with _replacing(self.run_dir / name) as tmp, tmp.open("w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(COLUMNS[name])
-            writer.writerows(_cells(row) for row in rows)
-
     @staticmethod
     def number_rows(name: str, rows: list[tuple]) -> str:
-        """Rows of numbers and names that need no quoting (a parameter or layer name in the
-        text columns) as CSV text, byte for byte what :meth:`write_csv` writes (FLOAT_FORMAT
-        for each float, str for each int) and several times faster: the whole table is one
-        ``%``-format, so the per-cell work is C's (a batched sweep writes millions of rows)."""
+        """Rows of numbers and plain names as CSV text, byte for byte what csv.writer
+        writes, as one ``%``-format: the per-cell work is C's (sweeps write millions of rows)."""
         return (_row_format(name) * len(rows)) % tuple([cell for row in rows for cell in row])
 
     def write_csv_numbers(self, name: str, rows: list[tuple]) -> None:
@@ -239,21 +192,14 @@ class RecordWriter:
             torch.save(tensors, tmp)
 
 
-# Every measured number is a float32 (the model's dtype); 9 significant digits write any
-# float32 so that it reads back exactly, where repr of the float64 it became takes up to 17
-# (measured: a 200-job textbook sweep's CSVs 37% smaller, formatted 3x faster). The few
-# numbers derived in float64 (histogram bin edges) keep 9 digits: 1e-9 relative.
+# 9 significant digits write any float32 (the model's dtype) so that it reads back exactly,
+# where repr takes up to 17 (a 200-job sweep's CSVs 37% smaller, formatted 3x faster).
 FLOAT_FORMAT = "%.9g"
-
-
-def _cells(row: Iterable[Any]) -> list[Any]:
-    """A CSV row with its floats as FLOAT_FORMAT text (ints and names as csv.writer has them)."""
-    return [FLOAT_FORMAT % cell if isinstance(cell, float) else cell for cell in row]
 
 
 def _row_format(name: str) -> str:
     """One row of ``name`` as a %-format: %s for the text columns (names), FLOAT_FORMAT for
-    numbers (an int below 1e9 prints as its str, a float as :func:`_cells` writes it)."""
+    numbers (an int below 1e9 prints as its str)."""
     return ",".join("%s" if c in TEXT_COLUMNS else FLOAT_FORMAT for c in COLUMNS[name]) + "\r\n"
 
 
@@ -262,13 +208,9 @@ TABLES = tuple(name.removesuffix(".csv") for name in COLUMNS)
 
 
 class RunRecord:
-    """Everything a reporter needs from a run directory, as plain Python values.
-
-    Each CSV table (:data:`TABLES`: ``record.metrics``, ``record.grad_norms``, ...) is a list
-    of typed rows, given to the constructor or read and checked on first use, so a reader
-    that needs the summary and one table (a sweep's comparison, a one-line report) parses
-    nothing else. :func:`read_record` reads and checks every table at once.
-    """
+    """Everything a reporter needs from a run directory, as plain Python values. Each CSV
+    table (``record.metrics``, ``record.grad_norms``, ...) is a list of typed rows, given to
+    the constructor or read and checked on first use (a reader parses only what it needs)."""
 
     def __init__(self, run_dir: Path, summary: dict[str, Any], config: dict[str, Any],
                  overrides: list[str], grad_norm_table: "GradNormTable | None" = None,
@@ -276,10 +218,7 @@ class RunRecord:
         unknown = set(tables) - set(TABLES)
         if unknown:
             raise TypeError(f"RunRecord got unknown tables: {', '.join(sorted(unknown))}")
-        self.run_dir = Path(run_dir)
-        self.summary = summary
-        self.config = config
-        self.overrides = overrides
+        self.run_dir, self.summary, self.config, self.overrides = Path(run_dir), summary, config, overrides
         self._tables: dict[str, list[dict[str, Any]]] = dict(tables)
         # Tables a writer gave as tuples in COLUMNS order (give_rows): dicts built on use.
         self._row_tuples: dict[str, list[tuple]] = {}
@@ -293,24 +232,33 @@ class RunRecord:
         """The rows of ``<name>.csv`` (read and checked once; [] when the file is absent)."""
         if name not in self._tables:
             if name in self._row_tuples:
-                columns = COLUMNS[f"{name}.csv"]
-                self._tables[name] = [dict(zip(columns, row)) for row in self._row_tuples[name]]
-                return self._tables[name]
-            if name == "grad_norms" and isinstance(self._grad_norm_table, GradNormTable):
-                self._tables[name] = self._grad_norm_table.rows()
-                return self._tables[name]
-            if name not in TABLES:
+                rows = [dict(zip(COLUMNS[f"{name}.csv"], row)) for row in self._row_tuples[name]]
+            elif name == "grad_norms" and isinstance(self._grad_norm_table, GradNormTable):
+                rows = self._grad_norm_table.rows()
+            elif name in TABLES:
+                rows = self._read(name)
+            else:
                 raise KeyError(f"no table {name!r} in a run record (tables: {', '.join(TABLES)})")
-            self._tables[name] = self._read(name)
+            self._tables[name] = rows
         return self._tables[name]
 
     def _read(self, name: str, by_column: bool = False) -> Any:
-        path = self.run_dir / f"{name}.csv"
-        read = _read_csv(path, self.summary, by_column=by_column)
-        if (name == "metrics" and not read and not path.exists()
-                and self.summary.get("epochs_run")):
-            raise _bad(path, f"is missing although {SUMMARY} says "
-                       f"{self.summary['epochs_run']} epochs ran")
+        """A table read and checked, and its rows counted against what the summary says ran:
+        fewer is a cut file; more, in a finished record, rows of another run."""
+        path, summary = self.run_dir / f"{name}.csv", self.summary
+        read = _read_csv(path, summary, by_column=by_column)
+        epochs, steps, shapes = (summary.get(k) for k in ("epochs_run", "steps_run", "param_shapes"))
+        expected, unit = ((epochs, "epochs") if name == "metrics" else
+                          (steps * len(shapes), f"{len(shapes)} parameters x {steps} steps")
+                          if name == "grad_norms" and steps is not None and shapes
+                          and summary.get("status") in FINISHED_STATUSES else (None, ""))
+        if expected and not path.exists() and name == "metrics":
+            raise _bad(path, f"is missing although {SUMMARY} says {expected} epochs ran")
+        n = len(next(iter(read.values()), [])) if by_column else len(read)
+        if expected is not None and path.exists() and (n < expected or (
+                n > expected and summary.get("status") in FINISHED_STATUSES)):
+            raise _bad(path, f"has {n} rows where {SUMMARY} says {expected} ({unit}): "
+                       f"{'cut short' if n < expected else 'rows of another run'}")
         return read
 
     def columns(self, name: str) -> dict[str, list]:
@@ -359,9 +307,7 @@ class RunRecord:
         """data.pt, checked (:func:`read_data`)."""
         return self._cached("data.pt", lambda: read_data(self.run_dir))
 
-    @property
-    def figures_dir(self) -> Path:
-        return self.run_dir / "figures"
+    figures_dir = property(lambda self: self.run_dir / "figures")
 
     @property
     def param_names(self) -> list[str]:
@@ -449,10 +395,7 @@ def layer_number(layer: str) -> int:
     return int(digits) if digits else 0
 
 
-# --------------------------------------------------------------------------- reading
-# Every reader below validates what it reads and raises RecordError with one line that
-# names the bad file and says why: a record is input, and input can be truncated (a kill,
-# a full disk), hand-edited, or written by another version.
+# ------------------------------------------ reading: a record is input, checked, bad in one line
 
 STATUS_STOPPED = "stopped"  # shown for a `running` record whose process is gone; never written
 # Integer columns of the CSVs; the text columns hold names; every other column is a number.
@@ -484,6 +427,15 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+# summary.json's typed keys: whole numbers >= 0, objects, text.
+_SUMMARY_KEYS = {**dict.fromkeys(("epochs_run", "steps_run", "best_epoch"), "count"),
+                 **dict.fromkeys(("config", "process", "versions", "timing", "metrics",
+                                  "param_shapes"), dict),
+                 **dict.fromkeys(("error", "stop_reason", "signal", "device"), str),
+                 "diagnosis": list}
+_NAMED = {"count": "a whole number >= 0", dict: "an object", str: "text", list: "a list"}
+
+
 def _summary_problem(summary: Any) -> str | None:
     """Why ``summary`` (parsed summary.json) is not a run summary, or None when it is one."""
     if not isinstance(summary, dict):
@@ -491,42 +443,22 @@ def _summary_problem(summary: Any) -> str | None:
     status = summary.get("status")
     if status is None:
         return "no status (not a run summary, or cut short)"
-    if not isinstance(status, str):
-        return f"status is {status!r} (a {_kind(status)}), not a word"
-    if status not in {s.value for s in Status}:
-        return f"status {status!r} is not one of {', '.join(s.value for s in Status)}"
-    for key in ("epochs_run", "steps_run", "best_epoch"):
+    if status not in STATUSES:
+        return f"status {status!r} is not one of {', '.join(STATUSES)}"
+    for key, kind in _SUMMARY_KEYS.items():
         value = summary.get(key)
-        if value is not None and not (_is_int(value) and value >= 0):
-            return f"{key} is {value!r} (a {_kind(value)}), not a whole number >= 0"
-    for key in ("config", "process", "versions", "timing"):
-        value = summary.get(key)
-        if value is not None and not isinstance(value, dict):
-            return f"{key} is a {_kind(value)}, not an object"
-    for key in ("error", "stop_reason", "signal", "device"):
-        value = summary.get(key)
-        if value is not None and not isinstance(value, str):
-            return f"{key} is a {_kind(value)}, not text"
-    metrics = summary.get("metrics")
-    if metrics is not None:
-        if not isinstance(metrics, dict):
-            return f"metrics is a {_kind(metrics)}, not {{split: {{loss, acc}}}}"
-        for split, values in metrics.items():
-            if not isinstance(values, dict):
-                return f"metrics.{split} is a {_kind(values)}, not {{loss, acc}}"
-            for key in ("loss", "acc"):
-                if key in values and not _is_number(values[key]):
-                    return f"metrics.{split}.{key} is {values[key]!r}, not a number"
-    shapes = summary.get("param_shapes")
-    if shapes is not None:
-        if not isinstance(shapes, dict):
-            return f"param_shapes is a {_kind(shapes)}, not {{name: [sizes]}}"
-        for name, shape in shapes.items():
-            if not (isinstance(shape, list) and all(_is_int(n) and n >= 0 for n in shape)):
-                return f"param_shapes[{name!r}] is {shape!r}, not a list of sizes"
-    diagnosis = summary.get("diagnosis")
-    if diagnosis is not None and not isinstance(diagnosis, list):
-        return f"diagnosis is a {_kind(diagnosis)}, not a list of findings"
+        if value is not None and not (_is_int(value) and value >= 0 if kind == "count"
+                                      else isinstance(value, kind)):
+            return f"{key} is {value!r} (a {_kind(value)}), not {_NAMED[kind]}"[:200]
+    for split, values in (summary.get("metrics") or {}).items():
+        if not isinstance(values, dict):
+            return f"metrics.{split} is a {_kind(values)}, not {{loss, acc}}"
+        for key in ("loss", "acc"):
+            if key in values and not _is_number(values[key]):
+                return f"metrics.{split}.{key} is {values[key]!r}, not a number"
+    for name, shape in (summary.get("param_shapes") or {}).items():
+        if not (isinstance(shape, list) and all(_is_int(n) and n >= 0 for n in shape)):
+            return f"param_shapes[{name!r}] is {shape!r}, not a list of sizes"
     process = summary.get("process") or {}
     if "pid" in process and not _is_int(process["pid"]):
         return f"process.pid is {process['pid']!r}, not a process id"
@@ -569,10 +501,18 @@ def _cell(path: Path, line: int, column: str, text: str) -> Any:
         raise _bad(path, f"line {line}: column {column!r} holds {text!r}, not {what}") from None
 
 
+def _column(path: Path, column: str, cells: list[str]) -> list:
+    # float() itself first, by one map() (a 10,000-job comparison reads millions of cells);
+    # an empty cell (not measured: NaN) or a bad one takes the checked path.
+    try:
+        return list(map(_CONVERTERS.get(column, float), cells))
+    except ValueError:
+        return [_cell(path, line, column, text) for line, text in enumerate(cells, start=2)]
+
+
 def _split_plain(lines: list[str], width: int) -> list[list[str]] | None:
-    """The cells of CSV lines, column by column, when no cell is quoted and every line has
-    ``width`` cells (what initlab writes): one split of the whole text instead of the csv
-    module's per-line parse. None otherwise (then csv.reader decides)."""
+    """The cells of CSV lines by column, by one split of the whole text, when no cell is
+    quoted and every line has ``width`` cells (what initlab writes); None otherwise."""
     body = "".join(lines)
     if not body or '"' in body:
         return None
@@ -585,15 +525,11 @@ def _split_plain(lines: list[str], width: int) -> list[list[str]] | None:
 
 def _read_csv(path: Path, summary: dict[str, Any] | None = None,
               by_column: bool = False) -> Any:
-    """Rows of one of the record's CSVs (:data:`COLUMNS`), typed; [] when the file is absent.
-    ``by_column``: {column: values} instead ({} when there are no rows).
-
-    The header must be the declared one and every cell of the declared type. A streamed
-    CSV (:data:`STREAMED_CSVS`) whose last line lacks its newline was cut by a kill in
-    mid-write: that partial row is dropped, every complete row kept.
-    """
+    """Rows of one of the record's CSVs, typed and checked ([] when absent; ``by_column``:
+    {column: values}). A streamed CSV whose last line lacks its newline was cut by a kill
+    in mid-write: that partial row is dropped, every complete row kept."""
     name = path.name
-    columns = COLUMNS[name]
+    columns, width = COLUMNS[name], len(COLUMNS[name])
     try:
         with path.open(newline="") as f:
             text = f.read()
@@ -603,107 +539,55 @@ def _read_csv(path: Path, summary: dict[str, Any] | None = None,
         raise _bad(path, f"cannot be read ({getattr(e, 'strerror', None) or e})") from None
     if not text:
         ran = (summary or {}).get("epochs_run")
-        said = f" although {SUMMARY} says {ran} epochs ran" if ran else ""
-        raise _bad(path, f"is empty: truncated (not even its header){said}")
+        raise _bad(path, "is empty: truncated (not even its header)"
+                   + (f" although {SUMMARY} says {ran} epochs ran" if ran else ""))
     lines = text.splitlines(keepends=True)
     if name in STREAMED_CSVS and len(lines) > 1 and not lines[-1].endswith(("\n", "\r")):
         lines = lines[:-1]
+    cells = _split_plain(lines[1:], width)
     try:
-        reader = csv.reader(lines)
-        header = tuple(next(reader))
-        if header != columns:
-            raise _bad(path, f"has columns {','.join(header)}; an initlab {name} has "
-                       f"{','.join(columns)}")
-        convert = [_CONVERTERS.get(c, _float) for c in columns]
-        # float() itself in the loop (a 10,000-job comparison reads millions of cells); an
-        # empty cell (not measured: NaN) or a bad one takes the checked path below.
-        fast = [float if f is _float else f for f in convert]
-        width = len(columns)
-        column_cells = _split_plain(lines[1:], width)
-        body = None if column_cells is not None else list(reader)
-        if body is None or all(len(cells) == width for cells in body):
-            # Column by column, each converted by one map(): ~3x faster than cell by cell.
-            if column_cells is None:
-                column_cells = list(zip(*body))
-            n_rows = len(column_cells[0]) if column_cells else 0
-            try:
-                converted = [list(map(f, column)) for f, column in zip(fast, column_cells)]
-                if by_column:
-                    return dict(zip(columns, converted)) if n_rows else {}
-                return [dict(zip(columns, row)) for row in zip(*converted)]
-            except ValueError:
-                pass  # a NaN cell or a bad one: the checked path below says which
-        if body is None:
-            body = list(reader)
-        rows = []
-        for number, cells in enumerate(body, start=2):
-            if len(cells) != width:
-                raise _bad(path, f"line {number} has {len(cells)} cells, not {width} "
-                           "(truncated or hand-edited?)")
-            try:
-                rows.append(dict(zip(columns, [f(v) for f, v in zip(fast, cells)])))
-            except ValueError:
-                try:
-                    rows.append({c: f(v) for c, f, v in zip(columns, convert, cells)})
-                except ValueError:  # say which cell
-                    for c, v in zip(columns, cells):
-                        _cell(path, number, c, v)
-                    raise
+        header = tuple(next(csv.reader(lines[:1])))
+        body = list(csv.reader(lines[1:])) if cells is None else []
     except csv.Error as e:
         raise _bad(path, f"is not a valid CSV ({e})") from None
+    if header != columns:
+        raise _bad(path, f"has columns {','.join(header)}; an initlab {name} has {','.join(columns)}")
+    for number, row in enumerate(body, start=2):
+        if len(row) != width:
+            raise _bad(path, f"line {number} has {len(row)} cells, not {width} "
+                       "(truncated or hand-edited?)")
+    if cells is None:
+        cells = [list(c) for c in zip(*body)] if body else [[] for _ in columns]
+    converted = [_column(path, c, column) for c, column in zip(columns, cells)]
     if by_column:
-        return {c: [row[c] for row in rows] for c in columns} if rows else {}
-    return rows
+        return dict(zip(columns, converted)) if converted[0] else {}
+    return [dict(zip(columns, row)) for row in zip(*converted)]
+
+
+def _hydra_yaml(run_dir: Path, name: str, kind: type) -> Any:
+    """.hydra/<name> as plain YAML values, or None where absent or unreadable (it only labels
+    a run). Never resolved: a reader calls no resolver a record names (``${...}`` stays
+    text). PyYAML's C loader: a sweep's comparison reads one per job."""
+    try:
+        import yaml
+
+        text = (Path(run_dir) / ".hydra" / name).read_text()
+        loaded = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506
+    except Exception:  # noqa: BLE001 - any YAML or OS error: no label, not a crash
+        return None
+    return loaded if isinstance(loaded, kind) else None
 
 
 def read_overrides(run_dir: Path) -> list[str]:
-    """The command-line overrides of a run (.hydra/overrides.yaml); [] when absent or unreadable:
-    they only label a run, so a bad file must not stop it from being read."""
-    path = Path(run_dir) / ".hydra" / "overrides.yaml"
-    if not path.is_file():
-        return []
-    try:
-        import yaml  # PyYAML, which OmegaConf itself uses; its C loader where built
-
-        # Hydra writes a YAML list of strings. Plain YAML, not OmegaConf.load (2 ms a
-        # file): a sweep's comparison reads one per job.
-        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-        loaded = yaml.load(path.read_text(), Loader=loader)  # noqa: S506 - a safe loader
-    except Exception:  # noqa: BLE001 - any YAML or OS error: no label, not a crash
-        return []
-    if not isinstance(loaded, list):
-        return []
+    """The command-line overrides of a run (.hydra/overrides.yaml); [] when unreadable."""
+    loaded = _hydra_yaml(run_dir, "overrides.yaml", list) or []
     return [str(o) for o in loaded if isinstance(o, (str, int, float, bool))]
 
 
-def _hydra_config(run_dir: Path) -> dict[str, Any]:
-    """.hydra/config.yaml as plain values, for a record whose summary lacks its config (an old
-    run). Interpolations that cannot be resolved now (``${now:%s}``, a resolver of another
-    program) stay as text; a file that cannot be read gives {}: never a reason to fail."""
-    path = Path(run_dir) / ".hydra" / "config.yaml"
-    if not path.is_file():
-        return {}
-    try:
-        from omegaconf import OmegaConf
-
-        loaded = OmegaConf.load(path)
-        try:
-            config = OmegaConf.to_container(loaded, resolve=True)
-        except Exception:  # noqa: BLE001 - unresolvable interpolation: keep it as written
-            config = OmegaConf.to_container(loaded, resolve=False)
-    except Exception:  # noqa: BLE001 - a broken YAML file
-        return {}
-    return config if isinstance(config, dict) else {}
-
-
 def open_record(run_dir: Path) -> RunRecord:
-    """A run directory's record with its summary read and checked, its tables read on first
-    use (:meth:`RunRecord.table`, which raises RecordError for a bad one). For readers that
-    need a part of the record; :func:`read_record` checks all of it.
-
-    The config is the one the run resolved and stored in summary.json; .hydra/config.yaml is
-    read only for a record without it.
-    """
+    """A run directory's record, its summary read and checked, its tables read on first use
+    (:func:`read_record` checks all). The config is summary.json's; .hydra/config.yaml only
+    for a record without one."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise RecordError(f"{run_dir} is not a directory")
@@ -712,7 +596,7 @@ def open_record(run_dir: Path) -> RunRecord:
     return RunRecord(
         run_dir=run_dir,
         summary=summary,
-        config=config if isinstance(config, dict) else _hydra_config(run_dir),
+        config=config if isinstance(config, dict) else _hydra_yaml(run_dir, "config.yaml", dict) or {},
         overrides=read_overrides(run_dir),
     )
 
@@ -731,7 +615,6 @@ def _load_tensors(path: Path) -> Any:
     """torch.load with ``weights_only=True`` (a pickle that runs code is refused), any
     failure as one line naming the file."""
     import pickle
-    import zipfile
 
     import torch
 
@@ -745,8 +628,8 @@ def _load_tensors(path: Path) -> Any:
                       or "global" in line.lower()), "")
         raise _bad(path, "is not a plain tensor file; refused to unpickle it"
                    + (f" ({first.strip()[:160]})" if first else "")) from None
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as e:
-        reason = (str(e).splitlines() or [type(e).__name__])[0][:160]
+    except Exception as e:  # noqa: BLE001 - whatever torch's reader trips on in a damaged file
+        reason = f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:160]}"
         raise _bad(path, f"cannot be loaded (truncated or not written by torch.save: {reason})") from None
 
 
@@ -772,12 +655,9 @@ def _check_state_dict(path: Path, state: Any, shapes: dict[str, list[int]] | Non
 
 
 def read_checkpoint(run_dir: Path, name: str, param_shapes: dict | None = None) -> dict:
-    """checkpoints/<name>.pt (init, best, last) as a state dict {param: tensor}.
-
-    Checked against ``param_shapes`` (default: summary.json's): the same names, the same
-    shapes. RecordError in one line for a missing, truncated or foreign file (a pickle that
-    is not plain tensors is refused, never run). torch is imported here only.
-    """
+    """checkpoints/<name>.pt (init, best, last) as {param: tensor}, checked against
+    ``param_shapes`` (default: summary.json's); RecordError in one line naming a missing,
+    cut or foreign file (a pickle that is not plain tensors is refused, never run)."""
     path = Path(run_dir) / "checkpoints" / f"{name}.pt"
     if param_shapes is None:
         param_shapes = read_summary(run_dir).get("param_shapes")
@@ -820,13 +700,31 @@ def read_data(run_dir: Path) -> dict:
 
 
 # ------------------------------------------------------------------------- status
+def process_start(pid: int) -> int | None:
+    """When process ``pid`` started (clock ticks since boot, /proc/PID/stat field 22); None
+    where it cannot be read. Beside a pid, it tells a reused pid from the process itself."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rpartition(")")[2].split()
+    return int(fields[19]) if len(fields) > 19 and fields[0] != "Z" else None
+
+
+def process_identity() -> dict[str, Any]:
+    """Who writes a record: what a reader checks (:func:`effective_status`) to tell a run
+    whose process is gone (a kill -9, the OOM killer) from a running one."""
+    return {"pid": os.getpid(), "host": socket.gethostname(), "started": process_start(os.getpid())}
+
+
 def _process_gone(summary: dict[str, Any]) -> bool:
-    """The process that wrote a ``running`` record, on this host, no longer exists. A
-    process on another host, or without a pid, cannot be checked: not gone."""
+    """The process that wrote a ``running`` record, on this host, no longer exists (or its
+    pid now belongs to a process that started at another time). A process on another host,
+    or without a pid, cannot be checked: not gone."""
     process = summary.get("process")
     if not isinstance(process, dict):
         return False
-    pid, host = process.get("pid"), process.get("host")
+    pid, host, started = process.get("pid"), process.get("host"), process.get("started")
     if not _is_int(pid) or pid <= 0 or host != socket.gethostname():
         return False
     try:
@@ -834,26 +732,18 @@ def _process_gone(summary: dict[str, Any]) -> bool:
     except ProcessLookupError:
         return True
     except (PermissionError, OSError):
-        return False  # it exists (another user's process), or we cannot tell
-    return _is_zombie(pid)
-
-
-def _is_zombie(pid: int) -> bool:
-    # A child that exited but was not reaped yet still answers kill(pid, 0).
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rpartition(")")[2].split()[:1] == ["Z"]
+        pass  # it exists (another user's process), or we cannot tell: its start time says
+    now = process_start(pid)  # None: a zombie (exited, not reaped) or unreadable
+    if now is None:
+        return Path(f"/proc/{pid}").exists()
+    return _is_int(started) and now != started
 
 
 def effective_status(summary: dict[str, Any]) -> str:
     """The status to show: summary.json's, except :data:`STATUS_STOPPED` for a ``running``
     record whose process is gone (killed with SIGKILL, out of memory, a lost machine)."""
     status = str(summary.get("status", "unknown"))
-    if status == STATUS_RUNNING and _process_gone(summary):
-        return STATUS_STOPPED
-    return status
+    return STATUS_STOPPED if status == STATUS_RUNNING and _process_gone(summary) else status
 
 
 def describe_status(summary: dict[str, Any]) -> str:

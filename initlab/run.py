@@ -1,9 +1,8 @@
 """One run, start to end: checks -> the engine (a stack of one) -> the record, then the report.
 
-:func:`run` is pure with respect to Hydra: it takes a composed config and an output
-directory, so tests call it directly. :func:`run_from_hydra` is the body of the
-``@hydra.main`` function: it finds the output directory and turns failures into one
-line for the user and a ``failed`` summary, never a traceback.
+:func:`run` is pure with respect to Hydra (a composed config and a folder: tests call it);
+:func:`run_from_hydra` is the ``@hydra.main`` body: failures become one line and a
+``failed`` summary, never a traceback.
 """
 
 import signal
@@ -46,23 +45,14 @@ class ProgressBar:
     second (a redraw costs ~0.4 ms). A batched sweep's chunks use it too (``label``)."""
 
     def __init__(self, console, epochs: int, n_dev: int | None = None, label: str = "training"):
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
+        from rich import progress as p
 
         self.n_dev = n_dev
-        self.progress = Progress(
-            TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-            console=console, transient=False,
-            # No background refresh thread competing with training for the GIL.
-            auto_refresh=False,
-        )
+        # auto_refresh off: no background thread competing with training for the GIL.
+        self.progress = p.Progress(
+            p.TextColumn(f"[bold]{label}"), p.BarColumn(), p.MofNCompleteColumn(),
+            p.TextColumn("{task.fields[status]}"), p.TimeElapsedColumn(),
+            p.TimeRemainingColumn(), console=console, transient=False, auto_refresh=False)
         self.task = self.progress.add_task("training", total=epochs, status="")
 
     def __enter__(self) -> "ProgressBar":
@@ -82,15 +72,9 @@ class ProgressBar:
 
 def run(cfg: DictConfig, out_dir: Path, quiet: bool = False) -> dict[str, Any]:
     """Train the configured network (the engine's stack of one) and write its complete
-    record to ``out_dir``.
-
-    The record is written as training goes (metrics and gradient norms at log epochs) and
-    ends with its diagnosis (summary.json ``diagnosis``) before anything is drawn; drawing is
-    the separate report step (:func:`report_run`, the same code path as ``initlab report``).
-    SIGINT/SIGTERM stop training after the current epoch and the record is completed with
-    status ``interrupted``. Returns the summary. Raises ConfigError for a bad config before
-    anything is written.
-    """
+    record, streamed as it trains and ending with its diagnosis, to ``out_dir``; drawing is
+    the separate report step (:func:`report_run`). SIGINT/SIGTERM end it with status
+    ``interrupted``. Returns the summary; ConfigError for a bad config, before any write."""
     from contextlib import nullcontext
 
     from initlab.engine import train_group
@@ -101,15 +85,14 @@ def run(cfg: DictConfig, out_dir: Path, quiet: bool = False) -> dict[str, Any]:
     bar = (ProgressBar(_console(quiet), cfg.trainer.epochs, cfg.data.n_dev)
            if cfg.trainer.progress and not quiet else None)
     with bar or nullcontext():
-        [summary] = train_group([cfg], [Path(out_dir)], device=str(device), progress=bar,
-                                )
+        [summary] = train_group([cfg], [Path(out_dir)], device=str(device), progress=bar)
     return summary
 
 
 def report_run(cfg: DictConfig, out_dir: Path, summary: dict[str, Any], in_sweep: bool,
                job_label: str = "") -> None:
-    """The report step after a run, as ``cfg.report`` asks (see ReportConfig): what
-    ``initlab report`` does, with the figure and table sets chosen for the context."""
+    """The report step after a run, as ``cfg.report`` asks: what ``initlab report`` does,
+    with the figure and table sets chosen for the context."""
     r = cfg.report
     figures = r.figures if r.figures != "auto" else ("none" if in_sweep else "key")
     tables = r.tables if r.tables != "auto" else ("line" if in_sweep else "brief")
@@ -124,15 +107,13 @@ def report_run(cfg: DictConfig, out_dir: Path, summary: dict[str, Any], in_sweep
 
 
 class JobFailed(CompactHydraException):
-    """A job of a sweep failed and has said why in one line; the other jobs still run and
-    the sweep exits non-zero without repeating it."""
+    """A job of a sweep failed and said why in one line; the sweep goes on, then exits non-zero."""
 
 
 def report_job(cfg: Any, out_dir: Path, summary: dict[str, Any], in_sweep: bool,
                job_label: str = "") -> bool:
-    """The report step of a job whose record is complete (:func:`report_run`); a report that
-    fails leaves the record as it is, saves its traceback and says how to retry, in one
-    line. Returns whether it succeeded."""
+    """:func:`report_run` for a complete record; one that fails leaves the record as it is,
+    saves its traceback and says how to retry, in one line. Returns whether it succeeded."""
     try:
         report_run(cfg, out_dir, summary, in_sweep=in_sweep, job_label=job_label)
     except Exception as e:  # noqa: BLE001 - the record is complete and stays so
@@ -154,11 +135,9 @@ def _interrupted(out_dir: Path, summary: dict[str, Any] | None, signum: int) -> 
     """One line for an interrupted run, then exit 128 + signal (130 for SIGINT, 143 for
     SIGTERM); in a sweep the exit stops the sweep and its comparison is still drawn."""
     name = signal.Signals(signum).name
-    if summary is None:  # aborted at once: keep what was flushed, say so
-        epochs = epochs_in_record(out_dir)
-        unsaved = mark_record(out_dir, STATUS_INTERRUPTED,
-                              f"aborted by a second {name}; the record holds what was written "
-                              f"up to epoch {epochs}")
+    if summary is None:  # aborted at once (a second signal, or one outside training)
+        unsaved = mark_record(out_dir, STATUS_INTERRUPTED, f"aborted by {name}")
+        epochs = epochs_in_record(out_dir)  # as mark_record counted them in metrics.csv
         where = f"aborted by {name} after epoch {epochs}"
     else:
         unsaved = None
@@ -170,7 +149,7 @@ def _interrupted(out_dir: Path, summary: dict[str, Any] | None, signum: int) -> 
 
 def run_from_hydra(cfg: DictConfig) -> None:
     """Body of the @hydra.main function: run into Hydra's output dir, then the report step;
-    fail in one line. A report that fails leaves the complete record as it is."""
+    fail in one line."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 

@@ -118,15 +118,18 @@ def _jacobians(params, zs, hs, act_backward) -> tuple[torch.Tensor, torch.Tensor
     n = 1 if shared else k
     slopes = [s[:, :, :n].transpose(1, 2) for s in slopes]  # (M, n, width)
     weights = [params[2 * i].double() for i in layers]
-    layer_sv_mean = torch.stack([torch.linalg.eigvalsh(
-        s[:, :1, :, None] * (w @ w.transpose(1, 2)).unsqueeze(1) * s[:, :1, None, :]
-    ).clamp(min=0).sqrt().mean((1, 2)) for s, w in zip(slopes, weights)], 1)
+    layer_sv_mean = torch.stack([_mean_singular_value(
+        s[:, :1, :, None] * (w @ w.transpose(1, 2)).unsqueeze(1) * s[:, :1, None, :])
+        for s, w in zip(slopes, weights)], 1)
     rank = torch.full((M, n), width, dtype=torch.long)
     jac = torch.eye(width, dtype=torch.float64).expand(M, n, width, width)
     for s, w in zip(slopes, weights):
         rank = torch.minimum(rank, (s != 0).sum(2))
         jac = s.unsqueeze(3) * (w.unsqueeze(1) @ jac)
-    sv = torch.linalg.svdvals(jac)
+    # A member whose weights overflowed (init.std=1e300) has no spectrum; the SVD of a
+    # non-finite matrix fails for the whole batch, so it gets a zero one and NaN logs.
+    bad = ~torch.isfinite(jac).flatten(2).all(2)
+    sv = torch.linalg.svdvals(torch.where(bad[:, :, None, None], 0.0, jac))
     logs = sv.log()
     kept = sv.gather(2, (rank - 1).clamp(min=0).unsqueeze(2)).squeeze(2)
     graded = (rank > 0) & (kept < sv[:, :, 0] / JACOBIAN_DIRECT_RANGE)
@@ -135,7 +138,16 @@ def _jacobians(params, zs, hs, act_backward) -> tuple[torch.Tensor, torch.Tensor
         m, e = member[i:i + JACOBIAN_GRADED_BATCH], example[i:i + JACOBIAN_GRADED_BATCH]
         logs[m, e] = _graded_log_singular_values([s[m, e] for s in slopes], [w[m] for w in weights])
     logs = torch.where(torch.arange(width) < rank.unsqueeze(2), logs, -math.inf)
+    logs = torch.where(bad.unsqueeze(2), math.nan, logs)
     return (logs.expand(M, k, width) if shared else logs), layer_sv_mean
+
+
+def _mean_singular_value(gram: torch.Tensor) -> torch.Tensor:
+    """(M,) mean sqrt-eigenvalue of (M, 1, w, w) Gram matrices; NaN for a member whose
+    matrix overflowed (eigvalsh of a non-finite matrix fails for the whole batch)."""
+    bad = ~torch.isfinite(gram).flatten(1).all(1)
+    values = torch.linalg.eigvalsh(torch.where(bad[:, None, None, None], 0.0, gram))
+    return torch.where(bad, math.nan, values.clamp(min=0).sqrt().mean((1, 2)))
 
 
 def _column_major(a: torch.Tensor) -> torch.Tensor:
@@ -246,7 +258,10 @@ def predicted(cfg: Any, shapes: list[tuple[int, int]], input_norms_sq,
     if key not in _cache:
         if len(_cache) >= PREDICTION_CACHE_SIZE:
             _cache.clear()
-        _cache[key] = _predict(cfg, draws, shapes, norms.astype(np.float64), key[:2])
+        try:
+            _cache[key] = _predict(cfg, draws, shapes, norms.astype(np.float64), key[:2])
+        except OverflowError:  # a variance past float64 (init.std=1e300): no prediction
+            _cache[key] = None
     base = _cache[key]
     if base is None:
         return None

@@ -64,12 +64,12 @@ def write_record(
         "epochs_run": epochs_run if epochs_run is not None else len(metrics),
     })
     if grad_norms is not None:
-        writer.write_csv("grad_norms.csv", [
+        writer.write_csv_numbers("grad_norms.csv", [
             (step, step + 1, param, norm)
             for step, row in sorted(grad_norms.items()) for param, norm in row.items()
         ])
-    writer.write_csv("units.csv", units)
-    writer.write_csv("metrics.csv", metrics)
+    writer.write_csv_numbers("units.csv", units)
+    writer.write_csv_numbers("metrics.csv", metrics)
     return run_dir
 
 

@@ -172,6 +172,17 @@ def test_a_corrupted_record_gets_one_line_naming_the_file(copy, tmp_path, name, 
     assert not (copy / "PWNED").exists()  # a pickle that runs code is never run
 
 
+@pytest.mark.parametrize("junk", [b"junk\n", b"garbage\n", b"\x80\x02}q\x00."[:3]])
+def test_a_tensor_file_of_junk_bytes_is_named_whatever_torch_trips_on(copy, junk):
+    (copy / "checkpoints" / "init.pt").write_bytes(junk)
+    (copy / "data.pt").write_bytes(junk)
+    named = r"\.pt (cannot be loaded \(truncated|is not a plain tensor file)"
+    with pytest.raises(RecordError, match=r"checkpoints/init" + named):
+        read_checkpoint(copy, "init")
+    with pytest.raises(RecordError, match=r"data" + named):
+        read_data(copy)
+
+
 def test_checkpoints_and_data_are_checked_as_they_are_read(copy):
     assert set(read_checkpoint(copy, "best")) == set(read_summary(copy)["param_shapes"])
     assert set(read_data(copy)) >= {"X_train", "y_train", "X_dev", "y_dev", "X_test", "y_test"}
@@ -225,6 +236,29 @@ def test_a_row_cut_by_a_kill_is_dropped_and_every_whole_row_kept(copy):
     path.write_text(path.read_text() + "99,fc1")
     with pytest.raises(RecordError, match=r"activations\.csv: line \d+ has 2 cells, not 6"):
         read_record(copy)
+
+
+@pytest.mark.parametrize("name, cut, message", [
+    ("metrics.csv", 3, r"metrics\.csv has 17 rows where summary\.json says 20 \(epochs\): cut short"),
+    ("grad_norms.csv", 6, r"grad_norms\.csv has \d+ rows where summary\.json says \d+ .*cut short"),
+])
+def test_a_table_cut_to_whole_rows_is_named_not_read_as_complete(copy, name, cut, message):
+    lines = (copy / name).read_text().splitlines(keepends=True)
+    (copy / name).write_text("".join(lines[:-cut]))  # whole rows only: no partial line
+    with pytest.raises(RecordError, match=message):
+        read_record(copy)
+    result = initlab_cli("list", str(copy.parent), cwd=copy.parent)
+    assert result.returncode == 0  # a listing reads the summary only
+
+
+def test_a_record_marked_after_a_crash_counts_the_epochs_its_metrics_hold(copy):
+    from initlab.job import mark_record
+
+    lines = (copy / "metrics.csv").read_text().splitlines(keepends=True)
+    (copy / "metrics.csv").write_text("".join(lines[:8]))  # 7 epochs reached the disk
+    assert mark_record(copy, "interrupted", "aborted") is None
+    assert read_summary(copy)["epochs_run"] == 7
+    assert len(read_record(copy).metrics) == 7
 
 
 @pytest.mark.slow

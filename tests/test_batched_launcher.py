@@ -322,8 +322,10 @@ def test_the_launchers_thread_setting_is_checked_before_the_sweep():
     from hydra_plugins.initlab_batched_launcher._core import LauncherError, check_settings
 
     assert check_settings(4096, None, None)[1] >= 1  # null: one per core
-    assert check_settings(4096, "cpu", 3) == ("cpu", 3)
-    for bad in (0, -1, "two", True):
+    from initlab.budget import cores
+
+    assert check_settings(4096, "cpu", cores()) == ("cpu", cores())
+    for bad in (0, -1, "two", True, cores() + 1, 100000):  # 100000: torch would segfault
         with pytest.raises(LauncherError, match="hydra.launcher.threads must be a whole number"):
             check_settings(4096, None, bad)
 

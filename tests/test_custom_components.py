@@ -219,6 +219,29 @@ def test_figures_that_need_the_code_are_skipped_where_it_does_not_import(run_lab
     assert "the figures that need it are skipped" in capsys.readouterr().err
 
 
+def test_reading_a_record_never_runs_the_code_it_names(run_lab, tmp_path, capsys):
+    # A record is shared and opened elsewhere: one whose config names a command (as a
+    # _target_ may) is reported, listed and exported from its data alone.
+    from initlab.cli import main
+
+    out, _ = run_lab("trainer.epochs=2", **SMOKE)
+    planted = tmp_path / "planted"
+    summary = json.loads((out / "summary.json").read_text())
+    for group in ("act", "init", "data"):
+        summary["config"][group] = {**summary["config"][group], "name": "custom",
+                                    "_target_": "os.system", "command": f"touch {planted}"}
+    (out / "summary.json").write_text(json.dumps(summary))
+    (out / ".hydra").mkdir()
+    (out / ".hydra" / "config.yaml").write_text(yaml.safe_dump(summary["config"]))
+    assert main(["report", str(out)]) == 0
+    assert main(["list", str(tmp_path)]) == 0
+    assert main(["export", "tensorboard", str(out)]) in (0, 1)  # 1: no tensorboard extra
+    assert not planted.exists()
+    printed = capsys.readouterr()
+    assert "os.system(command=" in printed.out  # shown by its name
+    assert "act._target_=os.system is code a record names, never run by a reader" in printed.err
+
+
 # ------------------------------------------------------------------ the real CLI
 @pytest.fixture
 def user_folder(tmp_path, monkeypatch):
@@ -263,3 +286,11 @@ def test_a_bad_target_fails_the_cli_in_one_line(user_folder, overrides, message)
     assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
     assert "Traceback" not in result.stderr + result.stdout
     assert not (user_folder / "run").exists()  # refused before any folder
+
+
+def test_a_module_that_exits_on_import_is_named_not_obeyed(tmp_path, monkeypatch):
+    (tmp_path / "exits_on_import.py").write_text("import sys\nsys.exit(7)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(custom.ComponentError,
+                       match=r"exits_on_import\.Act: its module called sys\.exit\(7\) on import"):
+        custom.resolve("act._target_", "exits_on_import.Act")

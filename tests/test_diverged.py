@@ -86,3 +86,43 @@ def test_the_non_finite_finding_names_where_it_broke_and_counts(diverged):
     # The gradients grew before anything broke, and the record says so.
     assert stored[1]["first_epoch"] < epoch
     assert "non_finite" in (run_dir / "tables" / "diagnosis.txt").read_text()
+
+
+# ------------------------------------------------------------------ members of one stack
+def _stack(tmp_path, *overrides):
+    from initlab.engine import train_group
+    from tests.conftest import compose_config
+
+    cfgs = [compose_config("init=normal", o, "trainer.progress=false", config_name="smoke")
+            for o in overrides]
+    dirs = [tmp_path / str(i) for i in range(len(cfgs))]
+    return dirs, train_group(cfgs, dirs)
+
+
+def test_a_member_overflowing_at_init_diverges_alone_and_keeps_its_record(tmp_path):
+    from initlab.record import read_record
+
+    dirs, summaries = _stack(tmp_path, "init.std=1.0", "init.std=1e300")
+    assert [s["status"] for s in summaries] == ["completed", "diverged"]
+    assert summaries[0]["epochs_run"] == 20 and summaries[1]["epochs_run"] == 1
+    record = read_record(dirs[1])  # complete and readable, NaN and all
+    assert record.summary["init_signal"]["theory"] is None  # past float64: no prediction
+    assert "non_finite" in {f["code"] for f in record.summary["diagnosis"]}
+
+
+def test_a_member_whose_record_fails_fails_alone(tmp_path, monkeypatch):
+    from initlab.job import MemberRecord
+
+    finish = MemberRecord.finish
+
+    def broken(self, group, i, *args):
+        if i == 1:
+            raise OverflowError("planted")
+        return finish(self, group, i, *args)
+
+    monkeypatch.setattr(MemberRecord, "finish", broken)
+    dirs, summaries = _stack(tmp_path, "seed=0", "seed=1", "seed=2")
+    assert [s["status"] for s in summaries] == ["completed", "failed", "completed"]
+    on_disk = json.loads((dirs[1] / "summary.json").read_text())
+    assert on_disk["status"] == "failed" and "OverflowError: planted" in on_disk["error"]
+    assert "OverflowError: planted" in (dirs[1] / "error.txt").read_text()

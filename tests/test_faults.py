@@ -185,6 +185,72 @@ def test_a_sweep_into_an_old_sweep_folder_is_refused(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("mode", ["run", "sweep"])
+def test_a_folder_claimed_by_another_process_is_refused_before_it_writes(tmp_path, mode):
+    # The first claimant (this test's process) has passed its checks but written nothing
+    # yet: the window in which two runs both used to find the folder free.
+    from initlab.preflight import claim, release
+
+    folder = tmp_path / "same"
+    made = claim(folder)
+    try:
+        args = (["-m", "seed=0,1", f"hydra.sweep.dir={folder}"] if mode == "sweep"
+                else [f"hydra.run.dir={folder}"])
+        second = initlab_cli("run", "-cn", "smoke", "report=minimal", *args, cwd=tmp_path)
+    finally:
+        release(made)
+    assert second.returncode == 2
+    (line,) = error_lines(second.stderr)
+    assert f"being written by another initlab run or sweep (pid {os.getpid()})" in line
+    assert not (folder / "summary.json").exists() and not (folder / "0").exists()
+
+
+@pytest.mark.slow
+def test_two_runs_and_two_sweeps_into_one_folder_the_second_refuses(tmp_path):
+    for args, watched in ((["hydra.run.dir=same"], "same"),
+                          (["-m", "seed=0,1", "hydra/launcher=batched", "hydra.sweep.dir=sweep"],
+                           "sweep/0")):
+        first = start("run", "-cn", "smoke", *LONG_RUN, "report=minimal", *args, cwd=tmp_path)
+        wait_for_epochs(tmp_path / watched, 1, first)
+        # overwrite=true too: a folder in use is never replaced under its writer.
+        second = initlab_cli("run", "-cn", "smoke", "report=minimal", "overwrite=true",
+                             "seed=7", *args, cwd=tmp_path)
+        first.send_signal(signal.SIGTERM)
+        first.communicate(timeout=120)
+        assert second.returncode == 2, second.stderr
+        (line,) = error_lines(second.stderr)
+        assert "is being written by another initlab run or sweep" in line
+        assert read_summary(tmp_path / watched)["seed"] == 0
+        epochs = [int(r["epoch"]) for r in metrics_rows(tmp_path / watched)]
+        assert epochs == list(range(1, len(epochs) + 1))  # one run's rows, none mixed in
+
+
+@pytest.mark.slow
+def test_overwrite_removes_only_the_sweeps_own_record(tmp_path):
+    outputs, sweep = tmp_path / "outputs", tmp_path / "sweep"
+    quiet = ["-cn", "smoke", "report.quiet=true", "trainer.epochs=2"]
+    assert initlab_cli("run", *quiet, f"hydra.run.dir={outputs}/runs/a", cwd=tmp_path).returncode == 0
+    # A folder of other records is no sweep's, and taking it would hide them from a listing.
+    for args in ([f"hydra.run.dir={outputs}"], ["-m", f"hydra.sweep.dir={outputs}", "overwrite=true"]):
+        refused = initlab_cli("run", *quiet, *args, cwd=tmp_path)
+        (line,) = error_lines(refused.stderr)
+        assert refused.returncode == 2 and f"holds 1 other record below it ({outputs}/runs/a)" in line
+    assert initlab_cli("run", "-m", *quiet, "seed=0,1", f"hydra.sweep.dir={sweep}",
+                       cwd=tmp_path).returncode == 0
+    assert initlab_cli("run", *quiet, f"hydra.run.dir={sweep}/runs/b", cwd=tmp_path).returncode == 0
+    again = initlab_cli("run", "-m", *quiet, "seed=3", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    (line,) = error_lines(again.stderr)
+    assert again.returncode == 2 and "already holds a sweep (multirun.yaml and 2 job folders)" in line
+    result = initlab_cli("run", "-m", *quiet, "seed=2", f"hydra.sweep.dir={sweep}", "overwrite=true",
+                         cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert read_summary(sweep / "runs" / "b")["status"] == "completed"  # not the sweep's own
+    assert read_summary(outputs / "runs" / "a")["status"] == "completed"
+    assert read_summary(sweep / "0")["seed"] == 2
+    assert not (sweep / "1").exists()  # the old sweep's job, replaced with it
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("where", ["file", "under_a_file"])
 def test_an_output_folder_that_cannot_be_made_fails_in_one_line(tmp_path, where):
     blocker = tmp_path / "blocker"
@@ -259,3 +325,30 @@ def test_mark_record_never_raises_when_nothing_can_be_written(tmp_path, monkeypa
     why = mark_record(tmp_path, "interrupted", "again")
     assert "No space left on device" in why
     assert json.loads((tmp_path / "summary.json").read_text())["status"] == "failed"
+
+
+def test_a_running_record_whose_pid_was_reused_is_shown_stopped():
+    from initlab.record import effective_status, process_identity
+
+    me = process_identity()
+    assert me["started"] is not None
+    running = {"status": "running", "process": me}
+    assert effective_status(running) == "running"
+    # The same pid, started at another time: another process now, the writer is gone.
+    reused = {"status": "running", "process": {**me, "started": me["started"] - 1}}
+    assert effective_status(reused) == "stopped"
+
+
+@pytest.mark.slow
+def test_a_batched_sweep_into_a_full_disk_says_so_on_stderr(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    proc = start("run", "-m", "seed=0,1,2", "hydra/launcher=batched", "report=minimal",
+                 f"hydra.sweep.dir={sweep_dir}", cwd=tmp_path, preexec_fn=_file_size_limit(25_000))
+    _, stderr = proc.communicate(timeout=180)
+    assert proc.returncode != 0
+    assert "Traceback" not in stderr
+    lines = error_lines(stderr)
+    assert lines and all(line.startswith("initlab") and "File too large" in line
+                         for line in lines), stderr
+    for i in range(3):
+        assert read_summary(sweep_dir / str(i))["status"] == "failed"

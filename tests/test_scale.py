@@ -346,3 +346,29 @@ def test_non_finite_starting_values_are_experiments_not_errors(overrides):
 def test_uniform_bounds_must_be_finite(override, key):
     with pytest.raises(ConfigError, match=f"^{key} must be a finite number"):
         validate(compose_config("init=uniform", override))
+
+
+def test_settings_past_the_machine_are_refused_before_torch_sees_them():
+    from initlab.budget import MAX_DEPTH, check_machine, cores
+
+    check_machine(compose_config(f"trainer.threads={cores()}", f"model.depth={MAX_DEPTH}"))
+    for overrides, message in (([f"trainer.threads={cores() + 1}", "model.depth=3"],
+                                f"more than the {cores()} CPU cores here"),
+                               (["trainer.threads=1", "model.depth=100000"],
+                                f"beyond the {MAX_DEPTH} layers")):
+        with pytest.raises(ConfigError, match=message):
+            check_budget(compose_config(*overrides), "/tmp/run", memory=None, disk=None)
+
+
+def test_a_stack_holds_only_the_members_that_fit_in_memory():
+    from hydra_plugins.initlab_batched_launcher._core import grouping_line
+    from initlab.budget import FIT_FRACTION, FIXED_MEMORY_BYTES, members_that_fit
+
+    cfg = compose_config("model.width=512")
+    each = estimate(cfg).memory_bytes - FIXED_MEMORY_BYTES
+    memory = int((FIXED_MEMORY_BYTES + 3.5 * each) / FIT_FRACTION)
+    assert members_that_fit(cfg, memory) == 3
+    assert members_that_fit(cfg, None) is None  # unknown: no bound
+    assert members_that_fit(cfg, 1) == 1  # one member is the per-job check's to refuse
+    assert grouping_line(4096, [4096], 1366, 3, 0, 0, (), True) == (
+        "4096 jobs → 1 group of 4096, trained in 1366 chunks of at most 3 (what fits in memory)")

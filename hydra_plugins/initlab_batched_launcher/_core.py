@@ -76,11 +76,13 @@ def check_settings(max_members: Any, device: Optional[str], threads: Any = None
     threads of the stacked model (null: one per core available to this process)."""
     if not isinstance(max_members, int) or isinstance(max_members, bool) or max_members < 1:
         raise LauncherError(f"hydra.launcher.max_members must be a whole number >= 1 (got {max_members})")
+    from initlab.budget import cores
+
     if threads is None:
-        threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    elif not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
-        raise LauncherError(f"hydra.launcher.threads must be a whole number >= 1 or null "
-                            f"(one per core) (got {threads})")
+        threads = cores()
+    elif not isinstance(threads, int) or isinstance(threads, bool) or not 1 <= threads <= cores():
+        raise LauncherError(f"hydra.launcher.threads must be a whole number from 1 to the "
+                            f"{cores()} CPU cores here, or null (one per core) (got {threads})")
     if device is None:
         return None, threads
     if str(device) not in ("cpu", "cuda", "auto") and not str(device).startswith("cuda:"):
@@ -117,7 +119,7 @@ def _plural(n: int, word: str) -> str:
 
 
 def grouping_line(n_jobs: int, sizes: list[int], chunks: int, max_members: int, failed: int,
-                  alone: int, why_alone: tuple[str, ...] = ()) -> str:
+                  alone: int, why_alone: tuple[str, ...] = (), by_memory: bool = False) -> str:
     """'24 jobs → 3 groups of 16, 4, 4' and what else the user should know about the split
     (``why_alone``: the reasons jobs train alone, each said once)."""
     if len(sizes) <= 8:
@@ -127,7 +129,8 @@ def grouping_line(n_jobs: int, sizes: list[int], chunks: int, max_members: int, 
                           sorted(Counter(sizes).items(), reverse=True))
     line = f"{_plural(n_jobs, 'job')} → {_plural(len(sizes), 'group')}" + (f" of {shape}" if sizes else "")
     if chunks > len(sizes):
-        line += f", trained in {chunks} chunks of at most {max_members} (hydra.launcher.max_members)"
+        line += f", trained in {chunks} chunks of at most {max_members} " + (
+            "(what fits in memory)" if by_memory else "(hydra.launcher.max_members)")
     reasons = "; ".join(dict.fromkeys(why_alone)) or "no stacked form"
     notes = ([f"{alone} train{'s' if alone == 1 else ''} alone ({reasons})"] if alone else []) + (
         [f"{failed} failed {'its' if failed == 1 else 'their'} checks"] if failed else [])
@@ -155,11 +158,16 @@ class BatchedSweep:
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
         jobs = [self.composer.prepare(initial_job_idx + i, o) for i, o in enumerate(job_overrides)]
-        self._check(jobs, sweep_dir)
+        from initlab.budget import members_that_fit
+
+        memory = self._check(jobs, sweep_dir)
         failed = [j for j in jobs if j.error is not None]
         groups, alone = self._groups([j for j in jobs if j.error is None])
-        chunks = [(key, g[i:i + self.launcher.max_members]) for key, g in groups
-                  for i in range(0, len(g), self.launcher.max_members)]
+        # A stack holds what memory allows (initlab.budget), at most max_members.
+        limits = [min(self.launcher.max_members, members_that_fit(g[0].cfg, memory) or len(g))
+                  for _, g in groups]
+        chunks = [(key, g[i:i + size]) for (key, g), size in zip(groups, limits)
+                  for i in range(0, len(g), size)]
         import initlab.report
         from initlab.report.compare import TERMINAL_JOBS
 
@@ -168,8 +176,9 @@ class BatchedSweep:
         initlab.report.LIVE_SWEEP_PROGRESS = len(jobs) > TERMINAL_JOBS
         if not self.quiet:
             print(grouping_line(len(jobs), [len(g) for _, g in groups], len(chunks),
-                                self.launcher.max_members, len(failed), len(alone),
-                                tuple(j.alone for j in alone)), flush=True)
+                                min(limits, default=self.launcher.max_members), len(failed),
+                                len(alone), tuple(j.alone for j in alone),
+                                min(limits, default=0) < self.launcher.max_members), flush=True)
         for job in failed:
             self._fail_job(job)
         try:
@@ -180,8 +189,9 @@ class BatchedSweep:
             self._abort(getattr(e, "signum", signal.SIGINT), sweep_dir)
         return [self.returns[j.idx] for j in jobs]
 
-    def _check(self, jobs: list[PreparedJob], sweep_dir: Path) -> None:
-        """What a single run checks before it trains; system figures read once per sweep."""
+    def _check(self, jobs: list[PreparedJob], sweep_dir: Path) -> int | None:
+        """What a single run checks before it trains; system figures read once per sweep
+        (returns the memory available)."""
         from initlab import engine
         from initlab.budget import available_memory, check_budget, free_disk
         from initlab.config import ConfigError, validate
@@ -209,6 +219,7 @@ class BatchedSweep:
                 # group_key's own refusal (ValueError) says why in words; anything else
                 # is named by its type.
                 job.alone = one_line(str(e) if isinstance(e, ValueError) else f"{type(e).__name__}: {e}")
+        return memory
 
     def _groups(self, jobs: list[PreparedJob]):
         """[(key, jobs)] in order of each group's first job; key None: a job that trains alone."""
@@ -261,7 +272,7 @@ class BatchedSweep:
     def _train_chunk(self, chunk: list[PreparedJob], device: str, number: int, count: int) -> None:
         from initlab import engine
         from initlab.job import save_traceback
-        from initlab.record import ERROR_FILE, STATUS_INTERRUPTED
+        from initlab.record import ERROR_FILE, STATUS_FAILED, STATUS_INTERRUPTED
 
         written: list[PreparedJob] = []
         try:
@@ -280,7 +291,10 @@ class BatchedSweep:
         def on_member_done(i: int, summary: dict) -> None:
             if i not in done:
                 done[i] = summary
-                if summary.get("status") != STATUS_INTERRUPTED:
+                if summary.get("status") == STATUS_FAILED:  # this member alone
+                    chunk[i].error = summary.get("error", "")
+                    self._fail_job(chunk[i], write=False)
+                elif summary.get("status") != STATUS_INTERRUPTED:
                     self._report(chunk[i], summary)
 
         what = f"group {number}/{count}" if count > 1 else "group"
@@ -300,7 +314,8 @@ class BatchedSweep:
                       f"failed: {message} ({where})", file=sys.stderr, flush=True)
                 for i, job in enumerate(chunk):
                     if i in done:
-                        self._return(job, JobStatus.COMPLETED, done[i])
+                        if done[i].get("status") != STATUS_FAILED:
+                            self._return(job, JobStatus.COMPLETED, done[i])
                     else:
                         job.error = message
                         self._mark_quietly(job)
@@ -310,7 +325,8 @@ class BatchedSweep:
         if any(s.get("status") == STATUS_INTERRUPTED for s in summaries):
             self._interrupted(chunk, summaries)
         for job, summary in zip(chunk, summaries):
-            self._return(job, JobStatus.COMPLETED, summary)
+            if summary.get("status") != STATUS_FAILED:
+                self._return(job, JobStatus.COMPLETED, summary)
 
     def _mark_quietly(self, job: PreparedJob) -> None:
         from initlab.job import mark_record

@@ -899,8 +899,9 @@ class SweepComparison(Callback):
         self._pending = False
         if self._progress:
             self._progress.close()
-        if not Path(self._sweep_dir).is_dir():  # refused before any job: nothing to compare
-            return
+        sweep = Path(self._sweep_dir)
+        if not sweep.is_dir() or not ((sweep / MULTIRUN_FILE).exists() or find_job_dirs(sweep)):
+            return  # refused before any job: nothing to compare
         try:
             from rich.console import Console
 
