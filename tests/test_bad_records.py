@@ -404,6 +404,7 @@ def test_stale_folders_are_ignored_and_jobs_never_started_listed(sweep_copy, tmp
     assert listing.returncode == 0 and "not started" in listing.stdout, listing.stderr
 
 
+@pytest.mark.slow  # ~3 s: the README's test command stays under its budget
 def test_a_smaller_sweep_rerun_into_an_old_folder_reports_its_own_jobs(sweep_copy):
     # A one-job sweep (seed=0) run where a two-job sweep had been: job 1 is not its own.
     edit_multirun(sweep_copy, task=["seed=0", *TASK])

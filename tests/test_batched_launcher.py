@@ -268,6 +268,7 @@ def test_a_batched_cli_sweep_ends_with_a_complete_comparison(tmp_path, monkeypat
     assert len(read_comparison(sweep_dir)) == 6
 
 
+@pytest.mark.slow  # ~3 s: the README's test command stays under its budget
 def test_a_big_batched_sweep_prints_its_groups_not_a_line_per_job(tmp_path):
     """Past TERMINAL_JOBS jobs the chunk's bar stands for its jobs; initlab's own per-job
     callback events (the progress line of jobs run one after another) are not sent, since

@@ -132,6 +132,7 @@ def test_single_run_end_to_end(tmp_path):
     assert (run_dir / "tables" / "metrics.txt").read_text().strip() in result.stdout
 
 
+@pytest.mark.slow  # ~3 s: the README's test command stays under its budget
 def test_two_job_sweep_of_the_smoke_config(tmp_path):
     result = initlab_cli("run", "-m", "-cn", "smoke", "act=sigmoid,relu",
                          f"hydra.sweep.dir={tmp_path}/sweep", cwd=tmp_path)

@@ -92,6 +92,7 @@ def test_an_all_nan_record_draws_every_figure(smoke_record, tmp_path):
     assert {p.stem for p in written} == {s.name for s in selected_figures(record, "full")}
 
 
+@pytest.mark.slow  # ~3 s: the README's test command stays under its budget
 def test_an_all_zero_record_draws_every_figure(smoke_record, tmp_path):
     """Dead ReLU: every gradient exactly 0 and every activation 0."""
     run_dir = _copy(smoke_record, tmp_path / "zero")
