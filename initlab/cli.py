@@ -153,7 +153,12 @@ def _report(args: list[str], prog: str = "initlab report") -> int:
                             help="figure file format (default: png)")
         parser.add_argument("--dpi", type=dpi, default=120,
                             help=f"figure resolution, 1 to {MAX_DPI} (default: 120)")
-    ns = parser.parse_args(args)
+    ns, extra = parser.parse_known_args(args)
+    if extra:
+        paths = [a for a in extra if not a.startswith("-")]
+        hint = (f"; to compare several runs or sweeps: initlab compare {ns.path} {' '.join(paths)}"
+                if paths and not listing else "")
+        parser.error(f"unrecognized arguments: {' '.join(extra)}{hint}")
     from initlab.record import RecordError
     from initlab.report import list_path, render_path
 

@@ -305,3 +305,10 @@ def test_a_launcher_of_the_missing_extra_names_the_install_command():
     assert "pip install -e '.[launchers]'" in message
     other = explain(MissingConfigException("m", missing_cfg_file="act/foo", options=["relu"]))
     assert "pip install" not in other
+
+
+def test_report_of_two_paths_points_to_compare(tmp_path):
+    result = initlab_cli("report", str(tmp_path / "a"), str(tmp_path / "b"), cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert f"initlab compare {tmp_path / 'a'} {tmp_path / 'b'}" in line
