@@ -177,6 +177,9 @@ def test_series_styles_differ_in_more_than_colour():
     widths = [s["linewidth"] for s in styles]
     assert widths == sorted(widths, reverse=True)  # the one below shows at the edges
     assert plotting.markevery(0, 200, 3) != plotting.markevery(1, 200, 3)
+    # Past the palette's 8 colours no two of 32 series share colour, style and marker.
+    many = [plotting.series_style(i, 32) for i in range(32)]
+    assert len({(s["color"], s["linestyle"], s["marker"]) for s in many}) == 32
 
 
 def test_evenly_spaced_keeps_first_and_last():

@@ -43,11 +43,12 @@ def layer_colors(n: int) -> list[str]:
 
 
 def series_style(i: int, n: int = 1) -> dict:
-    """Line keywords for series ``i`` of ``n``: colour, style and marker change with ``i``;
+    """Line keywords for series ``i`` of ``n``: colour, style and marker change with ``i``
+    (past the palette's 8 colours the line style shifts, so no two of 32 series look alike);
     earlier series are wider and lower, so coinciding lines (relu, lrelu) show at the edges."""
     return {
         "color": color(i),
-        "linestyle": LINESTYLES[i % len(LINESTYLES)],
+        "linestyle": LINESTYLES[(i + i // len(PALETTE)) % len(LINESTYLES)],
         "marker": MARKERS[i % len(MARKERS)],
         "linewidth": 1.3 + 1.4 * (n - 1 - i) / max(n - 1, 1) if n > 1 else 1.6,
         "markersize": 4.5 + 3.5 * (n - 1 - i) / max(n - 1, 1) if n > 1 else 5,
