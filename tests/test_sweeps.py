@@ -345,6 +345,12 @@ def test_compare_puts_runs_and_sweeps_of_any_shape_in_one_comparison(act_sweep, 
     page = (out / "index.html").read_text()
     assert "<h1>initlab comparison</h1>" in page and "../sweep/0/index.html" not in page
     assert not (shallow / "index.html").exists() and out / "index.html" in written
+    # `initlab report` of the comparison's folder compares the same runs again.
+    from initlab.report import render_path
+
+    (out / "comparison.csv").unlink()
+    render_path(out, console=Console(quiet=True))
+    assert [r["job"] for r in read_comparison(out)] == ["sweep/0", "sweep/1", "shallow"]
 
 
 @pytest.mark.slow

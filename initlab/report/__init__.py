@@ -181,7 +181,7 @@ def render_path(path: Path, console=None, fmt: str = "png", dpi: int = 120) -> l
     RecordError (one line) when ``path`` is none of these."""
     from rich.console import Console
 
-    from initlab.report.compare import MULTIRUN_FILE, render_sweep
+    from initlab.report.compare import COMPARED_FILE, MULTIRUN_FILE, render_sweep
 
     path = _folder(path)
     console = console or Console()
@@ -190,6 +190,10 @@ def render_path(path: Path, console=None, fmt: str = "png", dpi: int = 120) -> l
     if (path / MULTIRUN_FILE).exists():
         _check_writable(path, True, True, True)
         return render_sweep(path, console=console, fmt=fmt, dpi=dpi)
+    if (path / COMPARED_FILE).exists():  # made by `initlab compare`: compare the same again
+        runs = [Path(line) for line in (path / COMPARED_FILE).read_text().splitlines() if line]
+        _check_writable(path, True, True, True)
+        return render_sweep(path, console=console, fmt=fmt, dpi=dpi, runs=runs)
     list_path(path, console)
     return []
 

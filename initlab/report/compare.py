@@ -58,7 +58,9 @@ NOT_JOB_DIRS = {"figures", "tables", TENSORBOARD_DIR}
 # (overwrite=true) removes them all, and a comparison removes those it no longer writes.
 COMPARISON_CSV, SEED_SUMMARY_CSV = "comparison.csv", "seed_summary.csv"
 FINDING_RATES_CSV, PAPER_CSV = "finding_rates.csv", "paper.csv"
-SWEEP_FILES = (COMPARISON_CSV, SEED_SUMMARY_CSV, FINDING_RATES_CSV, PAPER_CSV, PAGE)
+# What `initlab compare` compared, a path a line: `initlab report` of its folder does it again.
+COMPARED_FILE = "compared.txt"
+SWEEP_FILES = (COMPARISON_CSV, SEED_SUMMARY_CSV, FINDING_RATES_CSV, PAPER_CSV, PAGE, COMPARED_FILE)
 # The per-job tables saved under tables/ show at most this many jobs; the terminal shows the
 # comparison of at most TERMINAL_JOBS (a line of counts instead), the gradient norms and
 # seed groups of at most TERMINAL_FEW; a sweep of more than TERMINAL_JOBS jobs shows a live
@@ -656,6 +658,7 @@ def render_sweep(sweep_dir: Path, console=None, fmt: str = "png", dpi: int = 120
     if runs is not None:
         jobs, shared = read_runs(runs)
         sweep_dir.mkdir(parents=True, exist_ok=True)
+        (sweep_dir / COMPARED_FILE).write_text("".join(f"{Path(r).resolve()}\n" for r in runs))
     elif not sweep_dir.is_dir():
         raise RecordError(f"{sweep_dir} is not a directory")
     else:
