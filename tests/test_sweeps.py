@@ -351,6 +351,13 @@ def test_compare_puts_runs_and_sweeps_of_any_shape_in_one_comparison(act_sweep, 
     (out / "comparison.csv").unlink()
     render_path(out, console=Console(quiet=True))
     assert [r["job"] for r in read_comparison(out)] == ["sweep/0", "sweep/1", "shallow"]
+    # ... and `initlab list` shows it as a comparison of the two, not as nothing.
+    from initlab.report import list_path
+
+    console = Console(record=True, width=120)
+    list_path(tmp_path, console)
+    listing = console.export_text()
+    assert "comparison of 2 runs and sweeps" in listing and "compare sweep shallow" in listing
 
 
 @pytest.mark.slow

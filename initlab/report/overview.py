@@ -22,6 +22,7 @@ from initlab.record import (
     where_why,
 )
 from initlab.report.compare import (
+    COMPARED_FILE,
     MULTIRUN_FILE,
     NOT_JOB_DIRS,
     STATUS_NO_RECORD,
@@ -40,7 +41,7 @@ NOT_RECORD_DIRS = NOT_JOB_DIRS | {"checkpoints"}
 class Entry:
     """One run or sweep of the overview."""
 
-    kind: str  # "run" or "sweep"
+    kind: str  # "run", "sweep" or "comparison" (a folder `initlab compare` wrote)
     path: Path
     started: float  # POSIX time
     overrides: str
@@ -161,6 +162,9 @@ def find_entries(folder: Path) -> list[Entry]:
         if MULTIRUN_FILE in files or SUMMARY in files:
             entries.append(_entry(here, "sweep" if MULTIRUN_FILE in files else "run"))
             dirs[:] = []
+        elif COMPARED_FILE in files:
+            entries.append(_entry(here, "comparison"))
+            dirs[:] = []
         else:
             dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in NOT_RECORD_DIRS)
     return sorted(entries, key=lambda e: e.started, reverse=True)
@@ -170,6 +174,12 @@ def _entry(path: Path, kind: str) -> Entry:
     """The row of one run or sweep; one that cannot be read at all (a folder that vanished
     or cannot be opened) still gets its row, saying why, and the others are listed."""
     try:
+        if kind == "comparison":
+            compared = (path / COMPARED_FILE).read_text().split()
+            return Entry(kind, path, _started(path, COMPARED_FILE),
+                         "compare " + " ".join(Path(p).name for p in compared),
+                         f"comparison of {plural(len(compared), 'run or sweep', 'runs and sweeps')}",
+                         "–", "–")
         return run_entry(path) if kind == "run" else sweep_entry(path)
     except OSError as e:
         try:
