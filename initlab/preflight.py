@@ -199,9 +199,25 @@ def _own_record(path: Path, key: str) -> tuple[str, list[Path], list[Path]]:
     """What record of its own ``path`` holds ("": none), its files, and its job folders;
     refused if it has none but other records below it (taking it would hide them)."""
     from initlab.record import RECORD_PATHS, SUMMARY, describe_status, read_summary
-    from initlab.report.compare import MULTIRUN_FILE, NOT_JOB_DIRS, SWEEP_FILES, find_job_dirs, sweep_jobs
+    from initlab.report.compare import (
+        COMPARED_FILE,
+        MULTIRUN_FILE,
+        NOT_JOB_DIRS,
+        SWEEP_FILES,
+        find_job_dirs,
+        sweep_jobs,
+    )
 
-    own = path / (MULTIRUN_FILE if key == "hydra.sweep.dir" else SUMMARY)
+    sweep = key == "hydra.sweep.dir"
+    own = path / (MULTIRUN_FILE if sweep else SUMMARY)
+    inside = next((p for p in path.parents if (p / SUMMARY).exists()), None)
+    if inside is not None:
+        raise PreflightError(f"{path} is inside the run record {inside}; choose another {key}")
+    for marker, what in ((SUMMARY if sweep else MULTIRUN_FILE, "sweep" if not sweep else "run record"),
+                         (COMPARED_FILE, "comparison (initlab compare)")):
+        if not own.exists() and (path / marker).exists():  # not this kind's: overwrite never takes it
+            raise PreflightError(f"{path} holds a {what}, which a {'sweep' if sweep else 'run'} "
+                                 f"cannot replace; choose another {key}")
     others = [] if own.exists() else find_job_dirs(path)
     if others:
         names = ", ".join(map(str, others[:3])) + (", ..." if len(others) > 3 else "")

@@ -352,3 +352,30 @@ def test_a_batched_sweep_into_a_full_disk_says_so_on_stderr(tmp_path):
                          for line in lines), stderr
     for i in range(3):
         assert read_summary(sweep_dir / str(i))["status"] == "failed"
+
+
+@pytest.mark.parametrize("key, marker, holds", [
+    ("hydra.sweep.dir", "summary.json", "a run record"),
+    ("hydra.run.dir", "multirun.yaml", "a sweep"),
+    ("hydra.run.dir", "compared.txt", "a comparison"),
+])
+def test_a_folder_of_another_kind_of_record_is_refused_even_with_overwrite(tmp_path, key, marker, holds):
+    from omegaconf import OmegaConf
+
+    from initlab import preflight
+
+    folder = tmp_path / "record"
+    folder.mkdir()
+    (folder / marker).write_text("{}\n")
+    section = key.split(".")[1]
+    cfg = OmegaConf.create({"hydra": {section: {"dir": str(folder)}}, "overwrite": True})
+    try:
+        with pytest.raises(preflight.PreflightError, match=f"holds {holds}"):
+            preflight.prepare_output_dir(cfg, key)
+        (folder / "summary.json").write_text("{}\n")  # a run record: nothing goes inside it
+        cfg = OmegaConf.create({"hydra": {"run": {"dir": str(folder / "sub")}}})
+        with pytest.raises(preflight.PreflightError, match="is inside the run record"):
+            preflight.prepare_output_dir(cfg, "hydra.run.dir")
+    finally:
+        preflight.release(None, str(folder))
+    assert (folder / marker).read_text() == "{}\n"
