@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 
 from initlab.record import PAGE, SUMMARY, read_record
-from initlab.report.compare import COMPARISON_CSV, MULTIRUN_FILE
+from initlab.report.compare import COMPARED_FILE, COMPARISON_CSV, MULTIRUN_FILE
 
 __all__ = ["Run", "Sweep", "compare", "load", "run"]
 
@@ -80,6 +80,8 @@ class Sweep:
 
     def __init__(self, path, compared=()) -> None:
         self.path, self.compared = Path(path), list(compared)
+        if not self.compared and (self.path / COMPARED_FILE).exists():  # `initlab compare`'s
+            self.compared = (self.path / COMPARED_FILE).read_text().split("\n")[:-1]
         if not (self.path / COMPARISON_CSV).exists():
             from rich.console import Console
 
@@ -118,7 +120,7 @@ def run(config_name: str = "config", overrides=(), out=None, overwrite: bool = F
     from omegaconf import open_dict
 
     from initlab.config import ConfigError, register_configs
-    from initlab.preflight import PreflightError, check_run, explain
+    from initlab.preflight import PreflightError, check_run, explain, release
     from initlab.run import run as train
 
     register_configs()
@@ -137,10 +139,13 @@ def run(config_name: str = "config", overrides=(), out=None, overwrite: bool = F
         raise ConfigError(explain(e, config_name, overrides)) from None
     with open_dict(cfg):
         del cfg["hydra"]
-    train(cfg, out, quiet=True)
-    (out / ".hydra").mkdir(exist_ok=True)  # what labels it in comparisons, as Hydra writes it
-    (out / ".hydra" / "overrides.yaml").write_text("".join(
-        f"- {o}\n" for o in overrides if not o.startswith("hydra.")))
+    try:
+        train(cfg, out, quiet=True)
+        (out / ".hydra").mkdir(exist_ok=True)  # what labels it in comparisons, as Hydra writes it
+        (out / ".hydra" / "overrides.yaml").write_text("".join(
+            f"- {o}\n" for o in overrides if not o.startswith(("hydra.", "overwrite="))))
+    finally:  # the folder's claim ends with the run, not with the kernel
+        release(None, str(out))
     result = Run(out)
     result._repr_html_()  # the report step: key figures and the page, as `initlab run` draws
     return result
@@ -161,13 +166,11 @@ def load(path) -> "Run | Sweep":
 def compare(*paths, out=None) -> Sweep:
     """``initlab compare``: the runs and sweeps at ``paths`` in one comparison in ``out``
     (default: ``outputs/compare/<date>/<time>``)."""
-    import time
-
     from rich.console import Console
 
-    from initlab.report.compare import render_sweep
+    from initlab.report.compare import default_compare_folder, render_sweep
 
-    out = Path(out or Path("outputs/compare", time.strftime("%Y-%m-%d/%H-%M-%S")))
+    out = Path(out or default_compare_folder())
     paths = [getattr(p, "path", p) for p in paths]  # a Run or Sweep of this module, or a path
     render_sweep(out, console=Console(quiet=True), runs=paths)
     return Sweep(out, paths)

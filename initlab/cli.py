@@ -174,10 +174,9 @@ def _report(args: list[str], prog: str = "initlab report") -> int:
 
 def _compare(args: list[str], prog: str = "initlab compare") -> int:
     """``initlab compare PATH... [--out DIR]``: the runs and sweeps as one comparison."""
-    import time
 
     from initlab.record import RecordError
-    from initlab.report.compare import render_sweep
+    from initlab.report.compare import default_compare_folder, render_sweep
 
     parser = _one_line_parser(prog=prog, description="Compare any runs and sweeps, made at any "
                               "time, in one table, figure set and page, as a sweep's jobs are.")
@@ -185,7 +184,7 @@ def _compare(args: list[str], prog: str = "initlab compare") -> int:
     parser.add_argument("--out", metavar="DIR", type=Path, default=None,
                         help="where the comparison goes (default: outputs/compare/<date>/<time>)")
     ns = parser.parse_args(args)
-    out = ns.out or Path("outputs/compare", time.strftime("%Y-%m-%d/%H-%M-%S"))
+    out = ns.out or default_compare_folder()
     return _in_one_line(prog, lambda: render_sweep(out, runs=ns.paths), f"writing the comparison to {out}",
                         ((RecordError, 2),), lambda: _save_report_traceback(out, kind="compare"))
 

@@ -64,3 +64,11 @@ def test_a_run_from_python_is_an_ordinary_record_that_shows_itself(tmp_path):
     assert "<iframe srcdoc=" in run._repr_html_() and (tmp_path / "r" / "index.html").exists()
     again = initlab.load(tmp_path / "r")
     assert again.summary == run.summary and "act=tanh" in repr(initlab.compare(run, out=tmp_path / "c").rows)
+    # The run's folder is free once it returns (a second run may replace it), and a
+    # comparison loaded from its folder knows the runs it compared.
+    from initlab import preflight
+
+    assert not preflight._held
+    initlab.api.run("smoke", ["trainer.epochs=2"], out=tmp_path / "r", overwrite=True)
+    assert "overwrite" not in (tmp_path / "r" / ".hydra" / "overrides.yaml").read_text()
+    assert [r.path for r in initlab.load(tmp_path / "c").runs] == [(tmp_path / "r").resolve()]

@@ -645,6 +645,13 @@ def config_name(folder: Path) -> str:
     return ""
 
 
+def default_compare_folder() -> Path:
+    """Where `initlab compare` writes without --out: a new folder per second, as runs get."""
+    import time
+
+    return Path("outputs/compare", time.strftime("%Y-%m-%d/%H-%M-%S"))
+
+
 def render_sweep(sweep_dir: Path, console=None, fmt: str = "png", dpi: int = 120,
                  runs: list[Path] | None = None, say_where: bool = False) -> list[Path]:
     """Write, print and draw the comparison of the sweep at ``sweep_dir`` (or of ``runs``,
@@ -656,6 +663,11 @@ def render_sweep(sweep_dir: Path, console=None, fmt: str = "png", dpi: int = 120
 
     sweep_dir = Path(sweep_dir)
     if runs is not None:
+        for marker in (SUMMARY, MULTIRUN_FILE):  # a comparison never goes into a record
+            if (sweep_dir / marker).exists():
+                raise RecordError(f"{sweep_dir} holds a {'run' if marker == SUMMARY else 'sweep'} "
+                                  "record; write the comparison to another folder (--out)")
+        runs = list(dict.fromkeys(Path(r).resolve() for r in runs))  # each once
         jobs, shared = read_runs(runs)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         (sweep_dir / COMPARED_FILE).write_text("".join(f"{Path(r).resolve()}\n" for r in runs))
