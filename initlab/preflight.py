@@ -11,6 +11,7 @@ device); a sweep by its group options and its first job. Then the folder is clai
 import atexit
 import os
 import re
+import sys
 from contextlib import suppress
 from dataclasses import fields
 from pathlib import Path
@@ -161,15 +162,30 @@ def claim(path: Path) -> list[Path]:
     path.mkdir(parents=True, exist_ok=True)
     for held in list(_held):  # one run or sweep per process: an earlier claim is done
         release(None, held)
-    fd = os.open(path / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.read(fd, 200).decode(errors="replace").split()
+    while True:
+        fd = os.open(path / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 200).decode(errors="replace").split()
+            os.close(fd)
+            raise PreflightError(f"{path} is being written by another initlab run or sweep (pid "
+                                 f"{holder[0] if holder else '?'}); choose another folder, or "
+                                 "wait for it to end") from None
+        except OSError as e:  # a file system without flock (some NFS mounts): go on unlocked
+            import errno
+
+            if e.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+                os.close(fd)
+                raise
+            print(f"initlab: warning: {path} cannot be locked here ({e.strerror}); two runs into "
+                  "it at once would not be kept apart", file=sys.stderr)
+        try:  # the file locked is still the folder's (not one a finishing claim just removed)
+            if os.fstat(fd).st_ino == os.stat(path / LOCK).st_ino:
+                break
+        except FileNotFoundError:
+            path.mkdir(parents=True, exist_ok=True)
         os.close(fd)
-        raise PreflightError(f"{path} is being written by another initlab run or sweep (pid "
-                             f"{holder[0] if holder else '?'}); choose another folder, or wait "
-                             "for it to end") from None
     from initlab.record import process_identity
 
     os.ftruncate(fd, 0)
@@ -190,9 +206,9 @@ def _remove_unused(made: list[Path]) -> None:
 def release(made: list[Path] | None, folder: str | None = None) -> None:
     """Drop this process's claim; remove the folders the claim made (``made``), if empty."""
     fd = _held.pop(folder or str(Preflight.folder), None)
+    _remove_unused(made or [])  # while the lock is held: no one claims a file about to go
     if fd is not None:
         os.close(fd)
-    _remove_unused(made or [])
 
 
 def _own_record(path: Path, key: str) -> tuple[str, list[Path], list[Path]]:

@@ -371,4 +371,4 @@ def test_a_stack_holds_only_the_members_that_fit_in_memory():
     assert members_that_fit(cfg, None) is None  # unknown: no bound
     assert members_that_fit(cfg, 1) == 1  # one member is the per-job check's to refuse
     assert grouping_line(4096, [4096], 1366, 3, 0, 0, (), True) == (
-        "4096 jobs → 1 group of 4096, trained in 1366 chunks of at most 3 (what fits in memory)")
+        "4096 jobs → 1 group of 4096, trained in 1366 chunks (down to 3 members: what fits in memory)")

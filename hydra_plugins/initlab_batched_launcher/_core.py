@@ -129,8 +129,9 @@ def grouping_line(n_jobs: int, sizes: list[int], chunks: int, max_members: int, 
                           sorted(Counter(sizes).items(), reverse=True))
     line = f"{_plural(n_jobs, 'job')} → {_plural(len(sizes), 'group')}" + (f" of {shape}" if sizes else "")
     if chunks > len(sizes):
-        line += f", trained in {chunks} chunks of at most {max_members} " + (
-            "(what fits in memory)" if by_memory else "(hydra.launcher.max_members)")
+        line += f", trained in {chunks} chunks " + (
+            f"(down to {max_members} members: what fits in memory)" if by_memory
+            else f"of at most {max_members} (hydra.launcher.max_members)")
     reasons = "; ".join(dict.fromkeys(why_alone)) or "no stacked form"
     notes = ([f"{alone} train{'s' if alone == 1 else ''} alone ({reasons})"] if alone else []) + (
         [f"{failed} failed {'its' if failed == 1 else 'their'} checks"] if failed else [])
@@ -362,12 +363,12 @@ class BatchedSweep:
     def _abort(self, signum: int, sweep_dir: Path) -> None:
         """A second signal (or one between chunks) ended the sweep at once."""
         from initlab.job import epochs_in_record, mark_record
-        from initlab.record import FINISHED_STATUSES, STATUS_INTERRUPTED, STATUS_RUNNING
+        from initlab.record import FINISHED_STATUSES, STATUS_FAILED, STATUS_INTERRUPTED
 
         name = signal.Signals(signum).name
         for job in self.in_flight:
             status = _status(job.out_dir)
-            if status is None or status == STATUS_RUNNING or status not in FINISHED_STATUSES:
+            if status not in (*FINISHED_STATUSES, STATUS_FAILED):  # a failed one keeps its error
                 mark_record(job.out_dir, STATUS_INTERRUPTED,
                             f"aborted by {name}; the record holds what was written up to epoch "
                             f"{epochs_in_record(job.out_dir)}")

@@ -204,8 +204,11 @@ def vanishing_gradient(facts: RunFacts, earlier: Earlier) -> Evidence | None:
     # At init the decision is the config's, as the phase's is: the seed's first-layer norm
     # scaled from its own chain of backpropagated norms to mean-field theory's (factor^hops).
     phase, decided, config = facts.phase, profile, None
-    if profile and profile[0][0] == 0 and phase is not None and phase.measured:
-        scale = (phase.factor / phase.measured) ** phase.hops
+    if profile and profile[0][0] == 0 and phase is not None and phase.measured \
+            and phase.measured > 0 and phase.factor > 0:
+        # In logs: a ratio past float range over thousands of layers is inf or 0, no error.
+        log_scale = phase.hops * (math.log(phase.factor) - math.log(phase.measured))
+        scale = math.exp(min(log_scale, 709.0)) if log_scale > -745 else 0.0
         step, g1, gn, ratio = profile[0]
         decided = [(step, g1 * scale, gn, ratio * scale), *profile[1:]]
         config = ratio * scale

@@ -98,12 +98,16 @@ def _twins_all_pairs(rows, rtol: float):
         near = (proj[start:stop, None] - proj[None, :]).abs() <= torch.maximum(
             window[start:stop, None], window[None, :])
         near[torch.arange(stop - start), torch.arange(start, stop)] = False  # not itself
-        a, b = near.nonzero(as_tuple=True)
-        a = a + start
-        twins, relative = _pair_twins(rows[a], size[a], rows[b], size[b], rtol)
-        found[a[twins]] = True
-        if twins.any():
-            spread = max(spread, float(relative[twins].max()))
+        pairs_a, pairs_b = near.nonzero(as_tuple=True)
+        pairs_a = pairs_a + start
+        # Nearly equal units leave most pairs in: gather their rows a bounded slice at a time.
+        step = max(1, (1 << 22) // rows.shape[1])
+        for k in range(0, len(pairs_a), step):
+            a, b = pairs_a[k:k + step], pairs_b[k:k + step]
+            twins, relative = _pair_twins(rows[a], size[a], rows[b], size[b], rtol)
+            found[a[twins]] = True
+            if twins.any():
+                spread = max(spread, float(relative[twins].max()))
     return found, spread
 
 

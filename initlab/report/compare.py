@@ -889,7 +889,11 @@ class SweepComparison(Callback):
         if self._progress is None and os.getpid() == self._pid and not self._quiet:
             plan = planned_jobs(Path(self._sweep_dir))  # Hydra's sweeper wrote multirun.yaml
             total = len(plan[0]) if plan else 0
-            self._progress = _JobProgress(total) if total > TERMINAL_JOBS else False
+            from omegaconf import OmegaConf
+
+            # The batched launcher draws a bar per chunk instead (its jobs end together).
+            batched = "batched" in str(OmegaConf.select(config, "hydra.launcher._target_") or "")
+            self._progress = _JobProgress(total) if total > TERMINAL_JOBS and not batched else False
             import initlab.report
 
             initlab.report.LIVE_SWEEP_PROGRESS = bool(self._progress)
@@ -914,6 +918,9 @@ class SweepComparison(Callback):
         self._pending = False
         if self._progress:
             self._progress.close()
+        import initlab.report
+
+        initlab.report.LIVE_SWEEP_PROGRESS = False  # a notebook's next sweep starts afresh
         sweep = Path(self._sweep_dir)
         if not sweep.is_dir() or not ((sweep / MULTIRUN_FILE).exists() or find_job_dirs(sweep)):
             return  # refused before any job: nothing to compare
