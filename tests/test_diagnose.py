@@ -340,3 +340,21 @@ def test_a_deep_gelu_net_is_not_told_to_scale_up_into_divergence(tmp_path):
     assert "no init scale alone reaches the edge of chaos" in phase[0]["fix"]
     assert "above σ_w² ≈ 2.37" in phase[0]["fix"]
     assert "larger init scale" not in phase[0]["fix"] and "init.scale" not in phase[0]["fix"]
+
+
+def test_vanishing_gradients_depth_scaling_never_overflows():
+    """The seed's step-0 ratio is scaled to the config's by (factor / measured)^hops: past
+    float range over hundreds of layers (18^400) that power raised OverflowError."""
+    from types import SimpleNamespace
+
+    from initlab.diagnose import rules
+    from initlab.diagnose.facts import Phase
+
+    for factor, measured in ((0.9, 0.05), (0.05, 0.9)):
+        facts = SimpleNamespace(
+            t={"vanishing_ratio": 1e-3, "vanishing_norm": 1e-4},
+            gradient_profile=[(0, 1e-6, 0.3, 1e-6 / 0.3)],
+            phase=Phase(factor=factor, hops=400, source="backpropagated signal", phase="ordered",
+                        theory=None, measured=measured),
+            persistent=lambda hits: False)
+        assert rules.vanishing_gradient(facts, None) is None
