@@ -165,8 +165,11 @@ class BatchedSweep:
         failed = [j for j in jobs if j.error is not None]
         groups, alone = self._groups([j for j in jobs if j.error is None])
         # A stack holds what memory allows (initlab.budget), at most max_members.
-        limits = [min(self.launcher.max_members, members_that_fit(g[0].cfg, memory) or len(g))
-                  for _, g in groups]
+        cap = self.launcher.max_members
+        fits = [members_that_fit(g[0].cfg, memory) for _, g in groups]
+        limits = [min(cap, fit or len(g)) for fit, (_, g) in zip(fits, groups)]
+        # Memory split a group where it holds fewer than both the cap and the group's jobs.
+        by_memory = [fit for fit, (_, g) in zip(fits, groups) if fit and fit < min(cap, len(g))]
         chunks = [(key, g[i:i + size]) for (key, g), size in zip(groups, limits)
                   for i in range(0, len(g), size)]
         import initlab.report
@@ -177,9 +180,8 @@ class BatchedSweep:
         initlab.report.LIVE_SWEEP_PROGRESS = len(jobs) > TERMINAL_JOBS
         if not self.quiet:
             print(grouping_line(len(jobs), [len(g) for _, g in groups], len(chunks),
-                                min(limits, default=self.launcher.max_members), len(failed),
-                                len(alone), tuple(j.alone for j in alone),
-                                min(limits, default=0) < self.launcher.max_members), flush=True)
+                                min(by_memory, default=cap), len(failed), len(alone),
+                                tuple(j.alone for j in alone), bool(by_memory)), flush=True)
         for job in failed:
             self._fail_job(job)
         try:
