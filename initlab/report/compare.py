@@ -913,14 +913,14 @@ class SweepComparison(Callback):
         self._render_once()
 
     def _render_once(self) -> None:
+        import initlab.report
+
+        initlab.report.LIVE_SWEEP_PROGRESS = False  # a notebook's next sweep starts afresh
         if not self._pending or self._sweep_dir is None:
             return
         self._pending = False
         if self._progress:
             self._progress.close()
-        import initlab.report
-
-        initlab.report.LIVE_SWEEP_PROGRESS = False  # a notebook's next sweep starts afresh
         sweep = Path(self._sweep_dir)
         if not sweep.is_dir() or not ((sweep / MULTIRUN_FILE).exists() or find_job_dirs(sweep)):
             return  # refused before any job: nothing to compare
