@@ -66,6 +66,7 @@ def test_the_spec_list_is_the_one_place_figures_are_chosen(smoke_record):
         selected_figures(record, "most")
 
 
+@pytest.mark.slow  # ~2 s: the README's test command stays under its budget
 def test_render_figures_writes_exactly_the_chosen_set(smoke_record, tmp_path):
     run_dir = _copy(smoke_record, tmp_path / "run")
     record = read_record(run_dir)
@@ -79,6 +80,7 @@ def test_render_figures_writes_exactly_the_chosen_set(smoke_record, tmp_path):
 
 
 # ------------------------------------------------------------------- records to survive
+@pytest.mark.slow  # ~2 s: the README's test command stays under its budget
 def test_an_all_nan_record_draws_every_figure(smoke_record, tmp_path):
     """`init.std=1e30`: every gradient norm and loss NaN; log axes must not raise."""
     run_dir = _copy(smoke_record, tmp_path / "nan")
