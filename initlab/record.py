@@ -85,11 +85,6 @@ def _replacing(path: Path):
         raise
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    with _replacing(path) as tmp:
-        tmp.write_text(text)
-
-
 class GradNormTable:
     """grad_norms.csv by column: ``norms[k]`` holds every parameter's norm (in ``params``
     order) at ``steps[k]``, a step of epoch ``epochs[k]``: 2000 short lists, not 8000 row
@@ -155,16 +150,20 @@ class RecordWriter:
         self.run_dir.mkdir(parents=True, exist_ok=True)
 
     def write_summary(self, summary: dict[str, Any], indent: int | None = 2) -> None:
-        _atomic_write_text(self.run_dir / SUMMARY, json.dumps(summary, indent=indent) + "\n")
+        self.write_text(SUMMARY, json.dumps(summary, indent=indent) + "\n")
 
     def write_text(self, name: str, text: str) -> None:
-        _atomic_write_text(self.run_dir / name, text)
+        with _replacing(self.run_dir / name) as tmp:
+            tmp.write_text(text)
 
     @staticmethod
     def number_rows(name: str, rows: list[tuple]) -> str:
         """Rows of numbers and plain names as CSV text, byte for byte what csv.writer
-        writes, as one ``%``-format: the per-cell work is C's (sweeps write millions of rows)."""
-        return (_row_format(name) * len(rows)) % tuple([cell for row in rows for cell in row])
+        writes, as one ``%``-format: the per-cell work is C's (sweeps write millions of rows).
+        %s for the text columns (names), FLOAT_FORMAT for numbers (an int below 1e9 prints as
+        its str)."""
+        fmt = ",".join("%s" if c in TEXT_COLUMNS else FLOAT_FORMAT for c in COLUMNS[name]) + "\r\n"
+        return (fmt * len(rows)) % tuple([cell for row in rows for cell in row])
 
     def write_csv_numbers(self, name: str, rows: list[tuple]) -> None:
         self.write_csv_body(name, self.number_rows(name, rows))
@@ -197,29 +196,20 @@ class RecordWriter:
 FLOAT_FORMAT = "%.9g"
 
 
-def _row_format(name: str) -> str:
-    """One row of ``name`` as a %-format: %s for the text columns (names), FLOAT_FORMAT for
-    numbers (an int below 1e9 prints as its str)."""
-    return ",".join("%s" if c in TEXT_COLUMNS else FLOAT_FORMAT for c in COLUMNS[name]) + "\r\n"
-
-
 # The record's tables, as RunRecord attributes: "metrics.csv" -> record.metrics.
 TABLES = tuple(name.removesuffix(".csv") for name in COLUMNS)
 
 
 class RunRecord:
     """Everything a reporter needs from a run directory, as plain Python values. Each CSV
-    table (``record.metrics``, ``record.grad_norms``, ...) is a list of typed rows, given to
-    the constructor or read and checked on first use (a reader parses only what it needs)."""
+    table (``record.metrics``, ``record.grad_norms``, ...) is a list of typed rows, given by
+    the writer (:meth:`give_rows`) or read and checked on first use (a reader parses only what
+    it needs)."""
 
     def __init__(self, run_dir: Path, summary: dict[str, Any], config: dict[str, Any],
-                 overrides: list[str], grad_norm_table: "GradNormTable | None" = None,
-                 **tables: list[dict[str, Any]]):
-        unknown = set(tables) - set(TABLES)
-        if unknown:
-            raise TypeError(f"RunRecord got unknown tables: {', '.join(sorted(unknown))}")
+                 overrides: list[str], grad_norm_table: "GradNormTable | None" = None):
         self.run_dir, self.summary, self.config, self.overrides = Path(run_dir), summary, config, overrides
-        self._tables: dict[str, list[dict[str, Any]]] = dict(tables)
+        self._tables: dict[str, list[dict[str, Any]]] = {}
         # Tables a writer gave as tuples in COLUMNS order (give_rows): dicts built on use.
         self._row_tuples: dict[str, list[tuple]] = {}
         # grad_norms by column (given by a writer that has it, else built from the rows);
@@ -367,21 +357,9 @@ def stored_grad_norm_ends(summary: dict[str, Any]) -> dict[str, Any] | None:
         return None
     return ends
 
-def _table_property(name: str) -> property:
-    def get(self: RunRecord) -> list[dict[str, Any]]:
-        return self.table(name)
 
-    def set_(self: RunRecord, rows: list[dict[str, Any]]) -> None:
-        self._tables[name] = rows
-        self._row_tuples.pop(name, None)
-        if name == "grad_norms":
-            self._grad_norm_table = None  # built again from the new rows
-
-    return property(get, set_, doc=f"The rows of {name}.csv (see :meth:`RunRecord.table`).")
-
-
-for _name in TABLES:
-    setattr(RunRecord, _name, _table_property(_name))
+for _name in TABLES:  # record.metrics, ...: the rows of metrics.csv (RunRecord.table)
+    setattr(RunRecord, _name, property(lambda self, name=_name: self.table(name)))
 
 
 def layer_of(param: str) -> str:
@@ -664,11 +642,9 @@ def read_checkpoint(run_dir: Path, name: str, param_shapes: dict | None = None) 
     return _check_state_dict(path, _load_tensors(path), param_shapes)
 
 
-def read_epoch_checkpoints(run_dir: Path, param_shapes: dict | None = None) -> dict[int, dict]:
+def read_epoch_checkpoints(run_dir: Path, param_shapes: dict) -> dict[int, dict]:
     """checkpoints/epochs.pt: {epoch: state dict}, each checked as :func:`read_checkpoint` does."""
     path = Path(run_dir) / EPOCH_CHECKPOINTS
-    if param_shapes is None:
-        param_shapes = read_summary(run_dir).get("param_shapes")
     states = _load_tensors(path)
     if not isinstance(states, dict):
         raise _bad(path, f"holds a {_kind(states)}, not {{epoch: state dict}}")

@@ -312,10 +312,10 @@ def test_mark_record_never_raises_when_nothing_can_be_written(tmp_path, monkeypa
 
     (tmp_path / "summary.json").write_text(json.dumps({"status": "running", "seed": 3}))
 
-    def full_disk(path, text):
+    def full_disk(*args):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(record, "_atomic_write_text", full_disk)
+    monkeypatch.setattr(record.RecordWriter, "write_text", full_disk)
     # No room for a new file: the old summary is overwritten in place, so it still tells.
     assert mark_record(tmp_path, "failed", "boom") is None
     written = json.loads((tmp_path / "summary.json").read_text())
