@@ -73,7 +73,7 @@ class ProgressBar:
 def run(cfg: DictConfig, out_dir: Path, quiet: bool = False) -> dict[str, Any]:
     """Train the configured network (the engine's stack of one) and write its complete
     record, streamed as it trains and ending with its diagnosis, to ``out_dir``; drawing is
-    the separate report step (:func:`report_run`). SIGINT/SIGTERM end it with status
+    the separate report step (:func:`report_job`). SIGINT/SIGTERM end it with status
     ``interrupted``. Returns the summary; ConfigError for a bad config, before any write."""
     from contextlib import nullcontext
 
@@ -89,33 +89,27 @@ def run(cfg: DictConfig, out_dir: Path, quiet: bool = False) -> dict[str, Any]:
     return summary
 
 
-def report_run(cfg: DictConfig, out_dir: Path, summary: dict[str, Any], in_sweep: bool,
-               job_label: str = "") -> None:
-    """The report step after a run, as ``cfg.report`` asks: what ``initlab report`` does,
-    with the figure and table sets chosen for the context."""
+class JobFailed(CompactHydraException):
+    """A job of a sweep failed and said why in one line; the sweep goes on, then exits non-zero."""
+
+
+def report_job(cfg: Any, out_dir: Path, in_sweep: bool, job_label: str = "") -> bool:
+    """The report step after a complete run, as ``cfg.report`` asks: what ``initlab report``
+    does, with the figure and table sets chosen for the context. One that fails leaves the
+    record as it is, saves its traceback and says how to retry, in one line. Returns whether
+    it succeeded."""
     r = cfg.report
     figures = r.figures if r.figures != "auto" else ("none" if in_sweep else "key")
     tables = r.tables if r.tables != "auto" else ("line" if in_sweep else "brief")
     page = str(r.page).lower()  # OmegaConf keeps `report.page=true` as the string "True"
     page = page == "true" or (page == "auto" and not in_sweep)
     if r.quiet and figures == "none" and not page:
-        return
-    from initlab.report import render_run
-
-    render_run(out_dir, console=_console(r.quiet), fmt=r.format, dpi=r.dpi, figures=figures,
-               tables=tables, job_label=job_label, page=page)
-
-
-class JobFailed(CompactHydraException):
-    """A job of a sweep failed and said why in one line; the sweep goes on, then exits non-zero."""
-
-
-def report_job(cfg: Any, out_dir: Path, summary: dict[str, Any], in_sweep: bool,
-               job_label: str = "") -> bool:
-    """:func:`report_run` for a complete record; one that fails leaves the record as it is,
-    saves its traceback and says how to retry, in one line. Returns whether it succeeded."""
+        return True
     try:
-        report_run(cfg, out_dir, summary, in_sweep=in_sweep, job_label=job_label)
+        from initlab.report import render_run
+
+        render_run(out_dir, console=_console(r.quiet), fmt=r.format, dpi=r.dpi, figures=figures,
+                   tables=tables, job_label=job_label, page=page)
     except Exception as e:  # noqa: BLE001 - the record is complete and stays so
         where = save_traceback(out_dir, REPORT_ERROR_FILE)
         print(f"initlab: error: the report failed: {type(e).__name__}: {e} ({where}; retry "
@@ -176,5 +170,5 @@ def run_from_hydra(cfg: DictConfig) -> None:
     label = ""
     if multirun:
         label = f"job {hydra_cfg.job.num} " + (" ".join(hydra_cfg.overrides.task) or "(defaults)")
-    if not report_job(cfg, out_dir, summary, in_sweep=multirun, job_label=label) and not multirun:
+    if not report_job(cfg, out_dir, in_sweep=multirun, job_label=label) and not multirun:
         sys.exit(1)

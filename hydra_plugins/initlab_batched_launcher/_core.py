@@ -269,7 +269,7 @@ class BatchedSweep:
         """The job's one line, from its record: the report step of any job of a sweep."""
         from initlab.run import report_job
 
-        report_job(job.cfg, job.out_dir, summary, in_sweep=True, job_label=job.label)
+        report_job(job.cfg, job.out_dir, in_sweep=True, job_label=job.label)
 
     # ------------------------------------------------------------------ training
     def _train_chunk(self, chunk: list[PreparedJob], device: str, number: int, count: int) -> None:
