@@ -9,8 +9,10 @@ Nothing here imports torch or matplotlib at module level: ``--help``, ``--cfg jo
 completion queries must stay fast.
 """
 
+import itertools
 import os
 import sys
+from functools import partial
 from importlib import resources
 from pathlib import Path
 
@@ -48,13 +50,7 @@ examples:
   initlab run -m experiment=dead_relu           a textbook comparison
 """
 
-COMMANDS = ("run", "report", "compare", "list", "export")
 CONFIG_PATH = "pkg://initlab.conf"
-
-
-def config_groups_listing() -> str:
-    """One line per config group and its options, read from the shipped YAML files."""
-    return "\n".join(f"{g}: {', '.join(o)}" for g, o in sorted(group_options().items()))
 
 
 def group_options() -> dict[str, list[str]]:
@@ -72,7 +68,8 @@ def _register_resolvers() -> None:
 
     # The help template asks for this instead of Hydra's $APP_CONFIG_GROUPS: one line per
     # group with its options, read from the shipped YAML files.
-    OmegaConf.register_new_resolver("initlab_groups", config_groups_listing, replace=True)
+    OmegaConf.register_new_resolver("initlab_groups", lambda: "\n".join(
+        f"{g}: {', '.join(o)}" for g, o in sorted(group_options().items())), replace=True)
 
 
 def run_task(cfg) -> None:
@@ -97,15 +94,6 @@ def _hydra_entry() -> None:
     hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="config")(cli.run_task)()
 
 
-def _strip_run_from_completion_line() -> None:
-    # Hydra's bash completion calls `initlab -sc query=bash` with the whole command line
-    # in COMP_LINE ("initlab run act=re"); Hydra expects the app name then overrides.
-    line = os.environ.get("COMP_LINE", "")
-    words = line.split(" ")
-    if len(words) > 1 and words[1] == "run":
-        os.environ["COMP_LINE"] = " ".join([words[0], *words[2:]])
-
-
 def _one_line_parser(**kwargs):
     import argparse
 
@@ -118,12 +106,8 @@ def _one_line_parser(**kwargs):
 
 
 def _report(args: list[str], prog: str = "initlab report") -> int:
-    """``initlab report|list``: one line on stderr for anything wrong, never a traceback.
-
-    Bad input (a path that is not a record, a bad record file, a file where the report
-    writes a folder, a bad option) is checked and named. Anything else is a bug: one line,
-    its traceback saved to a file to report it, exit 1.
-    """
+    """``initlab report|list``: bad input (not a record, a bad record file, a bad option) is
+    one line and exit 2; anything else as :func:`_in_one_line` says."""
     import argparse
 
     from initlab.config import MAX_DPI
@@ -147,7 +131,7 @@ def _report(args: list[str], prog: str = "initlab report") -> int:
         "sweeps under any other folder. Nothing is trained.",
     )
     parser.add_argument("path", type=Path, nargs="?" if listing else None,
-                        default=Path("outputs"), help="a run, a sweep, or a folder of them")
+                        help="a run, a sweep, or a folder of them")
     if not listing:
         parser.add_argument("--format", choices=FIGURE_FORMATS, default="png",
                             help="figure file format (default: png)")
@@ -159,12 +143,13 @@ def _report(args: list[str], prog: str = "initlab report") -> int:
         hint = (f"; to compare several runs or sweeps: initlab compare {ns.path} {' '.join(paths)}"
                 if paths and not listing else "")
         parser.error(f"unrecognized arguments: {' '.join(extra)}{hint}")
+    default, ns.path = ns.path is None, ns.path or Path("outputs")
     from initlab.record import RecordError
     from initlab.report import list_path, render_path
 
     def action() -> None:
         if listing:
-            list_path(ns.path, default="path" not in _given(args))
+            list_path(ns.path, default=default)
         else:
             render_path(ns.path, fmt=ns.format, dpi=ns.dpi)
 
@@ -202,7 +187,8 @@ def _export(args: list[str], prog: str = "initlab export") -> int:
         "per-step gradient norms, weight and activation histograms, the config as hparams. "
         f"Needs the tensorboard extra: {INSTALL_HINT}",
     )
-    parser.add_argument("format", metavar="FORMAT", help=f"the export format ({', '.join(FORMATS)})")
+    parser.add_argument("format", metavar="FORMAT", choices=FORMATS,
+                        help=f"the export format ({', '.join(FORMATS)})")
     parser.add_argument("path", metavar="PATH", type=Path, help="a run or a sweep folder")
     parser.add_argument("--out", metavar="DIR", type=Path, default=None,
                         help="where the events go (default: PATH/tensorboard; an earlier "
@@ -212,10 +198,10 @@ def _export(args: list[str], prog: str = "initlab export") -> int:
               f"{', '.join(FORMATS)}); usage: {prog} tensorboard PATH [--out DIR]", file=sys.stderr)
         return 2
     ns = parser.parse_args(args)
-    from initlab.export import ExportError, MissingExtra, export
+    from initlab.export import ExportError, MissingExtra, export_tensorboard
     from initlab.record import RecordError
 
-    return _in_one_line(prog, lambda: export(ns.format, ns.path, out=ns.out),
+    return _in_one_line(prog, lambda: export_tensorboard(ns.path, out=ns.out),
                         f"writing the export of {ns.path}",
                         ((MissingExtra, 1), (RecordError, 2), (ExportError, 2)),
                         lambda: _save_report_traceback(ns.path, kind="export"))
@@ -247,30 +233,20 @@ def _in_one_line(prog: str, action, what: str, expected: tuple, save_traceback) 
     return 0
 
 
-def _given(args: list[str]) -> set[str]:
-    """Which of `initlab list`'s arguments the user gave ("path" when a folder is named)."""
-    return {"path"} if any(not a.startswith("-") for a in args) else set()
-
-
 def _save_report_traceback(path: Path, kind: str = "report") -> str:
     """Save the current traceback in the run's report_error.txt (a temporary file for an
     export, a sweep, a folder, or a run that cannot be written); returns where, or why it
     could not."""
     import tempfile
-    import traceback
 
+    from initlab.job import save_traceback
     from initlab.record import REPORT_ERROR_FILE, SUMMARY
 
-    text = traceback.format_exc()
-    candidates = [path / REPORT_ERROR_FILE] if kind == "report" and (path / SUMMARY).is_file() else []
-    candidates.append(Path(tempfile.gettempdir()) / f"initlab-{kind}-error-{os.getpid()}.txt")
-    for target in candidates:
-        try:
-            target.write_text(text)
-            return f"traceback in {target}"
-        except OSError:
-            continue
-    return "traceback not saved"
+    if kind == "report" and (path / SUMMARY).is_file():
+        where = save_traceback(path, REPORT_ERROR_FILE)
+        if not where.startswith("traceback not saved"):
+            return where
+    return save_traceback(Path(tempfile.gettempdir()), f"initlab-{kind}-error-{os.getpid()}.txt")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -292,20 +268,13 @@ def main(argv: list[str] | None = None) -> int:
             if len(words) <= 2:
                 print(" ".join(c for c in COMMANDS if c.startswith(words[-1] if len(words) > 1 else "")))
             return 0
-        _strip_run_from_completion_line()
+        # Hydra expects the app name then overrides in COMP_LINE: drop "run".
+        os.environ["COMP_LINE"] = " ".join([words[0], *words[2:]])
         sys.argv = [prog, *argv]
         _hydra_entry()
         return 0
-    if command == "run":
-        return _run_command(prog, rest)
-    if command == "report":
-        return _report(rest)
-    if command == "list":
-        return _report(rest, prog="initlab list")
-    if command == "compare":
-        return _compare(rest)
-    if command == "export":
-        return _export(rest)
+    if command in COMMANDS:
+        return COMMANDS[command](rest)
     print(
         f"initlab: error: unknown command {command!r} (choose from: {', '.join(COMMANDS)}); "
         "see `initlab --help`",
@@ -314,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     return 2
 
 
-def _run_command(prog: str, rest: list[str]) -> int:
+def _run_command(rest: list[str]) -> int:
     """`initlab run`: a signal anywhere (composing, between sweep jobs, drawing) ends in one
     line and exit 128 + signal; during training the run's own handler stops it cleanly."""
     import signal
@@ -323,7 +292,7 @@ def _run_command(prog: str, rest: list[str]) -> int:
 
     signal.signal(signal.SIGTERM, raise_interrupted)
     try:
-        return _run(prog, rest)
+        return _run(sys.argv[0], rest)
     except (Interrupted, KeyboardInterrupt) as e:
         signum = getattr(e, "signum", signal.SIGINT)
         print(f"initlab: interrupted by {signal.Signals(signum).name}", file=sys.stderr)
@@ -338,10 +307,11 @@ _INFO = ("-i", "--info")
 _INFO_CHOICES = {"all", "config", "defaults", "defaults-tree", "plugins", "searchpath"}
 
 
-def flags_first(args: list[str]) -> list[str]:
-    """Hydra's flags (with their values) before the overrides. Where a flag stands among the
-    overrides is no matter to the user, while Hydra's parser takes no override after a flag
-    once one came before it (`-m seed=1,2 -cn smoke act=tanh`, `act=relu,tanh -m seed=1`)."""
+def split_flags(args: list[str]) -> tuple[list[list[str]], list[str]]:
+    """Hydra's flags, each with its value if it takes one, and the overrides. Hydra gets the
+    flags first: where a flag stands among the overrides is no matter to the user, while
+    Hydra's parser takes no override after a flag once one came before it
+    (`-m seed=1,2 -cn smoke act=tanh`, `act=relu,tanh -m seed=1`)."""
     flags, overrides, i = [], [], 0
     while i < len(args):
         arg = args[i]
@@ -349,12 +319,12 @@ def flags_first(args: list[str]) -> list[str]:
             overrides.append(arg)
         elif i + 1 < len(args) and (arg in _FLAGS_WITH_VALUE
                                     or arg in _INFO and args[i + 1] in _INFO_CHOICES):
-            flags += [arg, args[i + 1]]
+            flags.append([arg, args[i + 1]])
             i += 1
         else:
-            flags.append(arg)
+            flags.append([arg])
         i += 1
-    return flags + overrides
+    return flags, overrides
 
 
 def _run(prog: str, rest: list[str]) -> int:
@@ -370,7 +340,8 @@ def _run(prog: str, rest: list[str]) -> int:
 
     wants_traceback = os.environ.get("HYDRA_FULL_ERROR")
     os.environ["HYDRA_FULL_ERROR"] = "1"
-    rest = flags_first(rest)
+    flags, overrides = split_flags(rest)
+    rest = [*itertools.chain(*flags), *overrides]
     sys.argv = [prog, *(_without_sweeps(rest) if "--help" in rest or "-h" in rest else rest)]
     try:
         _hydra_entry()
@@ -388,7 +359,7 @@ def _run(prog: str, rest: list[str]) -> int:
             where = e.filename or f"the output folder {Preflight.folder or ''}".rstrip()
             message = f"cannot write {where}: {e.strerror or e}"
         else:
-            message = explain(e, *_config_name_and_overrides(rest))
+            message = explain(e, _config_name(flags), [o for o in overrides if "=" in o])
         print(f"initlab run: error: {message}", file=sys.stderr)
         return 2
     finally:
@@ -413,19 +384,18 @@ def _without_sweeps(args: list[str]) -> list[str]:
     return [a for a in args if a.startswith("-") or "=" not in a or not is_sweep(a)]
 
 
-def _config_name_and_overrides(args: list[str]) -> tuple[str, list[str]]:
-    """The config name and overrides among Hydra's arguments, for the hint of an error."""
-    name, overrides, it = "config", [], iter(args)
-    for arg in it:
-        flag, eq, value = arg.partition("=")
-        if flag in ("-cn", "--config-name"):
-            name = value if eq else next(it, name)
-        elif flag in ("-cp", "--config-path", "-cd", "--config-dir", "-c", "--cfg", "-p",
-                      "--package") and not eq:
-            next(it, None)
-        elif not arg.startswith("-") and eq:
-            overrides.append(arg)
-    return name, overrides
+def _config_name(flags: list[list[str]]) -> str:
+    """The config name among Hydra's flags (:func:`split_flags`), for the hint of an error."""
+    name = "config"
+    for flag, *value in flags:
+        key, eq, inline = flag.partition("=")
+        if key in ("-cn", "--config-name") and (eq or value):
+            name = inline if eq else value[0]
+    return name
+
+
+COMMANDS = {"run": _run_command, "report": _report, "compare": _compare,
+            "list": partial(_report, prog="initlab list"), "export": _export}
 
 
 def console_main() -> None:

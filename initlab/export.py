@@ -30,7 +30,6 @@ from initlab.record import (
 )
 
 FORMATS = ("tensorboard",)
-EXPORT_DIR = TENSORBOARD_DIR  # the default output folder, inside the run or sweep folder
 # Written first into every export folder: a folder holding it is an earlier export, which a
 # new export may clear; any other non-empty folder is refused, never cleared.
 MARKER = ".initlab-export"
@@ -53,13 +52,6 @@ class MissingExtra(ExportError):
     """The package an export writes with is not installed."""
 
 
-def export(fmt: str, path: Path, out: Path | None = None, console=None) -> list[Path]:
-    """Export ``path`` (a run or a sweep folder) in format ``fmt`` (one of :data:`FORMATS`)."""
-    if fmt not in FORMATS:
-        raise ExportError(f"unknown export format {fmt!r} (choose from: {', '.join(FORMATS)})")
-    return export_tensorboard(path, out=out, console=console)
-
-
 def export_tensorboard(path: Path, out: Path | None = None, console=None) -> list[Path]:
     """Write the events of a run folder or of every job of a sweep folder; returns the folders
     written. ``out`` (default ``<path>/tensorboard``; a sweep's jobs in ``out/<job>/``) is
@@ -76,7 +68,7 @@ def export_tensorboard(path: Path, out: Path | None = None, console=None) -> lis
         raise RecordError(f"{path} is a file; give a run folder (holds {SUMMARY}) or a sweep "
                           f"folder (holds {MULTIRUN_FILE})")
     console = console or Console()
-    out = Path(out) if out is not None else path / EXPORT_DIR
+    out = Path(out) if out is not None else path / TENSORBOARD_DIR
     if (path / SUMMARY).exists():
         runs = [(open_record(path), out)]
         skipped: list[str] = []
@@ -88,7 +80,7 @@ def export_tensorboard(path: Path, out: Path | None = None, console=None) -> lis
     _check_out(out)
     writer_class = summary_writer()
     hparams = _comparable([flat_hparams(record) for record, _ in runs])
-    experiment = _experiment(hparams, _metric_tags([record for record, _ in runs]))
+    experiment = _experiment(hparams, list(dict.fromkeys(t for r, _ in runs for t in final_metrics(r))))
     sweep = runs[0][1] != out
     _clear(out)
     written = []
@@ -353,10 +345,6 @@ def final_metrics(record: RunRecord) -> dict[str, float]:
     return {f"hparam/{split}_{key}": float(metrics[split][key])
             for split in SPLITS for key in ("acc", "loss")
             if isinstance(metrics.get(split), dict) and isinstance(metrics[split].get(key), (int, float))}
-
-
-def _metric_tags(records: list[RunRecord]) -> list[str]:
-    return list(dict.fromkeys(t for r in records for t in final_metrics(r)))
 
 
 def _plugin_summary(tag: str, **content):
