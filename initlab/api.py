@@ -10,7 +10,7 @@ import html
 import re
 from pathlib import Path
 
-from initlab.record import PAGE, SUMMARY, read_record
+from initlab.record import PAGE, SUMMARY, RecordError, read_record
 from initlab.report.compare import COMPARED_FILE, COMPARISON_CSV, MULTIRUN_FILE
 
 __all__ = ["Run", "Sweep", "compare", "load", "run"]
@@ -158,8 +158,6 @@ def load(path) -> "Run | Sweep":
         return Run(path)
     if (path / MULTIRUN_FILE).exists() or (path / COMPARISON_CSV).exists():
         return Sweep(path)
-    from initlab.record import RecordError
-
     raise RecordError(f"{path} is neither a run (no {SUMMARY}) nor a sweep (no {MULTIRUN_FILE})")
 
 

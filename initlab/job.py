@@ -173,7 +173,6 @@ class MemberRecord:
         summary["grad_norms"] = grad_norm_ends(record)
         return summary
 
-
     def failed(self, error: Exception) -> dict[str, Any]:
         """A member whose record could not be finished: its record says failed and why
         (the traceback beside it); the other members of its stack go on."""

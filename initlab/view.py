@@ -28,10 +28,9 @@ class ConfigView(Mapping):
 
     def __getattr__(self, name: str) -> Any:
         try:
-            value = self._data[name]
+            return self[name]
         except KeyError:
             raise AttributeError(name) from None
-        return ConfigView(value) if isinstance(value, dict) else value
 
     def __getitem__(self, key: str) -> Any:
         value = self._data[key]
