@@ -30,6 +30,8 @@ import copy
 import math
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -249,10 +251,6 @@ class Composition:
     def job_name(self) -> str:
         return str(self.full.hydra.job.name)
 
-    @property
-    def env_set(self) -> dict:
-        return dict(self.full.hydra.job.env_set)
-
     @cached_property
     def log_file(self) -> bool:
         return "file" in (OmegaConf.select(self.full, "hydra.job_logging.handlers") or {})
@@ -353,13 +351,9 @@ class Composer:
                 subdir, sweep_dir = str(idx), comp.sweep_dir
             else:  # resolved in the job's own config, as Hydra's run_job does
                 full = job.full_config()
-                previous = HydraConfig.instance().cfg
-                try:
-                    HydraConfig.instance().set_config(full)
+                with hydra_config(full):
                     subdir = str(OmegaConf.select(full, "hydra.sweep.subdir"))
                     sweep_dir = str(OmegaConf.select(full, "hydra.sweep.dir"))
-                finally:
-                    HydraConfig.instance().cfg = previous
             job.out_dir = Path(os.path.abspath(os.path.join(sweep_dir, subdir)))
         except Exception as e:  # noqa: BLE001 - an interpolation that does not resolve
             job.error = one_line(f"hydra.sweep.subdir: {e}")
@@ -453,6 +447,17 @@ class Composer:
                 if text is not None and (template.checked or template.check(text, _container(cfg))):
                     return text
         return dump(_container(cfg))
+
+
+@contextmanager
+def hydra_config(cfg: DictConfig) -> Iterator[None]:
+    """HydraConfig set to ``cfg`` (as run_job sets it for a job), restored after."""
+    previous = HydraConfig.instance().cfg
+    HydraConfig.instance().set_config(cfg)
+    try:
+        yield
+    finally:
+        HydraConfig.instance().cfg = previous
 
 
 def write_hydra_files(job: PreparedJob, files: dict[str, str], output_subdir: Optional[str]) -> None:
