@@ -1,28 +1,22 @@
 """Cheap per-job composition for the batched launcher, and each job's ``.hydra/`` files.
 
-Hydra's basic launcher composes every job from scratch (``load_sweep_config``: the defaults
-list, YAML loads, merges: ~0.1-0.25 s a job). Only overrides of config GROUPS (``act=relu``,
-``+experiment=dead_relu``) and of ``hydra.*`` change what is composed; the others
-(``seed=1``, ``optim.lr=0.3``) are assignments Hydra applies after composing. So a
-:class:`Composition` is built once per distinct set of the former, and each job applies
-the latter to a copy of it (:func:`apply_overrides`: what Hydra's config loader does with
-them, through OmegaConf's public API; tests/test_batched_launcher.py compares the two on a
-corpus of overrides), then gets what Hydra's sweep machinery
-sets per job: ``hydra.job.num``/``id``, ``hydra.overrides.task``,
-``hydra.job.override_dirname`` and ``hydra.runtime.output_dir`` (``hydra.sweep.dir`` joined
-with the resolved ``hydra.sweep.subdir``); ``hydra.mode`` comes with the composition.
+Hydra's basic launcher composes every job from scratch (~0.1-0.25 s a job). Only overrides
+of config GROUPS (``act=relu``) and of ``hydra.*`` change what is composed; the others
+(``seed=1``) are assignments Hydra applies after composing. So a :class:`Composition` is
+built once per distinct set of the former, and each job applies the latter to a copy of it
+(:func:`apply_overrides`, as Hydra's config loader does; tests/test_batched_launcher.py
+compares the two), then gets what Hydra's sweep sets per job (``hydra.job.num``/``id``,
+``hydra.overrides.task``, ``hydra.job.override_dirname``, ``hydra.runtime.output_dir``).
 
-A job whose value overrides all set existing plain values (``seed=3``, ``optim.lr=0.1``)
-of a composition without interpolations skips even that: its config is an
-:class:`initlab.config.ConfigView` of the composition's plain values with the job's
-values in, each distinct override line coerced once by :func:`apply_overrides` on a scratch
-copy (so its errors and types are those of the DictConfig path). Copying a DictConfig and applying overrides
-costs ~2 ms a job; this, ~20 us. Any other job takes the DictConfig path above.
+A job whose overrides all set existing plain values of a composition without
+interpolations skips even the copy (~2 ms a job): its config is an
+:class:`initlab.config.ConfigView` of the composition's plain values with the job's in,
+each distinct override line coerced once by :func:`apply_overrides` on a scratch copy (so
+its errors and types are the DictConfig path's).
 
-The ``.hydra/`` files are rendered from YAML templates: the shared text dumped once (per
-composition, and per set of overridden keys for ``config.yaml``) with a slot for each
-value a job sets, and each job's values dumped alone into their slots. The first job of
-every template is checked against OmegaConf's own dump; a template that would differ is
+The ``.hydra/`` files are rendered from YAML templates: the shared text dumped once with a
+slot per value a job sets, each job's values dumped alone into their slots. The first job
+of every template is checked against OmegaConf's own dump; a template that would differ is
 dropped and its jobs are dumped whole, as Hydra does.
 """
 
@@ -144,11 +138,16 @@ def _same(a: Any, b: Any) -> bool:
     return type(a) is type(b) and a == b
 
 
+def _parent(cfg: Any, key: str) -> tuple[Any, str]:
+    """(the node holding a dotted key, or None; the key's last part)."""
+    parent_key, _, leaf = key.rpartition(".")
+    return (OmegaConf.select(cfg, parent_key, default=None) if parent_key else cfg), leaf
+
+
 def _is_value(cfg: DictConfig, key: str) -> bool:
     """Is there a value (not a container, an interpolation or ``???``) at this dotted key of
     dicts?"""
-    parent_key, _, leaf = key.rpartition(".")
-    parent = OmegaConf.select(cfg, parent_key, default=None) if parent_key else cfg
+    parent, leaf = _parent(cfg, key)
     return (isinstance(parent, DictConfig) and leaf in parent and not OmegaConf.is_missing(parent, leaf)
             and not OmegaConf.is_interpolation(parent, leaf)
             and not isinstance(parent[leaf], (DictConfig, ListConfig)))
@@ -157,8 +156,7 @@ def _is_value(cfg: DictConfig, key: str) -> bool:
 def _unresolved(cfg: Any, key: str) -> Any:
     """The value at a dotted key as ``OmegaConf.to_container(resolve=False, enum_to_str=True)``
     has it (_UNSEEN when the path is not there)."""
-    parent_key, _, leaf = key.rpartition(".")
-    parent = OmegaConf.select(cfg, parent_key, default=None) if parent_key else cfg
+    parent, leaf = _parent(cfg, key)
     if isinstance(parent, ListConfig) and leaf.isdigit() and int(leaf) < len(parent):
         leaf = int(leaf)
     elif not isinstance(parent, DictConfig) or leaf not in parent:
@@ -340,12 +338,24 @@ class Composer:
 
     def prepare(self, idx: int, overrides: list[str]) -> PreparedJob:
         """Job ``idx`` composed and placed; a job Hydra cannot compose carries its error."""
-        job = self._compose(overrides)
-        job.idx = idx
-        job.out_dir = Path(os.path.abspath(os.path.join(str(self.master.hydra.sweep.dir), str(idx))))
-        if job.error is not None:
+        parsed = self.parse(list(overrides))
+        task_overrides = [o for o in parsed if not o.is_hydra_override()]
+        out_dir = Path(os.path.abspath(os.path.join(str(self.master.hydra.sweep.dir), str(idx))))
+        job = PreparedJob(idx, [str(o.input_line) for o in task_overrides], out_dir)
+        try:
+            comp = self.composition(tuple(str(o.input_line) for o in parsed if self.is_composed(o)))
+            job.composition = comp
+            job.values = [o for o in parsed if not self.is_composed(o)]
+            job.cfg = self._plain_config(comp, job.values)
+            if job.cfg is None:
+                job.cfg = job.dict_config()
+            # hydra.job.override_dirname, as Hydra builds it from hydra.job.config.override_dirname.
+            c = comp.full.hydra.job.config.override_dirname
+            lines = sorted(str(o.input_line) for o in task_overrides if o.key_or_group not in c.exclude_keys)
+            job.override_dirname = c.item_sep.join(lines).replace("=", c.kv_sep)
+        except Exception as e:  # noqa: BLE001 - Hydra/OmegaConf composition errors, in words
+            job.error = one_line(f"{e}; {e.__cause__}" if e.__cause__ else str(e))
             return job
-        comp = job.composition
         try:
             if comp.subdir == DEFAULT_SUBDIR:
                 subdir, sweep_dir = str(idx), comp.sweep_dir
@@ -357,23 +367,6 @@ class Composer:
             job.out_dir = Path(os.path.abspath(os.path.join(sweep_dir, subdir)))
         except Exception as e:  # noqa: BLE001 - an interpolation that does not resolve
             job.error = one_line(f"hydra.sweep.subdir: {e}")
-        return job
-
-    def _compose(self, overrides: list[str]) -> PreparedJob:
-        parsed = self.parse(list(overrides))
-        task_overrides = [o for o in parsed if not o.is_hydra_override()]
-        job = PreparedJob(-1, [str(o.input_line) for o in task_overrides], Path())
-        try:
-            comp = self.composition(tuple(str(o.input_line) for o in parsed if self.is_composed(o)))
-            job.composition = comp
-            job.values = [o for o in parsed if not self.is_composed(o)]
-            job.cfg = self._plain_config(comp, job.values)
-            if job.cfg is None:
-                job.cfg = job.dict_config()
-            c = comp.full.hydra.job.config.override_dirname
-            job.override_dirname = overrides_dirname(task_overrides, c)
-        except Exception as e:  # noqa: BLE001 - Hydra/OmegaConf composition errors, in words
-            job.error = one_line(f"{e}; {e.__cause__}" if e.__cause__ else str(e))
         return job
 
     def _plain_config(self, comp: Composition, values: list[Override]) -> Optional[ConfigView]:
@@ -512,10 +505,3 @@ def apply_overrides(overrides: list[Override], cfg: DictConfig) -> None:
                         f"Could not override '{key}'.\nTo append to your config use +{line}") from e
         except OmegaConfBaseException as e:
             raise ConfigCompositionException(f"Error merging override {line}") from e
-
-
-def overrides_dirname(overrides: list[Override], c: Any) -> str:
-    """``hydra.job.override_dirname`` of a job, as Hydra builds it from
-    ``hydra.job.config.override_dirname`` (``c``: its kv_sep, item_sep, exclude_keys)."""
-    lines = sorted(str(o.input_line) for o in overrides if o.key_or_group not in c.exclude_keys)
-    return c.item_sep.join(lines).replace("=", c.kv_sep)
