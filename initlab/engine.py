@@ -457,7 +457,7 @@ class StackedGroup:
             X = self.xT["train"] if everyone else self.xT["train"][idx_dev]
             hidden: list[torch.Tensor] = []
             forward(params, self.act, X, hidden)
-            views.update(activation_views([h.transpose(1, 2) for h in hidden], self.bounds))
+            views.update(activation_views(hidden, self.bounds))
         if views:
             self.logs.append((epoch, _positions(idx), {k: v.cpu() for k, v in views.items()}))
 
