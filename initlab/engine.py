@@ -202,7 +202,7 @@ class StackedGroup:
                  device: torch.device):
         cfg = cfgs[0]
         t = cfg.trainer
-        self.cfgs, self.records, self.device = list(cfgs), list(records), device
+        self.records, self.device = list(records), device
         self.M = len(cfgs)
         self.epochs, self.log_every = t.epochs, t.log_every
         self.flush_every_s = t.flush_every_s

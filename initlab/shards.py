@@ -10,11 +10,11 @@ aborts; a shard whose parent is killed completes its records as interrupted.
 """
 
 import contextlib
+import mmap
 import os
 import pickle
 import queue
 import signal
-import struct
 import sys
 import threading
 import traceback
@@ -28,6 +28,8 @@ from initlab.job import library_versions
 
 # How often the parent reports progress while it waits for the other shards (seconds).
 PROGRESS_EVERY_S = 0.2
+# The shared words' slots (_shared_words).
+STOP, ABORTED, EPOCHS = 0, 1, 2
 
 
 class ShardError(RuntimeError):
@@ -41,78 +43,55 @@ class _ParentStop:
     if signalled and completes its records. Read once an epoch by the fit, ``received``
     raises :class:`Interrupted` once the parent has aborted (its second signal)."""
 
-    def __init__(self, control: "_Control", parent: int):
+    def __init__(self, control: memoryview, parent: int):
         self.control, self.parent = control, parent
         self.parent_gone = False
 
     @property
     def received(self) -> int | None:
-        if self.control.aborted:
-            raise Interrupted(self.control.stop or signal.SIGTERM)
-        if self.control.stop:
-            return self.control.stop
+        if self.control[ABORTED]:
+            raise Interrupted(self.control[STOP] or signal.SIGTERM)
+        if self.control[STOP]:
+            return self.control[STOP]
         if not self.parent_gone and os.getppid() != self.parent:
             self.parent_gone = True
         return -1 if self.parent_gone else None
 
     @property
     def name(self) -> str:
-        stop = self.control.stop
+        stop = self.control[STOP]
         return signal.Signals(stop).name if stop else "the end of its launcher process"
 
     @property
     def signal(self) -> str | None:
-        return signal.Signals(self.control.stop).name if self.control.stop else None
+        return signal.Signals(self.control[STOP]).name if self.control[STOP] else None
 
 
-class _Control:
+def _shared_words(shards: int) -> memoryview:
     """Words shared by a sharded group's processes (an anonymous mmap, shared after fork):
-    the stop signal, the abort flag and each shard's epochs done."""
-
-    def __init__(self, shards: int):
-        import mmap
-
-        self.memory = mmap.mmap(-1, 8 * (2 + shards))
-
-    def _get(self, slot: int) -> int:
-        return struct.unpack_from("q", self.memory, 8 * slot)[0]
-
-    def _set(self, slot: int, value: int) -> None:
-        struct.pack_into("q", self.memory, 8 * slot, value)
-
-    stop = property(lambda self: self._get(0), lambda self, v: self._set(0, v))
-    aborted = property(lambda self: bool(self._get(1)), lambda self, v: self._set(1, int(v)))
-
-    def epochs(self, shard: int) -> int:
-        return self._get(2 + shard)
-
-    def set_epochs(self, shard: int, epochs: int) -> None:
-        self._set(2 + shard, epochs)
+    [STOP] the stop signal, [ABORTED] the abort flag, [EPOCHS + k] shard k's epochs done."""
+    return memoryview(mmap.mmap(-1, 8 * (EPOCHS + shards))).cast("q")
 
 
 class _SharedStop(StopOnSignal):
     """This process's StopOnSignal, which also tells the shards (:class:`_ParentStop`)."""
 
-    def __init__(self, control: _Control):
+    def __init__(self, control: memoryview):
         super().__init__()
         self.control = control
 
     def _handle(self, signum, frame) -> None:
         if self.received is None:
-            self.control.stop = signum
+            self.control[STOP] = signum
         else:
-            self.control.aborted = True
+            self.control[ABORTED] = 1
         super()._handle(signum, frame)
 
 
 class Shards:
-    """A CPU group trained in ``shards`` processes: this one and forked copies, each
-    training a contiguous slice of the members as its own stacked model (``threads //
-    shards`` torch threads each) and writing their records. Why: the training loop is one
-    Python thread issuing small tensor ops, which a second torch thread speeds up little;
-    measured on 2 cores, 200 textbook members for 2000 epochs: 8.6-9.1 s in one process
-    with 2 threads, 6.5-6.9 s in two processes of 100 members with 1 (and the records are
-    written two at a time).
+    """A CPU group trained in ``shards`` processes (the module doc): this one and forked
+    copies, each training a contiguous slice of the members with ``threads // shards``
+    torch threads.
 
     Each shard sends a summary back through its pipe as soon as the record is complete;
     they are reported in member order. A shard that fails, this one included, fails the
@@ -128,7 +107,7 @@ class Shards:
         self.train_shard, self.launcher = train, launcher
         self.bounds = [round(k * len(members) / shards) for k in range(shards + 1)]
         self.threads = max(1, threads // shards)
-        self.control = _Control(shards)
+        self.control = _shared_words(shards)
         self.children: list[int] = []
         self.exit_codes: dict[int, str] = {}
         self.read_fds: list[int] = []
@@ -195,10 +174,13 @@ class Shards:
         stop = _ParentStop(self.control, parent)
         sending = True
 
+        def epoch_done(epochs: int, *_) -> None:
+            self.control[EPOCHS + shard] = epochs
+
         def done(i: int, summary: dict) -> None:
             nonlocal sending
-            if self.control.aborted:
-                raise Interrupted(self.control.stop or signal.SIGTERM)
+            if self.control[ABORTED]:
+                raise Interrupted(self.control[STOP] or signal.SIGTERM)
             if sending:
                 try:
                     pickle.dump((first + i, summary), out)
@@ -208,8 +190,7 @@ class Shards:
 
         try:
             self.train_shard(self.members[first:end], torch.device("cpu"), stop,
-                             lambda epochs, *_: self.control.set_epochs(shard, epochs), done,
-                             self.versions, self.launcher)
+                             epoch_done, done, self.versions, self.launcher)
         except Interrupted:
             return 1
         except BaseException:  # noqa: BLE001 - said to the parent, in its words
@@ -230,7 +211,7 @@ class Shards:
 
     def _report_progress(self, own: int, total: int, *_) -> None:
         if self.progress is not None:
-            self.progress(min([own] + [self.control.epochs(k)
+            self.progress(min([own] + [self.control[EPOCHS + k]
                                        for k in range(1, len(self.bounds) - 1)]), total, None)
 
     def train(self) -> list[dict]:
@@ -241,7 +222,6 @@ class Shards:
             if self.on_member_done is not None:
                 self.on_member_done(i, summary)
 
-        self.control.set_epochs(0, 0)
         own_failure: Exception | None = None
         try:
             self.train_shard(self.members[:self.bounds[1]], torch.device("cpu"), self.stop,
@@ -292,7 +272,7 @@ class Shards:
     def __exit__(self, *exc) -> bool:
         try:
             if exc[0] is not None:  # an error or a second signal here: the shards stop at once
-                self.control.aborted = True
+                self.control[ABORTED] = 1
             for k, pid in enumerate(self.children):
                 if pid:
                     with contextlib.suppress(ChildProcessError):

@@ -1,28 +1,22 @@
 """Cheap per-job composition for the batched launcher, and each job's ``.hydra/`` files.
 
-Hydra's basic launcher composes every job from scratch (``load_sweep_config``: the defaults
-list, YAML loads, merges: ~0.1-0.25 s a job). Only overrides of config GROUPS (``act=relu``,
-``+experiment=dead_relu``) and of ``hydra.*`` change what is composed; the others
-(``seed=1``, ``optim.lr=0.3``) are assignments Hydra applies after composing. So a
-:class:`Composition` is built once per distinct set of the former, and each job applies
-the latter to a copy of it (:func:`apply_overrides`: what Hydra's config loader does with
-them, through OmegaConf's public API; tests/test_batched_launcher.py compares the two on a
-corpus of overrides), then gets what Hydra's sweep machinery
-sets per job: ``hydra.job.num``/``id``, ``hydra.overrides.task``,
-``hydra.job.override_dirname`` and ``hydra.runtime.output_dir`` (``hydra.sweep.dir`` joined
-with the resolved ``hydra.sweep.subdir``); ``hydra.mode`` comes with the composition.
+Hydra's basic launcher composes every job from scratch (~0.1-0.25 s a job). Only overrides
+of config GROUPS (``act=relu``) and of ``hydra.*`` change what is composed; the others
+(``seed=1``) are assignments Hydra applies after composing. So a :class:`Composition` is
+built once per distinct set of the former, and each job applies the latter to a copy of it
+(:func:`apply_overrides`, as Hydra's config loader does; tests/test_batched_launcher.py
+compares the two), then gets what Hydra's sweep sets per job (``hydra.job.num``/``id``,
+``hydra.overrides.task``, ``hydra.job.override_dirname``, ``hydra.runtime.output_dir``).
 
-A job whose value overrides all set existing plain values (``seed=3``, ``optim.lr=0.1``)
-of a composition without interpolations skips even that: its config is an
-:class:`initlab.config.ConfigView` of the composition's plain values with the job's
-values in, each distinct override line coerced once by :func:`apply_overrides` on a scratch
-copy (so its errors and types are those of the DictConfig path). Copying a DictConfig and applying overrides
-costs ~2 ms a job; this, ~20 us. Any other job takes the DictConfig path above.
+A job whose overrides all set existing plain values of a composition without
+interpolations skips even the copy (~2 ms a job): its config is an
+:class:`initlab.config.ConfigView` of the composition's plain values with the job's in,
+each distinct override line coerced once by :func:`apply_overrides` on a scratch copy (so
+its errors and types are the DictConfig path's).
 
-The ``.hydra/`` files are rendered from YAML templates: the shared text dumped once (per
-composition, and per set of overridden keys for ``config.yaml``) with a slot for each
-value a job sets, and each job's values dumped alone into their slots. The first job of
-every template is checked against OmegaConf's own dump; a template that would differ is
+The ``.hydra/`` files are rendered from YAML templates: the shared text dumped once with a
+slot per value a job sets, each job's values dumped alone into their slots. The first job
+of every template is checked against OmegaConf's own dump; a template that would differ is
 dropped and its jobs are dumped whole, as Hydra does.
 """
 
@@ -30,6 +24,8 @@ import copy
 import math
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -142,11 +138,16 @@ def _same(a: Any, b: Any) -> bool:
     return type(a) is type(b) and a == b
 
 
+def _parent(cfg: Any, key: str) -> tuple[Any, str]:
+    """(the node holding a dotted key, or None; the key's last part)."""
+    parent_key, _, leaf = key.rpartition(".")
+    return (OmegaConf.select(cfg, parent_key, default=None) if parent_key else cfg), leaf
+
+
 def _is_value(cfg: DictConfig, key: str) -> bool:
     """Is there a value (not a container, an interpolation or ``???``) at this dotted key of
     dicts?"""
-    parent_key, _, leaf = key.rpartition(".")
-    parent = OmegaConf.select(cfg, parent_key, default=None) if parent_key else cfg
+    parent, leaf = _parent(cfg, key)
     return (isinstance(parent, DictConfig) and leaf in parent and not OmegaConf.is_missing(parent, leaf)
             and not OmegaConf.is_interpolation(parent, leaf)
             and not isinstance(parent[leaf], (DictConfig, ListConfig)))
@@ -155,8 +156,7 @@ def _is_value(cfg: DictConfig, key: str) -> bool:
 def _unresolved(cfg: Any, key: str) -> Any:
     """The value at a dotted key as ``OmegaConf.to_container(resolve=False, enum_to_str=True)``
     has it (_UNSEEN when the path is not there)."""
-    parent_key, _, leaf = key.rpartition(".")
-    parent = OmegaConf.select(cfg, parent_key, default=None) if parent_key else cfg
+    parent, leaf = _parent(cfg, key)
     if isinstance(parent, ListConfig) and leaf.isdigit() and int(leaf) < len(parent):
         leaf = int(leaf)
     elif not isinstance(parent, DictConfig) or leaf not in parent:
@@ -249,10 +249,6 @@ class Composition:
     def job_name(self) -> str:
         return str(self.full.hydra.job.name)
 
-    @property
-    def env_set(self) -> dict:
-        return dict(self.full.hydra.job.env_set)
-
     @cached_property
     def log_file(self) -> bool:
         return "file" in (OmegaConf.select(self.full, "hydra.job_logging.handlers") or {})
@@ -342,33 +338,10 @@ class Composer:
 
     def prepare(self, idx: int, overrides: list[str]) -> PreparedJob:
         """Job ``idx`` composed and placed; a job Hydra cannot compose carries its error."""
-        job = self._compose(overrides)
-        job.idx = idx
-        job.out_dir = Path(os.path.abspath(os.path.join(str(self.master.hydra.sweep.dir), str(idx))))
-        if job.error is not None:
-            return job
-        comp = job.composition
-        try:
-            if comp.subdir == DEFAULT_SUBDIR:
-                subdir, sweep_dir = str(idx), comp.sweep_dir
-            else:  # resolved in the job's own config, as Hydra's run_job does
-                full = job.full_config()
-                previous = HydraConfig.instance().cfg
-                try:
-                    HydraConfig.instance().set_config(full)
-                    subdir = str(OmegaConf.select(full, "hydra.sweep.subdir"))
-                    sweep_dir = str(OmegaConf.select(full, "hydra.sweep.dir"))
-                finally:
-                    HydraConfig.instance().cfg = previous
-            job.out_dir = Path(os.path.abspath(os.path.join(sweep_dir, subdir)))
-        except Exception as e:  # noqa: BLE001 - an interpolation that does not resolve
-            job.error = one_line(f"hydra.sweep.subdir: {e}")
-        return job
-
-    def _compose(self, overrides: list[str]) -> PreparedJob:
         parsed = self.parse(list(overrides))
         task_overrides = [o for o in parsed if not o.is_hydra_override()]
-        job = PreparedJob(-1, [str(o.input_line) for o in task_overrides], Path())
+        out_dir = Path(os.path.abspath(os.path.join(str(self.master.hydra.sweep.dir), str(idx))))
+        job = PreparedJob(idx, [str(o.input_line) for o in task_overrides], out_dir)
         try:
             comp = self.composition(tuple(str(o.input_line) for o in parsed if self.is_composed(o)))
             job.composition = comp
@@ -376,10 +349,24 @@ class Composer:
             job.cfg = self._plain_config(comp, job.values)
             if job.cfg is None:
                 job.cfg = job.dict_config()
+            # hydra.job.override_dirname, as Hydra builds it from hydra.job.config.override_dirname.
             c = comp.full.hydra.job.config.override_dirname
-            job.override_dirname = overrides_dirname(task_overrides, c)
+            lines = sorted(str(o.input_line) for o in task_overrides if o.key_or_group not in c.exclude_keys)
+            job.override_dirname = c.item_sep.join(lines).replace("=", c.kv_sep)
         except Exception as e:  # noqa: BLE001 - Hydra/OmegaConf composition errors, in words
             job.error = one_line(f"{e}; {e.__cause__}" if e.__cause__ else str(e))
+            return job
+        try:
+            if comp.subdir == DEFAULT_SUBDIR:
+                subdir, sweep_dir = str(idx), comp.sweep_dir
+            else:  # resolved in the job's own config, as Hydra's run_job does
+                full = job.full_config()
+                with hydra_config(full):
+                    subdir = str(OmegaConf.select(full, "hydra.sweep.subdir"))
+                    sweep_dir = str(OmegaConf.select(full, "hydra.sweep.dir"))
+            job.out_dir = Path(os.path.abspath(os.path.join(sweep_dir, subdir)))
+        except Exception as e:  # noqa: BLE001 - an interpolation that does not resolve
+            job.error = one_line(f"hydra.sweep.subdir: {e}")
         return job
 
     def _plain_config(self, comp: Composition, values: list[Override]) -> Optional[ConfigView]:
@@ -455,6 +442,17 @@ class Composer:
         return dump(_container(cfg))
 
 
+@contextmanager
+def hydra_config(cfg: DictConfig) -> Iterator[None]:
+    """HydraConfig set to ``cfg`` (as run_job sets it for a job), restored after."""
+    previous = HydraConfig.instance().cfg
+    HydraConfig.instance().set_config(cfg)
+    try:
+        yield
+    finally:
+        HydraConfig.instance().cfg = previous
+
+
 def write_hydra_files(job: PreparedJob, files: dict[str, str], output_subdir: Optional[str]) -> None:
     """The job's folder with its ``.hydra/`` files (and the empty log Hydra's logging leaves)."""
     job.out_dir.mkdir(parents=True, exist_ok=True)
@@ -507,10 +505,3 @@ def apply_overrides(overrides: list[Override], cfg: DictConfig) -> None:
                         f"Could not override '{key}'.\nTo append to your config use +{line}") from e
         except OmegaConfBaseException as e:
             raise ConfigCompositionException(f"Error merging override {line}") from e
-
-
-def overrides_dirname(overrides: list[Override], c: Any) -> str:
-    """``hydra.job.override_dirname`` of a job, as Hydra builds it from
-    ``hydra.job.config.override_dirname`` (``c``: its kv_sep, item_sep, exclude_keys)."""
-    lines = sorted(str(o.input_line) for o in overrides if o.key_or_group not in c.exclude_keys)
-    return c.item_sep.join(lines).replace("=", c.kv_sep)

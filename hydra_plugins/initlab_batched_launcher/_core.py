@@ -16,6 +16,7 @@ runs as Hydra's basic launcher would.
 """
 
 import os
+import shutil
 import signal
 import sys
 from collections import Counter
@@ -24,13 +25,13 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Optional
 
-from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, JobStatus, configure_log, env_override, run_job, setup_globals
 from hydra.experimental.callback import Callback
 from omegaconf import OmegaConf, open_dict
 
 from hydra_plugins.initlab_batched_launcher._compose import (
     PreparedJob,
+    hydra_config,
     one_line,
     write_hydra_files,
 )
@@ -163,15 +164,19 @@ class BatchedSweep:
 
         memory = self._check(jobs, sweep_dir)
         failed = [j for j in jobs if j.error is not None]
-        groups, alone = self._groups([j for j in jobs if j.error is None])
+        alone = [j for j in jobs if j.error is None and j.alone]
+        by_key: dict[Any, list[PreparedJob]] = {}  # in order of each group's first job
+        for job in jobs:
+            if job.error is None:
+                by_key.setdefault(("alone", job.idx) if job.alone else job.key, []).append(job)
+        groups = list(by_key.values())
         # A stack holds what memory allows (initlab.budget), at most max_members.
         cap = self.launcher.max_members
-        fits = [members_that_fit(g[0].cfg, memory) for _, g in groups]
-        limits = [min(cap, fit or len(g)) for fit, (_, g) in zip(fits, groups)]
+        fits = [members_that_fit(g[0].cfg, memory) for g in groups]
+        limits = [min(cap, fit or len(g)) for fit, g in zip(fits, groups)]
         # Memory split a group where it holds fewer than both the cap and the group's jobs.
-        by_memory = [fit for fit, (_, g) in zip(fits, groups) if fit and fit < min(cap, len(g))]
-        chunks = [(key, g[i:i + size]) for (key, g), size in zip(groups, limits)
-                  for i in range(0, len(g), size)]
+        by_memory = [fit for fit, g in zip(fits, groups) if fit and fit < min(cap, len(g))]
+        chunks = [g[i:i + size] for g, size in zip(groups, limits) for i in range(0, len(g), size)]
         import initlab.report
         from initlab.report.compare import TERMINAL_JOBS
 
@@ -179,13 +184,13 @@ class BatchedSweep:
         # for its jobs, and the comparison sums them up at the end.
         initlab.report.LIVE_SWEEP_PROGRESS = len(jobs) > TERMINAL_JOBS
         if not self.quiet:
-            print(grouping_line(len(jobs), [len(g) for _, g in groups], len(chunks),
+            print(grouping_line(len(jobs), [len(g) for g in groups], len(chunks),
                                 min(by_memory, default=cap), len(failed), len(alone),
                                 tuple(j.alone for j in alone), bool(by_memory)), flush=True)
         for job in failed:
             self._fail_job(job)
         try:
-            for number, (_, chunk) in enumerate(chunks, 1):
+            for number, chunk in enumerate(chunks, 1):
                 # A job with no group trains as a stack of one, through the same engine.
                 self._train_chunk(chunk, chunk[0].device, number, len(chunks))
         except (Interrupted, KeyboardInterrupt) as e:
@@ -224,14 +229,6 @@ class BatchedSweep:
                 job.alone = one_line(str(e) if isinstance(e, ValueError) else f"{type(e).__name__}: {e}")
         return memory
 
-    def _groups(self, jobs: list[PreparedJob]):
-        """[(key, jobs)] in order of each group's first job; key None: a job that trains alone."""
-        groups: dict[Any, list[PreparedJob]] = {}
-        for job in jobs:
-            groups.setdefault(("alone", job.idx) if job.alone else job.key, []).append(job)
-        alone = [j for j in jobs if j.alone]
-        return [(None if g[0].alone else k, g) for k, g in groups.items()], alone
-
     # ------------------------------------------------------------------ one job's files
     def _write(self, job: PreparedJob) -> None:
         write_hydra_files(job, self.composer.hydra_files(job), self.output_subdir)
@@ -265,17 +262,12 @@ class BatchedSweep:
         fail_job(job.out_dir, job.error, job.label)
         self._return(job, JobStatus.FAILED, JobFailed(job.error))
 
-    def _report(self, job: PreparedJob, summary: dict) -> None:
-        """The job's one line, from its record: the report step of any job of a sweep."""
-        from initlab.run import report_job
-
-        report_job(job.cfg, job.out_dir, in_sweep=True, job_label=job.label)
-
     # ------------------------------------------------------------------ training
     def _train_chunk(self, chunk: list[PreparedJob], device: str, number: int, count: int) -> None:
         from initlab import engine
-        from initlab.job import save_traceback
+        from initlab.job import mark_record, save_traceback
         from initlab.record import ERROR_FILE, STATUS_FAILED, STATUS_INTERRUPTED
+        from initlab.run import JobFailed, ProgressBar, report_job
 
         written: list[PreparedJob] = []
         try:
@@ -284,10 +276,13 @@ class BatchedSweep:
                 written.append(job)
         except BaseException:
             # Stopped (or a full disk) before this chunk trained: its jobs never started.
-            _remove_folders(written)
+            for job in written:
+                shutil.rmtree(job.out_dir, ignore_errors=True)
             raise
-        for job in chunk:
-            self._job_start(job)
+        if self.job_callbacks:
+            for job in chunk:
+                self.callbacks.on_job_start(config=job.full_config(),
+                                            task_function=self.launcher.task_function)
         self.in_flight = chunk
         done: dict[int, dict] = {}
 
@@ -297,12 +292,15 @@ class BatchedSweep:
                 if summary.get("status") == STATUS_FAILED:  # this member alone
                     chunk[i].error = summary.get("error", "")
                     self._fail_job(chunk[i], write=False)
-                elif summary.get("status") != STATUS_INTERRUPTED:
-                    self._report(chunk[i], summary)
+                elif summary.get("status") != STATUS_INTERRUPTED:  # the job's one line
+                    report_job(chunk[i].cfg, chunk[i].out_dir, in_sweep=True, job_label=chunk[i].label)
 
         what = f"group {number}/{count}" if count > 1 else "group"
-        with _JobContext(chunk[0]), self._progress(f"{what} ({_plural(len(chunk), 'job')})",
-                                                   chunk[0].cfg.trainer.epochs) as progress:
+        # While the chunk trains, HydraConfig and the environment are its jobs' (as run_job sets).
+        comp = chunk[0].composition
+        bar = nullcontext(None) if self.quiet else ProgressBar(
+            None, chunk[0].cfg.trainer.epochs, label=f"{what} ({_plural(len(chunk), 'job')})")
+        with hydra_config(comp.full), env_override(dict(comp.full.hydra.job.env_set)), bar as progress:
             try:
                 summaries = engine.train_group([j.cfg for j in chunk], [j.out_dir for j in chunk],
                                                 device=device, threads=self.launcher.threads,
@@ -321,7 +319,8 @@ class BatchedSweep:
                             self._return(job, JobStatus.COMPLETED, done[i])
                     else:
                         job.error = message
-                        self._mark_quietly(job)
+                        mark_record(job.out_dir, STATUS_FAILED, message)
+                        self._return(job, JobStatus.FAILED, JobFailed(message))
                 return
         for i, summary in enumerate(summaries):
             on_member_done(i, summary)
@@ -330,23 +329,6 @@ class BatchedSweep:
         for job, summary in zip(chunk, summaries):
             if summary.get("status") != STATUS_FAILED:
                 self._return(job, JobStatus.COMPLETED, summary)
-
-    def _mark_quietly(self, job: PreparedJob) -> None:
-        from initlab.job import mark_record
-        from initlab.record import STATUS_FAILED
-        from initlab.run import JobFailed
-
-        mark_record(job.out_dir, STATUS_FAILED, job.error)
-        self._return(job, JobStatus.FAILED, JobFailed(job.error))
-
-    def _job_start(self, job: PreparedJob) -> None:
-        if self.job_callbacks:
-            self.callbacks.on_job_start(config=job.full_config(), task_function=self.launcher.task_function)
-
-    def _progress(self, label: str, epochs: int):
-        from initlab.run import ProgressBar
-
-        return nullcontext(None) if self.quiet else ProgressBar(None, epochs, label=label)
 
     # ------------------------------------------------------------------ interrupts
     def _interrupted(self, chunk: list[PreparedJob], summaries: list[dict]) -> None:
@@ -386,34 +368,6 @@ def _status(out_dir: Path) -> Optional[str]:
         return json.loads((out_dir / "summary.json").read_text()).get("status")
     except (OSError, ValueError, AttributeError):
         return None
-
-
-def _remove_folders(jobs: list[PreparedJob]) -> None:
-    import shutil
-
-    for job in jobs:
-        shutil.rmtree(job.out_dir, ignore_errors=True)
-
-
-class _JobContext:
-    """While a job trains, HydraConfig and the environment are its own (as run_job sets):
-    HydraConfig set to the job's composition and its env_set applied, restored after."""
-
-    def __init__(self, job: PreparedJob):
-        self.job = job
-
-    def __enter__(self):
-        self.previous = HydraConfig.instance().cfg
-        comp = self.job.composition
-        HydraConfig.instance().set_config(comp.full)
-        self.env = env_override(comp.env_set)
-        self.env.__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        self.env.__exit__(*exc)
-        HydraConfig.instance().cfg = self.previous
-        return False
 
 
 def _overrides_job_events(callbacks: Any) -> bool:
