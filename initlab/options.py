@@ -612,10 +612,10 @@ def schema_node(group: str, option: str) -> Any:
 def describe_option(group: str, node: Any) -> str:
     """How tables and titles name a group's option: its name, or for a custom component its
     target and arguments (``mypkg.Swish(beta=2)``)."""
+    if group == "init":
+        return describe_init(node)
     name = node.get("name", "?")
-    if is_custom(name):
-        return custom.describe(group, node)
-    return describe_init(node) if group == "init" else name
+    return custom.describe(group, node) if is_custom(name) else name
 
 
 def schema_name(group: str, option: str) -> str:

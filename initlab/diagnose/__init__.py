@@ -144,8 +144,8 @@ def diagnosis_table(findings: list[Finding], unchecked: dict[str, str] | None = 
         where = layer_list(f.layers) if f.layers else "whole network"
         numbers = (f"{words.g(f.value)} vs {words.g(f.threshold)}" if f.threshold is not None
                    else "" if f.value is None else words.g(f.value))
-        label = Text.assemble((f.code, SEVERITY_STYLE.get(f.severity, "bold red")), "\n",
-                              (f.severity, SEVERITY_STYLE.get(f.severity, "bold red")),
+        style = SEVERITY_STYLE.get(f.severity, "bold red")
+        label = Text.assemble((f.code, style), "\n", (f.severity, style),
                               f"\n{where}\n{f.when}" + (f"\n{numbers}" if numbers else ""))
         table.add_row(label, f.message, f.fix)
     return table
