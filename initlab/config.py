@@ -290,8 +290,7 @@ def validate(cfg: Any) -> None:
     _check(d.n_samples >= 2, f"data.n_samples must be >= 2 (got {d.n_samples})")
     at_least(_check, "data.noise", d.noise, 0)
     for split in ("n_train", "n_dev", "n_test"):
-        n = d[split]
-        _check(n >= 1, f"data.{split} must be >= 1 (got {n})")
+        _check(d[split] >= 1, f"data.{split} must be >= 1 (got {d[split]})")
     total = d.n_train + d.n_dev + d.n_test
     _check(
         total <= d.n_samples,
