@@ -10,7 +10,6 @@ raises :class:`ConfigError` with one line that names the valid range or choices.
 This module must not import torch: ``initlab run --help`` and ``--cfg job`` load it.
 """
 
-import math
 from dataclasses import dataclass, field, fields
 from typing import Any, Optional
 
@@ -26,7 +25,9 @@ from initlab.options import (
     ActConfig,
     DataConfig,
     InitConfig,
+    at_least,
     is_custom,
+    one_of,
     schema_name,
     schema_node,
 )
@@ -257,17 +258,12 @@ def _check(ok: bool, message: str) -> None:
 
 
 def _one_of(key: str, value: Any, choices: tuple) -> None:
-    _check(value in choices, f"{key}={value!r} is not one of: {', '.join(choices)}")
+    one_of(_check, key, value, choices)
 
 
 # The largest seed: the run's stream seeds (seed * 1000 + stream, streams 0..2, see
 # initlab.run.stream_seed) must fit the signed 64-bit seed every generator accepts.
 MAX_SEED = (2**63 - 1 - 2) // 1000
-
-
-def _finite(key: str, value: Any) -> None:
-    _check(isinstance(value, (int, float)) and math.isfinite(value),
-           f"{key} must be a finite number (got {value})")
 
 
 def validate(cfg: Any) -> None:
@@ -292,11 +288,9 @@ def validate(cfg: Any) -> None:
         _check_top_level_keys(cfg)
     _check_option_keys(cfg)
     _check(d.n_samples >= 2, f"data.n_samples must be >= 2 (got {d.n_samples})")
-    _finite("data.noise", d.noise)
-    _check(d.noise >= 0, f"data.noise must be >= 0 (got {d.noise})")
+    at_least(_check, "data.noise", d.noise, 0)
     for split in ("n_train", "n_dev", "n_test"):
-        n = d[split]
-        _check(n >= 1, f"data.{split} must be >= 1 (got {n})")
+        _check(d[split] >= 1, f"data.{split} must be >= 1 (got {d[split]})")
     total = d.n_train + d.n_dev + d.n_test
     _check(
         total <= d.n_samples,
@@ -314,16 +308,12 @@ def validate(cfg: Any) -> None:
     _check(m.width >= 1, f"model.width must be >= 1 (got {m.width})")
     ACTIVATIONS[a.name].check(a, _check)
     INITS[i.name].check(i, _check)
-    _finite("init.bias_std", i.bias_std)
-    _check(i.bias_std >= 0, f"init.bias_std must be >= 0 (got {i.bias_std})")
+    at_least(_check, "init.bias_std", i.bias_std, 0)
 
-    _finite("optim.lr", o.lr)
-    _check(o.lr > 0, f"optim.lr must be > 0 (got {o.lr})")
-    _finite("optim.weight_decay", o.weight_decay)
-    _check(o.weight_decay >= 0, f"optim.weight_decay must be >= 0 (got {o.weight_decay})")
+    at_least(_check, "optim.lr", o.lr, 0, strict=True)
+    at_least(_check, "optim.weight_decay", o.weight_decay, 0)
     if o.name == "sgd":
-        _finite("optim.momentum", o.momentum)
-        _check(o.momentum >= 0, f"optim.momentum must be >= 0 (got {o.momentum})")
+        at_least(_check, "optim.momentum", o.momentum, 0)
     if o.name == "adam":
         ok = len(o.betas) == 2 and all(0 <= b < 1 for b in o.betas)
         _check(ok, f"optim.betas must be two numbers in [0, 1) (got {list(o.betas)})")

@@ -27,9 +27,6 @@ class Splits:
     def as_dict(self) -> dict[str, torch.Tensor]:
         return dict(vars(self))
 
-    def to(self, device: torch.device) -> "Splits":
-        return Splits(**{k: v.to(device) for k, v in vars(self).items()})
-
 
 def _shuffle_and_noise(X, y, noise, shuffle, gen):
     if shuffle:

@@ -95,12 +95,14 @@ def weight_draw(w_shape, init_cfg, act_cfg) -> Draw | None:
                                             fan_in, fan_out)
 
 
-def init_weight_(w: torch.Tensor, init_cfg, act_cfg, gen: torch.Generator) -> torch.Tensor:
-    """Fill one weight matrix with the scheme named by ``init_cfg.name``."""
+def init_weight_(w: torch.Tensor, init_cfg, act_cfg, gen: torch.Generator,
+                 bias: torch.Tensor | None = None) -> torch.Tensor:
+    """Fill one weight matrix with the scheme named by ``init_cfg.name`` (a custom scheme
+    is handed ``bias`` too)."""
     fans(w)  # a 2-D Linear weight
     spec = init_scheme(init_cfg.name)
     if spec.fill is not None:
-        spec.fill(w, None, init_cfg, gen)
+        spec.fill(w, bias, init_cfg, gen)
         return w
     return draw_(w, weight_draw(tuple(w.shape), init_cfg, act_cfg), gen)
 
@@ -113,12 +115,7 @@ def init_linear_(weight: torch.Tensor, bias: torch.Tensor | None, init_cfg, act_
     custom scheme gets the bias too, already at ``init.bias``, to leave or set."""
     if bias is not None:
         bias.fill_(init_cfg.bias)  # no draw: the weights below come from gen as before
-    spec = init_scheme(init_cfg.name)
-    if spec.fill is not None:
-        fans(weight)
-        spec.fill(weight, bias, init_cfg, gen)
-    else:
-        init_weight_(weight, init_cfg, act_cfg, gen)
+    init_weight_(weight, init_cfg, act_cfg, gen, bias)
     if bias is not None:
         bias_std = getattr(init_cfg, "bias_std", 0.0)
         if bias_std:  # drawn after the weight, from the same generator

@@ -31,9 +31,26 @@ def _no_checks(cfg: Any, check: Check) -> None:
     return None
 
 
-def _finite(check: Check, key: str, value: Any) -> None:
+def finite(check: Check, key: str, value: Any) -> None:
     check(isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value),
           f"{key} must be a finite number (got {value})")
+
+
+def at_least(check: Check, key: str, value: Any, bound: float, strict: bool = False) -> None:
+    """``value`` is a finite number >= ``bound`` (> where ``strict``)."""
+    finite(check, key, value)
+    check(value > bound if strict else value >= bound,
+          f"{key} must be {'>' if strict else '>='} {bound} (got {value})")
+
+
+def one_of(check: Check, key: str, value: Any, choices: tuple) -> None:
+    check(value in choices, f"{key}={value!r} is not one of: {', '.join(choices)}")
+
+
+def _minimum(key: str, bound: float, strict: bool = False) -> Callable[[Any, Check], None]:
+    """The check of an option whose one setting, ``key`` (group.name), has a lower bound."""
+    name = key.split(".")[1]
+    return lambda cfg, check: at_least(check, key, cfg[name], bound, strict)
 
 
 # ======================================================================= activations
@@ -101,16 +118,6 @@ class CustomActivationSpec(ActivationSpec):
         return custom.build_activation(cfg)
 
 
-def _check_lrelu(cfg: Any, check: Check) -> None:
-    _finite(check, "act.negative_slope", cfg.negative_slope)
-    check(cfg.negative_slope >= 0, f"act.negative_slope must be >= 0 (got {cfg.negative_slope})")
-
-
-def _check_elu(cfg: Any, check: Check) -> None:
-    _finite(check, "act.alpha", cfg.alpha)
-    check(cfg.alpha >= 0, f"act.alpha must be >= 0 (got {cfg.alpha})")
-
-
 SELU_ALPHA = 1.6732632423543772848170429916717
 SELU_SCALE = 1.0507009873554804934193349852946
 _SQRT2 = math.sqrt(2.0)
@@ -170,13 +177,14 @@ _ACTIVATION_LIST = [
                    lambda c: math.sqrt(2.0 / (1 + c.negative_slope**2)),
                    _numeric(lambda np, c: lambda x, a=c.negative_slope: np.where(x >= 0, x, a * x)),
                    _numeric(lambda np, c: lambda x, a=c.negative_slope: np.where(x > 0, 1.0, a)),
-                   params=("negative_slope",), schema=LeakyReLUConfig, check=_check_lrelu),
+                   params=("negative_slope",), schema=LeakyReLUConfig,
+                   check=_minimum("act.negative_slope", 0)),
     ActivationSpec("elu", "ELU: x above 0, alpha (e^x - 1) below", "ELU", lambda c: _SQRT2,
                    _numeric(lambda np, c: lambda x, a=c.alpha:
                             np.where(x > 0, x, a * np.expm1(_negative(np, x)))),
                    _numeric(lambda np, c: lambda x, a=c.alpha:
                             np.where(x > 0, 1.0, a * np.exp(_negative(np, x)))),
-                   params=("alpha",), schema=ELUConfig, check=_check_elu),
+                   params=("alpha",), schema=ELUConfig, check=_minimum("act.alpha", 0)),
     ActivationSpec("selu", "SELU: scaled ELU that keeps unit variance under LeCun init", "SELU",
                    lambda c: 3.0 / 4,
                    _numeric(lambda np, c: lambda x: SELU_SCALE * np.where(
@@ -202,11 +210,16 @@ _ACTIVATION_LIST = [
 ACTIVATIONS: dict[str, ActivationSpec] = {spec.name: spec for spec in _ACTIVATION_LIST}
 
 
-def activation(name: str) -> ActivationSpec:
-    try:
-        return ACTIVATIONS[name]
-    except KeyError:
-        raise ValueError(f"unknown activation {name!r} (choose from: {', '.join(ACTIVATIONS)})") from None
+def _lookup(specs: dict[str, Any], what: str) -> Callable[[str], Any]:
+    """``specs[name]``, or a ValueError that lists the valid choices."""
+    def spec(name: str) -> Any:
+        if name not in specs:
+            raise ValueError(f"unknown {what} {name!r} (choose from: {', '.join(specs)})")
+        return specs[name]
+    return spec
+
+
+activation: Callable[[str], ActivationSpec] = _lookup(ACTIVATIONS, "activation")
 
 
 # ======================================================================== init schemes
@@ -361,38 +374,29 @@ def _gain(cfg: Any, default: float) -> float:
 
 def _check_gain(cfg: Any, check: Check) -> None:
     if cfg.gain is not None:
-        _finite(check, "init.gain", cfg.gain)
+        finite(check, "init.gain", cfg.gain)
     check(cfg.gain is None or cfg.gain > 0, f"init.gain must be > 0 or null (got {cfg.gain})")
 
 
 def _check_kaiming(cfg: Any, check: Check) -> None:
-    check(cfg.mode in FAN_MODES, f"init.mode={cfg.mode!r} is not one of: {', '.join(FAN_MODES)}")
+    one_of(check, "init.mode", cfg.mode, FAN_MODES)
     _check_gain(cfg, check)
 
 
-def _check_normal(cfg: Any, check: Check) -> None:
-    _finite(check, "init.std", cfg.std)
-    check(cfg.std >= 0, f"init.std must be >= 0 (got {cfg.std})")
-
-
 def _check_uniform(cfg: Any, check: Check) -> None:
-    _finite(check, "init.low", cfg.low)
-    _finite(check, "init.high", cfg.high)
+    finite(check, "init.low", cfg.low)
+    finite(check, "init.high", cfg.high)
     check(cfg.low < cfg.high, f"init.low must be < init.high (got {cfg.low} >= {cfg.high})")
 
 
 def _check_variance_scaling(cfg: Any, check: Check) -> None:
-    _finite(check, "init.scale", cfg.scale)
-    check(cfg.scale > 0, f"init.scale must be > 0 (got {cfg.scale})")
-    check(cfg.mode in VARIANCE_SCALING_MODES,
-          f"init.mode={cfg.mode!r} is not one of: {', '.join(VARIANCE_SCALING_MODES)}")
-    check(cfg.distribution in DISTRIBUTIONS,
-          f"init.distribution={cfg.distribution!r} is not one of: {', '.join(DISTRIBUTIONS)}")
+    at_least(check, "init.scale", cfg.scale, 0, strict=True)
+    one_of(check, "init.mode", cfg.mode, VARIANCE_SCALING_MODES)
+    one_of(check, "init.distribution", cfg.distribution, DISTRIBUTIONS)
 
 
 def _check_lsuv(cfg: Any, check: Check) -> None:
-    _finite(check, "init.tolerance", cfg.tolerance)
-    check(cfg.tolerance > 0, f"init.tolerance must be > 0 (got {cfg.tolerance})")
+    at_least(check, "init.tolerance", cfg.tolerance, 0, strict=True)
     check(cfg.max_iterations >= 1, f"init.max_iterations must be >= 1 (got {cfg.max_iterations})")
     check(cfg.batch_size >= 2, f"init.batch_size must be >= 2 (got {cfg.batch_size})")
 
@@ -412,7 +416,7 @@ _INIT_LIST = [
              schema=ConstantInitConfig, shown=("value",), layer_free=True),
     InitSpec("normal", "W ~ N(mean, std^2), the same in every layer",
              lambda c, g, i, o: Draw("normal", mean=c.mean, std=c.std),
-             schema=NormalInitConfig, shown=("mean", "std"), layer_free=True, check=_check_normal),
+             schema=NormalInitConfig, shown=("mean", "std"), layer_free=True, check=_minimum("init.std", 0)),
     InitSpec("uniform", "W ~ U(low, high), the same in every layer",
              lambda c, g, i, o: Draw("uniform", low=c.low, high=c.high),
              schema=UniformInitConfig, shown=("low", "high"), layer_free=True,
@@ -463,11 +467,7 @@ _INIT_LIST = [
 INITS: dict[str, InitSpec] = {spec.name: spec for spec in _INIT_LIST}
 
 
-def init_scheme(name: str) -> InitSpec:
-    try:
-        return INITS[name]
-    except KeyError:
-        raise ValueError(f"unknown init scheme {name!r} (choose from: {', '.join(INITS)})") from None
+init_scheme: Callable[[str], InitSpec] = _lookup(INITS, "init scheme")
 
 
 def describe_init(init_cfg: Any) -> str:
@@ -553,22 +553,11 @@ def _check_circles(cfg: Any, check: Check) -> None:
     check(0 < cfg.factor < 1, f"data.factor must be in (0, 1) (got {cfg.factor})")
 
 
-def _check_spirals(cfg: Any, check: Check) -> None:
-    _finite(check, "data.turns", cfg.turns)
-    check(cfg.turns > 0, f"data.turns must be > 0 (got {cfg.turns})")
-
-
-def _check_blobs(cfg: Any, check: Check) -> None:
-    _finite(check, "data.separation", cfg.separation)
-    check(cfg.separation >= 0, f"data.separation must be >= 0 (got {cfg.separation})")
-
-
 GAUSSIAN_RULES = ("teacher", "first")
 
 
 def _check_gaussian(cfg: Any, check: Check) -> None:
-    check(cfg.rule in GAUSSIAN_RULES,
-          f"data.rule={cfg.rule!r} is not one of: {', '.join(GAUSSIAN_RULES)}")
+    one_of(check, "data.rule", cfg.rule, GAUSSIAN_RULES)
     check(0 <= cfg.noise <= 0.5,
           f"data.noise is the label-flip probability of gaussian data: in [0, 0.5] (got {cfg.noise})")
 
@@ -579,9 +568,10 @@ _DATASET_LIST = [
                 schema=CirclesConfig, shape_keys=("factor",), check=_check_circles),
     DatasetSpec("xor", "points in [-1, 1]^2, label 1 where x1 * x2 > 0", "make_xor"),
     DatasetSpec("spirals", "two interleaved spiral arms", "make_spirals",
-                schema=SpiralsConfig, shape_keys=("turns",), check=_check_spirals),
+                schema=SpiralsConfig, shape_keys=("turns",), check=_minimum("data.turns", 0, strict=True)),
     DatasetSpec("blobs", "two Gaussian clouds, in any dimension", "make_blobs",
-                schema=BlobsConfig, any_dim=True, shape_keys=("separation",), check=_check_blobs),
+                schema=BlobsConfig, any_dim=True, shape_keys=("separation",),
+                check=_minimum("data.separation", 0)),
     DatasetSpec("gaussian", "x ~ N(0, I) in any dimension, labels from a rule (a random "
                 "linear teacher by default)", "make_gaussian", schema=GaussianConfig,
                 any_dim=True, shape_keys=("rule",), check=_check_gaussian),
@@ -592,11 +582,7 @@ _DATASET_LIST = [
 DATASETS: dict[str, DatasetSpec] = {spec.name: spec for spec in _DATASET_LIST}
 
 
-def dataset(name: str) -> DatasetSpec:
-    try:
-        return DATASETS[name]
-    except KeyError:
-        raise ValueError(f"unknown data set {name!r} (choose from: {', '.join(DATASETS)})") from None
+dataset: Callable[[str], DatasetSpec] = _lookup(DATASETS, "data set")
 
 
 # The config groups whose options are specs here, with their base schemas.
@@ -626,10 +612,10 @@ def schema_node(group: str, option: str) -> Any:
 def describe_option(group: str, node: Any) -> str:
     """How tables and titles name a group's option: its name, or for a custom component its
     target and arguments (``mypkg.Swish(beta=2)``)."""
+    if group == "init":
+        return describe_init(node)
     name = node.get("name", "?")
-    if is_custom(name):
-        return custom.describe(group, node)
-    return describe_init(node) if group == "init" else name
+    return custom.describe(group, node) if is_custom(name) else name
 
 
 def schema_name(group: str, option: str) -> str:

@@ -316,8 +316,7 @@ def test_the_phase_advice_is_the_solved_edge_of_chaos_never_one_over_slope_squar
                          f"init.bias_std={bias_std}", "model.depth=30", "model.width=128")
     shapes = [(128, 2)] + [(128, 128)] * 28 + [(1, 128)]
     theory = predicted(cfg, shapes, [1.0, 2.0, 0.5], [0.1] * 30)
-    facts = SimpleNamespace(act=act, config={"act": {"name": act}})
-    text, fix = phase_clause(facts, SimpleNamespace(phase="ordered", theory=theory), with_fix=True)
+    text, fix = phase_clause(SimpleNamespace(phase="ordered", theory=theory), with_fix=True)
     assert "init.scale=4" not in fix and "σ_w² ≈ 4" not in text
     if critical is None:
         assert fix == "" and "no σ_w² puts χ₁ = 1 at a fixed point" in text

@@ -9,15 +9,13 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from initlab.diagnose import words
-from initlab.diagnose.facts import RunFacts, thresholds_of
+from initlab.diagnose.facts import RunFacts
 from initlab.diagnose.rules import CODES, PROBLEM, RULES, SEVERITIES, WARNING, Evidence
-from initlab.diagnose.twins import duplicate_units
 from initlab.diagnose.words import layer_list
 from initlab.record import FLOAT_FORMAT, RunRecord
 
 __all__ = ["CODES", "NO_PROBLEMS", "PROBLEM", "SEVERITIES", "WARNING", "Finding", "diagnose",
-           "diagnosis_table", "duplicate_units", "layer_list", "thresholds_of",
-           "unchecked_rules"]
+           "diagnosis_table", "layer_list", "unchecked_rules"]
 
 NO_PROBLEMS = "no problems found"
 
@@ -54,22 +52,18 @@ class Finding:
         return "" if self.first_epoch is None else f"since epoch {self.first_epoch}"
 
 
-def _finding(code: str, facts: RunFacts, ev: Evidence, earlier: dict[str, Evidence]) -> Finding:
-    message, fix = getattr(words, code)(facts, ev, earlier)
-    return Finding(code, ev.layers, ev.first_epoch, ev.value, ev.threshold, message, fix,
-                   ev.severity, ev.first_step)
-
-
 def diagnose(record: RunRecord) -> list[Finding]:
     """Every finding of the run, in :data:`CODES` order; an empty list for a healthy run."""
     facts = RunFacts.of(record)
     earlier: dict[str, Evidence] = {}
     findings = []
     for rule in RULES:
-        evidence = rule.signature(facts, earlier)
-        if evidence is not None:
-            findings.append(_finding(rule.code, facts, evidence, earlier))
-            earlier[rule.code] = evidence
+        ev = rule.signature(facts, earlier)
+        if ev is not None:
+            message, fix = getattr(words, rule.code)(facts, ev, earlier)
+            findings.append(Finding(rule.code, ev.layers, ev.first_epoch, ev.value, ev.threshold,
+                                    message, fix, ev.severity, ev.first_step))
+            earlier[rule.code] = ev
     return findings
 
 
@@ -150,8 +144,8 @@ def diagnosis_table(findings: list[Finding], unchecked: dict[str, str] | None = 
         where = layer_list(f.layers) if f.layers else "whole network"
         numbers = (f"{words.g(f.value)} vs {words.g(f.threshold)}" if f.threshold is not None
                    else "" if f.value is None else words.g(f.value))
-        label = Text.assemble((f.code, SEVERITY_STYLE.get(f.severity, "bold red")), "\n",
-                              (f.severity, SEVERITY_STYLE.get(f.severity, "bold red")),
+        style = SEVERITY_STYLE.get(f.severity, "bold red")
+        label = Text.assemble((f.code, style), "\n", (f.severity, style),
                               f"\n{where}\n{f.when}" + (f"\n{numbers}" if numbers else ""))
         table.add_row(label, f.message, f.fix)
     return table

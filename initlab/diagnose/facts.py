@@ -9,6 +9,8 @@ import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
+from itertools import takewhile
+from statistics import linear_regression
 from typing import Any
 
 from initlab.config import DiagnoseConfig
@@ -16,9 +18,6 @@ from initlab.diagnose.twins import duplicate_units
 from initlab.options import ACTIVATIONS
 from initlab.record import COLUMNS, GradNormTable, RunRecord, layer_number, layer_of
 from initlab.theory import grad_factor
-
-# Relative differences below float32's resolution are rounding, not learning.
-FLOAT32_EPS = 2.0**-23
 
 
 def thresholds_of(record: RunRecord) -> dict[str, Any]:
@@ -29,12 +28,7 @@ def thresholds_of(record: RunRecord) -> dict[str, Any]:
 
 def holding_since(epochs: list[int], holds: Callable[[int], bool]) -> int | None:
     """First epoch of the unbroken run of epochs, ending at the last one, where ``holds``."""
-    since = None
-    for epoch in reversed(epochs):
-        if not holds(epoch):
-            break
-        since = epoch
-    return since
+    return min(takewhile(holds, reversed(epochs)), default=None)
 
 
 @dataclass
@@ -369,10 +363,7 @@ class RunFacts:
             points = [(k, math.log(row[p])) for k, p in enumerate(self.weight_params)
                       if isinstance(row.get(p), float) and math.isfinite(row[p]) and row[p] > 0]
             if len(points) >= 2:
-                mk = sum(k for k, _ in points) / len(points)
-                my = sum(y for _, y in points) / len(points)
-                slope = sum((k - mk) * (y - my) for k, y in points) / \
-                    sum((k - mk) ** 2 for k, _ in points)
+                slope = linear_regression(*zip(*points)).slope
                 factor, source = math.exp(-slope), "weight-gradient norm"
         if factor is None or hops < 1 or not math.isfinite(factor) or factor <= 0:
             return None

@@ -62,15 +62,8 @@ def non_finite(facts: RunFacts, earlier: Earlier) -> Evidence | None:
     bad_losses = [] if finite_losses else [
         m for m in facts.record.metrics
         if not (math.isfinite(m["train_loss"]) and math.isfinite(m["dev_loss"]))]
-    bad_weights: dict[str, int] = {}
-    last = facts.checkpoint("last")
-    if last is not None:
-        import torch
-
-        for name, tensor in last.items():
-            n = int((~torch.isfinite(tensor)).sum())
-            if n:
-                bad_weights[name] = n
+    counts = {name: int((~t.isfinite()).sum()) for name, t in (facts.checkpoint("last") or {}).items()}
+    bad_weights = {name: n for name, n in counts.items() if n}
     if not (bad or bad_losses or bad_weights):
         return None
     data: dict[str, Any] = {"diverged": facts.record.summary.get("status") == "diverged",

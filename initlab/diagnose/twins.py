@@ -3,6 +3,7 @@ in time and memory at any width: 10,000 narrow nets or one of width 100,000 in u
 """
 
 import math
+import sys
 from typing import Any
 
 # All pairs of distinct units up to this many values (~0.1 s), else projection neighbours.
@@ -64,11 +65,8 @@ def _duplicate_units_small(incoming: list, bias: list, outgoing: list, rtol: flo
             pair_size = max(sizes[i], sizes[j])
             if distance <= rtol * pair_size:
                 has_twin[i] = has_twin[j] = True
-                spread = max(spread, distance / max(pair_size, _TINY))
+                spread = max(spread, distance / max(pair_size, sys.float_info.min))
     return sum(has_twin), len(units), spread
-
-
-_TINY = 2.2250738585072014e-308  # torch.finfo(torch.float64).tiny, without importing torch
 
 
 def _pair_twins(a, size_a, b, size_b, rtol: float):

@@ -89,7 +89,7 @@ def _severity_clause(facts: RunFacts, ev: Evidence) -> str:
 
 
 # ------------------------------------------------------------------ theory
-def edge_of_chaos(facts: RunFacts, theory: dict[str, Any]):
+def edge_of_chaos(theory: dict[str, Any]):
     """The run's edge of chaos as recorded (:class:`initlab.theory.Critical`); None in a
     record from before it was (the diagnosis never runs the activation's code)."""
     from initlab.theory import Critical
@@ -97,8 +97,7 @@ def edge_of_chaos(facts: RunFacts, theory: dict[str, Any]):
     return Critical(**theory["critical"]) if theory.get("critical") else None
 
 
-def phase_clause(facts: RunFacts, phase, with_fix: bool = False,
-                 brief: bool = False) -> tuple[str, str]:
+def phase_clause(phase, with_fix: bool = False, brief: bool = False) -> tuple[str, str]:
     """("the ordered phase; theory …; sigma_w^2 ≈ 1.76 is critical for this bias", fix):
     the fix only where the theory has a critical sigma_w^2 (a point or ReLU's line), never
     a number where it has none; ``brief``: the phase and theory's chi_1 only (beside a
@@ -114,7 +113,7 @@ def phase_clause(facts: RunFacts, phase, with_fix: bool = False,
         agrees = "agrees" if theory.get("phase") == phase.phase else f"says {theory.get('phase')}"
         text += (f"; mean-field theory {agrees} (χ₁ = {g(theory.get('chi1'))} at σ_w² = "
                  f"{g(theory['sigma_w2'])}, σ_b² = {g(theory.get('sigma_b2') or 0.0)})")
-        critical = edge_of_chaos(facts, theory)
+        critical = edge_of_chaos(theory)
         if critical is not None:
             text += "; " + critical.words
     fix = ""
@@ -345,7 +344,7 @@ def vanishing_gradient(facts: RunFacts, ev: Evidence, earlier: Earlier) -> tuple
         if d["weight_factor"] is not None:
             text += (f"; what shrinks it here is the weights' scale: the initial weights alone "
                      f"scale a gradient by ×{g(d['weight_factor'])} per layer")
-    words, _ = phase_clause(facts, d["phase"], brief=True)
+    words, _ = phase_clause(d["phase"], brief=True)
     if words and d["phase"].phase != "critical":
         text += f"; at init this is {words}"
     if d.get("config_ratio") is not None:
@@ -387,7 +386,7 @@ def exploding_gradient(facts: RunFacts, ev: Evidence, earlier: Earlier) -> tuple
                 f"{g(n['g1'])}: ×{g(n['ratio'])}), at {n['hits']} of {n['steps']} recorded "
                 f"step{'s' if n['steps'] != 1 else ''}")
     text = "; ".join(parts)
-    words, _ = phase_clause(facts, d["phase"], brief=True)
+    words, _ = phase_clause(d["phase"], brief=True)
     if not d["grows_over_time"] and words and d["phase"].phase == "chaotic":
         text += f"; at init this is {words}"
     fix = (f"Lower the learning rate ({fix_lr(facts)})" if d["grows_over_time"]
@@ -418,12 +417,12 @@ def collapsed_representation(facts: RunFacts, ev: Evidence, earlier: Earlier) ->
 def signal_phase(facts: RunFacts, ev: Evidence, earlier: Earlier) -> tuple[str, str]:
     phase, total = ev.data["phase"], ev.data["total"]
     way = "shrinks" if phase.phase == "ordered" else "grows"
-    words, fix = phase_clause(facts, phase, with_fix=True)
+    words, fix = phase_clause(phase, with_fix=True)
     seed = ("" if phase.measured is None else
             f", as mean-field theory expects for this setting (this seed: ×{g(phase.measured)})")
     text = (f"at init the {phase.source} {way} ×{g(phase.factor)} per layer toward the input "
             f"(×{g(total)} over {_plural(phase.hops, 'layer')}){seed}: {words}")
-    edge = edge_of_chaos(facts, phase.theory) if phase.theory else None
+    edge = edge_of_chaos(phase.theory) if phase.theory else None
     if not fix and edge is not None and edge.kind == "none":
         # No scale is critical (GELU, SiLU without a bias spread): a larger one does not
         # reach the edge, it crosses into unbounded growth.
