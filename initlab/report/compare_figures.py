@@ -28,6 +28,7 @@ from initlab.report.plotting import (
     set_accuracy_axis,
     set_value_limits,
     share_log_limits,
+    spans_decades,
     style,
     suptitle,
 )
@@ -275,11 +276,9 @@ def loss_accuracy(series: list[Series], shared: str, path: Path, dpi: int) -> Pa
                 losses.extend(mean[np.isfinite(mean)].tolist())
                 losses.extend((mean + std)[np.isfinite(mean + std)].tolist())
         ax.set_title(title, fontsize=10)
-    positive = [v for v in losses if v > 0]
-    ratio = max(positive) / min(positive) if positive else 1
     for ax in axes[0]:
         ax.set_ylabel("binary cross-entropy")
-        if ratio > 100:  # loss spanning decades: a log axis keeps the small ones readable
+        if spans_decades(losses, 2):  # a log axis keeps the small losses readable
             ax.set_yscale("log")
         else:  # a 0.001 difference must not fill the panel
             set_value_limits(ax, losses, nonnegative=True)

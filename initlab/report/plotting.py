@@ -232,6 +232,22 @@ def epoch_axis(ax, epochs, label: str = "epoch") -> None:
 
 
 # ---------------------------------------------------------------- non-finite values
+def hatch_background(ax) -> None:
+    """A hatched white background: the masked cells of a heat map (exact zeros) show it."""
+    ax.patch.set_facecolor("white")
+    ax.patch.set_hatch("///")
+    ax.patch.set_edgecolor("0.7")
+
+
+def mark_non_finite_cells(ax, x_edges, y_edges, finite: np.ndarray) -> bool:
+    """The cells of a heat map that are not ``finite`` in orange; whether there are any."""
+    if finite.all():
+        return False
+    ax.pcolormesh(x_edges, y_edges, np.ma.masked_where(finite, np.ones(finite.shape)),
+                  cmap=matplotlib.colors.ListedColormap(["#D55E00"]), vmin=0, vmax=1)
+    return True
+
+
 def mark_non_finite(ax, xs, values, c: str, shift: int = 0) -> int:
     """NaN/Inf (a plot would skip them) as crosses on the top edge, ``shift`` crosses to the
     right; returns how many."""
@@ -339,6 +355,13 @@ def share_log_limits(logs: list[LogAxis], min_decades: float = 2.0) -> None:
     if limits is not None:
         for log in logs:
             log.ax.set_ylim(*limits)
+
+
+def spans_decades(values, decades: float = 1) -> bool:
+    """Whether the positive finite ``values`` span more than ``decades`` powers of ten."""
+    v = np.asarray(values, dtype=float)
+    positive = v[np.isfinite(v) & (v > 0)]
+    return bool(positive.size) and positive.max() / positive.min() > 10**decades
 
 
 def has_zeros(*value_lists) -> bool:

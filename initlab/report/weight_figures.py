@@ -25,6 +25,7 @@ from initlab.report.plotting import (
     run_title,
     save,
     set_value_limits,
+    spans_decades,
     suptitle,
 )
 from initlab.view import config_view
@@ -144,11 +145,6 @@ def initial_weights(record: RunRecord, path: Path, dpi: int) -> Path | None:
     return save(fig, path, dpi)
 
 
-def _spans_decade(values: np.ndarray) -> bool:
-    positive = values[np.isfinite(values) & (values > 0)]
-    return bool(positive.size) and positive.max() / positive.min() > 10
-
-
 def _initial_weights_deep(record, names, actual, draws, path, dpi):
     """Many layers: each layer's histogram as a heat-map row, and each layer's std
     against the std of the scheme's draws for that layer's shape."""
@@ -193,7 +189,7 @@ def _initial_weights_deep(record, names, actual, draws, path, dpi):
     label_layers(ax_std, [layer_of(n) for n in names], "y", 20, 0.5)
     ax_std.set_xlabel("standard deviation of the layer's weights")
     stds = np.array([*scheme_std.values(), *(np.std(actual[k]) for k in names)])
-    if _spans_decade(stds):
+    if spans_decades(stds):
         ax_std.set_xscale("log")
     ax_std.set_title(f"Std per layer: {describe_init(init)}", fontsize=10)
     ax_std.legend(fontsize=8)
@@ -202,10 +198,6 @@ def _initial_weights_deep(record, names, actual, draws, path, dpi):
 
 
 # ---------------------------------------------------------------- weights over time
-def has_weights(record: RunRecord) -> bool:
-    return bool(record.weights)
-
-
 def weights_over_time(record: RunRecord, path: Path, dpi: int) -> Path:
     """Every weight of a small model as a line over log epochs, one panel per parameter."""
     rows = record.weights
@@ -249,10 +241,6 @@ def weights_over_time(record: RunRecord, path: Path, dpi: int) -> Path:
 QUANTILE_BANDS = (("min", "max", 0.12, "min–max"), ("p05", "p95", 0.22, "5–95 %"),
                   ("p25", "p75", 0.38, "25–75 %"))
 QUANTILES = ("min", "p05", "p25", "p50", "p75", "p95", "max")
-
-
-def has_weight_stats(record: RunRecord) -> bool:
-    return bool(record.weight_stats)
 
 
 def _weight_stats(record: RunRecord) -> tuple[list[str], np.ndarray, dict[str, np.ndarray]]:
