@@ -86,36 +86,25 @@ def _size(n: float) -> str:
 def file_links(folder: Path, skip: tuple[str, ...] = (PAGE,), skip_dirs: set[str] = frozenset(),
                limit: int = 400) -> tuple[list[FileLink], int]:
     """Every file under ``folder`` (not the page, not ``skip_dirs``), linked relatively; at
-    most ``limit``, and how many were left out. ``os.scandir`` and strings: a sweep lists the
-    files of a hundred jobs."""
+    most ``limit``, and how many were left out. Strings, not Paths: a sweep lists the files
+    of a hundred jobs."""
     links: list[FileLink] = []
     left = 0
-
-    def walk(directory: str, prefix: str) -> None:
-        nonlocal left
-        try:
-            entries = sorted(os.scandir(directory), key=lambda e: e.name)
-        except OSError:
-            return
-        files = [e for e in entries if not e.is_dir()]
-        dirs = [e for e in entries if e.is_dir()]
-        for entry in files:
-            if not prefix and entry.name in skip:
+    for root, dirs, files in os.walk(folder, followlinks=True):
+        rel = os.path.relpath(root, folder)
+        prefix = "" if rel == "." else Path(rel).as_posix() + "/"
+        dirs[:] = sorted(d for d in dirs if prefix or d not in skip_dirs)
+        for name in sorted(files):
+            if not prefix and name in skip:
                 continue
             if len(links) >= limit:
                 left += 1
                 continue
             try:
-                size = entry.stat().st_size
+                size = os.stat(os.path.join(root, name)).st_size
             except OSError:
                 continue
-            rel = prefix + entry.name
-            links.append(FileLink(quote(rel), rel, _size(size)))
-        for entry in dirs:
-            if not (not prefix and entry.name in skip_dirs):
-                walk(entry.path, f"{prefix}{entry.name}/")
-
-    walk(str(folder), "")
+            links.append(FileLink(quote(prefix + name), prefix + name, _size(size)))
     return links, left
 
 
