@@ -127,9 +127,6 @@ class Job:
                   and math.isfinite(v)]
         return least_squares_slope(points)
 
-    def override(self, key: str) -> str | None:
-        return parse_overrides(self.overrides).get(key)
-
     @property
     def finished(self) -> bool:
         return self.status in FINISHED_STATUSES  # an interrupted job's: up to the stop
@@ -344,7 +341,7 @@ def _label(jobs: list[Job]) -> str:
 def seed_groups(jobs: list[Job]) -> list[Series] | None:
     """Jobs grouped by every override but the seed, when the sweep varied the seed and some
     combination ran with more than one seed; else None."""
-    if len({j.override(SEED_KEY) for j in jobs} - {None}) < 2:
+    if len({parse_overrides(j.overrides).get(SEED_KEY) for j in jobs} - {None}) < 2:
         return None
     groups: dict[tuple[str, ...], list[Job]] = {}
     for job in jobs:

@@ -200,11 +200,7 @@ def set_value_limits(ax, values, **kw) -> None:
     limits = value_limits(values, **kw)
     if limits is not None:
         ax.set_ylim(*limits)
-    else:
-        no_finite_value(ax)
-
-
-def no_finite_value(ax) -> None:
+        return
     ax.set_ylim(0, 1)
     ax.set_yticks([])
     ax.text(0.5, 0.5, "no finite value to draw", transform=ax.transAxes, ha="center",
@@ -325,10 +321,9 @@ class LogAxis:
     def band(self, x, low, high, c: str, alpha: float = 0.18) -> None:
         low, high = np.asarray(low, dtype=float), np.asarray(high, dtype=float)
         ok = np.isfinite(low) & np.isfinite(high) & (low > 0) & (high > 0)
-        self.values.append(np.where(ok, low, np.nan))
-        self.values.append(np.where(ok, high, np.nan))
-        self.ax.fill_between(np.asarray(x, dtype=float), np.where(ok, low, np.nan),
-                             np.where(ok, high, np.nan), color=c, alpha=alpha, linewidth=0)
+        low, high = np.where(ok, low, np.nan), np.where(ok, high, np.nan)
+        self.values += [low, high]
+        self.ax.fill_between(np.asarray(x, dtype=float), low, high, color=c, alpha=alpha, linewidth=0)
 
     def finish(self, ylabel: str = "", xlabel: str = "", min_decades: float = 2.0) -> None:
         every = np.concatenate(self.values) if self.values else np.array([])

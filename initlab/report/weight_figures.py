@@ -243,12 +243,6 @@ QUANTILE_BANDS = (("min", "max", 0.12, "min–max"), ("p05", "p95", 0.22, "5–9
 QUANTILES = ("min", "p05", "p25", "p50", "p75", "p95", "max")
 
 
-def _weight_stats(record: RunRecord) -> tuple[list[str], np.ndarray, dict[str, np.ndarray]]:
-    """Params (depth order), epochs, and each quantile as a [param, epoch] matrix."""
-    return by_row_and_epoch(record.weight_stats, "param", QUANTILES,
-                            lambda k: layer_number(layer_of(k)))
-
-
 def _fan(ax, x, stats, i, c, marker) -> None:
     for lo, hi, alpha, label in QUANTILE_BANDS:
         ax.fill_between(x, stats[lo][i], stats[hi][i], color=c, alpha=alpha, linewidth=0,
@@ -260,7 +254,9 @@ def _fan(ax, x, stats, i, c, marker) -> None:
 def weight_distribution(record: RunRecord, path: Path, dpi: int) -> Path | None:
     """Quantile fan per weight matrix over log epochs: min-max, 5-95 %, 25-75 %, median.
     A deep net gets the fan across layers, at the first and the last log epoch."""
-    params, epochs, stats = _weight_stats(record)
+    # Params in depth order, epochs, and each quantile as a [param, epoch] matrix.
+    params, epochs, stats = by_row_and_epoch(record.weight_stats, "param", QUANTILES,
+                                             lambda k: layer_number(layer_of(k)))
     if not params:
         return None
     c = PALETTE[0]
