@@ -11,9 +11,12 @@ callback that prints a big sweep's progress and renders the comparison when it e
 
 import atexit
 import csv
+import json
 import math
 import os
+import re
 import sys
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -631,8 +634,6 @@ def read_runs(paths: list[Path]) -> tuple[list[Job], str]:
 def config_name(folder: Path) -> str:
     """The primary config (``-cn``) a run or sweep was made with: Hydra's ``job.config_name``
     in .hydra/hydra.yaml or multirun.yaml (one line found, no YAML parsed); "" if unknown."""
-    import re
-
     for file in (folder / ".hydra" / "hydra.yaml", folder / MULTIRUN_FILE):
         try:
             found = re.search(r"^\s*config_name:\s*(\S+)\s*$", file.read_text(), re.MULTILINE)
@@ -644,8 +645,6 @@ def config_name(folder: Path) -> str:
 
 def default_compare_folder() -> Path:
     """Where `initlab compare` writes without --out: a new folder per second, as runs get."""
-    import time
-
     return Path("outputs/compare", time.strftime("%Y-%m-%d/%H-%M-%S"))
 
 
@@ -893,8 +892,6 @@ class SweepComparison(Callback):
         if self._progress and os.getpid() == self._pid:
             summary = Path(str(config.hydra.runtime.output_dir)) / SUMMARY
             try:
-                import json
-
                 status = effective_status(json.loads(summary.read_text()))
             except (OSError, ValueError):
                 status = "failed"
@@ -932,14 +929,10 @@ class _JobProgress:
     far; redrawn in place on a terminal, else a line every tenth of the jobs."""
 
     def __init__(self, total: int) -> None:
-        import time
-
         self.total, self.counts, self.started, self.tenths = total, Counter(), time.monotonic(), 0
         self.tty, self.open = sys.stdout.isatty(), False
 
     def job_done(self, status: str) -> None:
-        import time
-
         self.counts[status] += 1
         done = sum(self.counts.values())
         spent = time.monotonic() - self.started

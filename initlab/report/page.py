@@ -6,12 +6,14 @@ are the terminal's own rich tables, read cell by cell."""
 
 import math
 import os
-from collections import namedtuple
+from collections import Counter, namedtuple
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
+
+from markupsafe import escape
 
 from initlab.record import PAGE, RunRecord, describe_status, effective_status
 
@@ -202,8 +204,6 @@ def run_page(record: RunRecord, findings: list, unchecked: dict[str, str] | None
 
 
 def _badge(text: str, css_class: str) -> str:
-    from markupsafe import escape
-
     return f'<span class="badge {escape(css_class)}">{escape(text)}</span>'
 
 
@@ -234,10 +234,6 @@ def sweep_page(sweep_dir: Path, jobs: list, shown: list, tables: dict[str, Any],
                job_pages: dict[str, Path], kind: str = "sweep") -> Path:
     """Write the sweep's page: status counts, the sortable comparison (each job linked to
     its page), the other tables, the comparison figures and the sweep's own files."""
-    from collections import Counter
-
-    from markupsafe import escape
-
     comparison = table_data("comparison", tables["comparison"])
     # The findings go beside the status, not past the numbers at the table's far right.
     order = list(range(len(comparison.headers)))
