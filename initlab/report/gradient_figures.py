@@ -72,13 +72,6 @@ def has_deep_grad_norms(record: RunRecord) -> bool:
     return bool(record.grad_norms) and len({layer_of(p) for p in record.param_names}) > DEEP_NET_LAYERS
 
 
-def _layer_ticks(ax, layers: list[str]) -> None:
-    x = np.arange(len(layers))
-    shown = set(regular_ticks(len(layers), 12))
-    ax.set_xticks(x, [name if i in shown else "" for i, name in enumerate(layers)])
-    ax.set_xlim(-0.5, len(layers) - 0.5)
-
-
 # ------------------------------------------------------------- gradient norm by layer
 def grad_norm_by_layer(record: RunRecord, path: Path, dpi: int) -> Path:
     """The textbook's figure: gradient L2 norm per layer on a log scale, first (and last) step."""
@@ -105,7 +98,9 @@ def grad_norm_by_layer(record: RunRecord, path: Path, dpi: int) -> Path:
                  color=c, linestyle=ls, marker=marker, label=label,
                  markersize=5 if len(layers) <= 20 else 3)
     log.finish("gradient L2 norm", "layer (input → output)")
-    _layer_ticks(log.strip or log.ax, layers)
+    shown = set(regular_ticks(len(layers), 12))
+    (log.strip or log.ax).set_xticks(x, [name if i in shown else "" for i, name in enumerate(layers)])
+    (log.strip or log.ax).set_xlim(-0.5, len(layers) - 0.5)
     note_non_finite(log.ax, log.non_finite)
     log.ax.set_title(f"Gradient norm by layer\n{run_title(record)}", fontsize=10)
     log.ax.legend(fontsize=8)

@@ -26,16 +26,10 @@ from initlab.report.plotting import (
 LOG_LOSS_DECADES = 3
 
 
-def metric_columns(record: RunRecord) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Epochs and each metric column of metrics.csv as arrays."""
-    rows = record.metrics
-    epochs = np.array([m["epoch"] for m in rows], dtype=float)
-    keys = ("train_loss", "dev_loss", "train_acc", "dev_acc")
-    return epochs, {k: np.array([m[k] for m in rows], dtype=float) for k in keys}
-
-
 def loss_and_accuracy(record: RunRecord, path: Path, dpi: int) -> Path:
-    epochs, cols = metric_columns(record)
+    epochs = np.array([m["epoch"] for m in record.metrics], dtype=float)
+    cols = {k: np.array([m[k] for m in record.metrics], dtype=float)
+            for k in ("train_loss", "dev_loss", "train_acc", "dev_acc")}
     losses = np.concatenate([cols["train_loss"], cols["dev_loss"]])
     log_loss = spans_decades(losses, LOG_LOSS_DECADES)
     fig, gs = figure(10, 4, 1, 2, top=0.65, wspace=0.9)
