@@ -187,11 +187,10 @@ def render_path(path: Path, console=None, fmt: str = "png", dpi: int = 120) -> l
     console = console or Console()
     if (path / SUMMARY).exists():
         return render_run(path, console=console, fmt=fmt, dpi=dpi, figures="full", tables="full")
-    if (path / MULTIRUN_FILE).exists():
-        _check_writable(path, True, True, True)
-        return render_sweep(path, console=console, fmt=fmt, dpi=dpi)
-    if (path / COMPARED_FILE).exists():  # made by `initlab compare`: compare the same again
-        runs = [Path(line) for line in (path / COMPARED_FILE).read_text().splitlines() if line]
+    if (path / MULTIRUN_FILE).exists() or (path / COMPARED_FILE).exists():
+        # A folder `initlab compare` made (no multirun.yaml): compare the same runs again.
+        runs = None if (path / MULTIRUN_FILE).exists() else [
+            Path(line) for line in (path / COMPARED_FILE).read_text().splitlines() if line]
         _check_writable(path, True, True, True)
         return render_sweep(path, console=console, fmt=fmt, dpi=dpi, runs=runs)
     list_path(path, console)

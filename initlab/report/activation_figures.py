@@ -16,16 +16,19 @@ from initlab.report.plotting import (
     epoch_axis,
     evenly_spaced,
     figure,
+    hatch_background,
     label_layers,
     layer_colors,
     log_axes,
     mark_non_finite,
+    mark_non_finite_cells,
     markevery,
     note_non_finite,
     run_title,
     save,
     series_style,
     set_value_limits,
+    spans_decades,
     suptitle,
 )
 
@@ -42,22 +45,9 @@ TITLES = {
 }
 
 
-def has_activation_stats(record: RunRecord) -> bool:
-    return bool(record.activations)
-
-
-def has_activation_hists(record: RunRecord) -> bool:
-    return bool(record.activation_hists)
-
-
 def activation_stats(record: RunRecord) -> tuple[list[str], np.ndarray, dict[str, np.ndarray]]:
     """Layers (depth order), log epochs, and each statistic as a [layer, epoch] matrix."""
     return by_row_and_epoch(record.activations, "layer", STATS, layer_number)
-
-
-def _spans_decades(values: np.ndarray, decades: float = 2) -> bool:
-    positive = values[np.isfinite(values) & (values > 0)]
-    return bool(positive.size) and positive.max() / positive.min() > 10**decades
 
 
 # ------------------------------------------------------------ activation statistics
@@ -89,7 +79,7 @@ def activation_stats_over_time(record: RunRecord, path: Path, dpi: int) -> Path:
         cell = gs[n // cols, n % cols]
         values = stats[panel]
         log = None
-        if panel == "std" and _spans_decades(values):
+        if panel == "std" and spans_decades(values, 2):
             zero_rows = [i for i in range(len(layers)) if (values[i] == 0).any()]
             log = log_axes(fig, cell, zero_rows=len(zero_rows))
             ax = log.ax
@@ -163,8 +153,7 @@ def _activation_stats_heatmaps(record, layers, epochs, stats, panels, path, dpi)
             lo, hi = (positive.min(), positive.max()) if positive.size else (1e-2, 1e2)
             norm = mcolors.LogNorm(vmin=lo, vmax=max(hi, lo * 10))
             shown_values = np.ma.masked_where(~finite | (values <= 0), values)
-            ax.patch.set_hatch("///")
-            ax.patch.set_edgecolor("0.7")
+            hatch_background(ax)
             label = "std (log colour" + ("; hatched = exactly 0)" if (values == 0).any() else ")")
         elif panel == "mean":
             bound = np.nanmax(np.abs(values[finite])) if finite.any() else 1.0
@@ -176,12 +165,9 @@ def _activation_stats_heatmaps(record, layers, epochs, stats, panels, path, dpi)
             shown_values = np.ma.masked_where(~finite, values)
             label = "fraction"
         cmap = "RdBu_r" if panel == "mean" else "viridis"
-        mesh = ax.pcolormesh(np.arange(len(epochs) + 1), np.arange(len(layers) + 1), shown_values,
-                             cmap=cmap, norm=norm)
-        if (~finite).any():
-            ax.pcolormesh(np.arange(len(epochs) + 1), np.arange(len(layers) + 1),
-                          np.ma.masked_where(finite, np.ones_like(values)),
-                          cmap=mcolors.ListedColormap(["#D55E00"]), vmin=0, vmax=1)
+        edges = np.arange(len(epochs) + 1), np.arange(len(layers) + 1)
+        mesh = ax.pcolormesh(*edges, shown_values, cmap=cmap, norm=norm)
+        if mark_non_finite_cells(ax, *edges, finite):
             label += "; orange = NaN/Inf"
         bar = fig.colorbar(mesh, ax=ax, location="bottom", shrink=0.9, label=label, pad=0.12,
                            fraction=0.06, format=None if panel == "std" else "%.3g")

@@ -9,7 +9,7 @@ from matplotlib import colors as mcolors
 
 from initlab.custom import code_missing
 from initlab.options import input_size
-from initlab.record import EPOCH_CHECKPOINTS, RunRecord
+from initlab.record import RunRecord
 from initlab.report.plotting import colorbar_beside, figure, plt, run_config, run_title, save, suptitle
 
 BEST, DATA = "checkpoints/best.pt", "data.pt"
@@ -18,15 +18,10 @@ PROBABILITY_CMAP = mcolors.ListedColormap(plt.get_cmap("RdBu_r")(np.linspace(0.0
 PROBABILITY_NORM = mcolors.BoundaryNorm(np.linspace(0, 1, 11), 10)
 
 
-def has_boundary(record: RunRecord) -> bool:
-    return (record.run_dir / BEST).exists() and (record.run_dir / DATA).exists() and \
-        input_size(run_config(record)) == 2 and not code_missing(run_config(record), ("act",))
-
-
-def has_epoch_boundaries(record: RunRecord) -> bool:
+def has_boundary(record: RunRecord, checkpoint: str = BEST) -> bool:
     # A custom activation's module rebuilds the model: skipped where it does not import.
-    return (record.run_dir / EPOCH_CHECKPOINTS).exists() and (record.run_dir / DATA).exists() \
-        and input_size(run_config(record)) == 2 and not code_missing(run_config(record), ("act",))
+    return (record.run_dir / checkpoint).exists() and (record.run_dir / DATA).exists() and \
+        input_size(run_config(record)) == 2 and not code_missing(run_config(record), ("act",))
 
 
 def load_activation(record: RunRecord):

@@ -11,9 +11,12 @@ callback that prints a big sweep's progress and renders the comparison when it e
 
 import atexit
 import csv
+import json
 import math
 import os
+import re
 import sys
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,8 +47,6 @@ MULTIRUN_FILE = "multirun.yaml"  # Hydra writes it at the root of every sweep
 STATUS_NO_RECORD = "no record"  # a job directory without summary.json (killed as it started)
 STATUS_NOT_STARTED = "not started"  # a job of multirun.yaml without a folder of its own
 STATUS_UNREADABLE = "unreadable"  # a job whose record cannot be read (its error says why)
-# Statuses whose final metrics mean something: an interrupted job's are those up to the stop.
-FINISHED = FINISHED_STATUSES
 RAN_TO_THE_END = ("completed", "diverged")  # what statistics across seeds count
 # Overrides that say how a sweep is run or shown, not what it tests: left out of labels.
 NOT_EXPERIMENT_KEYS = ("report=", "report.", "overwrite=", "hydra.", "hydra/", "trainer.progress=")
@@ -129,12 +130,9 @@ class Job:
                   and math.isfinite(v)]
         return least_squares_slope(points)
 
-    def override(self, key: str) -> str | None:
-        return parse_overrides(self.overrides).get(key)
-
     @property
     def finished(self) -> bool:
-        return self.status in FINISHED
+        return self.status in FINISHED_STATUSES  # an interrupted job's: up to the stop
 
 
 @dataclass
@@ -151,6 +149,11 @@ class Series:
         if len(self.jobs) == 1:
             return [j for j in self.jobs if j.finished]
         return [j for j in self.jobs if j.status in RAN_TO_THE_END]
+
+    @property
+    def overrides(self) -> list[str]:
+        """What the jobs of a seed group share: the first one's overrides but the seed."""
+        return [o for o in self.jobs[0].overrides if o.partition("=")[0] != SEED_KEY]
 
 
 # --------------------------------------------------------------------------- reading
@@ -272,6 +275,8 @@ def read_job(job_dir: Path, sweep_dir: Path, overrides: list[str] | None = None)
         return Job(name, job_dir, overrides, STATUS_UNREADABLE, error=str(e))
     summary = record.summary
     status = effective_status(summary)
+    severities = {str(d.get("code")): str(d.get("severity") or "problem")
+                  for d in summary.get("diagnosis") or [] if isinstance(d, dict)}
     return Job(
         name=name,
         job_dir=job_dir,
@@ -283,11 +288,8 @@ def read_job(job_dir: Path, sweep_dir: Path, overrides: list[str] | None = None)
         grad_first=dict(ends["first"]),
         grad_last=dict(ends["last"]),
         last_step=ends["last_step"],
-        findings=list(dict.fromkeys(
-            str(d.get("code")) for d in summary.get("diagnosis") or [] if isinstance(d, dict)
-        )),
-        severities={str(d.get("code")): str(d.get("severity") or "problem")
-                    for d in summary.get("diagnosis") or [] if isinstance(d, dict)},
+        findings=list(severities),
+        severities=severities,
     )
 
 
@@ -328,16 +330,21 @@ def read_sweep(sweep_dir: Path) -> tuple[list[Job], str]:
             Job(slot.name, sweep_dir / slot.name, slot.overrides, STATUS_NOT_STARTED,
                 error=slot.note)
             for slot in sweep_jobs(sweep_dir)]
+    return jobs, _label(jobs)
+
+
+def _label(jobs: list[Job]) -> str:
+    """Label each job by what tells it apart; returns the overrides all jobs share."""
     labels, shared = distinguishing_labels([j.overrides for j in jobs])
     for job, label in zip(jobs, labels, strict=True):
         job.label = label
-    return jobs, shared
+    return shared
 
 
 def seed_groups(jobs: list[Job]) -> list[Series] | None:
     """Jobs grouped by every override but the seed, when the sweep varied the seed and some
     combination ran with more than one seed; else None."""
-    if len({j.override(SEED_KEY) for j in jobs} - {None}) < 2:
+    if len({parse_overrides(j.overrides).get(SEED_KEY) for j in jobs} - {None}) < 2:
         return None
     groups: dict[tuple[str, ...], list[Job]] = {}
     for job in jobs:
@@ -446,23 +453,19 @@ def _seed_row(i: int, g: Series) -> list:
             last = [j.last(split, key) for j in done]
             stats += [mean_std(last)[0], quantile(last, 0.5)]
     findings = "; ".join(f"{c}:{k}/{len(g.jobs)}" for c, k in finding_frequencies(g))
-    return [i, _group_overrides(g), len(g.jobs), len(done), *stats,
+    return [i, " ".join(g.overrides), len(g.jobs), len(done), *stats,
             *mean_std([j.grad_slope() for j in done]), findings]
 
 
-def write_seed_summary_csv(groups: list[Series], path: Path) -> Path:
-    return write_csv(path, SEED_SUMMARY_COLUMNS, (_seed_row(i, g) for i, g in enumerate(groups)))
-
-
-def _group_overrides(group: Series) -> str:
-    return " ".join(o for o in group.jobs[0].overrides if o.partition("=")[0] != SEED_KEY)
-
-
-def write_finding_rates_csv(groups: list[Series], path: Path) -> Path:
-    """One row per group and finding: how many seeds had it, the rate, its 95% Wilson CI."""
-    return write_csv(path, FINDING_RATES_COLUMNS, (
-        [i, _group_overrides(g), code, k, len(g.jobs), k / len(g.jobs), *wilson_interval(k, len(g.jobs))]
-        for i, g in enumerate(groups) for code, k in finding_frequencies(g)))
+def write_seed_csvs(groups: list[Series], folder: Path) -> list[Path]:
+    """seed_summary.csv, and finding_rates.csv: a row per group and finding, with how many
+    seeds had it, the rate and its 95% Wilson CI."""
+    return [write_csv(folder / SEED_SUMMARY_CSV, SEED_SUMMARY_COLUMNS,
+                      (_seed_row(i, g) for i, g in enumerate(groups))),
+            write_csv(folder / FINDING_RATES_CSV, FINDING_RATES_COLUMNS, (
+                [i, " ".join(g.overrides), code, k, len(g.jobs), k / len(g.jobs),
+                 *wilson_interval(k, len(g.jobs))]
+                for i, g in enumerate(groups) for code, k in finding_frequencies(g)))]
 
 
 STATUS_STYLE = {"completed": "green", "diverged": "yellow", "running": "cyan"}
@@ -625,17 +628,12 @@ def read_runs(paths: list[Path]) -> tuple[list[Job], str]:
     for job in jobs:
         if (name := config_name(job.job_dir)) not in ("", "config"):
             job.overrides = [f"-cn {name}", *job.overrides]
-    labels, shared = distinguishing_labels([j.overrides for j in jobs])
-    for job, label in zip(jobs, labels, strict=True):
-        job.label = label
-    return jobs, shared
+    return jobs, _label(jobs)
 
 
 def config_name(folder: Path) -> str:
     """The primary config (``-cn``) a run or sweep was made with: Hydra's ``job.config_name``
     in .hydra/hydra.yaml or multirun.yaml (one line found, no YAML parsed); "" if unknown."""
-    import re
-
     for file in (folder / ".hydra" / "hydra.yaml", folder / MULTIRUN_FILE):
         try:
             found = re.search(r"^\s*config_name:\s*(\S+)\s*$", file.read_text(), re.MULTILINE)
@@ -647,8 +645,6 @@ def config_name(folder: Path) -> str:
 
 def default_compare_folder() -> Path:
     """Where `initlab compare` writes without --out: a new folder per second, as runs get."""
-    import time
-
     return Path("outputs/compare", time.strftime("%Y-%m-%d/%H-%M-%S"))
 
 
@@ -702,7 +698,7 @@ def render_sweep(sweep_dir: Path, console=None, fmt: str = "png", dpi: int = 120
     if not few:
         console.print(counts_line(jobs).replace("; ", "\n") + f"\nevery table: {sweep_dir / 'tables'}",
                       highlight=False, markup=False)
-    unfinished = [j for j in jobs if j.status not in FINISHED and j.error]
+    unfinished = [j for j in jobs if j.status not in FINISHED_STATUSES and j.error]
     for j in unfinished[:5]:
         from rich.markup import escape  # an override like `x=[a,b]` is no markup tag
 
@@ -712,8 +708,7 @@ def render_sweep(sweep_dir: Path, console=None, fmt: str = "png", dpi: int = 120
         console.print(f"and {len(unfinished) - 5} more jobs that did not finish (the page lists them)")
     written = [write_comparison_csv(jobs, sweep_dir / COMPARISON_CSV)]
     if groups:
-        written.append(write_seed_summary_csv(groups, sweep_dir / SEED_SUMMARY_CSV))
-        written.append(write_finding_rates_csv(groups, sweep_dir / FINDING_RATES_CSV))
+        written += write_seed_csvs(groups, sweep_dir)
     paper = _paper_of(jobs)
     for stale in ((SEED_SUMMARY_CSV, FINDING_RATES_CSV) if not groups else ()) + \
             ((PAPER_CSV,) if paper is None else ()):
@@ -777,14 +772,13 @@ def paper_table(paper, series: list[Series], path: Path):
     rows = []
     for i, g in enumerate(series):
         summaries = [j.summary for j in g.finished_jobs]
-        overrides = [o for o in g.jobs[0].overrides if o.partition("=")[0] != SEED_KEY]
-        expected = expected_for(paper, overrides)
+        expected = expected_for(paper, g.overrides)
         for q in paper.quantities:
             m = measure_quantity(q, summaries)
             first = expected is not None and q is paper.quantities[0]
             says, verdict = (expected.says, expected.verdict(m)) if first else ("", "")
             table.add_row(Folded(g.label), q.name, says, describe(m, q.rate), verdict)
-            rows.append([paper.name, i, " ".join(overrides), q.name, says,
+            rows.append([paper.name, i, " ".join(g.overrides), q.name, says,
                          "" if expected is None or expected.value is None or q is not paper.quantities[0]
                          else expected.value, m.get("n", 0), m.get("value", ""), m.get("low", ""),
                          m.get("high", ""), verdict])
@@ -804,9 +798,7 @@ class _FiguresAside:
         from initlab.report import FIGURE_PARTS
 
         self.args = (series, shared, out_dir, fmt, dpi)
-        self.parts: list[tuple[tuple[str, ...], int | None, int | None]] = []
-        for names in FIGURE_PARTS:
-            self.parts.append((names, *self._fork(names)))
+        self.parts = [(names, *self._fork(names)) for names in FIGURE_PARTS]
 
     def _fork(self, names: tuple[str, ...]) -> tuple[int | None, int | None]:
         if not sys.platform.startswith("linux"):
@@ -836,9 +828,7 @@ class _FiguresAside:
     def result(self) -> list[Path]:
         from initlab.report import COMPARISON_FIGURES
 
-        written: list[Path] = []
-        for names, pid, read_end in self.parts:
-            written += self._collect(names, pid, read_end)
+        written = [p for part in self.parts for p in self._collect(*part)]
         order = {name: i for i, name in enumerate(COMPARISON_FIGURES)}
         return sorted(written, key=lambda p: order.get(p.stem, len(order)))
 
@@ -902,8 +892,6 @@ class SweepComparison(Callback):
         if self._progress and os.getpid() == self._pid:
             summary = Path(str(config.hydra.runtime.output_dir)) / SUMMARY
             try:
-                import json
-
                 status = effective_status(json.loads(summary.read_text()))
             except (OSError, ValueError):
                 status = "failed"
@@ -941,14 +929,10 @@ class _JobProgress:
     far; redrawn in place on a terminal, else a line every tenth of the jobs."""
 
     def __init__(self, total: int) -> None:
-        import time
-
         self.total, self.counts, self.started, self.tenths = total, Counter(), time.monotonic(), 0
         self.tty, self.open = sys.stdout.isatty(), False
 
     def job_done(self, status: str) -> None:
-        import time
-
         self.counts[status] += 1
         done = sum(self.counts.values())
         spent = time.monotonic() - self.started

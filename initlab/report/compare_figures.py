@@ -28,6 +28,7 @@ from initlab.report.plotting import (
     set_accuracy_axis,
     set_value_limits,
     share_log_limits,
+    spans_decades,
     style,
     suptitle,
 )
@@ -275,11 +276,9 @@ def loss_accuracy(series: list[Series], shared: str, path: Path, dpi: int) -> Pa
                 losses.extend(mean[np.isfinite(mean)].tolist())
                 losses.extend((mean + std)[np.isfinite(mean + std)].tolist())
         ax.set_title(title, fontsize=10)
-    positive = [v for v in losses if v > 0]
-    ratio = max(positive) / min(positive) if positive else 1
     for ax in axes[0]:
         ax.set_ylabel("binary cross-entropy")
-        if ratio > 100:  # loss spanning decades: a log axis keeps the small ones readable
+        if spans_decades(losses, 2):  # a log axis keeps the small losses readable
             ax.set_yscale("log")
         else:  # a 0.001 difference must not fill the panel
             set_value_limits(ax, losses, nonnegative=True)
@@ -307,11 +306,11 @@ SPLIT_MARKS = (("dev", "o", 0.45), ("test", "D", 0.95))  # split, marker, alpha
 def final_accuracy(series: list[Series], shared: str, path: Path, dpi: int) -> Path:
     """Dots at the mean ± 1 std and one small dot per seed, on an axis zoomed to the data."""
     n = len(series)
-    rows = []  # (y, series index, split, values)
+    rows = []  # (y, series index, split, marker, alpha, values)
     for i, s in enumerate(series):
-        for k, (split, _, _) in enumerate(SPLIT_MARKS):
+        for k, (split, marker, alpha) in enumerate(SPLIT_MARKS):
             values = [j.final(split, "acc") for j in s.finished_jobs]
-            rows.append((i + (k - 0.5) * 0.36, i, split,
+            rows.append((i + (k - 0.5) * 0.36, i, split, marker, alpha,
                          np.array([v for v in values if math.isfinite(v)])))
     reach = [(min(v.min(), v.mean() - _std(v)), max(v.max(), v.mean() + _std(v)))
              for *_, v in rows if v.size]
@@ -324,11 +323,10 @@ def final_accuracy(series: list[Series], shared: str, path: Path, dpi: int) -> P
     left = max(2.2, 0.4 + 0.085 * max((len(s.label) for s in series), default=0))  # no cut label
     fig, gs = figure(5.8 + left, 1.7 + 0.6 * n, top=0.7, bottom=0.95, left=left, right=0.3)
     ax = fig.add_subplot(gs[0])
-    for y, i, split, values in rows:
+    for y, i, split, marker, alpha, values in rows:
         if not values.size:
             continue
         st = series_style(i)
-        marker, alpha = {s: (m, a) for s, m, a in SPLIT_MARKS}[split][0:2]
         mean = float(values.mean())
         std = _std(values)
         if values.size > 1:

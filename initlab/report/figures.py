@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from initlab.record import RunRecord
+from initlab.record import EPOCH_CHECKPOINTS, RunRecord
 from initlab.report import activation_figures as act
 from initlab.report import boundary_figures as boundary
 from initlab.report import gradient_figures as grad
@@ -26,36 +26,36 @@ class FigureSpec:
     about: str = ""  # one line for docs and listings
 
 
-def _has_metrics(record: RunRecord) -> bool:
-    return bool(record.metrics)
+def _has(table: str) -> Callable[[RunRecord], bool]:
+    """Whether the record's ``table`` (metrics, weights, ...) holds any row."""
+    return lambda record: bool(getattr(record, table))
 
 
 RUN_FIGURES: tuple[FigureSpec, ...] = (
-    FigureSpec("loss_accuracy", training.loss_and_accuracy, _has_metrics, key=True,
+    FigureSpec("loss_accuracy", training.loss_and_accuracy, _has("metrics"), key=True,
                about="train and dev loss and accuracy over epochs"),
-    FigureSpec("grad_norm_by_layer", grad.grad_norm_by_layer, grad.has_grad_norms, key=True,
+    FigureSpec("grad_norm_by_layer", grad.grad_norm_by_layer, _has("grad_norms"), key=True,
                about="gradient L2 norm per layer, first and last step (log scale)"),
     FigureSpec("grad_norm_over_time", grad.grad_norm_over_time, grad.has_several_steps, key=False,
                about="gradient L2 norm per parameter over optimizer steps"),
-    FigureSpec("grad_norm_heatmap", grad.grad_norm_heatmap,
-               lambda r: grad.has_grad_norms(r) and grad.is_deep(r), key=False,
+    FigureSpec("grad_norm_heatmap", grad.grad_norm_heatmap, grad.has_deep_grad_norms, key=False,
                about="weight-gradient norm per layer and epoch (deep nets)"),
     FigureSpec("signal_at_init", signal.signal_at_init, signal.has_signal, key=False,
                about="q and the backpropagated signal per layer at init, beside mean-field theory"),
     FigureSpec("initial_weights", weight.initial_weights, weight.has_initial_weights, key=True,
                about="the init scheme's shape (fresh draws) and the net's initial weights"),
-    FigureSpec("weights_over_time", weight.weights_over_time, weight.has_weights, key=False,
+    FigureSpec("weights_over_time", weight.weights_over_time, _has("weights"), key=False,
                about="every weight of a small model over log epochs"),
-    FigureSpec("weight_distribution", weight.weight_distribution, weight.has_weight_stats,
+    FigureSpec("weight_distribution", weight.weight_distribution, _has("weight_stats"),
                key=False, about="weight quantiles per layer over log epochs"),
-    FigureSpec("activation_stats", act.activation_stats_over_time, act.has_activation_stats,
+    FigureSpec("activation_stats", act.activation_stats_over_time, _has("activations"),
                key=False, about="hidden activation mean, std, fraction zero / saturated"),
-    FigureSpec("activation_histograms", act.activation_histograms, act.has_activation_hists,
+    FigureSpec("activation_histograms", act.activation_histograms, _has("activation_hists"),
                key=False, about="hidden activation histograms over log epochs (heat maps)"),
     FigureSpec("decision_boundary", boundary.decision_boundary, boundary.has_boundary, key=True,
                about="P(class 1) of the best-on-dev model over the plane"),
     FigureSpec("decision_boundary_epochs", boundary.decision_boundary_over_epochs,
-               boundary.has_epoch_boundaries, key=False,
+               lambda r: boundary.has_boundary(r, EPOCH_CHECKPOINTS), key=False,
                about="the decision boundary at a few log epochs"),
 )
 FIGURE_SETS = ("none", "key", "full")

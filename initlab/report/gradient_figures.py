@@ -18,9 +18,11 @@ from initlab.report.plotting import (
     epoch_axis,
     evenly_spaced,
     figure,
+    hatch_background,
     label_layers,
     layer_colors,
     log_axes,
+    mark_non_finite_cells,
     note_non_finite,
     regular_ticks,
     run_title,
@@ -62,23 +64,12 @@ def grad_norms(record: RunRecord) -> GradNorms:
     return GradNorms(names, steps, epochs, norms)
 
 
-def has_grad_norms(record: RunRecord) -> bool:
-    return bool(record.grad_norms)
-
-
 def has_several_steps(record: RunRecord) -> bool:
     return bool(record.grad_norms) and record.grad_norms[-1]["step"] > 0
 
 
-def is_deep(record: RunRecord) -> bool:
-    return len({layer_of(p) for p in record.param_names}) > DEEP_NET_LAYERS
-
-
-def _layer_ticks(ax, layers: list[str]) -> None:
-    x = np.arange(len(layers))
-    shown = set(regular_ticks(len(layers), 12))
-    ax.set_xticks(x, [name if i in shown else "" for i, name in enumerate(layers)])
-    ax.set_xlim(-0.5, len(layers) - 0.5)
+def has_deep_grad_norms(record: RunRecord) -> bool:
+    return bool(record.grad_norms) and len({layer_of(p) for p in record.param_names}) > DEEP_NET_LAYERS
 
 
 # ------------------------------------------------------------- gradient norm by layer
@@ -107,7 +98,9 @@ def grad_norm_by_layer(record: RunRecord, path: Path, dpi: int) -> Path:
                  color=c, linestyle=ls, marker=marker, label=label,
                  markersize=5 if len(layers) <= 20 else 3)
     log.finish("gradient L2 norm", "layer (input → output)")
-    _layer_ticks(log.strip or log.ax, layers)
+    shown = set(regular_ticks(len(layers), 12))
+    (log.strip or log.ax).set_xticks(x, [name if i in shown else "" for i, name in enumerate(layers)])
+    (log.strip or log.ax).set_xlim(-0.5, len(layers) - 0.5)
     note_non_finite(log.ax, log.non_finite)
     log.ax.set_title(f"Gradient norm by layer\n{run_title(record)}", fontsize=10)
     log.ax.legend(fontsize=8)
@@ -168,10 +161,7 @@ def grad_norm_heatmap(record: RunRecord, path: Path, dpi: int) -> Path | None:
     fig, gs = figure(min(12, 6 + 0.04 * len(epochs)), min(2.2 + 0.16 * len(layers), 8), left=0.75,
                      right=1.3, bottom=0.9)
     ax = fig.add_subplot(gs[0])
-    # Zeros are masked: the hatched axes background shows through those cells.
-    ax.patch.set_facecolor("white")
-    ax.patch.set_hatch("///")
-    ax.patch.set_edgecolor("0.7")
+    hatch_background(ax)  # zeros are masked: it shows through those cells
     vmin, vmax = (positive.min(), positive.max()) if positive.size else (1e-2, 1e2)
     if vmax <= vmin:
         vmin, vmax = vmin / 10, vmax * 10
@@ -180,9 +170,7 @@ def grad_norm_heatmap(record: RunRecord, path: Path, dpi: int) -> Path | None:
     mesh = ax.pcolormesh(edges_x, edges_y, np.ma.masked_where(~finite | (grid <= 0), grid),
                          cmap="viridis", norm=mcolors.LogNorm(vmin=vmin, vmax=vmax))
     handles = []
-    if (~finite).any():
-        ax.pcolormesh(edges_x, edges_y, np.ma.masked_where(finite, np.ones_like(grid)),
-                      cmap=mcolors.ListedColormap(["#D55E00"]), vmin=0, vmax=1)
+    if mark_non_finite_cells(ax, edges_x, edges_y, finite):
         handles.append(Patch(facecolor="#D55E00", label="NaN/Inf"))
     if (finite & (grid == 0)).any():
         handles.append(Patch(facecolor="white", edgecolor="0.7", hatch="///", label="exactly 0"))

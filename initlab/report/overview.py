@@ -28,8 +28,10 @@ from initlab.report.compare import (
     STATUS_NO_RECORD,
     STATUS_NOT_STARTED,
     STATUS_UNREADABLE,
+    _status_cell,
     config_name,
     sweep_jobs,
+    wide_table,
 )
 from initlab.report.tables import Fitted, Folded, OneOf, plural
 
@@ -203,14 +205,7 @@ class Overview:
         self.folder = folder
         self.title = f"Runs and sweeps under {folder} (newest first)"
 
-    def _status(self, e: Entry) -> str:
-        from initlab.report.compare import _status_cell
-
-        return _status_cell(e.status) if e.kind == "run" else e.status
-
     def table(self):
-        from initlab.report.compare import wide_table
-
         table = wide_table(self.title)
         table.add_column("started")
         table.add_column("path", no_wrap=True)  # whole, to paste into `initlab report`
@@ -219,7 +214,7 @@ class Overview:
         table.add_column("epochs", justify="right")
         table.add_column("test acc", justify="right", no_wrap=True)
         for e in self.entries:
-            when, status = _when(e), self._status(e)
+            when, status = _when(e), _status_cell(e.status) if e.kind == "run" else e.status
             # Narrow forms: the time under the date, a sweep's counts one per line.
             table.add_row(OneOf(when, when.replace(" ", "\n")), Text(str(e.path)), Folded(e.overrides),
                           OneOf(status, status.replace(": ", ":\n").replace(", ", "\n")),

@@ -200,11 +200,7 @@ def set_value_limits(ax, values, **kw) -> None:
     limits = value_limits(values, **kw)
     if limits is not None:
         ax.set_ylim(*limits)
-    else:
-        no_finite_value(ax)
-
-
-def no_finite_value(ax) -> None:
+        return
     ax.set_ylim(0, 1)
     ax.set_yticks([])
     ax.text(0.5, 0.5, "no finite value to draw", transform=ax.transAxes, ha="center",
@@ -232,6 +228,22 @@ def epoch_axis(ax, epochs, label: str = "epoch") -> None:
 
 
 # ---------------------------------------------------------------- non-finite values
+def hatch_background(ax) -> None:
+    """A hatched white background: the masked cells of a heat map (exact zeros) show it."""
+    ax.patch.set_facecolor("white")
+    ax.patch.set_hatch("///")
+    ax.patch.set_edgecolor("0.7")
+
+
+def mark_non_finite_cells(ax, x_edges, y_edges, finite: np.ndarray) -> bool:
+    """The cells of a heat map that are not ``finite`` in orange; whether there are any."""
+    if finite.all():
+        return False
+    ax.pcolormesh(x_edges, y_edges, np.ma.masked_where(finite, np.ones(finite.shape)),
+                  cmap=matplotlib.colors.ListedColormap(["#D55E00"]), vmin=0, vmax=1)
+    return True
+
+
 def mark_non_finite(ax, xs, values, c: str, shift: int = 0) -> int:
     """NaN/Inf (a plot would skip them) as crosses on the top edge, ``shift`` crosses to the
     right; returns how many."""
@@ -309,10 +321,9 @@ class LogAxis:
     def band(self, x, low, high, c: str, alpha: float = 0.18) -> None:
         low, high = np.asarray(low, dtype=float), np.asarray(high, dtype=float)
         ok = np.isfinite(low) & np.isfinite(high) & (low > 0) & (high > 0)
-        self.values.append(np.where(ok, low, np.nan))
-        self.values.append(np.where(ok, high, np.nan))
-        self.ax.fill_between(np.asarray(x, dtype=float), np.where(ok, low, np.nan),
-                             np.where(ok, high, np.nan), color=c, alpha=alpha, linewidth=0)
+        low, high = np.where(ok, low, np.nan), np.where(ok, high, np.nan)
+        self.values += [low, high]
+        self.ax.fill_between(np.asarray(x, dtype=float), low, high, color=c, alpha=alpha, linewidth=0)
 
     def finish(self, ylabel: str = "", xlabel: str = "", min_decades: float = 2.0) -> None:
         every = np.concatenate(self.values) if self.values else np.array([])
@@ -339,6 +350,13 @@ def share_log_limits(logs: list[LogAxis], min_decades: float = 2.0) -> None:
     if limits is not None:
         for log in logs:
             log.ax.set_ylim(*limits)
+
+
+def spans_decades(values, decades: float = 1) -> bool:
+    """Whether the positive finite ``values`` span more than ``decades`` powers of ten."""
+    v = np.asarray(values, dtype=float)
+    positive = v[np.isfinite(v) & (v > 0)]
+    return bool(positive.size) and positive.max() / positive.min() > 10**decades
 
 
 def has_zeros(*value_lists) -> bool:

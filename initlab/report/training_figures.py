@@ -17,27 +17,21 @@ from initlab.report.plotting import (
     save,
     set_accuracy_axis,
     set_value_limits,
+    spans_decades,
     suptitle,
 )
 
-# A loss whose finite values span more than this ratio is drawn on a log axis, else a
+# A loss whose finite values span more decades than this is drawn on a log axis, else a
 # diverging run would flatten the rest.
-LOG_LOSS_RATIO = 1e3
-
-
-def metric_columns(record: RunRecord) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Epochs and each metric column of metrics.csv as arrays."""
-    rows = record.metrics
-    epochs = np.array([m["epoch"] for m in rows], dtype=float)
-    keys = ("train_loss", "dev_loss", "train_acc", "dev_acc")
-    return epochs, {k: np.array([m[k] for m in rows], dtype=float) for k in keys}
+LOG_LOSS_DECADES = 3
 
 
 def loss_and_accuracy(record: RunRecord, path: Path, dpi: int) -> Path:
-    epochs, cols = metric_columns(record)
+    epochs = np.array([m["epoch"] for m in record.metrics], dtype=float)
+    cols = {k: np.array([m[k] for m in record.metrics], dtype=float)
+            for k in ("train_loss", "dev_loss", "train_acc", "dev_acc")}
     losses = np.concatenate([cols["train_loss"], cols["dev_loss"]])
-    finite = losses[np.isfinite(losses) & (losses > 0)]
-    log_loss = finite.size > 0 and finite.max() / finite.min() > LOG_LOSS_RATIO
+    log_loss = spans_decades(losses, LOG_LOSS_DECADES)
     fig, gs = figure(10, 4, 1, 2, top=0.65, wspace=0.9)
     ax_loss, ax_acc = fig.add_subplot(gs[0]), fig.add_subplot(gs[1])
     few = len(epochs) < 3

@@ -25,6 +25,7 @@ from initlab.report.plotting import (
     run_title,
     save,
     set_value_limits,
+    spans_decades,
     suptitle,
 )
 from initlab.view import config_view
@@ -144,11 +145,6 @@ def initial_weights(record: RunRecord, path: Path, dpi: int) -> Path | None:
     return save(fig, path, dpi)
 
 
-def _spans_decade(values: np.ndarray) -> bool:
-    positive = values[np.isfinite(values) & (values > 0)]
-    return bool(positive.size) and positive.max() / positive.min() > 10
-
-
 def _initial_weights_deep(record, names, actual, draws, path, dpi):
     """Many layers: each layer's histogram as a heat-map row, and each layer's std
     against the std of the scheme's draws for that layer's shape."""
@@ -193,7 +189,7 @@ def _initial_weights_deep(record, names, actual, draws, path, dpi):
     label_layers(ax_std, [layer_of(n) for n in names], "y", 20, 0.5)
     ax_std.set_xlabel("standard deviation of the layer's weights")
     stds = np.array([*scheme_std.values(), *(np.std(actual[k]) for k in names)])
-    if _spans_decade(stds):
+    if spans_decades(stds):
         ax_std.set_xscale("log")
     ax_std.set_title(f"Std per layer: {describe_init(init)}", fontsize=10)
     ax_std.legend(fontsize=8)
@@ -202,10 +198,6 @@ def _initial_weights_deep(record, names, actual, draws, path, dpi):
 
 
 # ---------------------------------------------------------------- weights over time
-def has_weights(record: RunRecord) -> bool:
-    return bool(record.weights)
-
-
 def weights_over_time(record: RunRecord, path: Path, dpi: int) -> Path:
     """Every weight of a small model as a line over log epochs, one panel per parameter."""
     rows = record.weights
@@ -251,16 +243,6 @@ QUANTILE_BANDS = (("min", "max", 0.12, "min–max"), ("p05", "p95", 0.22, "5–9
 QUANTILES = ("min", "p05", "p25", "p50", "p75", "p95", "max")
 
 
-def has_weight_stats(record: RunRecord) -> bool:
-    return bool(record.weight_stats)
-
-
-def _weight_stats(record: RunRecord) -> tuple[list[str], np.ndarray, dict[str, np.ndarray]]:
-    """Params (depth order), epochs, and each quantile as a [param, epoch] matrix."""
-    return by_row_and_epoch(record.weight_stats, "param", QUANTILES,
-                            lambda k: layer_number(layer_of(k)))
-
-
 def _fan(ax, x, stats, i, c, marker) -> None:
     for lo, hi, alpha, label in QUANTILE_BANDS:
         ax.fill_between(x, stats[lo][i], stats[hi][i], color=c, alpha=alpha, linewidth=0,
@@ -272,7 +254,9 @@ def _fan(ax, x, stats, i, c, marker) -> None:
 def weight_distribution(record: RunRecord, path: Path, dpi: int) -> Path | None:
     """Quantile fan per weight matrix over log epochs: min-max, 5-95 %, 25-75 %, median.
     A deep net gets the fan across layers, at the first and the last log epoch."""
-    params, epochs, stats = _weight_stats(record)
+    # Params in depth order, epochs, and each quantile as a [param, epoch] matrix.
+    params, epochs, stats = by_row_and_epoch(record.weight_stats, "param", QUANTILES,
+                                             lambda k: layer_number(layer_of(k)))
     if not params:
         return None
     c = PALETTE[0]
