@@ -110,6 +110,7 @@ class Job:
     findings: list[str] = field(default_factory=list)  # diagnosis codes, in order
     severities: dict[str, str] = field(default_factory=dict)  # code -> problem | warning
     label: str = ""  # the overrides that tell this job apart from the others
+    record: Any = None  # the RunRecord read (its job page reuses it), None without one
 
     def final(self, split: str, key: str) -> float:
         """Final (best-on-dev) loss or acc of ``split``; NaN when the job has none."""
@@ -290,6 +291,7 @@ def read_job(job_dir: Path, sweep_dir: Path, overrides: list[str] | None = None)
         last_step=ends["last_step"],
         findings=list(severities),
         severities=severities,
+        record=record,
     )
 
 

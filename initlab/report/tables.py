@@ -16,7 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from initlab.options import describe_init, describe_option, input_size, is_custom
-from initlab.record import RunRecord
+from initlab.record import COLUMNS, RunRecord
 
 
 def plural(n: int, word: str, many: str | None = None) -> str:
@@ -283,8 +283,8 @@ def metrics_table(record: RunRecord) -> Table:
         m = s.get("metrics", {}).get(split)
         if m:
             table.add_row(split, fmt_measured(m["loss"]), f"{m['acc']:.3f}")
-    if record.metrics:  # where the progress bar ended, as metrics.csv logs it
-        last = record.metrics[-1]
+    if rows := record.tuples("metrics"):  # where the progress bar ended, as metrics.csv logs it
+        last = dict(zip(COLUMNS["metrics.csv"], rows[-1]))
         table.add_section()
         for split, mark in (("train", "*"), ("dev", "")):
             table.add_row(f"epoch {last['epoch']} {split}{mark}", fmt_measured(last[f"{split}_loss"]),
