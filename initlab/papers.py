@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from initlab.theory import grad_factor
+from initlab.theory import grad_factor, phase
 
 Z95 = 1.959963984540054
 
@@ -44,6 +44,9 @@ class Expected:
     tolerance: float = 0.0
     below: float | None = None
     above: float | None = None
+    # The claim is mean-field theory's phase for each group's own (sigma_w^2, sigma_b^2):
+    # ordered below 1, chaotic above, critical x1.00 (:func:`expected_for` makes it concrete).
+    theory_phase: bool = False
 
     def verdict(self, m: dict[str, Any]) -> str:
         """agrees / disagrees / undecided (straddles a bound); "" without a number."""
@@ -127,6 +130,9 @@ GRAD_FACTOR = Quantity("gradient factor per layer",
                        "how the backpropagated signal's norm changes per layer toward the input "
                        "at init (fitted over all layers)", _signal("grad_factor"))
 
+THEORY_FACTOR = Quantity("theory: sqrt(chi_1)", "mean-field theory's factor at the fixed point",
+                         _theory_factor, computed=True)
+
 PAPERS: dict[str, Paper] = {p.name: p for p in [
     Paper("he2015", "He, Zhang, Ren & Sun (2015), Delving deep into rectifiers, ICCV",
           "Sec. 2.2, Eqs. 10 and 14: a ReLU layer keeps the variance of the signal forward and "
@@ -179,11 +185,18 @@ PAPERS: dict[str, Paper] = {p.name: p for p in [
           "For tanh with sigma_b^2 = 0.05, the edge of chaos is sigma_w^2 ~ 1.76: below it "
           "gradients vanish with depth (ordered), above it they explode (chaotic), on it they "
           "travel through the whole net.",
-          (GRAD_FACTOR, Quantity("theory: sqrt(chi_1)", "mean-field theory's factor at the fixed "
-                                 "point", _theory_factor, computed=True)),
+          (GRAD_FACTOR, THEORY_FACTOR),
           (Expected(("init.scale=1.0",), "ordered: below 1", below=1.0),
            Expected(("init.scale=1.76",), "critical: x1.00 a layer", 1.0, tolerance=0.02),
            Expected(("init.scale=3.0",), "chaotic: above 1", above=1.0))),
+    Paper("phase_diagram", "Schoenholz, Gilmer, Ganguli & Sohl-Dickstein (2017), Deep "
+          "information propagation, ICLR, Fig. 1-2",
+          "Over (sigma_w^2, sigma_b^2) a tanh net at init is ordered (gradients vanish with "
+          "depth) or chaotic (they explode); the two phases meet on the critical line chi_1 = 1 "
+          "that mean-field theory computes, from sigma_w^2 = 1 at sigma_b^2 = 0 rising with "
+          "the bias. At each grid point the measured factor is on theory's side of 1.",
+          (GRAD_FACTOR, THEORY_FACTOR),
+          (Expected((), "theory's phase", theory_phase=True),)),
     Paper("lsuv2016", "Mishkin & Matas (2016), All you need is a good init, ICLR",
           "LSUV (orthogonal, then each layer scaled on a batch of data) gives every layer unit "
           "output variance at init, whatever the activation; orthogonal init alone does not.",
@@ -286,12 +299,39 @@ def measure(quantity: Quantity, summaries: list[dict]) -> dict[str, Any]:
     return {"n": len(values), "value": value, "low": low, "high": high}
 
 
-def expected_for(paper: Paper, overrides: list[str]) -> Expected | None:
+def expected_for(paper: Paper, overrides: list[str], summaries: list[dict] = ()) -> Expected | None:
+    """What the paper says for a group with these overrides (its jobs' ``summaries`` make a
+    ``theory_phase`` claim concrete), or None."""
     given = set(overrides)
     for e in paper.expected:
         if all(w in given for w in e.where):
-            return e
+            return theory_expectation(summaries) if e.theory_phase else e
     return None
+
+
+def _theory_depth_factor(s: dict) -> float | None:
+    """Mean-field theory's gradient factor per layer for this net's own depth: the geometric
+    mean of sqrt(chi_l) over its layers (where the signal still approaches q*, chi_l is not
+    chi_1: at sigma_w^2 = 1, sigma_b^2 = 0 it reaches 1 only as a power law in depth)."""
+    chi = ((s.get("init_signal") or {}).get("theory") or {}).get("chi") or []
+    if not chi or not all(isinstance(c, (int, float)) and c > 0 for c in chi):
+        return None
+    return math.exp(statistics.fmean(math.log(c) for c in chi) / 2)
+
+
+def theory_expectation(summaries: list[dict]) -> Expected | None:
+    """Mean-field theory's phase at the group's (sigma_w^2, sigma_b^2) and depth as a claim on
+    the measured gradient factor (None where theory has no chi for it)."""
+    factors = [f for f in map(_theory_depth_factor, summaries) if f is not None]
+    if not factors:
+        return None
+    factor = statistics.fmean(factors)
+    where = phase(factor**2)
+    if where == "critical":
+        return Expected((), f"critical (theory at this depth x{factor:.3g}): x1.00 a layer", 1.0,
+                        tolerance=0.02)
+    side = "below" if where == "ordered" else "above"
+    return Expected((), f"{where} (theory at this depth x{factor:.3g}): {side} 1", **{side: 1.0})
 
 
 def describe(m: dict[str, Any], rate: bool) -> str:

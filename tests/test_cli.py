@@ -91,8 +91,8 @@ def test_help_lists_every_group_and_does_not_import_torch(tmp_path):
     assert "TORCH_NOT_IMPORTED" in out
     for line in ("act: custom, elu, gelu, identity, lrelu, relu, selu, sigmoid, silu, tanh",
                  "data: blobs, circles, custom, gaussian, moons, spirals, xor",
-                 "experiment: dead_relu, glorot2010, he2015, lsuv2016, lu2019, saxe2014, schoenholz2017, "
-                 "vanishing_gradient, zero_init",
+                 "experiment: dead_relu, glorot2010, he2015, lsuv2016, lu2019, phase_diagram, saxe2014, "
+                 "schoenholz2017, vanishing_gradient, zero_init",
                  "optim: adam, momentum, sgd"):
         assert line in out
     assert "_schema" not in out

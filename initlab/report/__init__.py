@@ -35,11 +35,13 @@ BRIEF_TABLES = ("config", "metrics")
 # names without importing matplotlib (~0.7 s) in the process that prints the tables.
 COMPARISON_FIGURES = {  # name -> what it shows (the report page's caption)
     "claim": "a paper preset's claim per layer at init: measured over the seeds beside mean-field theory",
+    "phase_map": "a sweep over σ_w² × σ_b²: the measured gradient factor per layer on the grid "
+                 "(ordered / chaotic) under mean-field theory's edge of chaos",
     "grad_norm_by_layer": "gradient L2 norm per layer at the first step, one line per job or seed group",
     "loss_accuracy": "train and dev loss and accuracy over epochs, per job or seed group",
     "final_accuracy": "final dev and test accuracy of every job",
 }
-FIGURE_PARTS = (("claim", "loss_accuracy"), ("grad_norm_by_layer", "final_accuracy"))
+FIGURE_PARTS = (("claim", "phase_map", "loss_accuracy"), ("grad_norm_by_layer", "final_accuracy"))
 
 
 def run_findings(record: RunRecord):

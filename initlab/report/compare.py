@@ -716,8 +716,15 @@ def render_sweep(sweep_dir: Path, console=None, fmt: str = "png", dpi: int = 120
             ((PAPER_CSV,) if paper is None else ()):
         (sweep_dir / stale).unlink(missing_ok=True)  # from an earlier comparison of this folder
     if paper is not None:
-        table, path = paper_table(paper, series, sweep_dir / PAPER_CSV)
-        print_and_save({"paper": table}, console, sweep_dir / "tables")
+        table, path, verdicts = paper_table(paper, series, sweep_dir / PAPER_CSV)
+        few_groups = len(series) <= TERMINAL_FEW
+        print_and_save({"paper": table}, console, sweep_dir / "tables", shown=["paper"] * few_groups)
+        if not few_groups:  # a grid of claims: counted here, every row in the table's file
+            counted = ", ".join(f"{n} {v if n == 1 else v.removesuffix('s')}"
+                                for v, n in Counter(v for v in verdicts if v).most_common())
+            console.print(f"{paper.citation}: {plural(len(series), 'group')}, {counted or 'no verdict'}"
+                          f"; the claim per group: {sweep_dir / 'tables' / 'paper.txt'}",
+                          highlight=False, markup=False)
         written.append(path)
         tables = {"paper": table, **tables}  # the sweep page shows the claim table first
     from initlab.report import print_page_path
@@ -765,20 +772,21 @@ def _paper_of(jobs: list[Job]):
 
 def paper_table(paper, series: list[Series], path: Path):
     """The paper's claim beside initlab's measurement, per group of seeds and quantity:
-    the table to print, and paper.csv (written to ``path``)."""
+    the table to print, paper.csv (written to ``path``) and each group's verdict."""
     from initlab.report.tables import Fitted, Folded
 
     table = wide_table(f"{paper.citation.rstrip('.')}.\nThe paper: {paper.claim}")
     for col in ("group", "quantity", "the paper", "initlab (95% CI)", "verdict"):
         table.add_column(col)
-    rows = []
+    rows, verdicts = [], []
     for i, g in enumerate(series):
         summaries = [j.summary for j in g.finished_jobs]
-        expected = expected_for(paper, g.overrides)
+        expected = expected_for(paper, g.overrides, summaries)
         for q in paper.quantities:
             m = measure_quantity(q, summaries)
             first = expected is not None and q is paper.quantities[0]
             says, verdict = (expected.says, expected.verdict(m)) if first else ("", "")
+            verdicts += [verdict] if first else []
             table.add_row(Folded(g.label), q.name, says, describe(m, q.rate), verdict)
             rows.append([paper.name, i, " ".join(g.overrides), q.name, says,
                          "" if expected is None or expected.value is None or q is not paper.quantities[0]
@@ -788,7 +796,7 @@ def paper_table(paper, series: list[Series], path: Path):
         writer = csv.writer(f)
         writer.writerow(PAPER_COLUMNS)
         writer.writerows(rows)
-    return Fitted(table), path
+    return Fitted(table), path, verdicts
 
 
 class _FiguresAside:

@@ -1,5 +1,6 @@
 """Overlay figures of a sweep, one line (or band) per job or seed group: ``claim`` (a paper
-preset's claim per layer at init, beside mean-field theory), ``grad_norm_by_layer`` (the
+preset's claim per layer at init, beside mean-field theory), ``phase_map`` (a sweep over
+sigma_w^2 x sigma_b^2 as an ordered/chaotic map under theory's edge of chaos), ``grad_norm_by_layer`` (the
 textbook figure, at the first and last step), ``loss_accuracy`` and ``final_accuracy``.
 Seeds are drawn as a mean with a band of one std (gradient norms: geometric, in log10);
 a series keeps its style across figures. Series are read by duck typing (``label``,
@@ -9,6 +10,7 @@ a series keeps its style across figures. Series are read by duck typing (``label
 from __future__ import annotations
 
 import math
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ import numpy as np
 from initlab.record import layer_number
 from initlab.report import COMPARISON_FIGURES
 from initlab.report.plotting import (
+    colorbar_beside,
     epoch_axis,
     figure,
     has_zeros,
@@ -219,6 +222,81 @@ def claim(series: list[Series], shared: str, path: Path, dpi: int) -> Path | Non
     return save(fig, path, dpi)
 
 
+def _phase_point(s: Series) -> tuple[float, float, float | None, float | None] | None:
+    """(sigma_w^2, sigma_b^2, measured factor, theory's critical sigma_w^2) of a seed group
+    from its jobs' init_signal (the factor: geometric mean over the seeds), or None."""
+    signals = [(j.summary.get("init_signal") or {}) for j in s.finished_jobs]
+    theory = [g.get("theory") or {} for g in signals]
+    if not theory or not all(isinstance(t.get("sigma_w2"), (int, float))
+                             and isinstance(t.get("sigma_b2"), (int, float)) for t in theory):
+        return None
+    factors = [g["grad_factor"] for g in signals
+               if isinstance(g.get("grad_factor"), (int, float)) and g["grad_factor"] > 0
+               and math.isfinite(g["grad_factor"])]
+    critical = theory[0].get("critical") or {}
+    return (round(theory[0]["sigma_w2"], 9), round(theory[0]["sigma_b2"], 9),
+            math.exp(statistics.fmean(map(math.log, factors))) if factors else None,
+            critical.get("sigma_w2") if critical.get("kind") == "point" else None)
+
+
+def _cell_edges(values: list[float]) -> np.ndarray:
+    """Edges of cells centred on sorted grid values (midpoints; the ends mirror them)."""
+    v = np.asarray(values, dtype=float)
+    if len(v) == 1:
+        return np.array([v[0] - 0.5, v[0] + 0.5])
+    mid = (v[:-1] + v[1:]) / 2
+    return np.concatenate([[v[0] - (mid[0] - v[0])], mid, [v[-1] + (v[-1] - mid[-1])]])
+
+
+def phase_map(series: list[Series], shared: str, path: Path, dpi: int) -> Path | None:
+    """A sweep over sigma_w^2 x sigma_b^2 (two values of each at least): the measured
+    gradient factor per layer on the grid, blue where gradients vanish toward the input
+    (ordered), red where they explode (chaotic), with mean-field theory's edge of chaos
+    (chi_1 = 1) over it: Schoenholz et al. (2017), Fig. 1-2."""
+    from matplotlib.colors import TwoSlopeNorm
+
+    points = [p for p in map(_phase_point, series) if p is not None]
+    sw2 = sorted({p[0] for p in points})
+    sb2 = sorted({p[1] for p in points})
+    if len(points) != len(series) or len(sw2) < 2 or len(sb2) < 2:
+        return None
+    grid = np.full((len(sb2), len(sw2)), np.nan)
+    for w, b, factor, _ in points:
+        if factor is not None:
+            grid[sb2.index(b), sw2.index(w)] = math.log2(factor)
+    fig, gs = figure(7.4, 5.6, 1, 1, top=0.95, right=1.6, bottom=1.1, left=0.9)
+    ax = fig.add_subplot(gs[0])
+    ax.grid(False)
+    finite = grid[np.isfinite(grid)]
+    reach = max(0.05, float(np.abs(finite).max())) if finite.size else 1.0
+    mesh = ax.pcolormesh(_cell_edges(sw2), _cell_edges(sb2), np.ma.masked_invalid(grid),
+                         cmap="RdBu_r", norm=TwoSlopeNorm(0.0, -reach, reach), shading="flat")
+    for (r, c), v in np.ndenumerate(grid):
+        text = "–" if not math.isfinite(v) else f"×{2 ** v:.2f}"
+        ax.text(sw2[c], sb2[r], text, ha="center", va="center", fontsize=7,
+                color="white" if math.isfinite(v) and abs(v) > 0.6 * reach else "0.1")
+    edge = sorted({(b, crit) for _, b, _, crit in points if crit is not None})
+    if edge:
+        ax.plot([crit for _, crit in edge], [b for b, _ in edge], color="0.05", linewidth=2,
+                marker="o", markersize=4, label="mean-field edge of chaos (χ₁ = 1)")
+        fig.legend(loc="lower center", bbox_to_anchor=(0.45, 0.01), fontsize=8, frameon=False)
+    ax.set_xlim(_cell_edges(sw2)[[0, -1]])
+    ax.set_ylim(_cell_edges(sb2)[[0, -1]])
+    ax.set_xticks(sw2, [f"{v:g}" for v in sw2])
+    ax.set_yticks(sb2, [f"{v:.3g}" for v in sb2])
+    ax.set_xlabel("σ_w² (weight variance × fan-in)")
+    ax.set_ylabel("σ_b² (bias variance)")
+    bar = colorbar_beside(fig, mesh, gs, "measured gradient factor per layer (toward the input)")
+    step = 0.25 if reach < 1.5 else 1.0  # ticks inside the colour range, 0 (x1.00) among them
+    ticks = np.arange(math.ceil(-reach / step) * step, reach + 1e-9, step)
+    bar.set_ticks(ticks, labels=[f"×{2 ** t:.2f}" for t in ticks])
+    seeds = max(len(s.finished_jobs) for s in series)
+    suptitle(fig, "Phase diagram at init: ordered (blue: gradients vanish toward the input)\nand "
+             "chaotic (red: they explode)" + (f"; geometric mean of {seeds} seeds" if seeds > 1 else "")
+             + _subtitle(shared), fontsize=11)
+    return save(fig, path, dpi)
+
+
 def _nonzero(jobs, alive) -> str:
     """': alive nets k of n' where some of a series' nets are born dead or have no gradient
     (the geometric means average the others)."""
@@ -369,8 +447,8 @@ def render_comparison_figures(series: list[Series], shared: str, out_dir: Path,
                               names: tuple[str, ...] = tuple(COMPARISON_FIGURES)) -> list[Path]:
     """Draw the figures in ``names`` the jobs have data for; the files written."""
     style()
-    draw = {"claim": claim, "grad_norm_by_layer": grad_norm_by_layer, "loss_accuracy": loss_accuracy,
-            "final_accuracy": final_accuracy}
+    draw = {"claim": claim, "phase_map": phase_map, "grad_norm_by_layer": grad_norm_by_layer,
+            "loss_accuracy": loss_accuracy, "final_accuracy": final_accuracy}
     written = [draw[name](series, shared, out_dir / f"{name}.{fmt}", dpi)
                for name in COMPARISON_FIGURES if name in names]
     return [p for p in written if p is not None]
