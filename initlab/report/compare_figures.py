@@ -215,7 +215,8 @@ def claim(series: list[Series], shared: str, path: Path, dpi: int) -> Path | Non
         ax.set_xlabel("layer (input → output)")
     handles = {h.get_label(): h for a in fig.axes for h in a.get_lines() if not h.get_label().startswith("_")}
     ax.legend(handles=list(handles.values()), fontsize=8,
-              **({"loc": "upper left", "bbox_to_anchor": (1.02, 1)} if legend_w else {}))
+              **({"loc": "upper left", "bbox_to_anchor": (1.02, 1),
+                  "ncol": _legend_columns(series)} if legend_w else {}))
     suptitle(fig, "The claim per layer at init: measured (geometric mean over the seeds where it is "
              "nonzero, band ± 1 std of log10) and mean-field theory (dotted)" + _subtitle(shared),
              fontsize=11)
