@@ -252,6 +252,9 @@ class Shards:
                 failures[shard] = (f"the process training jobs {self.bounds[shard]}-"
                                    f"{self.bounds[shard + 1] - 1} failed before job {i}'s record: "
                                    + (errors.get(shard) or f"it ended (exit {self._exit_code(shard)})"))
+        # The bar's last frame: every shard's count as it ended (the last report was taken
+        # while another shard was still behind).
+        self._report_progress(self.epochs, self.epochs)
         if own_failure is not None:
             raise own_failure
         if failures:
