@@ -327,8 +327,8 @@ def theory_expectation(summaries: list[dict]) -> Expected | None:
         return None
     factor = statistics.fmean(factors)
     where = phase(factor**2)
-    if where == "critical":
-        return Expected((), f"critical (theory at this depth x{factor:.3g}): x1.00 a layer", 1.0,
+    if where == "critical":  # |ln chi| < 0.05: theory's own factor, not 1, is the number
+        return Expected((), f"critical: theory at this depth x{factor:.3g} (+-0.02)", factor,
                         tolerance=0.02)
     side = "below" if where == "ordered" else "above"
     return Expected((), f"{where} (theory at this depth x{factor:.3g}): {side} 1", **{side: 1.0})

@@ -377,27 +377,72 @@ def test_the_phase_claim_is_theorys_side_at_the_nets_own_depth(sigma_w2, sigma_b
     assert expected.says.startswith(phase) and f"x{factor:.3g}" in expected.says
     # sigma_w^2 = 1 without bias is critical only in the limit (q* = 0 reached as a power law):
     # at depth 30 the net is still on the ordered side, as measured (0.95, tests below).
-    near = {"ordered": factor * 0.99, "chaotic": factor * 1.01, "critical": 1.01}[phase]
+    near = {"ordered": factor * 0.99, "chaotic": factor * 1.01, "critical": factor}[phase]
     assert expected.verdict({"n": 3, "value": near, "low": near - 0.005, "high": near + 0.005}) == "agrees"
     wrong = 1.1 if phase == "ordered" else 0.9
     far = {"n": 3, "value": wrong, "low": wrong - 0.01, "high": wrong + 0.01}
     assert expected.verdict(far) == "disagrees"
 
 
-def test_the_phase_map_draws_a_grid_and_only_a_grid(tmp_path):
+def test_the_critical_band_is_judged_against_theorys_own_factor():
+    from initlab.papers import theory_expectation
+
+    for factor in (1.024, 0.978):  # inside theory's critical band (|ln chi| < 0.05)
+        summary = {"init_signal": {"theory": {"chi": [factor**2] * 29}}}
+        expected = theory_expectation([summary])
+        assert expected.says.startswith("critical")
+        assert expected.verdict({"n": 3, "value": factor, "low": factor - 0.001,
+                                 "high": factor + 0.001}) == "agrees"
+        off = factor + 0.05
+        assert expected.verdict({"n": 3, "value": off, "low": off - 0.001, "high": off + 0.001}) \
+            == "disagrees"
+
+
+def _phase_series(tmp_path, points, **config):
     from initlab.report.compare import Job, Series
-    from initlab.report.compare_figures import phase_map
 
-    def series(points):
-        return [Series(f"{w} {b}", [Job(str(i), tmp_path, [], "completed",
-                                        summary=_phase_summary(w, b, f))])
-                for i, (w, b, f) in enumerate(points)]
+    out = []
+    for i, (w, b, factors) in enumerate(points):
+        jobs = []
+        for k, f in enumerate(factors):
+            summary = _phase_summary(w, b, f)
+            summary["config"] = {"act": {"name": "tanh"}, "seed": k, "init": {"scale": w}, **config}
+            summary["init_signal"]["theory"]["critical"] = {"kind": "point", "sigma_w2": 1 + 10 * b}
+            jobs.append(Job(f"{i}-{k}", tmp_path, [], "completed", summary=summary))
+        out.append(Series(f"{w} {b}", jobs))
+    return out
 
-    grid = [(w, b, 0.7 if w < 1.5 else 1.1) for w in (1.0, 2.0) for b in (0.0, 0.05)]
-    path = phase_map(series(grid), "", tmp_path / "phase_map.png", 60)
+
+def test_the_phase_grid_holds_each_groups_geometric_mean_and_theorys_edge(tmp_path):
+    from initlab.report.compare_figures import phase_grid, phase_map
+
+    points = [(w, b, [0.5, 2.0] if (w, b) == (1.0, 0.0) else [0.7, 0.7]) for w in (1.0, 2.0)
+              for b in (0.0, 0.05)]
+    g = phase_grid(_phase_series(tmp_path, points))
+    assert (g.sigma_w2, g.sigma_b2) == ([1.0, 2.0], [0.0, 0.05])
+    assert g.log2_factor[0, 0] == pytest.approx(0.0)  # sqrt(0.5 * 2): the geometric mean
+    assert g.log2_factor[1, 1] == pytest.approx(math.log2(0.7))
+    assert g.edge == {0.0: ("point", 1.0), 0.05: ("point", 1.5)}
+    path = phase_map(_phase_series(tmp_path, points), "", tmp_path / "phase_map.png", 60)
     assert path is not None and path.stat().st_size > 0
-    line = [(w, b, 1.0) for w in (1.0, 2.0, 3.0) for b in (0.05,)]  # one bias: no map
-    assert phase_map(series(line), "", tmp_path / "line.png", 60) is None
+    # A group without a finished job keeps its cell blank and the rest of the map.
+    series = _phase_series(tmp_path, points)
+    for j in series[3].jobs:
+        j.status = "failed"
+    assert np.isnan(phase_grid(series).log2_factor[1, 1])
+
+
+def test_the_phase_grid_is_only_a_sweep_of_sigma_w2_and_sigma_b2(tmp_path):
+    from initlab.report.compare_figures import phase_grid
+
+    one_bias = [(w, 0.05, [1.0]) for w in (1.0, 2.0, 3.0)]
+    assert phase_grid(_phase_series(tmp_path, one_bias)) is None
+    grid = [(w, b, [1.0]) for w in (1.0, 2.0) for b in (0.0, 0.05)]
+    twice = _phase_series(tmp_path, grid) + _phase_series(tmp_path, grid[:1])  # relu and tanh, say
+    assert phase_grid(twice) is None
+    other = _phase_series(tmp_path, grid)
+    other[0].jobs[0].summary["config"]["act"] = {"name": "relu"}  # not one activation's map
+    assert phase_grid(other) is None
 
 
 @pytest.mark.slow

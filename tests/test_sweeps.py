@@ -175,8 +175,13 @@ def test_a_new_comparison_leaves_no_file_of_an_earlier_one(act_sweep, tmp_path):
     assert set(stale) < set(SWEEP_FILES)
     for name in stale:
         (sweep_dir / name).write_text("stale\n")
+    # A figure this sweep does not draw (a grid's phase map, a preset's claim) and its table.
+    stale += ("figures/phase_map.png", "figures/claim.svg", "tables/paper.txt")
+    for name in stale[3:]:
+        (sweep_dir / name).write_bytes(b"stale")
     render_sweep(sweep_dir)
     assert not [name for name in stale if (sweep_dir / name).exists()]
+    assert (sweep_dir / "figures" / "grad_norm_by_layer.png").exists()
     page = (sweep_dir / "index.html").read_text()
     assert "comparison.csv" in page and not [name for name in stale if name in page]
 

@@ -110,7 +110,6 @@ class Job:
     findings: list[str] = field(default_factory=list)  # diagnosis codes, in order
     severities: dict[str, str] = field(default_factory=dict)  # code -> problem | warning
     label: str = ""  # the overrides that tell this job apart from the others
-    record: Any = None  # the RunRecord read (its job page reuses it), None without one
 
     def final(self, split: str, key: str) -> float:
         """Final (best-on-dev) loss or acc of ``split``; NaN when the job has none."""
@@ -291,7 +290,6 @@ def read_job(job_dir: Path, sweep_dir: Path, overrides: list[str] | None = None)
         last_step=ends["last_step"],
         findings=list(severities),
         severities=severities,
-        record=record,
     )
 
 
@@ -678,6 +676,11 @@ def render_sweep(sweep_dir: Path, console=None, fmt: str = "png", dpi: int = 120
         raise RecordError(f"{sweep_dir} has no job directories (nothing ran yet?)")
     groups = seed_groups(jobs)
     series = groups or [Series(j.label, [j]) for j in jobs]
+    from initlab.report import COMPARISON_FIGURES
+
+    for name in COMPARISON_FIGURES:  # an earlier comparison's figure this one may not draw
+        for stale in (sweep_dir / "figures").glob(f"{name}.*"):
+            stale.unlink()
     figures = _FiguresAside(series, shared, sweep_dir / "figures", fmt, dpi)
     from initlab.report.tables import plural
 
@@ -715,6 +718,8 @@ def render_sweep(sweep_dir: Path, console=None, fmt: str = "png", dpi: int = 120
     for stale in ((SEED_SUMMARY_CSV, FINDING_RATES_CSV) if not groups else ()) + \
             ((PAPER_CSV,) if paper is None else ()):
         (sweep_dir / stale).unlink(missing_ok=True)  # from an earlier comparison of this folder
+    if paper is None:
+        (sweep_dir / "tables" / "paper.txt").unlink(missing_ok=True)
     if paper is not None:
         table, path, verdicts = paper_table(paper, series, sweep_dir / PAPER_CSV)
         few_groups = len(series) <= TERMINAL_FEW

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import math
 import statistics
+import textwrap
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -223,78 +225,115 @@ def claim(series: list[Series], shared: str, path: Path, dpi: int) -> Path | Non
     return save(fig, path, dpi)
 
 
-def _phase_point(s: Series) -> tuple[float, float, float | None, float | None] | None:
-    """(sigma_w^2, sigma_b^2, measured factor, theory's critical sigma_w^2) of a seed group
-    from its jobs' init_signal (the factor: geometric mean over the seeds), or None."""
-    signals = [(j.summary.get("init_signal") or {}) for j in s.finished_jobs]
-    theory = [g.get("theory") or {} for g in signals]
-    if not theory or not all(isinstance(t.get("sigma_w2"), (int, float))
-                             and isinstance(t.get("sigma_b2"), (int, float)) for t in theory):
+@dataclass(frozen=True)
+class PhaseGrid:
+    """A sweep over sigma_w^2 x sigma_b^2 as :func:`phase_map` draws it: ``log2_factor``
+    (rows: sigma_b2, columns: sigma_w2; NaN where a group has no number) and theory's edge of
+    chaos per sigma_b^2 row (its sigma_w^2; a ``line`` activation's at every q; None: none)."""
+
+    sigma_w2: list[float]
+    sigma_b2: list[float]
+    log2_factor: np.ndarray
+    edge: dict[float, tuple[str, float] | None]
+
+
+def _experiment(summary: dict) -> dict:
+    """A job's config but for the init (which sets sigma_w^2 and sigma_b^2) and its seed."""
+    return {k: v for k, v in (summary.get("config") or {}).items() if k not in ("init", "seed")}
+
+
+def phase_grid(series: list[Series]) -> PhaseGrid | None:
+    """The grid of a sweep over sigma_w^2 x sigma_b^2, from its groups' init_signal, or None
+    unless it is one: two values of each at least, one group a grid point, and groups that
+    differ in their init alone (not a second activation or depth under one edge of chaos)."""
+    points: dict[tuple[float, float], list] = {}
+    experiments = []
+    for s in series:
+        jobs = [j for j in s.finished_jobs if ((j.summary.get("init_signal") or {}).get("theory") or {})
+                .get("sigma_w2") is not None]
+        if not jobs:
+            continue  # no number for it: its cell, if another group names it, stays blank
+        theory = [j.summary["init_signal"]["theory"] for j in jobs]
+        if not all(isinstance(t.get(k), (int, float)) for t in theory for k in ("sigma_w2", "sigma_b2")):
+            return None
+        key = (round(theory[0]["sigma_w2"], 9), round(theory[0]["sigma_b2"], 9))
+        if key in points:
+            return None  # two groups on one point: it is not a sweep of sigma_w^2 x sigma_b^2 alone
+        experiments.append(_experiment(jobs[0].summary))
+        factors = [g for j in jobs if isinstance(g := j.summary["init_signal"].get("grad_factor"),
+                                                  (int, float)) and g > 0 and math.isfinite(g)]
+        critical = theory[0].get("critical") or {}
+        log2_factor = statistics.fmean(map(math.log2, factors)) if factors else math.nan  # geometric
+        points[key] = [log2_factor, (critical["kind"], critical["sigma_w2"])
+                       if critical.get("kind") in ("point", "line") else None]
+    sigma_w2 = sorted({w for w, _ in points})
+    sigma_b2 = sorted({b for _, b in points})
+    if len(sigma_w2) < 2 or len(sigma_b2) < 2 or any(e != experiments[0] for e in experiments):
         return None
-    factors = [g["grad_factor"] for g in signals
-               if isinstance(g.get("grad_factor"), (int, float)) and g["grad_factor"] > 0
-               and math.isfinite(g["grad_factor"])]
-    critical = theory[0].get("critical") or {}
-    return (round(theory[0]["sigma_w2"], 9), round(theory[0]["sigma_b2"], 9),
-            math.exp(statistics.fmean(map(math.log, factors))) if factors else None,
-            critical.get("sigma_w2") if critical.get("kind") == "point" else None)
+    grid = np.full((len(sigma_b2), len(sigma_w2)), np.nan)
+    edge: dict[float, tuple[str, float] | None] = {}
+    for (w, b), (log2_factor, critical) in points.items():
+        grid[sigma_b2.index(b), sigma_w2.index(w)] = log2_factor
+        edge[b] = critical
+    return PhaseGrid(sigma_w2, sigma_b2, grid, edge)
 
 
 def _cell_edges(values: list[float]) -> np.ndarray:
     """Edges of cells centred on sorted grid values (midpoints; the ends mirror them)."""
     v = np.asarray(values, dtype=float)
-    if len(v) == 1:
-        return np.array([v[0] - 0.5, v[0] + 0.5])
     mid = (v[:-1] + v[1:]) / 2
     return np.concatenate([[v[0] - (mid[0] - v[0])], mid, [v[-1] + (v[-1] - mid[-1])]])
 
 
 def phase_map(series: list[Series], shared: str, path: Path, dpi: int) -> Path | None:
-    """A sweep over sigma_w^2 x sigma_b^2 (two values of each at least): the measured
-    gradient factor per layer on the grid, blue where gradients vanish toward the input
-    (ordered), red where they explode (chaotic), with mean-field theory's edge of chaos
-    (chi_1 = 1) over it: Schoenholz et al. (2017), Fig. 1-2."""
+    """A sweep over sigma_w^2 x sigma_b^2 (:func:`phase_grid`): the measured gradient factor
+    per layer on the grid, blue where gradients vanish toward the input (ordered), red where
+    they explode (chaotic), under mean-field theory's edge of chaos (chi_1 = 1)."""
     from matplotlib.colors import TwoSlopeNorm
+    from matplotlib.patheffects import withStroke
+    from matplotlib.ticker import MaxNLocator
 
-    points = [p for p in map(_phase_point, series) if p is not None]
-    sw2 = sorted({p[0] for p in points})
-    sb2 = sorted({p[1] for p in points})
-    if len(points) != len(series) or len(sw2) < 2 or len(sb2) < 2:
+    g = phase_grid(series)
+    if g is None:
         return None
-    grid = np.full((len(sb2), len(sw2)), np.nan)
-    for w, b, factor, _ in points:
-        if factor is not None:
-            grid[sb2.index(b), sw2.index(w)] = math.log2(factor)
     fig, gs = figure(7.4, 5.6, 1, 1, top=0.95, right=1.6, bottom=1.1, left=0.9)
     ax = fig.add_subplot(gs[0])
     ax.grid(False)
-    finite = grid[np.isfinite(grid)]
+    finite = g.log2_factor[np.isfinite(g.log2_factor)]
     reach = max(0.05, float(np.abs(finite).max())) if finite.size else 1.0
-    mesh = ax.pcolormesh(_cell_edges(sw2), _cell_edges(sb2), np.ma.masked_invalid(grid),
-                         cmap="RdBu_r", norm=TwoSlopeNorm(0.0, -reach, reach), shading="flat")
-    for (r, c), v in np.ndenumerate(grid):
-        text = "–" if not math.isfinite(v) else f"×{2 ** v:.2f}"
-        ax.text(sw2[c], sb2[r], text, ha="center", va="center", fontsize=7,
-                color="white" if math.isfinite(v) and abs(v) > 0.6 * reach else "0.1")
-    edge = sorted({(b, crit) for _, b, _, crit in points if crit is not None})
-    if edge:
-        ax.plot([crit for _, crit in edge], [b for b, _ in edge], color="0.05", linewidth=2,
-                marker="o", markersize=4, label="mean-field edge of chaos (χ₁ = 1)")
+    x_edges, y_edges = _cell_edges(g.sigma_w2), _cell_edges(g.sigma_b2)
+    mesh = ax.pcolormesh(x_edges, y_edges, np.ma.masked_invalid(g.log2_factor), cmap="RdBu_r",
+                         norm=TwoSlopeNorm(0.0, -reach, reach), shading="flat")
+    for (r, c), v in np.ndenumerate(g.log2_factor):
+        dark = math.isfinite(v) and abs(v) > 0.6 * reach
+        ax.text(g.sigma_w2[c], g.sigma_b2[r], "–" if not math.isfinite(v) else f"×{2 ** v:.2f}",
+                ha="center", va="center", fontsize=7, zorder=6, color="white" if dark else "0.1",
+                path_effects=[withStroke(linewidth=2, foreground="0.1" if dark else "white")])
+    # Theory's edge, row by row: a point (broken where a row has none) or, for a ReLU-like
+    # activation, one sigma_w^2 at every q and bias (a vertical line).
+    points = [(e[1] if e and e[0] == "point" else math.nan, b) for b, e in sorted(g.edge.items())]
+    if any(math.isfinite(w) for w, _ in points):
+        ax.plot(*zip(*points), color="0.05", linewidth=2, marker="o", markersize=4, zorder=5,
+                label="mean-field edge of chaos (χ₁ = 1)")
+    lines = {e[1] for e in g.edge.values() if e and e[0] == "line"}
+    for w in lines:
+        ax.axvline(w, color="0.05", linewidth=2, zorder=5, label="edge of chaos (χ₁ = 1 at every q)")
+    if ax.get_legend_handles_labels()[0]:
         fig.legend(loc="lower center", bbox_to_anchor=(0.45, 0.01), fontsize=8, frameon=False)
-    ax.set_xlim(_cell_edges(sw2)[[0, -1]])
-    ax.set_ylim(_cell_edges(sb2)[[0, -1]])
-    ax.set_xticks(sw2, [f"{v:g}" for v in sw2])
-    ax.set_yticks(sb2, [f"{v:.3g}" for v in sb2])
+    ax.set_xlim(x_edges[[0, -1]])
+    ax.set_ylim(y_edges[[0, -1]])
+    ax.set_xticks(g.sigma_w2, [f"{v:g}" for v in g.sigma_w2])
+    ax.set_yticks(g.sigma_b2, [f"{v:.3g}" for v in g.sigma_b2])
     ax.set_xlabel("σ_w² (weight variance × fan-in)")
     ax.set_ylabel("σ_b² (bias variance)")
     bar = colorbar_beside(fig, mesh, gs, "measured gradient factor per layer (toward the input)")
-    step = 0.25 if reach < 1.5 else 1.0  # ticks inside the colour range, 0 (x1.00) among them
-    ticks = np.arange(math.ceil(-reach / step) * step, reach + 1e-9, step)
-    bar.set_ticks(ticks, labels=[f"×{2 ** t:.2f}" for t in ticks])
+    ticks = [t for t in MaxNLocator(7, symmetric=True).tick_values(-reach, reach) if abs(t) <= reach]
+    bar.set_ticks(ticks, labels=[f"×{2 ** t:.3g}" for t in ticks])
     seeds = max(len(s.finished_jobs) for s in series)
+    subtitle = textwrap.fill(_subtitle(shared).strip(), 100)
     suptitle(fig, "Phase diagram at init: ordered (blue: gradients vanish toward the input)\nand "
              "chaotic (red: they explode)" + (f"; geometric mean of {seeds} seeds" if seeds > 1 else "")
-             + _subtitle(shared), fontsize=11)
+             + (f"\n{subtitle}" if subtitle else ""), fontsize=11)
     return save(fig, path, dpi)
 
 

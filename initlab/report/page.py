@@ -220,8 +220,8 @@ def write_job_pages(jobs: list, sweep_page_path: Path) -> dict[str, Path]:
         if not (job.job_dir / "summary.json").exists():
             continue
         try:
-            record = job.record or open_record(job.job_dir)
-            if job.record and job.metrics:  # the comparison read them: not parsed again
+            record = open_record(job.job_dir)
+            if job.metrics:  # the comparison read them: not parsed again
                 record.give_rows("metrics", list(zip(*job.metrics.values())))
             findings = run_findings(record)
             pages[job.name] = run_page(record, findings, unchecked_rules(record),
