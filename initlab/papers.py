@@ -44,8 +44,9 @@ class Expected:
     tolerance: float = 0.0
     below: float | None = None
     above: float | None = None
-    # The claim is mean-field theory's phase for each group's own (sigma_w^2, sigma_b^2):
-    # ordered below 1, chaotic above, critical x1.00 (:func:`expected_for` makes it concrete).
+    # The claim is mean-field theory's phase for each group's own (sigma_w^2, sigma_b^2) and
+    # depth: ordered below 1, chaotic above, critical theory's own factor (:func:`expected_for`
+    # makes it concrete from the group's summaries, :func:`theory_expectation`).
     theory_phase: bool = False
 
     def verdict(self, m: dict[str, Any]) -> str:
@@ -194,7 +195,8 @@ PAPERS: dict[str, Paper] = {p.name: p for p in [
           "Over (sigma_w^2, sigma_b^2) a tanh net at init is ordered (gradients vanish with "
           "depth) or chaotic (they explode); the two phases meet on the critical line chi_1 = 1 "
           "that mean-field theory computes, from sigma_w^2 = 1 at sigma_b^2 = 0 rising with "
-          "the bias. At each grid point the measured factor is on theory's side of 1.",
+          "the bias. At each grid point the measured factor is on the side of 1 theory puts it for "
+          "the net's depth.",
           (GRAD_FACTOR, THEORY_FACTOR),
           (Expected((), "theory's phase", theory_phase=True),)),
     Paper("lsuv2016", "Mishkin & Matas (2016), All you need is a good init, ICLR",
