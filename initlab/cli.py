@@ -27,7 +27,7 @@ gradients, activations and learning.
 commands:
   run [HYDRA FLAGS] [OVERRIDES]   train and record one run (or a sweep with -m)
                                   `initlab run --help` lists every config group
-  report PATH [--format F] [--dpi N]
+  report PATH [--format F] [--dpi N] [--job N]
                                   re-render a run's tables, figures and diagnosis, compare the
                                   jobs of a sweep, or list a folder of runs and sweeps
   compare RUN_OR_SWEEP... [--out DIR]
@@ -137,6 +137,9 @@ def _report(args: list[str], prog: str = "initlab report") -> int:
                             help="figure file format (default: png)")
         parser.add_argument("--dpi", type=dpi, default=120,
                             help=f"figure resolution, 1 to {MAX_DPI} (default: 120)")
+        parser.add_argument("--job", type=int, metavar="N", default=None,
+                            help="job N of the sweep at PATH; one that keeps no folder "
+                                 "(hydra.launcher.job_folders) is trained again into PATH/N")
     ns, extra = parser.parse_known_args(args)
     if extra:
         paths = [a for a in extra if not a.startswith("-")]
@@ -151,7 +154,7 @@ def _report(args: list[str], prog: str = "initlab report") -> int:
         if listing:
             list_path(ns.path, default=default)
         else:
-            render_path(ns.path, fmt=ns.format, dpi=ns.dpi)
+            render_path(ns.path, fmt=ns.format, dpi=ns.dpi, job=ns.job)
 
     return _in_one_line(prog, action, f"writing the report of {ns.path}",
                         ((RecordError, 2),), lambda: _save_report_traceback(ns.path))

@@ -33,6 +33,7 @@ import torch
 
 from initlab.budget import EPOCH_CHECKPOINT_COUNT, EPOCH_CHECKPOINT_MAX_PARAMS, GRAD_NORM_CHUNK_VALUES
 from initlab.data import make_splits
+from initlab.group_record import GroupRecordWriter, GroupSlot
 from initlab.init import data_dependent_init_, init_linear_
 from initlab.interrupts import StopOnSignal
 from initlab.job import MemberRecord, library_versions
@@ -70,6 +71,27 @@ SHARD_MIN_WORK = 1_000_000
 # at least this many times as long as the last one took (a 4096-member group's flush
 # writes thousands of files).
 FLUSH_MAX_SHARE = 0.1
+
+
+# A measurement of at least this many activation values (all members) frees tens of MB of
+# temporaries that glibc keeps mapped: a 2,048-member group of depth-10 nets held 800 MB
+# more after its measurements than it used (release_freed_memory).
+RELEASE_AFTER_VALUES = 1 << 24
+# A log epoch measures the activations of at most this many values (all layers) at once.
+MEASURE_BLOCK_VALUES = 1 << 23
+
+
+def release_freed_memory() -> None:
+    """Hand the memory freed by big temporaries back to the system (glibc's malloc_trim;
+    nothing elsewhere): a big group's RSS stays what it uses, not its peak."""
+    if sys.platform != "linux":
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # another C library (musl): nothing to trim
+        pass
 
 
 def stream_seed(seed: int, stream: int) -> int:
@@ -199,8 +221,9 @@ class StackedGroup:
     record; :meth:`fit` trains it."""
 
     def __init__(self, cfgs: Sequence[ConfigView], records: Sequence[MemberRecord],
-                 device: torch.device):
+                 device: torch.device, group_writer: GroupRecordWriter | None = None):
         cfg = cfgs[0]
+        self.group_writer = group_writer  # the members' group record, if they keep no folders
         t = cfg.trainer
         self.records, self.device = list(records), device
         self.M = len(cfgs)
@@ -241,9 +264,14 @@ class StackedGroup:
         self.xT = {split: self.data[f"X_{split}"].transpose(1, 2).contiguous()
                    for split in ("train", "dev", "test")}
         self.is_one = {split: self.data[f"y_{split}"] > 0.5 for split in ("train", "dev", "test")}
+        # What one member's hidden activations on the training set hold (a measurement's
+        # temporaries are a few times this per member).
+        self.activation_values = (cfg.model.depth - 1) * cfg.model.width * cfg.data.n_train
         self.init_signal = {k: v.cpu() for k, v in measure_signal(
             self.params, self.act_module, self.act_backward, self.xT["train"],
             self.data["y_train"]).items()}
+        if self.M * self.activation_values >= RELEASE_AFTER_VALUES:
+            release_freed_memory()
         n = self.data["X_train"].shape[1]
         self.batch_size = n if t.batch_size is None else min(t.batch_size, n)
         self.steps_per_epoch = math.ceil(n / self.batch_size)
@@ -433,6 +461,8 @@ class StackedGroup:
                           self.steps_per_epoch, end)
             self.streamed_epochs[i] = end
         self.streamed_steps = seen
+        if self.group_writer is not None:
+            self.group_writer.flush()
 
     @torch.no_grad()
     def update_best(self, improved: torch.Tensor) -> None:
@@ -455,11 +485,20 @@ class StackedGroup:
             views["weight_stats"] = weight_quantiles(params[0::2])
         if self.record_activations:
             X = self.xT["train"] if everyone else self.xT["train"][idx_dev]
-            hidden: list[torch.Tensor] = []
-            forward(params, self.act, X, hidden)
-            views.update(activation_views(hidden, self.bounds))
+            # In blocks of members: the temporaries stay ~MEASURE_BLOCK_VALUES floats a
+            # layer, whatever the group's size (each member's views are its own).
+            block = max(1, MEASURE_BLOCK_VALUES // max(1, self.activation_values))
+            parts = []
+            for start in range(0, X.shape[0], block):
+                hidden: list[torch.Tensor] = []
+                forward([p[start:start + block] for p in params], self.act,
+                        X[start:start + block], hidden)
+                parts.append(activation_views(hidden, self.bounds))
+            views.update({k: torch.cat([part[k] for part in parts]) for k in parts[0]})
         if views:
             self.logs.append((epoch, _positions(idx), {k: v.cpu() for k, v in views.items()}))
+        if self.record_activations and idx.numel() * self.activation_values >= RELEASE_AFTER_VALUES:
+            release_freed_memory()
 
     @torch.no_grad()
     def checkpoint(self, epoch: int, members: torch.Tensor) -> None:
@@ -491,12 +530,13 @@ def _positions(idx: torch.Tensor) -> dict[int, int]:
 
 
 # ------------------------------------------------------------------------ the entry point
-Member = tuple[ConfigView, Path, Sequence[str] | None]  # config, run folder, its overrides
+# config, where its record goes (its folder, or its group's record), its overrides
+Member = tuple[ConfigView, "Path | GroupSlot", Sequence[str] | None]
 
 
 def train_group(
     cfgs: Sequence[ConfigView],
-    out_dirs: Sequence[Path],
+    out_dirs: Sequence["Path | GroupSlot"],
     device: str = "cpu",
     progress: Callable | None = None,
     on_member_done: Callable[[int, dict], None] | None = None,
@@ -506,7 +546,8 @@ def train_group(
 ) -> list[dict]:
     """Train ``cfgs`` (composed, validated configs; more than one only with one
     :func:`group_key`) as one stacked model on ``device``; job i's record streams into
-    ``out_dirs[i]`` as it trains and is complete when this returns.
+    ``out_dirs[i]`` as it trains and is complete when this returns (a folder, or a
+    :class:`GroupSlot`: rows of its group's record, :mod:`initlab.group_record`).
 
     ``progress(epochs_done, epochs, metrics)`` is called at most every PROGRESS_EVERY_S
     seconds and at the end (``metrics``: the epoch's host (4, M) [train loss, train correct,
@@ -560,14 +601,18 @@ def train_shard(members: Sequence[Member], dev: torch.device, stop: Any, progres
     """Train ``members`` as one stacked model in this process; each writes its record as it
     trains, and ``on_member_done(i, summary)`` follows each completed record, in order."""
     started = time.perf_counter()
-    records = [MemberRecord(Path(out_dir), cfg, overrides, dev, versions, launcher)
-               for cfg, out_dir, overrides in members]
-    group = StackedGroup([cfg for cfg, _, _ in members], records, dev)
+    writer = _group_writer(members)
+    records = [MemberRecord(where if isinstance(where, GroupSlot) else Path(where), cfg, overrides,
+                            dev, versions, launcher, writer)
+               for cfg, where, overrides in members]
+    group = StackedGroup([cfg for cfg, _, _ in members], records, dev, writer)
     if group.save_tensors:
         # The data and the initial weights first: a member killed at any point keeps what
         # it trained on and started from.
         for i, record in enumerate(records):
             record.save_start(group.splits[i], group.names, [p[i] for p in group.init_state])
+    if writer is not None:  # every member's `running` row, before training
+        writer.flush()
     train_s = group.fit(stop, progress)
     setup_s = time.perf_counter() - started - train_s
     group.stream_records()
@@ -589,8 +634,35 @@ def train_shard(members: Sequence[Member], dev: torch.device, stop: Any, progres
             # This member's share of the group's setup and training, plus its own record.
             summary["timing"] = {"train_s": train_s / group.M, "record_s": now - record_started,
                                  "total_s": (setup_s + train_s) / group.M + now - record_started}
-            record.writer.write_summary(summary)
+            record.save(summary)
+        if record.group is not None:
+            # Its row holds the whole summary; the launcher needs how it ended, not 100,000
+            # summaries in memory.
+            summary = {k: summary[k] for k in SLIM_SUMMARY_KEYS if k in summary}
         summaries.append(summary)
+        if writer is not None and writer.flush_due():
+            writer.flush()
         if on_member_done is not None:
             on_member_done(i, summary)
+    if writer is not None:
+        writer.flush()
     return summaries
+
+
+SLIM_SUMMARY_KEYS = ("status", "error", "seed", "epochs_run", "stop_reason", "signal")
+
+
+def _group_writer(members: Sequence[Member]) -> GroupRecordWriter | None:
+    """The writer of this process's rows when the members keep no folders (GroupSlots)."""
+    slots = [where for _, where, _ in members if isinstance(where, GroupSlot)]
+    if not slots:
+        return None
+    if len(slots) != len(members) or len({s.group_dir for s in slots}) != 1:
+        raise ValueError("a stack writes either every member's folder or one group's record")
+    cfg = members[0][0]
+    t = cfg.trainer
+    n = cfg.data.n_train
+    batch = n if t.batch_size is None else min(t.batch_size, n)
+    return GroupRecordWriter(slots[0].group_dir, slots[0].job,
+                             list(parameter_shapes(cfg.model, cfg.data.dim)), t.log_every,
+                             t.epochs, math.ceil(n / batch))

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from initlab import __version__
+from initlab.group_record import GroupRecordWriter, GroupSlot
 from initlab.record import (
     EPOCH_CHECKPOINTS,
     ERROR_FILE,
@@ -48,13 +49,20 @@ def library_versions() -> dict[str, str]:
 
 
 class MemberRecord:
-    """The record of one member of a stack (a single run is a stack of one)."""
+    """The record of one member of a stack (a single run is a stack of one): in the job's
+    folder, or, for a job that keeps none (a :class:`GroupSlot`), rows of its group's
+    record (:mod:`initlab.group_record`: the summary, metrics and gradient norms at log
+    steps; the other tables are built for the diagnosis only)."""
 
-    def __init__(self, run_dir: Path, cfg: Any, overrides: list[str] | None, device: Any,
-                 versions: dict[str, str], launcher: str | None = None):
+    def __init__(self, where: "Path | GroupSlot", cfg: Any, overrides: list[str] | None, device: Any,
+                 versions: dict[str, str], launcher: str | None = None,
+                 group: "GroupRecordWriter | None" = None):
         from initlab.model import parameter_shapes
 
-        self.writer = RecordWriter(run_dir)
+        self.slot = where if isinstance(where, GroupSlot) else None
+        self.group = group if self.slot is not None else None
+        self.run_dir = self.slot.run_dir if self.slot is not None else Path(where)
+        self.writer = None if self.group is not None else RecordWriter(self.run_dir)
         self.cfg = cfg
         self.names = list(parameter_shapes(cfg.model, cfg.data.dim))
         self.overrides = None if overrides is None else [str(o) for o in overrides]
@@ -63,16 +71,27 @@ class MemberRecord:
             "status": STATUS_RUNNING, "seed": cfg.seed, "device": str(device),
             "config": to_plain(cfg), "versions": versions, "process": process_identity(),
             "epochs_run": 0, **({"launcher": launcher} if launcher is not None else {})}
-        # Compact while running (the C encoder; a group writes thousands of these).
-        self.writer.write_summary(self.summary, indent=None)
+        if self.group is not None:
+            self.group.job_row(self.slot.job, self.summary, self.overrides, self.slot.hydra_files)
+        else:  # compact while running (the C encoder; a group writes thousands of these)
+            self.writer.write_summary(self.summary, indent=None)
         self.streamed = {"metrics.csv": False, "grad_norms.csv": False}
         self.data: dict[str, Any] = {}
 
+    def save(self, summary: dict[str, Any]) -> None:
+        """The final summary: summary.json, or the job's last row in its group's record."""
+        if self.group is not None:
+            self.group.job_row(self.slot.job, summary, self.overrides)
+        else:
+            self.writer.write_summary(summary)
+
     def save_start(self, splits: Any, names: list[str], init: list[Any]) -> None:
-        """data.pt and checkpoints/init.pt, before training."""
+        """data.pt and checkpoints/init.pt, before training (a job in a group record keeps no
+        tensors: its folder, made on demand, trains it again)."""
         self.data = {k: v.contiguous() for k, v in splits.as_dict().items()}
-        self.writer.save_tensors("data.pt", self.data)
-        self.writer.save_tensors("checkpoints/init.pt", _state(names, init))
+        if self.writer is not None:
+            self.writer.save_tensors("data.pt", self.data)
+            self.writer.save_tensors("checkpoints/init.pt", _state(names, init))
 
     def _append(self, name: str, body: str) -> None:
         if not self.streamed[name]:
@@ -89,11 +108,16 @@ class MemberRecord:
 
         d = self.cfg.data
         rows = recorders.metric_rows(metrics, first_epoch, d.n_train, d.n_dev)
+        steps = range(first_step, first_step + norms.shape[0]) if norms is not None else ()
+        epochs = [s // steps_per_epoch + 1 for s in steps]
+        if self.group is not None:  # the group's summary row says running until the end
+            self.group.metric_rows(self.slot.job, rows)
+            if norms is not None:
+                self.group.grad_norm_rows(self.slot.job, list(steps), epochs, norms.tolist())
+            return
         self._append("metrics.csv", self.writer.number_rows("metrics.csv", rows))
         if norms is not None:
-            steps = range(first_step, first_step + norms.shape[0])
-            table = GradNormTable(self.names, list(steps), [s // steps_per_epoch + 1 for s in steps],
-                                  norms.tolist())
+            table = GradNormTable(self.names, list(steps), epochs, norms.tolist())
             self._append("grad_norms.csv", table.csv_body())
         self.summary.update(epochs_run=epochs_run, steps_run=epochs_run * steps_per_epoch,
                             updated=time.time())
@@ -123,7 +147,8 @@ class MemberRecord:
 
         def write(name: str, rows) -> None:
             tables[name] = list(rows)
-            writer.write_csv_body(f"{name}.csv", writer.number_rows(f"{name}.csv", tables[name]))
+            if writer is not None:
+                writer.write_csv_body(f"{name}.csv", writer.number_rows(f"{name}.csv", tables[name]))
 
         if group.record_weights:
             bounds = list(itertools.accumulate([math.prod(group.shapes[n]) for n in group.names],
@@ -141,13 +166,15 @@ class MemberRecord:
             tensors["init"] = _state(group.names, [p[i] for p in group.init_state])
             for name, stacked in (("best", best), ("last", last)):
                 tensors[name] = _state(group.names, [p[i] for p in stacked])
-                writer.save_tensors(f"checkpoints/{name}.pt", tensors[name])
+                if writer is not None:
+                    writer.save_tensors(f"checkpoints/{name}.pt", tensors[name])
         if group.checkpoint_epochs is not None:
             tensors[EPOCH_CHECKPOINTS] = {
                 epoch: _state(group.names, [p[rows[i]] for p in params])
                 for epoch, rows, params in group.checkpoints if i in rows
             }
-            writer.save_tensors(EPOCH_CHECKPOINTS, tensors[EPOCH_CHECKPOINTS])
+            if writer is not None:
+                writer.save_tensors(EPOCH_CHECKPOINTS, tensors[EPOCH_CHECKPOINTS])
 
         summary = self.summary
         summary.update(
@@ -161,8 +188,8 @@ class MemberRecord:
             init_signal=member_signal(group.init_signal, i, group.layer_names, self.cfg,
                                       group.layer_shapes),
         )
-        record = RunRecord(run_dir=writer.run_dir, summary=summary, config=summary["config"],
-                           overrides=(read_overrides(writer.run_dir) if self.overrides is None
+        record = RunRecord(run_dir=self.run_dir, summary=summary, config=summary["config"],
+                           overrides=(read_overrides(self.run_dir) if self.overrides is None
                                       else self.overrides), grad_norm_table=grad_table)
         for name, rows in tables.items():
             record.give_rows(name, rows)
@@ -176,7 +203,13 @@ class MemberRecord:
     def failed(self, error: Exception) -> dict[str, Any]:
         """A member whose record could not be finished: its record says failed and why
         (the traceback beside it); the other members of its stack go on."""
-        run_dir = self.writer.run_dir
+        if self.group is not None:
+            where = self.group.save_error(self.slot.job, traceback.format_exc())
+            summary = {**self.summary, "status": STATUS_FAILED,
+                       "error": f"{type(error).__name__}: {error} (traceback in {where})"}
+            self.group.job_row(self.slot.job, summary, self.overrides)
+            return summary
+        run_dir = self.run_dir
         message = f"{type(error).__name__}: {error} ({save_traceback(run_dir, ERROR_FILE)})"
         unsaved = mark_record(run_dir, STATUS_FAILED, message)
         return {**self.summary, "status": STATUS_FAILED,

@@ -34,7 +34,7 @@ from typing import Any, Optional
 import yaml
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.core.override_parser.types import Override, OverrideType
+from hydra.core.override_parser.types import Override, OverrideType, ValueType
 from hydra.errors import ConfigCompositionException
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict, read_write
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
@@ -194,6 +194,31 @@ def _set_path(container: Any, key: str, value: Any) -> bool:
     return True
 
 
+# `key=<int>` as Hydra's grammar reads it (a dotted key of plain names, a decimal int
+# without leading zeros or underscores); tests/test_batched_launcher.py checks it against
+# Hydra's parser.
+_INT_ASSIGNMENT = re.compile(r"([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)=(-?(?:0|[1-9][0-9]*))\Z")
+
+
+def parse_int_assignment(line: str) -> Optional[Override]:
+    """The Override Hydra's parser makes of ``key=<int>`` (not under hydra.); None for any
+    other line."""
+    m = _INT_ASSIGNMENT.match(line)
+    if m is None or m.group(1) == "hydra" or m.group(1).startswith("hydra."):
+        return None
+    return Override(type=OverrideType.CHANGE, key_or_group=m.group(1), value_type=ValueType.ELEMENT,
+                    _value=int(m.group(2)), package=None, input_line=line)
+
+
+def _plain_value(plain: Optional[dict], key: str) -> Any:
+    node: Any = plain
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return _UNSEEN
+        node = node[part]
+    return node
+
+
 class Template:
     """YAML text with one slot per value that differs between the jobs that share it."""
 
@@ -267,7 +292,7 @@ class PreparedJob:
     override_dirname: str = ""
     error: Optional[str] = None
     device: str = "cpu"
-    key: Any = None  # (device, initlab.batched.group_key): equal keys train stacked
+    key: Any = None  # (device, initlab.engine.group_key): equal keys train stacked
     alone: Optional[str] = None  # why this job trains alone (it has no stacked form)
 
     @property
@@ -308,10 +333,19 @@ class Composer:
         self.compositions: dict[tuple[str, ...], Composition] = {}
 
     def parse(self, lines: list[str]) -> list[Override]:
-        # Sweep values repeat from job to job; Hydra's parser costs ~0.2 ms a line.
+        # Sweep values repeat from job to job; Hydra's parser costs ~0.2-0.7 ms a line, and
+        # `seed=range(0,100000)` makes 100,000 different lines: `key=<int>` is read here.
         new = list(dict.fromkeys(x for x in lines if x not in self._parsed))
         if new:
-            self._parsed.update(zip(new, self.parser.parse_overrides(new)))
+            slow = []
+            for line in new:
+                o = parse_int_assignment(line)
+                if o is None:
+                    slow.append(line)
+                else:
+                    self._parsed[line] = o
+            if slow:
+                self._parsed.update(zip(slow, self.parser.parse_overrides(slow)))
         return [self._parsed[x] for x in lines]
 
     def is_composed(self, o: Override) -> bool:
@@ -391,6 +425,11 @@ class Composer:
         key = o.key_or_group
         if o.type != OverrideType.CHANGE or o.is_sweep_override() or not isinstance(key, str):
             return None
+        value = o.value()
+        if type(value) is int and type(_plain_value(comp.plain, key)) is int:
+            # An int onto a plain int (no interpolation in a plain composition): OmegaConf
+            # keeps it as it is, whether the node is typed int or Any (`seed=3`).
+            return key, value
         if not _is_value(comp.task, key):
             return None
         if comp.scratch is None:

@@ -15,10 +15,12 @@ A sweep it cannot batch at all (another app's task, no engine) says why in one l
 runs as Hydra's basic launcher would.
 """
 
+import json
 import os
 import shutil
 import signal
 import sys
+import traceback
 from collections import Counter
 from collections.abc import Sequence
 from contextlib import nullcontext
@@ -35,7 +37,8 @@ from hydra_plugins.initlab_batched_launcher._compose import (
     one_line,
     write_hydra_files,
 )
-from initlab.view import ConfigView
+from initlab.group_record import GROUPS_DIR
+from initlab.view import ConfigView, to_plain
 
 PREFIX = "hydra/launcher=batched"
 
@@ -70,13 +73,26 @@ def _cannot_batch(launcher: Any) -> Optional[str]:
     return None
 
 
-def check_settings(max_members: Any, device: Optional[str], threads: Any = None
-                   ) -> tuple[Optional[str], int]:
+JOB_FOLDERS = ("auto", "always", "never")
+
+
+def _whole(value: Any, low: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
+def check_settings(max_members: Any, device: Optional[str], threads: Any = None,
+                   job_folders: Any = "auto", max_job_folders: Any = 0) -> tuple[Optional[str], int]:
     """The launcher's own settings, checked before the sweep starts; returns the device
     (cpu, cuda, ... as torch names it, or None: each job's trainer.device) and the CPU
     threads of the stacked model (null: one per core available to this process)."""
-    if not isinstance(max_members, int) or isinstance(max_members, bool) or max_members < 1:
+    if not _whole(max_members, 1):
         raise LauncherError(f"hydra.launcher.max_members must be a whole number >= 1 (got {max_members})")
+    if job_folders not in JOB_FOLDERS:
+        raise LauncherError(f"hydra.launcher.job_folders={job_folders} is not one of: "
+                            f"{', '.join(JOB_FOLDERS)}")
+    if not _whole(max_job_folders, 0):
+        raise LauncherError("hydra.launcher.max_job_folders must be a whole number >= 0 "
+                            f"(got {max_job_folders})")
     from initlab.budget import cores
 
     if threads is None:
@@ -170,6 +186,10 @@ class BatchedSweep:
             if job.error is None:
                 by_key.setdefault(("alone", job.idx) if job.alone else job.key, []).append(job)
         groups = list(by_key.values())
+        mode = self.launcher.job_folders
+        self.folders = mode == "always" or (mode == "auto" and len(jobs) <= self.launcher.max_job_folders)
+        # In a group record, each group is <sweep>/groups/<its number> (chunks share it).
+        self.group_numbers = {j.idx: n for n, g in enumerate(groups, 1) for j in g}
         # A stack holds what memory allows (initlab.budget), at most max_members.
         cap = self.launcher.max_members
         fits = [members_that_fit(g[0].cfg, memory) for g in groups]
@@ -186,7 +206,11 @@ class BatchedSweep:
         if not self.quiet:
             print(grouping_line(len(jobs), [len(g) for g in groups], len(chunks),
                                 min(by_memory, default=cap), len(failed), len(alone),
-                                tuple(j.alone for j in alone), bool(by_memory)), flush=True)
+                                tuple(j.alone for j in alone), bool(by_memory))
+                  + ("" if self.folders or not groups else
+                     f"; records: one per group in {sweep_dir / GROUPS_DIR}"), flush=True)
+        if not self.folders:
+            self._write_group_files(groups, sweep_dir)
         for job in failed:
             self._fail_job(job)
         try:
@@ -229,9 +253,22 @@ class BatchedSweep:
                 job.alone = one_line(str(e) if isinstance(e, ValueError) else f"{type(e).__name__}: {e}")
         return memory
 
+    def _write_group_files(self, groups: list[list[PreparedJob]], sweep_dir: Path) -> None:
+        from initlab.group_record import group_dir, write_group_file
+        from initlab.model import parameter_shapes
+
+        for n, group in enumerate(groups, 1):
+            cfg = group[0].cfg
+            write_group_file(group_dir(sweep_dir, n), n,
+                             list(parameter_shapes(cfg.model, cfg.data.dim)), len(group))
+
     # ------------------------------------------------------------------ one job's files
-    def _write(self, job: PreparedJob) -> None:
-        write_hydra_files(job, self.composer.hydra_files(job), self.output_subdir)
+    def _write(self, job: PreparedJob) -> Any:
+        """The job's folder with its .hydra/ files; in a group record, its GroupSlot
+        (the files go into its first row). Returns where its record goes."""
+        files = self.composer.hydra_files(job)
+        if self.folders:
+            write_hydra_files(job, files, self.output_subdir)
         # As run_from_hydra does in a sweep: one line per job, no per-run progress bar; the
         # record's config says so, as it does under the basic launcher.
         if job.cfg.report.tables in ("auto", "line"):
@@ -239,6 +276,14 @@ class BatchedSweep:
                 job.cfg = job.cfg.updated("trainer.progress", False)
             else:
                 job.cfg.trainer.progress = False
+        if self.folders:
+            return job.out_dir
+        from initlab.group_record import GroupSlot, group_dir
+
+        where = {} if self.output_subdir is None else {
+            f"{self.output_subdir}/{name}": text for name, text in files.items()}
+        return GroupSlot(group_dir(Path(str(self.config.hydra.sweep.dir)),
+                                   self.group_numbers[job.idx]), job.idx, where)
 
     def _return(self, job: PreparedJob, status: JobStatus, value: Any) -> JobReturn:
         ret = JobReturn(overrides=list(job.overrides), cfg=job.cfg, hydra_cfg=None,
@@ -270,13 +315,14 @@ class BatchedSweep:
         from initlab.run import JobFailed, ProgressBar, report_job
 
         written: list[PreparedJob] = []
+        where: list[Any] = []
         try:
             for job in chunk:
-                self._write(job)
+                where.append(self._write(job))
                 written.append(job)
         except BaseException:
             # Stopped (or a full disk) before this chunk trained: its jobs never started.
-            for job in written:
+            for job in written if self.folders else ():
                 shutil.rmtree(job.out_dir, ignore_errors=True)
             raise
         if self.job_callbacks:
@@ -291,8 +337,13 @@ class BatchedSweep:
                 done[i] = summary
                 if summary.get("status") == STATUS_FAILED:  # this member alone
                     chunk[i].error = summary.get("error", "")
-                    self._fail_job(chunk[i], write=False)
-                elif summary.get("status") != STATUS_INTERRUPTED:  # the job's one line
+                    if self.folders:
+                        self._fail_job(chunk[i], write=False)
+                    else:  # its row says so already
+                        print(f"initlab: error: {chunk[i].label}: {chunk[i].error}", file=sys.stderr,
+                              flush=True)
+                        self._return(chunk[i], JobStatus.FAILED, JobFailed(chunk[i].error))
+                elif summary.get("status") != STATUS_INTERRUPTED and self.folders:  # its one line
                     report_job(chunk[i].cfg, chunk[i].out_dir, in_sweep=True, job_label=chunk[i].label)
 
         what = f"group {number}/{count}" if count > 1 else "group"
@@ -302,7 +353,7 @@ class BatchedSweep:
             None, chunk[0].cfg.trainer.epochs, label=f"{what} ({_plural(len(chunk), 'job')})")
         with hydra_config(comp.full), env_override(dict(comp.full.hydra.job.env_set)), bar as progress:
             try:
-                summaries = engine.train_group([j.cfg for j in chunk], [j.out_dir for j in chunk],
+                summaries = engine.train_group([j.cfg for j in chunk], where,
                                                 device=device, threads=self.launcher.threads,
                                                 progress=progress,
                                                 on_member_done=on_member_done,
@@ -310,17 +361,26 @@ class BatchedSweep:
                                                 launcher="batched")
             except Exception as e:  # noqa: BLE001 - the engine failed: these jobs fail, in one line
                 message = f"{type(e).__name__}: {one_line(str(e))}"
-                where = save_traceback(chunk[0].out_dir, ERROR_FILE)
+                if self.folders:
+                    saved = save_traceback(chunk[0].out_dir, ERROR_FILE)
+                else:
+                    rows = _FailureRows(where[0])
+                    saved = f"traceback in {rows.writer.save_error(chunk[0].idx, traceback.format_exc())}"
                 print(f"initlab: error: {what} of {_plural(len(chunk), 'job')} ({chunk[0].label} …) "
-                      f"failed: {message} ({where})", file=sys.stderr, flush=True)
+                      f"failed: {message} ({saved})", file=sys.stderr, flush=True)
                 for i, job in enumerate(chunk):
                     if i in done:
                         if done[i].get("status") != STATUS_FAILED:
                             self._return(job, JobStatus.COMPLETED, done[i])
                     else:
                         job.error = message
-                        mark_record(job.out_dir, STATUS_FAILED, message)
+                        if self.folders:
+                            mark_record(job.out_dir, STATUS_FAILED, message)
+                        else:
+                            rows.fail(job, message)
                         self._return(job, JobStatus.FAILED, JobFailed(message))
+                if not self.folders:
+                    rows.writer.flush()
                 return
         for i, summary in enumerate(summaries):
             on_member_done(i, summary)
@@ -350,7 +410,9 @@ class BatchedSweep:
         from initlab.record import FINISHED_STATUSES, STATUS_FAILED, STATUS_INTERRUPTED
 
         name = signal.Signals(signum).name
-        for job in self.in_flight:
+        # A group record's jobs in training keep their `running` rows, which show as
+        # stopped once this process is gone (its identity is in them).
+        for job in self.in_flight if self.folders else ():
             status = _status(job.out_dir)
             if status not in (*FINISHED_STATUSES, STATUS_FAILED):  # a failed one keeps its error
                 mark_record(job.out_dir, STATUS_INTERRUPTED,
@@ -359,6 +421,22 @@ class BatchedSweep:
         print(f"initlab: aborted by {name}; finished jobs keep their records in {sweep_dir}; "
               f"later jobs were not started (`initlab report {sweep_dir}`)", file=sys.stderr, flush=True)
         sys.exit(128 + signum)
+
+
+class _FailureRows:
+    """The rows that say a chunk's unfinished jobs failed, in their group's record (a part
+    of its own, after the chunk's)."""
+
+    def __init__(self, slot: Any):
+        from initlab.group_record import GROUP_FILE, GroupRecordWriter
+
+        # The group's parameters: every part of a table has the same columns.
+        params = json.loads((slot.group_dir / GROUP_FILE).read_text())["params"]
+        self.writer = GroupRecordWriter(slot.group_dir, slot.job, params, 1, 1, suffix="failed")
+
+    def fail(self, job: PreparedJob, message: str) -> None:
+        self.writer.job_row(job.idx, {"status": "failed", "error": message, "seed": job.cfg.seed,
+                                      "config": to_plain(job.cfg), "epochs_run": 0}, job.overrides)
 
 
 def _status(out_dir: Path) -> Optional[str]:

@@ -11,15 +11,18 @@ from omegaconf import DictConfig
 
 class BatchedLauncher(Launcher):
     """Compose a sweep's jobs cheaply, group those of one shape and train each group as one
-    stacked model (``initlab.batched.train_group``); every job still gets its own folder."""
+    stacked model (``initlab.engine.train_group``); each job gets its own folder, or, in a big
+    sweep (``job_folders``), its rows in its group's columnar record."""
 
     # Every job is composed and checked here before any starts, and one that does not
     # compose fails alone: hydra/sweeper=initlab skips its own composition of every job.
     composes_each_job = True
 
     def __init__(self, max_members: int = 4096, device: Optional[str] = None,
-                 threads: Optional[int] = None) -> None:
+                 threads: Optional[int] = None, job_folders: str = "auto",
+                 max_job_folders: int = 2000) -> None:
         self.max_members = max_members
+        self.job_folders, self.max_job_folders = job_folders, max_job_folders
         self.device = device
         self.threads = threads
         self.config: Optional[DictConfig] = None
@@ -32,7 +35,8 @@ class BatchedLauncher(Launcher):
         from hydra_plugins.initlab_batched_launcher._core import check_settings
 
         # Before any folder is made.
-        self.device, self.threads = check_settings(self.max_members, self.device, self.threads)
+        self.device, self.threads = check_settings(self.max_members, self.device, self.threads,
+                                                   self.job_folders, self.max_job_folders)
         self.config = config
         self.task_function = task_function
         self.hydra_context = hydra_context

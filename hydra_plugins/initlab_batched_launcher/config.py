@@ -17,6 +17,12 @@ class BatchedLauncherConf:
     # CPU threads of the stacked model; null: one per core available to this process.
     # (A job's trainer.threads, default 1, is for a single small net, which threads slow.)
     threads: Optional[int] = None
+    # always: every job keeps a folder of its own (its record, .hydra/, its page); never:
+    # each group writes one columnar record under <sweep>/groups/ instead, and
+    # `initlab report <sweep> --job N` writes a job's folder on demand; auto: folders for a
+    # sweep of at most max_job_folders jobs.
+    job_folders: str = "auto"
+    max_job_folders: int = 2000
 
 
 ConfigStore.instance().store(group="hydra/launcher", name="batched", node=BatchedLauncherConf,

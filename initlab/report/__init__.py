@@ -178,15 +178,22 @@ def _check_writable(folder: Path, figures: bool, tables: bool, page: bool = Fals
                           "move or remove it")
 
 
-def render_path(path: Path, console=None, fmt: str = "png", dpi: int = 120) -> list[Path]:
+def render_path(path: Path, console=None, fmt: str = "png", dpi: int = 120,
+                job: int | None = None) -> list[Path]:
     """Re-render a run, compare a sweep, or list a folder of them; returns the files written.
-    RecordError (one line) when ``path`` is none of these."""
+    ``job``: job N of the sweep at ``path`` (made from its group record when it keeps no
+    folder, as ``path``/N is). RecordError (one line) when ``path`` is none of these."""
     from rich.console import Console
 
+    from initlab.materialize import job_folder, job_number
     from initlab.report.compare import COMPARED_FILE, MULTIRUN_FILE, render_sweep
 
-    path = _folder(path)
     console = console or Console()
+    if job is not None:  # a job of a sweep's group record: its folder, made on demand
+        path = job_folder(_folder(path), job)
+    elif not Path(path).exists() and (grouped := job_number(path)) is not None:
+        path = job_folder(*grouped)
+    path = _folder(path)
     if (path / SUMMARY).exists():
         return render_run(path, console=console, fmt=fmt, dpi=dpi, figures="full", tables="full")
     if (path / MULTIRUN_FILE).exists() or (path / COMPARED_FILE).exists():

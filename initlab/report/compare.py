@@ -24,6 +24,7 @@ from typing import Any
 
 from hydra.experimental.callback import Callback
 
+from initlab.group_record import GROUPS_DIR, GroupJob, has_group_records, read_groups
 from initlab.papers import PAPERS, describe, expected_for, wilson_interval
 from initlab.papers import measure as measure_quantity
 from initlab.record import (
@@ -54,7 +55,7 @@ DEFAULT_SUBDIR = "${hydra.job.num}"  # hydra.sweep.subdir: job i in <sweep>/<i>
 SEED_KEY = "seed"
 SPLITS = ("train", "dev", "test")
 # Directories under a sweep root that are the comparison's (or an export's) output, not jobs.
-NOT_JOB_DIRS = {"figures", "tables", TENSORBOARD_DIR}
+NOT_JOB_DIRS = {"figures", "tables", TENSORBOARD_DIR, GROUPS_DIR}
 # The files the comparison writes at a sweep's root, named here only: what replaces a sweep
 # (overwrite=true) removes them all, and a comparison removes those it no longer writes.
 COMPARISON_CSV, SEED_SUMMARY_CSV = "comparison.csv", "seed_summary.csv"
@@ -215,11 +216,15 @@ def _same_job(found: list[str], planned: list[str]) -> bool:
     return found == planned or sorted(found) == sorted(planned)
 
 
-def sweep_jobs(sweep_dir: Path) -> list[JobSlot]:
-    """The jobs multirun.yaml plans (:func:`planned_jobs`), each in its folder or never
-    started (a folder of an older sweep is none of them); without a plan, every job folder."""
+_NO_PLAN_GIVEN = object()
+
+
+def sweep_jobs(sweep_dir: Path, plan: Any = _NO_PLAN_GIVEN) -> list[JobSlot]:
+    """The jobs multirun.yaml plans (:func:`planned_jobs`, or ``plan``), each in its folder
+    or never started (a folder of an older sweep is none of them); without a plan, every
+    job folder."""
     sweep_dir = Path(sweep_dir)
-    plan = planned_jobs(sweep_dir)
+    plan = planned_jobs(sweep_dir) if plan is _NO_PLAN_GIVEN else plan
     if plan is None:
         return [JobSlot(str(d.relative_to(sweep_dir)), d, read_overrides(d))
                 for d in find_job_dirs(sweep_dir)]
@@ -273,24 +278,25 @@ def read_job(job_dir: Path, sweep_dir: Path, overrides: list[str] | None = None)
         ends = stored_grad_norm_ends(record.summary) or grad_norm_ends(record)
     except RecordError as e:
         return Job(name, job_dir, overrides, STATUS_UNREADABLE, error=str(e))
-    summary = record.summary
+    return _job(name, job_dir, overrides, record.summary, metrics, ends)
+
+
+def _job(name: str, job_dir: Path, overrides: list[str], summary: dict[str, Any],
+         metrics: dict[str, list], ends: dict[str, Any] | None) -> Job:
     status = effective_status(summary)
+    ends = ends or {"first": {}, "last": {}, "last_step": None}
     severities = {str(d.get("code")): str(d.get("severity") or "problem")
                   for d in summary.get("diagnosis") or [] if isinstance(d, dict)}
-    return Job(
-        name=name,
-        job_dir=job_dir,
-        overrides=overrides,
-        status=status,
-        error=_job_error(summary, status),
-        summary=summary,
-        metrics=metrics,
-        grad_first=dict(ends["first"]),
-        grad_last=dict(ends["last"]),
-        last_step=ends["last_step"],
-        findings=list(severities),
-        severities=severities,
-    )
+    return Job(name=name, job_dir=job_dir, overrides=overrides, status=status,
+               error=_job_error(summary, status), summary=summary, metrics=metrics,
+               grad_first=dict(ends["first"]), grad_last=dict(ends["last"]),
+               last_step=ends["last_step"], findings=list(severities), severities=severities)
+
+
+def group_record_job(entry: GroupJob, sweep_dir: Path) -> Job:
+    """A job that keeps no folder, as its group's record holds it."""
+    return _job(str(entry.job), Path(sweep_dir) / str(entry.job), entry.overrides, entry.summary,
+                entry.metrics, stored_grad_norm_ends(entry.summary))
 
 
 def parse_overrides(overrides: list[str]) -> dict[str, str | None]:
@@ -326,10 +332,19 @@ def read_sweep(sweep_dir: Path) -> tuple[list[Job], str]:
     """Every job of the sweep (:func:`sweep_jobs`: those never started too, none of an older
     sweep) with its label, and the overrides all jobs share."""
     sweep_dir = Path(sweep_dir)
-    jobs = [read_job(slot.job_dir, sweep_dir, slot.overrides) if slot.job_dir else
-            Job(slot.name, sweep_dir / slot.name, slot.overrides, STATUS_NOT_STARTED,
-                error=slot.note)
-            for slot in sweep_jobs(sweep_dir)]
+    # Jobs without folders of their own (hydra.launcher.job_folders): their group's record.
+    grouped = read_groups(sweep_dir) if has_group_records(sweep_dir) else {}
+    plan = planned_jobs(sweep_dir)
+    slots = sweep_jobs(sweep_dir, plan)
+    jobs = []
+    for number, slot in enumerate(slots):
+        entry = grouped.pop(number, None) if slot.job_dir is None and not slot.note else None
+        jobs.append(read_job(slot.job_dir, sweep_dir, slot.overrides) if slot.job_dir else
+                    group_record_job(entry, sweep_dir) if entry is not None else
+                    Job(slot.name, sweep_dir / slot.name, slot.overrides, STATUS_NOT_STARTED,
+                        error=slot.note))
+    if plan is None:  # no plan to place them by: every grouped job
+        jobs += [group_record_job(entry, sweep_dir) for entry in grouped.values()]
     return jobs, _label(jobs)
 
 

@@ -1,0 +1,342 @@
+"""A batched group's record when its jobs keep no folder of their own (``hydra.launcher.
+job_folders``): one columnar record per group, streamed as the group trains, validated on
+read. Its layout is a contract (pandas, polars and DuckDB read it as it is)::
+
+    <sweep>/groups/<g>/group.json          the group: its number, parameters, format
+    <sweep>/groups/<g>/jobs/*.parquet      one row per job and state: ``running`` when the
+                                           job starts, then its final row; the last wins
+    <sweep>/groups/<g>/metrics/*.parquet   one row per job per epoch (metrics.csv's columns)
+    <sweep>/groups/<g>/grad_norms/*.parquet  one row per job, log step and parameter
+    <sweep>/groups/<g>/errors/<job>.txt    the traceback of a job whose record failed
+
+A jobs row holds the job's number, overrides, status, seed, final metrics, findings, the
+gradient norm of every parameter at step 0 and at the last step (``first_grad_norm:<param>``,
+``last_grad_norm:<param>``), and as JSON text its config, the rest of its summary.json and
+its ``.hydra/`` files: enough to write the job's folder on demand (:mod:`initlab.materialize`).
+The log steps are step 0 and the last step of each log epoch (trainer.log_every).
+
+Why Parquet through pyarrow: columnar and compressed (the near-identical JSON of 100,000
+jobs shrinks ~50x under zstd), typed, and read directly by pandas
+(``pd.read_parquet("<sweep>/groups/1/jobs")``), polars and DuckDB
+(``select * from '<sweep>/groups/*/jobs/*.parquet'``). Each write is a new part file, written
+under a temporary name and renamed: a killed group keeps every part written before the
+kill (at most FLUSH_EVERY_S seconds lost), and a reader never sees half a file.
+"""
+
+import json
+import math
+import os
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from initlab.record import COLUMNS, FINISHED_STATUSES, STATUS_RUNNING, RecordError
+
+GROUPS_DIR = "groups"
+GROUP_FILE = "group.json"
+TABLES = ("jobs", "metrics", "grad_norms")
+FORMAT = 1
+# A writer writes its buffered rows at most this often (and at the end): what a kill loses.
+FLUSH_EVERY_S = 5.0
+SPLITS = ("train", "dev", "test")
+# The jobs table's fixed columns (then first_grad_norm:<param> and last_grad_norm:<param>).
+JOB_COLUMNS = ("job", "overrides", "status", "error", "seed", "epochs_run", "best_epoch",
+               "stop_reason", *(f"{s}_{k}" for s in SPLITS for k in ("loss", "acc")),
+               "findings", "last_step", "config", "summary", "hydra_files")
+METRIC_COLUMNS = ("job", *COLUMNS["metrics.csv"])
+GRAD_NORM_COLUMNS = ("job", *COLUMNS["grad_norms.csv"])
+
+
+def _pyarrow():
+    try:
+        import pyarrow
+        import pyarrow.parquet
+    except ImportError as e:  # a dependency of initlab: only a broken install lacks it
+        raise RecordError(f"group records need pyarrow ({e}); pip install 'pyarrow>=14'") from None
+    return pyarrow
+
+
+def _schemas(params: list[str]) -> dict[str, Any]:
+    pa = _pyarrow()
+    text, num, whole, texts = pa.string(), pa.float64(), pa.int64(), pa.list_(pa.string())
+    jobs = [("job", whole), ("overrides", texts), ("status", text), ("error", text),
+            ("seed", whole), ("epochs_run", whole), ("best_epoch", whole), ("stop_reason", text),
+            *((f"{s}_{k}", num) for s in SPLITS for k in ("loss", "acc")),
+            ("findings", texts), ("last_step", whole), ("config", text), ("summary", text),
+            ("hydra_files", text),
+            *((f"first_grad_norm:{p}", num) for p in params),
+            *((f"last_grad_norm:{p}", num) for p in params)]
+    metrics = [("job", whole), ("epoch", whole), *((c, num) for c in COLUMNS["metrics.csv"][1:])]
+    grads = [("job", whole), ("step", whole), ("epoch", whole), ("param", text), ("norm", num)]
+    return {"jobs": pa.schema(jobs), "metrics": pa.schema(metrics), "grad_norms": pa.schema(grads)}
+
+
+def group_dir(sweep_dir: Path, number: int) -> Path:
+    return Path(sweep_dir) / GROUPS_DIR / str(number)
+
+
+def write_group_file(path: Path, number: int, params: list[str], jobs: int) -> None:
+    """``group.json``, before the group's first row: what a reader checks the parts against."""
+    path.mkdir(parents=True, exist_ok=True)
+    tmp = path / (GROUP_FILE + ".tmp")
+    tmp.write_text(json.dumps({"format": FORMAT, "group": number, "params": params, "jobs": jobs},
+                              indent=2) + "\n")
+    os.replace(tmp, path / GROUP_FILE)
+
+
+@dataclass(frozen=True)
+class GroupSlot:
+    """Where a member of a stack writes when its job keeps no folder: its group's record,
+    as job number ``job``, with the ``.hydra/`` files its folder would have held."""
+
+    group_dir: Path
+    job: int
+    hydra_files: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def run_dir(self) -> Path:
+        """The folder the job would have had (and gets on demand): <sweep>/<job>."""
+        return self.group_dir.parent.parent / str(self.job)
+
+
+class GroupRecordWriter:
+    """The rows of the members one process trains, buffered and written as part files
+    (``part-<first job>-<n>.parquet``: one writer per process and chunk, so parts never clash)."""
+
+    def __init__(self, group_dir: Path, first_job: int, params: list[str],
+                 log_every: int, epochs: int, steps_per_epoch: int = 1, suffix: str = ""):
+        self.group_dir, self.params = Path(group_dir), list(params)
+        # suffix: a writer after another of the same first job (its rows read later).
+        self.prefix = f"part-{first_job:09d}" + (f"-{suffix}" if suffix else "")
+        self.parts = 0
+        self.schemas = _schemas(self.params)
+        self.log_every, self.epochs, self.steps_per_epoch = log_every, epochs, steps_per_epoch
+        self.jobs: dict[int, dict[str, Any]] = {}  # buffered: the last row of each job
+        self.metrics: dict[str, list] = {c: [] for c in METRIC_COLUMNS}
+        self.grad_norms: dict[str, list] = {c: [] for c in GRAD_NORM_COLUMNS}
+        self.last_flush = time.monotonic()
+
+    # ------------------------------------------------------------------ rows
+    def job_row(self, job: int, summary: dict[str, Any], overrides: list[str] | None,
+                hydra_files: dict[str, str] | None = None) -> None:
+        self.jobs[job] = job_row(job, summary, overrides, self.params, hydra_files)
+
+    def metric_rows(self, job: int, rows: list[tuple]) -> None:
+        columns = list(self.metrics.values())
+        for row in rows:
+            columns[0].append(job)
+            for column, value in zip(columns[1:], row):
+                column.append(value)
+
+    def grad_norm_rows(self, job: int, steps: list[int], epochs: list[int], norms: list[list[float]]) -> None:
+        """The rows of the log steps among ``steps`` (step 0, the last step of a log epoch)."""
+        from initlab.recorders import log_epoch_due
+
+        spe, g = self.steps_per_epoch, self.grad_norms
+        for step, epoch, row in zip(steps, epochs, norms):
+            if step == 0 or ((step + 1) % spe == 0 and log_epoch_due(epoch, self.log_every, self.epochs)):
+                for param, norm in zip(self.params, row):
+                    g["job"].append(job)
+                    g["step"].append(step)
+                    g["epoch"].append(epoch)
+                    g["param"].append(param)
+                    g["norm"].append(norm)
+
+    # ------------------------------------------------------------------ parts
+    def flush_due(self) -> bool:
+        return time.monotonic() - self.last_flush >= FLUSH_EVERY_S
+
+    def flush(self) -> None:
+        """Every buffered row into new part files; metrics and gradient norms first, so a
+        job's final row is never on disk before its rows."""
+        pa = _pyarrow()
+        self.last_flush = time.monotonic()
+        tables = {"metrics": self.metrics, "grad_norms": self.grad_norms}
+        for name, columns in tables.items():
+            if columns["job"]:
+                self._write(name, pa.Table.from_pydict(columns, schema=self.schemas[name]))
+                for column in columns.values():
+                    column.clear()
+        if self.jobs:
+            rows = list(self.jobs.values())
+            columns = {name: [row.get(name) for row in rows] for name in self.schemas["jobs"].names}
+            self._write("jobs", pa.Table.from_pydict(columns, schema=self.schemas["jobs"]))
+            self.jobs.clear()
+
+    def _write(self, table_name: str, table: Any) -> None:
+        import pyarrow.parquet as pq
+
+        folder = self.group_dir / table_name
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{self.prefix}-{self.parts:05d}.parquet"
+        self.parts += 1
+        tmp = path.with_name(path.name + ".tmp")
+        try:
+            pq.write_table(table, tmp, compression="zstd")
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+
+    def save_error(self, job: int, text: str) -> Path:
+        path = self.group_dir / "errors" / f"{job}.txt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        return path
+
+
+def job_row(job: int, summary: dict[str, Any], overrides: list[str] | None, params: list[str],
+            hydra_files: dict[str, str] | None = None) -> dict[str, Any]:
+    """A jobs-table row of a summary as summary.json holds it."""
+    metrics = summary.get("metrics") or {}
+    ends = summary.get("grad_norms") or {}
+    first, last = ends.get("first") or {}, ends.get("last") or {}
+    rest = {k: v for k, v in summary.items() if k != "config"}
+    row = {
+        "job": job, "overrides": list(overrides or []), "status": summary.get("status"),
+        "error": summary.get("error"), "seed": summary.get("seed"),
+        "epochs_run": summary.get("epochs_run"), "best_epoch": summary.get("best_epoch"),
+        "stop_reason": summary.get("stop_reason"),
+        "findings": [str(f.get("code")) for f in summary.get("diagnosis") or []],
+        "last_step": ends.get("last_step"),
+        "config": json.dumps(summary.get("config")), "summary": json.dumps(rest),
+        "hydra_files": json.dumps(hydra_files) if hydra_files else None,
+    }
+    for split in SPLITS:
+        for key in ("loss", "acc"):
+            row[f"{split}_{key}"] = (metrics.get(split) or {}).get(key)
+    for p in params:
+        row[f"first_grad_norm:{p}"] = first.get(p)
+        row[f"last_grad_norm:{p}"] = last.get(p)
+    return row
+
+
+# --------------------------------------------------------------------------- reading
+@dataclass
+class GroupJob:
+    """One job as its group's record holds it."""
+
+    job: int
+    group_dir: Path
+    overrides: list[str]
+    summary: dict[str, Any]  # as summary.json would hold it (config included)
+    metrics: dict[str, list]  # metrics.csv by column ({}: no epoch yet)
+    hydra_files: dict[str, str]
+
+    @property
+    def status(self) -> str:
+        return str(self.summary.get("status"))
+
+
+def has_group_records(sweep_dir: Path) -> bool:
+    return (Path(sweep_dir) / GROUPS_DIR).is_dir()
+
+
+def _parts(folder: Path) -> list[Path]:
+    # Part names sort by the first job of their writer, then by write: later rows last.
+    return sorted(folder.glob("*.parquet")) if folder.is_dir() else []
+
+
+def _read_table(folder: Path, columns: Iterable[str]) -> dict[str, list]:
+    """The parts of one table, concatenated by column (the columns asked for)."""
+    pa = _pyarrow()
+    import pyarrow.parquet as pq
+
+    tables = []
+    for path in _parts(folder):
+        try:
+            table = pq.read_table(path)
+        except (OSError, pa.ArrowException) as e:
+            raise RecordError(f"{path} is not a readable Parquet file ({str(e).splitlines()[0]}); "
+                              "remove it to read the rest of the group") from None
+        missing = [c for c in columns if c not in table.column_names]
+        if missing:
+            raise RecordError(f"{path} lacks the column(s) {', '.join(missing)}: not a "
+                              "group record part of this initlab")
+        tables.append(table.select(list(columns)))
+    if not tables:
+        return {c: [] for c in columns}
+    whole = pa.concat_tables(tables)
+    return {c: whole.column(c).to_pylist() for c in columns}
+
+
+def read_group(path: Path) -> dict[int, GroupJob]:
+    """Every job of one group's record, checked: rows well formed, each finished job's
+    metrics rows one per epoch it ran (fewer: a cut record; more: rows of another run)."""
+    path = Path(path)
+    try:
+        meta = json.loads((path / GROUP_FILE).read_text())
+    except (OSError, ValueError) as e:
+        raise RecordError(f"{path / GROUP_FILE} cannot be read ({e}): not a group record") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise RecordError(f"{path / GROUP_FILE} is not a group record of format {FORMAT}")
+    rows = _read_table(path / "jobs", ("job", "overrides", "config", "summary", "hydra_files"))
+    jobs: dict[int, GroupJob] = {}
+    for job, overrides, config, summary, hydra in zip(*rows.values()):
+        try:
+            summary = json.loads(summary)
+            summary["config"] = json.loads(config)
+        except (TypeError, ValueError):
+            raise RecordError(f"{path / 'jobs'}: job {job}'s summary is not JSON") from None
+        earlier = jobs.get(job)
+        files = json.loads(hydra) if hydra else (earlier.hydra_files if earlier else {})
+        jobs[job] = GroupJob(job, path, list(overrides or []), summary, {}, files)
+    metrics = _read_table(path / "metrics", METRIC_COLUMNS)
+    for k, job in enumerate(metrics["job"]):
+        entry = jobs.get(job)
+        if entry is None:
+            continue  # a job whose first row was lost with a kill: nothing to show it by
+        if not entry.metrics:
+            entry.metrics = {c: [] for c in COLUMNS["metrics.csv"]}
+        for c in COLUMNS["metrics.csv"]:
+            entry.metrics[c].append(metrics[c][k])
+    for entry in jobs.values():
+        _check(entry, path)
+    return jobs
+
+
+def _check(entry: GroupJob, path: Path) -> None:
+    epochs = entry.metrics.get("epoch", [])
+    expected = entry.summary.get("epochs_run")
+    if epochs != list(range(1, len(epochs) + 1)):
+        raise RecordError(f"{path}: job {entry.job}'s metrics rows are not epochs 1, 2, ... in "
+                          "order (rows of another run?)")
+    if entry.status in FINISHED_STATUSES and isinstance(expected, int) and len(epochs) != expected:
+        raise RecordError(f"{path}: job {entry.job} has {len(epochs)} metrics rows where its "
+                          f"summary says {expected} epochs: "
+                          + ("cut short" if len(epochs) < expected else "rows of another run"))
+    if entry.status == STATUS_RUNNING:
+        # Its progress is what it streamed (a running row is written once, at the start).
+        entry.summary["epochs_run"] = len(epochs)
+
+
+def read_groups(sweep_dir: Path) -> dict[int, GroupJob]:
+    """Every job in the sweep's group records, by job number (a job in two groups: the
+    group written last wins, as a folder written last would)."""
+    root = Path(sweep_dir) / GROUPS_DIR
+    jobs: dict[int, GroupJob] = {}
+    folders = sorted((p for p in root.iterdir() if p.is_dir()),
+                     key=lambda p: (p.stat().st_mtime, p.name)) if root.is_dir() else []
+    for folder in folders:
+        jobs.update(read_group(folder))
+    return jobs
+
+
+def grad_norm_rows(group_path: Path, job: int) -> list[tuple]:
+    """One job's gradient-norm rows at log steps: (step, epoch, param, norm)."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    out = []
+    for path in _parts(Path(group_path) / "grad_norms"):
+        table = pq.read_table(path, filters=[("job", "=", job)])
+        if table.num_rows:
+            table = table.filter(pc.equal(table["job"], job))
+            out.extend(zip(*(table.column(c).to_pylist() for c in COLUMNS["grad_norms.csv"])))
+    return out
+
+
+def finite_or_nan(value: Any) -> float:
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else math.nan
