@@ -266,6 +266,11 @@ def _one_of(key: str, value: Any, choices: tuple) -> None:
 MAX_SEED = (2**63 - 1 - 2) // 1000
 
 
+def check_seed(seed: Any) -> None:
+    _check(isinstance(seed, int) and 0 <= seed <= MAX_SEED,
+           f"seed must be an integer in [0, {MAX_SEED}] (got {seed})")
+
+
 def validate(cfg: Any) -> None:
     """Check what the schemas cannot: ranges, choices and cross-field constraints.
 
@@ -278,8 +283,7 @@ def validate(cfg: Any) -> None:
     """
     d, m, a, i, o, t = cfg.data, cfg.model, cfg.act, cfg.init, cfg.optim, cfg.trainer
     if "seed" in cfg:
-        _check(isinstance(cfg.seed, int) and 0 <= cfg.seed <= MAX_SEED,
-               f"seed must be an integer in [0, {MAX_SEED}] (got {cfg.seed})")
+        check_seed(cfg.seed)
     _one_of("data.name", d.name, tuple(DATASETS))
     _one_of("act.name", a.name, tuple(ACTIVATIONS))
     _one_of("init.name", i.name, tuple(INITS))

@@ -493,7 +493,8 @@ class StackedGroup:
                 hidden: list[torch.Tensor] = []
                 forward([p[start:start + block] for p in params], self.act,
                         X[start:start + block], hidden)
-                parts.append(activation_views(hidden, self.bounds))
+                parts.append(activation_views(hidden, self.bounds,
+                                              with_histograms=self.group_writer is None))
             views.update({k: torch.cat([part[k] for part in parts]) for k in parts[0]})
         if views:
             self.logs.append((epoch, _positions(idx), {k: v.cpu() for k, v in views.items()}))

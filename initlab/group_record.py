@@ -9,11 +9,14 @@ read. Its layout is a contract (pandas, polars and DuckDB read it as it is)::
     <sweep>/groups/<g>/grad_norms/*.parquet  one row per job, log step and parameter
     <sweep>/groups/<g>/errors/<job>.txt    the traceback of a job whose record failed
 
-A jobs row holds the job's number, overrides, status, seed, final metrics, findings, the
-gradient norm of every parameter at step 0 and at the last step (``first_grad_norm:<param>``,
-``last_grad_norm:<param>``), and as JSON text its config, the rest of its summary.json and
-its ``.hydra/`` files: enough to write the job's folder on demand (:mod:`initlab.materialize`).
-The log steps are step 0 and the last step of each log epoch (trainer.log_every).
+A jobs row holds the job's number, overrides, status, seed, final metrics, findings and
+their severities, the gradient norm of every parameter at step 0 and at the last step
+(``first_grad_norm:<param>``, ``last_grad_norm:<param>``), and as JSON text its config (its
+seed null: the column has it), its init_signal, the rest of its summary.json and its
+``.hydra/`` files: enough to write the job's folder on demand (:mod:`initlab.materialize`).
+A comparison reads the columns and parses no JSON but what it shows (the init_signal for a
+paper's claims or a phase map; each distinct config once). The log steps are step 0 and
+the last step of each log epoch (trainer.log_every).
 
 Why Parquet through pyarrow: columnar and compressed (the near-identical JSON of 100,000
 jobs shrinks ~50x under zstd), typed, and read directly by pandas
@@ -24,10 +27,9 @@ kill (at most FLUSH_EVERY_S seconds lost), and a reader never sees half a file.
 """
 
 import json
-import math
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,9 +44,12 @@ FORMAT = 1
 FLUSH_EVERY_S = 5.0
 SPLITS = ("train", "dev", "test")
 # The jobs table's fixed columns (then first_grad_norm:<param> and last_grad_norm:<param>).
-JOB_COLUMNS = ("job", "overrides", "status", "error", "seed", "epochs_run", "best_epoch",
-               "stop_reason", *(f"{s}_{k}" for s in SPLITS for k in ("loss", "acc")),
-               "findings", "last_step", "config", "summary", "hydra_files")
+METRIC_KEYS = tuple(f"{s}_{k}" for s in SPLITS for k in ("loss", "acc"))
+# The columns a comparison reads (then the gradient-norm columns).
+FLAT_COLUMNS = ("job", "overrides", "status", "error", "seed", "epochs_run", "best_epoch",
+                "stop_reason", "signal", *METRIC_KEYS, "findings", "severities", "last_step",
+                "paper")
+JSON_COLUMNS = ("config", "init_signal", "summary", "hydra_files")
 METRIC_COLUMNS = ("job", *COLUMNS["metrics.csv"])
 GRAD_NORM_COLUMNS = ("job", *COLUMNS["grad_norms.csv"])
 
@@ -63,9 +68,9 @@ def _schemas(params: list[str]) -> dict[str, Any]:
     text, num, whole, texts = pa.string(), pa.float64(), pa.int64(), pa.list_(pa.string())
     jobs = [("job", whole), ("overrides", texts), ("status", text), ("error", text),
             ("seed", whole), ("epochs_run", whole), ("best_epoch", whole), ("stop_reason", text),
-            *((f"{s}_{k}", num) for s in SPLITS for k in ("loss", "acc")),
-            ("findings", texts), ("last_step", whole), ("config", text), ("summary", text),
-            ("hydra_files", text),
+            ("signal", text), *((k, num) for k in METRIC_KEYS),
+            ("findings", texts), ("severities", texts), ("last_step", whole), ("paper", text),
+            *((c, text) for c in JSON_COLUMNS),
             *((f"first_grad_norm:{p}", num) for p in params),
             *((f"last_grad_norm:{p}", num) for p in params)]
     metrics = [("job", whole), ("epoch", whole), *((c, num) for c in COLUMNS["metrics.csv"][1:])]
@@ -93,7 +98,12 @@ class GroupSlot:
 
     group_dir: Path
     job: int
-    hydra_files: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+    # {path in its folder: text}, or a function giving them (rendered where the record starts)
+    hydra_files: "dict[str, str] | Callable[[], dict[str, str]]" = field(
+        default_factory=dict, compare=False, hash=False)
+
+    def files(self) -> dict[str, str]:
+        return self.hydra_files() if callable(self.hydra_files) else self.hydra_files
 
     @property
     def run_dir(self) -> Path:
@@ -193,15 +203,24 @@ def job_row(job: int, summary: dict[str, Any], overrides: list[str] | None, para
     metrics = summary.get("metrics") or {}
     ends = summary.get("grad_norms") or {}
     first, last = ends.get("first") or {}, ends.get("last") or {}
-    rest = {k: v for k, v in summary.items() if k != "config"}
+    config = summary.get("config")
+    # Their own columns; null here keeps each key's place in summary.json's order.
+    rest = {k: None if k in ("config", "init_signal") else v for k, v in summary.items()}
+    diagnosis = summary.get("diagnosis") or []
     row = {
         "job": job, "overrides": list(overrides or []), "status": summary.get("status"),
         "error": summary.get("error"), "seed": summary.get("seed"),
         "epochs_run": summary.get("epochs_run"), "best_epoch": summary.get("best_epoch"),
-        "stop_reason": summary.get("stop_reason"),
-        "findings": [str(f.get("code")) for f in summary.get("diagnosis") or []],
+        "stop_reason": summary.get("stop_reason"), "signal": summary.get("signal"),
+        "findings": [str(f.get("code")) for f in diagnosis],
+        "severities": [str(f.get("severity") or "problem") for f in diagnosis],
         "last_step": ends.get("last_step"),
-        "config": json.dumps(summary.get("config")), "summary": json.dumps(rest),
+        "paper": config.get("paper") if isinstance(config, dict) else None,
+        # The seed nulled: the jobs of a seed sweep share one config text (read once).
+        "config": json.dumps({**config, "seed": None} if isinstance(config, dict) and "seed" in config
+                             else config),
+        "init_signal": json.dumps(summary["init_signal"]) if "init_signal" in summary else None,
+        "summary": json.dumps(rest),
         "hydra_files": json.dumps(hydra_files) if hydra_files else None,
     }
     for split in SPLITS:
@@ -216,14 +235,15 @@ def job_row(job: int, summary: dict[str, Any], overrides: list[str] | None, para
 # --------------------------------------------------------------------------- reading
 @dataclass
 class GroupJob:
-    """One job as its group's record holds it."""
+    """One job as its group's record holds it: ``summary`` has what a comparison shows
+    (status, metrics, findings, gradient-norm ends, its config, its init_signal when read);
+    :func:`read_job_summary` has the whole summary.json."""
 
     job: int
     group_dir: Path
     overrides: list[str]
-    summary: dict[str, Any]  # as summary.json would hold it (config included)
+    summary: dict[str, Any]
     metrics: dict[str, list]  # metrics.csv by column ({}: no epoch yet)
-    hydra_files: dict[str, str]
 
     @property
     def status(self) -> str:
@@ -239,15 +259,17 @@ def _parts(folder: Path) -> list[Path]:
     return sorted(folder.glob("*.parquet")) if folder.is_dir() else []
 
 
-def _read_table(folder: Path, columns: Iterable[str]) -> dict[str, list]:
-    """The parts of one table, concatenated by column (the columns asked for)."""
+def _read_table(folder: Path, columns: Iterable[str], prefix: str = "", job: int | None = None
+                ) -> dict[str, list]:
+    """The parts of one table, concatenated by column: ``columns`` and those named
+    ``prefix``... (``job``: that job's rows only)."""
     pa = _pyarrow()
     import pyarrow.parquet as pq
 
-    tables = []
+    columns, tables = list(columns), []
     for path in _parts(folder):
         try:
-            table = pq.read_table(path)
+            table = pq.read_table(path, filters=None if job is None else [("job", "=", job)])
         except (OSError, pa.ArrowException) as e:
             raise RecordError(f"{path} is not a readable Parquet file ({str(e).splitlines()[0]}); "
                               "remove it to read the rest of the group") from None
@@ -255,16 +277,18 @@ def _read_table(folder: Path, columns: Iterable[str]) -> dict[str, list]:
         if missing:
             raise RecordError(f"{path} lacks the column(s) {', '.join(missing)}: not a "
                               "group record part of this initlab")
-        tables.append(table.select(list(columns)))
+        extra = [c for c in table.column_names if prefix and c.startswith(prefix)]
+        tables.append(table.select(columns + extra))
     if not tables:
         return {c: [] for c in columns}
-    whole = pa.concat_tables(tables)
-    return {c: whole.column(c).to_pylist() for c in columns}
+    whole = pa.concat_tables(tables, promote_options="default")
+    return {c: whole.column(c).to_pylist() for c in whole.column_names}
 
 
-def read_group(path: Path) -> dict[int, GroupJob]:
+def read_group(path: Path, init_signal: bool = True) -> dict[int, GroupJob]:
     """Every job of one group's record, checked: rows well formed, each finished job's
-    metrics rows one per epoch it ran (fewer: a cut record; more: rows of another run)."""
+    metrics rows one per epoch it ran (fewer: a cut record; more: rows of another run).
+    ``init_signal``: parse each job's (a paper's claims and the phase map read it)."""
     path = Path(path)
     try:
         meta = json.loads((path / GROUP_FILE).read_text())
@@ -272,29 +296,94 @@ def read_group(path: Path) -> dict[int, GroupJob]:
         raise RecordError(f"{path / GROUP_FILE} cannot be read ({e}): not a group record") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise RecordError(f"{path / GROUP_FILE} is not a group record of format {FORMAT}")
-    rows = _read_table(path / "jobs", ("job", "overrides", "config", "summary", "hydra_files"))
+    wanted = [*FLAT_COLUMNS, "config", *(("init_signal",) if init_signal else ())]
+    rows = _read_table(path / "jobs", wanted, prefix="first_grad_norm:")
+    rows.update(_read_table(path / "jobs", [], prefix="last_grad_norm:"))
+    # (column, parameter): each parameter name one string for all the group's jobs.
+    firsts = [(c, c.partition(":")[2]) for c in rows if c.startswith("first_grad_norm:")]
+    lasts = [(c, c.partition(":")[2]) for c in rows if c.startswith("last_grad_norm:")]
+    configs: dict[str, Any] = {}  # each distinct config text parsed once
     jobs: dict[int, GroupJob] = {}
-    for job, overrides, config, summary, hydra in zip(*rows.values()):
+    running: list[int] = []
+    for k, job in enumerate(rows["job"]):
         try:
-            summary = json.loads(summary)
-            summary["config"] = json.loads(config)
+            text = rows["config"][k]
+            if text not in configs:
+                configs[text] = json.loads(text)
+            signal = rows["init_signal"][k] if init_signal else None
+            summary = {c: rows[c][k] for c in ("status", "error", "seed", "epochs_run",
+                                                "best_epoch", "stop_reason", "signal")}
+            summary["config"] = configs[text]
+            if signal is not None:
+                summary["init_signal"] = json.loads(signal)
         except (TypeError, ValueError):
-            raise RecordError(f"{path / 'jobs'}: job {job}'s summary is not JSON") from None
-        earlier = jobs.get(job)
-        files = json.loads(hydra) if hydra else (earlier.hydra_files if earlier else {})
-        jobs[job] = GroupJob(job, path, list(overrides or []), summary, {}, files)
+            raise RecordError(f"{path / 'jobs'}: job {job}'s config or init_signal is not JSON") from None
+        summary["metrics"] = {s: {"loss": rows[f"{s}_loss"][k], "acc": rows[f"{s}_acc"][k]}
+                              for s in SPLITS if rows[f"{s}_loss"][k] is not None}
+        summary["diagnosis"] = [{"code": c, "severity": v} for c, v in
+                                zip(rows["findings"][k] or [], rows["severities"][k] or [])]
+        if rows["last_step"][k] is not None:
+            summary["grad_norms"] = {
+                "first": {name: rows[c][k] for c, name in firsts},
+                "last": {name: rows[c][k] for c, name in lasts},
+                "last_step": rows["last_step"][k]}
+        if summary["status"] == STATUS_RUNNING:
+            running.append(job)
+        jobs[job] = GroupJob(job, path, list(rows["overrides"][k] or []), summary, {})
+    for job in running:  # who writes it (a reader shows it stopped once that process is gone)
+        if jobs[job].status == STATUS_RUNNING:
+            rows = _read_table(path / "jobs", ["summary"], job=job)
+            jobs[job].summary["process"] = json.loads(rows["summary"][-1]).get("process")
     metrics = _read_table(path / "metrics", METRIC_COLUMNS)
+    names = COLUMNS["metrics.csv"]
     for k, job in enumerate(metrics["job"]):
         entry = jobs.get(job)
         if entry is None:
             continue  # a job whose first row was lost with a kill: nothing to show it by
         if not entry.metrics:
-            entry.metrics = {c: [] for c in COLUMNS["metrics.csv"]}
-        for c in COLUMNS["metrics.csv"]:
+            entry.metrics = {c: [] for c in names}
+        for c in names:
             entry.metrics[c].append(metrics[c][k])
     for entry in jobs.values():
         _check(entry, path)
     return jobs
+
+
+def read_job_summary(sweep_dir: Path, job: int) -> tuple[Path, list[str], dict[str, Any]] | None:
+    """Job ``job`` of the sweep's group records: (its group, its overrides, its whole
+    summary.json as its last row has it, with the ``.hydra/`` files of its first row under
+    ``"hydra_files"``); None when no group holds it."""
+    root = Path(sweep_dir) / GROUPS_DIR
+    found = None
+    for folder in sorted(root.iterdir(), key=lambda p: (p.stat().st_mtime, p.name)) if root.is_dir() else ():
+        rows = _read_table(folder / "jobs", ["job", "overrides", *JSON_COLUMNS], job=job)
+        files: dict[str, str] = {}
+        for k in range(len(rows["job"])):
+            try:
+                summary = json.loads(rows["summary"][k])
+                summary["config"] = json.loads(rows["config"][k])
+                if isinstance(summary["config"], dict) and "seed" in summary["config"]:
+                    summary["config"]["seed"] = summary.get("seed")
+                if rows["init_signal"][k] is not None:
+                    summary["init_signal"] = json.loads(rows["init_signal"][k])
+                else:
+                    summary.pop("init_signal", None)
+                files = json.loads(rows["hydra_files"][k]) if rows["hydra_files"][k] else files
+            except (TypeError, ValueError):
+                raise RecordError(f"{folder / 'jobs'}: job {job}'s summary is not JSON") from None
+            summary["hydra_files"] = files
+            found = (folder, list(rows["overrides"][k] or []), summary)
+    return found
+
+
+def job_numbers(sweep_dir: Path) -> list[int]:
+    """The job numbers the sweep's group records hold, in order."""
+    root = Path(sweep_dir) / GROUPS_DIR
+    numbers: set[int] = set()
+    for folder in root.iterdir() if root.is_dir() else ():
+        if folder.is_dir():
+            numbers.update(_read_table(folder / "jobs", ["job"])["job"])
+    return sorted(numbers)
 
 
 def _check(entry: GroupJob, path: Path) -> None:
@@ -312,7 +401,7 @@ def _check(entry: GroupJob, path: Path) -> None:
         entry.summary["epochs_run"] = len(epochs)
 
 
-def read_groups(sweep_dir: Path) -> dict[int, GroupJob]:
+def read_groups(sweep_dir: Path, init_signal: bool = True) -> dict[int, GroupJob]:
     """Every job in the sweep's group records, by job number (a job in two groups: the
     group written last wins, as a folder written last would)."""
     root = Path(sweep_dir) / GROUPS_DIR
@@ -320,23 +409,11 @@ def read_groups(sweep_dir: Path) -> dict[int, GroupJob]:
     folders = sorted((p for p in root.iterdir() if p.is_dir()),
                      key=lambda p: (p.stat().st_mtime, p.name)) if root.is_dir() else []
     for folder in folders:
-        jobs.update(read_group(folder))
+        jobs.update(read_group(folder, init_signal))
     return jobs
 
 
 def grad_norm_rows(group_path: Path, job: int) -> list[tuple]:
     """One job's gradient-norm rows at log steps: (step, epoch, param, norm)."""
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
-    out = []
-    for path in _parts(Path(group_path) / "grad_norms"):
-        table = pq.read_table(path, filters=[("job", "=", job)])
-        if table.num_rows:
-            table = table.filter(pc.equal(table["job"], job))
-            out.extend(zip(*(table.column(c).to_pylist() for c in COLUMNS["grad_norms.csv"])))
-    return out
-
-
-def finite_or_nan(value: Any) -> float:
-    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else math.nan
+    rows = _read_table(Path(group_path) / "grad_norms", GRAD_NORM_COLUMNS, job=job)
+    return list(zip(*(rows[c] for c in COLUMNS["grad_norms.csv"])))

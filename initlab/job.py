@@ -72,7 +72,7 @@ class MemberRecord:
             "config": to_plain(cfg), "versions": versions, "process": process_identity(),
             "epochs_run": 0, **({"launcher": launcher} if launcher is not None else {})}
         if self.group is not None:
-            self.group.job_row(self.slot.job, self.summary, self.overrides, self.slot.hydra_files)
+            self.group.job_row(self.slot.job, self.summary, self.overrides, self.slot.files())
         else:  # compact while running (the C encoder; a group writes thousands of these)
             self.writer.write_summary(self.summary, indent=None)
         self.streamed = {"metrics.csv": False, "grad_norms.csv": False}
@@ -150,17 +150,21 @@ class MemberRecord:
             if writer is not None:
                 writer.write_csv_body(f"{name}.csv", writer.number_rows(f"{name}.csv", tables[name]))
 
+        # A job in a group record keeps only what its diagnosis reads (its folder, made on
+        # demand, has every table).
+        figures_only = ("weight_stats", "activation_hists") if writer is None else ()
         if group.record_weights:
             bounds = list(itertools.accumulate([math.prod(group.shapes[n]) for n in group.names],
                                                initial=0))
             write("weights", r.weight_rows(group.names, [
                 (e, [flat[a:b] for a, b in itertools.pairwise(bounds)]) for e, flat in views("weights")]))
-        if group.record_weight_stats:
+        if group.record_weight_stats and "weight_stats" not in figures_only:
             write("weight_stats", r.weight_stats_rows(group.weight_names, views("weight_stats")))
         if group.record_activations:
             for name, rows in (("activations", r.activation_stats_rows), ("units", r.unit_rows),
                                ("activation_hists", r.histogram_rows)):
-                write(name, rows(group.hidden_layers, views(name)))
+                if name not in figures_only:
+                    write(name, rows(group.hidden_layers, views(name)))
         tensors: dict[str, Any] = {}
         if group.save_tensors:
             tensors["init"] = _state(group.names, [p[i] for p in group.init_state])

@@ -12,7 +12,7 @@ and any difference is said (another torch, another machine).
 import math
 from pathlib import Path
 
-from initlab.group_record import GroupJob, read_groups
+from initlab.group_record import job_numbers, read_job_summary
 from initlab.record import STATUS_COMPLETED, STATUS_DIVERGED, SUMMARY, RecordError
 
 
@@ -22,41 +22,46 @@ def job_folder(sweep_dir: Path, job: int, quiet: bool = False) -> Path:
     out = sweep_dir / str(job)
     if (out / SUMMARY).exists():
         return out
-    entries = read_groups(sweep_dir)
-    entry = entries.get(job)
-    if entry is None:
-        known = f"jobs {min(entries)}–{max(entries)}" if entries else "no jobs"
+    found = read_job_summary(sweep_dir, job)
+    if found is None:
+        numbers = job_numbers(sweep_dir)
+        known = f"jobs {numbers[0]}–{numbers[-1]}" if numbers else "no jobs"
         raise RecordError(f"job {job} is not in the group records of {sweep_dir} ({known})")
-    if entry.status not in (STATUS_COMPLETED, STATUS_DIVERGED):
-        why = entry.summary.get("error") or entry.summary.get("stop_reason") or ""
-        raise RecordError(f"job {job} of {sweep_dir} is {entry.status}{': ' + why if why else ''}; "
+    group, overrides, summary = found
+    status = summary.get("status")
+    if status not in (STATUS_COMPLETED, STATUS_DIVERGED):
+        why = summary.get("error") or summary.get("stop_reason") or ""
+        raise RecordError(f"job {job} of {sweep_dir} is {status}{': ' + why if why else ''}; "
                           "only a job that ran to its end is trained again for its folder")
-    _train_again(entry, out, quiet)
+    _train_again(job, group, overrides, summary, out, quiet)
     return out
 
 
-def _train_again(entry: GroupJob, out: Path, quiet: bool) -> None:
+def _train_again(job: int, group: Path, overrides: list[str], recorded: dict, out: Path,
+                 quiet: bool) -> None:
     import torch
 
     from initlab.engine import train_group
     from initlab.view import config_view
 
-    for name, text in entry.hydra_files.items():  # ".hydra/config.yaml": its text
+    for name, text in recorded["hydra_files"].items():  # ".hydra/config.yaml": its text
         path = out / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
-    device = str(entry.summary.get("device") or "cpu")
+    device = str(recorded.get("device") or "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
         device = "cpu"
     if not quiet:
-        print(f"job {entry.job}: writing its folder {out} (trained again, alone, from its "
-              f"group record {entry.group_dir})", flush=True)
-    [summary] = train_group([config_view(entry.summary["config"])], [out], device=device,
-                            overrides=[entry.overrides], launcher=entry.summary.get("launcher"))
-    differs = _differences(entry.summary, summary)
+        print(f"job {job}: writing its folder {out} (trained again, alone, from its group "
+              f"record {group})", flush=True)
+    [summary] = train_group([config_view(recorded["config"])], [out], device=device,
+                            overrides=[overrides], launcher=recorded.get("launcher"))
+    differs = _differences(recorded, summary)
     if differs:
-        print(f"initlab: warning: job {entry.job} trained again differs from its group record "
-              f"({differs}); another torch or machine than the sweep's?", flush=True)
+        # A stack and a job alone can round a float32 operation differently in its last
+        # bit at some data sizes (an elementwise kernel's vectorized body and scalar tail).
+        print(f"initlab: warning: job {job} trained again differs from its group record "
+              f"({differs})", flush=True)
 
 
 def _differences(recorded: dict, again: dict) -> str:

@@ -23,6 +23,7 @@ The reader needs neither torch nor matplotlib: it reads JSON and CSV only.
 """
 
 import csv
+import functools
 import itertools
 import json
 import math
@@ -367,6 +368,7 @@ def layer_of(param: str) -> str:
     return param.rsplit(".", 1)[0]
 
 
+@functools.lru_cache(maxsize=4096)  # a sweep's comparison asks it of every job's every parameter
 def layer_number(layer: str) -> int:
     """fc12 -> 12, so layers sort in depth order rather than as text (fc2 before fc10)."""
     digits = "".join(ch for ch in layer if ch.isdigit())

@@ -91,8 +91,8 @@ def weight_quantiles(weights: list[torch.Tensor]) -> torch.Tensor:
     return torch.stack(rows, 1)
 
 
-def activation_views(hidden: list[torch.Tensor], bounds: tuple[float, float] | None
-                     ) -> dict[str, torch.Tensor]:
+def activation_views(hidden: list[torch.Tensor], bounds: tuple[float, float] | None,
+                     with_histograms: bool = True) -> dict[str, torch.Tensor]:
     """From each hidden layer's activations (M, examples, units) on the whole training set:
 
     - ``units`` (M, layers, units, 2): per unit the fraction of examples with a non-zero
@@ -100,7 +100,8 @@ def activation_views(hidden: list[torch.Tensor], bounds: tuple[float, float] | N
     - ``activations`` (M, layers, 4): per layer mean, std, fraction exactly zero, fraction
       saturated (the layer's fractions are the means of its units': every unit sees the
       same examples);
-    - ``activation_hists`` (M, layers, 2 + bins): :func:`histograms` per layer.
+    - ``activation_hists`` (M, layers, 2 + bins): :func:`histograms` per layer (unless not
+      ``with_histograms``: a group record keeps no histograms).
     """
     units, stats, hists = [], [], []
     for a in hidden:
@@ -113,9 +114,12 @@ def activation_views(hidden: list[torch.Tensor], bounds: tuple[float, float] | N
         frac_active, frac_saturated = u.mean(1).unbind(1)
         units.append(u)
         stats.append(torch.stack((mean, std, 1 - frac_active, frac_saturated), 1))
-        hists.append(histograms(a))
-    return {"units": torch.stack(units, 1), "activations": torch.stack(stats, 1),
-            "activation_hists": torch.stack(hists, 1)}
+        if with_histograms:
+            hists.append(histograms(a))
+    views = {"units": torch.stack(units, 1), "activations": torch.stack(stats, 1)}
+    if hists:
+        views["activation_hists"] = torch.stack(hists, 1)
+    return views
 
 
 # ------------------------------------------------------------------------ the rows

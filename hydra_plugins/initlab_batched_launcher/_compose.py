@@ -275,6 +275,12 @@ class Composition:
         return str(self.full.hydra.job.name)
 
     @cached_property
+    def override_dirname_config(self) -> tuple[frozenset, str, str]:
+        """hydra.job.config.override_dirname: (exclude_keys, item_sep, kv_sep)."""
+        c = self.full.hydra.job.config.override_dirname
+        return frozenset(c.exclude_keys), str(c.item_sep), str(c.kv_sep)
+
+    @cached_property
     def log_file(self) -> bool:
         return "file" in (OmegaConf.select(self.full, "hydra.job_logging.handlers") or {})
 
@@ -384,9 +390,9 @@ class Composer:
             if job.cfg is None:
                 job.cfg = job.dict_config()
             # hydra.job.override_dirname, as Hydra builds it from hydra.job.config.override_dirname.
-            c = comp.full.hydra.job.config.override_dirname
-            lines = sorted(str(o.input_line) for o in task_overrides if o.key_or_group not in c.exclude_keys)
-            job.override_dirname = c.item_sep.join(lines).replace("=", c.kv_sep)
+            exclude, item_sep, kv_sep = comp.override_dirname_config
+            lines = sorted(str(o.input_line) for o in task_overrides if o.key_or_group not in exclude)
+            job.override_dirname = item_sep.join(lines).replace("=", kv_sep)
         except Exception as e:  # noqa: BLE001 - Hydra/OmegaConf composition errors, in words
             job.error = one_line(f"{e}; {e.__cause__}" if e.__cause__ else str(e))
             return job

@@ -15,6 +15,8 @@ A sweep it cannot batch at all (another app's task, no engine) says why in one l
 runs as Hydra's basic launcher would.
 """
 
+import dataclasses
+import functools
 import json
 import os
 import shutil
@@ -223,35 +225,58 @@ class BatchedSweep:
 
     def _check(self, jobs: list[PreparedJob], sweep_dir: Path) -> int | None:
         """What a single run checks before it trains; system figures read once per sweep
-        (returns the memory available)."""
-        from initlab import engine
-        from initlab.budget import available_memory, check_budget, free_disk
-        from initlab.config import ConfigError, validate
-        from initlab.run import resolve_device
+        (returns the memory available). Jobs that differ in their seed alone share one
+        check (and group key) but for the seed's own range: a 100,000-seed sweep checks
+        one config."""
+        from initlab.budget import available_memory, free_disk
+        from initlab.config import ConfigError, check_seed
 
         memory = available_memory()
         _, disk = free_disk(sweep_dir)
-        forced = self.launcher.device  # checked in setup (check_settings)
+        checked: dict[tuple, tuple] = {}
         for job in jobs:
             if job.error is not None:
                 continue
             try:
-                validate(job.cfg)
-                check_budget(job.cfg, job.out_dir, memory=memory, disk=disk)
-                job.device = forced or str(resolve_device(str(job.cfg.trainer.device)))
+                check_seed(job.cfg.seed)
             except ConfigError as e:
                 job.error = str(e)
                 continue
-            except Exception as e:  # noqa: BLE001 - a bad value OmegaConf lets through
-                job.error = one_line(f"{type(e).__name__}: {e}")
-                continue
-            try:
-                job.key = (job.device, engine.group_key(job.cfg))
-            except Exception as e:  # noqa: BLE001 - no stacked form: it trains alone
-                # group_key's own refusal (ValueError) says why in words; anything else
-                # is named by its type.
-                job.alone = one_line(str(e) if isinstance(e, ValueError) else f"{type(e).__name__}: {e}")
+            except Exception:  # noqa: BLE001 - no seed to read: the whole check says why
+                pass
+            same = (id(job.composition), tuple(o for o in job.overrides if not o.startswith("seed="))) \
+                if isinstance(job.cfg, ConfigView) and job.composition is not None else None
+            if same not in checked or same is None:
+                self._check_job(job, memory, disk)
+                if same is None:
+                    continue
+                checked[same] = (job.error, job.device, job.key, job.alone)
+            job.error, job.device, job.key, job.alone = checked[same]
         return memory
+
+    def _check_job(self, job: PreparedJob, memory: int | None, disk: int | None) -> None:
+        from initlab import engine
+        from initlab.budget import check_budget
+        from initlab.config import ConfigError, validate
+        from initlab.run import resolve_device
+
+        forced = self.launcher.device  # checked in setup (check_settings)
+        try:
+            validate(job.cfg)
+            check_budget(job.cfg, job.out_dir, memory=memory, disk=disk)
+            job.device = forced or str(resolve_device(str(job.cfg.trainer.device)))
+        except ConfigError as e:
+            job.error = str(e)
+            return
+        except Exception as e:  # noqa: BLE001 - a bad value OmegaConf lets through
+            job.error = one_line(f"{type(e).__name__}: {e}")
+            return
+        try:
+            job.key = (job.device, engine.group_key(job.cfg))
+        except Exception as e:  # noqa: BLE001 - no stacked form: it trains alone
+            # group_key's own refusal (ValueError) says why in words; anything else
+            # is named by its type.
+            job.alone = one_line(str(e) if isinstance(e, ValueError) else f"{type(e).__name__}: {e}")
 
     def _write_group_files(self, groups: list[list[PreparedJob]], sweep_dir: Path) -> None:
         from initlab.group_record import group_dir, write_group_file
@@ -266,9 +291,10 @@ class BatchedSweep:
     def _write(self, job: PreparedJob) -> Any:
         """The job's folder with its .hydra/ files; in a group record, its GroupSlot
         (the files go into its first row). Returns where its record goes."""
-        files = self.composer.hydra_files(job)
         if self.folders:
-            write_hydra_files(job, files, self.output_subdir)
+            write_hydra_files(job, self.composer.hydra_files(job), self.output_subdir)
+        else:  # rendered where the member's record starts (a shard: in parallel)
+            files = functools.partial(self._hydra_files, dataclasses.replace(job))
         # As run_from_hydra does in a sweep: one line per job, no per-run progress bar; the
         # record's config says so, as it does under the basic launcher.
         if job.cfg.report.tables in ("auto", "line"):
@@ -280,10 +306,15 @@ class BatchedSweep:
             return job.out_dir
         from initlab.group_record import GroupSlot, group_dir
 
-        where = {} if self.output_subdir is None else {
-            f"{self.output_subdir}/{name}": text for name, text in files.items()}
         return GroupSlot(group_dir(Path(str(self.config.hydra.sweep.dir)),
-                                   self.group_numbers[job.idx]), job.idx, where)
+                                   self.group_numbers[job.idx]), job.idx, files)
+
+    def _hydra_files(self, job: PreparedJob) -> dict[str, str]:
+        """The job's .hydra/ files by path in its folder (none with hydra.output_subdir=null)."""
+        if self.output_subdir is None:
+            return {}
+        return {f"{self.output_subdir}/{name}": text
+                for name, text in self.composer.hydra_files(job).items()}
 
     def _return(self, job: PreparedJob, status: JobStatus, value: Any) -> JobReturn:
         ret = JobReturn(overrides=list(job.overrides), cfg=job.cfg, hydra_cfg=None,

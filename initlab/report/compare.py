@@ -283,20 +283,22 @@ def read_job(job_dir: Path, sweep_dir: Path, overrides: list[str] | None = None)
 
 def _job(name: str, job_dir: Path, overrides: list[str], summary: dict[str, Any],
          metrics: dict[str, list], ends: dict[str, Any] | None) -> Job:
+    """The Job of a record's summary (its gradient-norm ends' dicts shared, not copied)."""
     status = effective_status(summary)
     ends = ends or {"first": {}, "last": {}, "last_step": None}
     severities = {str(d.get("code")): str(d.get("severity") or "problem")
                   for d in summary.get("diagnosis") or [] if isinstance(d, dict)}
     return Job(name=name, job_dir=job_dir, overrides=overrides, status=status,
                error=_job_error(summary, status), summary=summary, metrics=metrics,
-               grad_first=dict(ends["first"]), grad_last=dict(ends["last"]),
+               grad_first=ends["first"], grad_last=ends["last"],
                last_step=ends["last_step"], findings=list(severities), severities=severities)
 
 
 def group_record_job(entry: GroupJob, sweep_dir: Path) -> Job:
-    """A job that keeps no folder, as its group's record holds it."""
-    return _job(str(entry.job), Path(sweep_dir) / str(entry.job), entry.overrides, entry.summary,
-                entry.metrics, stored_grad_norm_ends(entry.summary))
+    """A job that keeps no folder, as its group's record holds it (its typed columns: the
+    gradient-norm ends need no check)."""
+    return _job(str(entry.job), sweep_dir / str(entry.job), entry.overrides, entry.summary,
+                entry.metrics, entry.summary.get("grad_norms"))
 
 
 def parse_overrides(overrides: list[str]) -> dict[str, str | None]:
@@ -333,7 +335,8 @@ def read_sweep(sweep_dir: Path) -> tuple[list[Job], str]:
     sweep) with its label, and the overrides all jobs share."""
     sweep_dir = Path(sweep_dir)
     # Jobs without folders of their own (hydra.launcher.job_folders): their group's record.
-    grouped = read_groups(sweep_dir) if has_group_records(sweep_dir) else {}
+    grouped = read_groups(sweep_dir, init_signal=_reads_init_signal(sweep_dir)) \
+        if has_group_records(sweep_dir) else {}
     plan = planned_jobs(sweep_dir)
     slots = sweep_jobs(sweep_dir, plan)
     jobs = []
@@ -346,6 +349,24 @@ def read_sweep(sweep_dir: Path) -> tuple[list[Job], str]:
     if plan is None:  # no plan to place them by: every grouped job
         jobs += [group_record_job(entry, sweep_dir) for entry in grouped.values()]
     return jobs, _label(jobs)
+
+
+def _reads_init_signal(sweep_dir: Path) -> bool:
+    """Does the comparison show the jobs' init_signal: a paper's claims, or the phase map of
+    a sweep that varies the init? A group record parses it only then (100,000 of them cost
+    seconds and hundreds of MB)."""
+    try:
+        from omegaconf import OmegaConf
+
+        cfg = OmegaConf.to_container(OmegaConf.load(Path(sweep_dir) / MULTIRUN_FILE), resolve=False)
+        hydra = cfg.get("hydra") or {}
+        swept = [*(((hydra.get("sweeper") or {}).get("params") or {}).keys()),
+                 *(key for key, _, value in (o.partition("=") for o in
+                                             (hydra.get("overrides") or {}).get("task") or [])
+                   if "," in value or value.startswith(("range(", "choice(", "interval(", "glob(")))]
+    except Exception:  # noqa: BLE001 - no plan to tell by: read it
+        return True
+    return bool(cfg.get("paper")) or any(k.lstrip("+~").split(".")[0] == "init" for k in swept)
 
 
 def _label(jobs: list[Job]) -> str:
@@ -442,8 +463,8 @@ def write_csv(path: Path, header, rows) -> Path:
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(header)
-        writer.writerows([("" if isinstance(v, float) and math.isnan(v) else v) for v in row]
-                         for row in rows)
+        # v != v: NaN alone is unequal to itself (a test per cell: comparison.csv of 100,000 jobs).
+        writer.writerows(["" if v != v else v for v in row] for row in rows)
     return path
 
 
