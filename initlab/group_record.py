@@ -113,13 +113,15 @@ class GroupSlot:
 
 class GroupRecordWriter:
     """The rows of the members one process trains, buffered and written as part files
-    (``part-<first job>-<n>.parquet``: one writer per process and chunk, so parts never clash)."""
+    (``part-<first job>-<start time>-<n>.parquet``: one writer per process and chunk, so parts
+    never clash)."""
 
     def __init__(self, group_dir: Path, first_job: int, params: list[str],
-                 log_every: int, epochs: int, steps_per_epoch: int = 1, suffix: str = ""):
+                 log_every: int, epochs: int, steps_per_epoch: int = 1):
         self.group_dir, self.params = Path(group_dir), list(params)
-        # suffix: a writer after another of the same first job (its rows read later).
-        self.prefix = f"part-{first_job:09d}" + (f"-{suffix}" if suffix else "")
+        # When it started: a later writer of the same jobs (a task trained again after its
+        # time limit, the rows that say a failed chunk failed) sorts after, and wins.
+        self.prefix = f"part-{first_job:09d}-{time.time_ns():016x}"
         self.parts = 0
         self.schemas = _schemas(self.params)
         self.log_every, self.epochs, self.steps_per_epoch = log_every, epochs, steps_per_epoch

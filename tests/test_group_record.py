@@ -26,6 +26,7 @@ from initlab.group_record import (
 from initlab.model import parameter_shapes
 from initlab.record import RecordError, effective_status
 from tests.conftest import compose_config, initlab_cli
+from tests.test_sweeps import read_comparison
 
 # What differs between two trainings of one job: who wrote it, when, how long it took.
 VOLATILE = ("process", "updated", "timing", "launcher")
@@ -247,3 +248,74 @@ def test_nan_is_read_back_as_nan(tmp_path):
     job = read_groups(tmp_path)[0]
     assert math.isnan(job.summary["metrics"]["train"]["loss"]) and math.isnan(job.metrics["train_loss"][0])
     assert job.metrics["dev_loss"] == [math.inf]
+
+
+# --------------------------------------------------------------------------- submitit
+def _wait_for(condition, proc, timeout: float = 120) -> None:
+    """Until ``condition()``; between looks, a wait on the sweep itself (one that ends first
+    fails the test at once), as tests/test_faults.py waits."""
+    import subprocess
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        try:
+            proc.wait(timeout=0.05)
+        except subprocess.TimeoutExpired:
+            continue
+        raise AssertionError(f"the sweep ended (exit {proc.returncode}) first: {proc.stderr.read()}")
+    raise AssertionError("timed out")
+
+
+def _rows(path: Path, table: str) -> list[dict]:
+    import pyarrow.parquet as pq
+
+    return [row for part in sorted(path.glob(f"{table}/*.parquet"))
+            for row in pq.read_table(part).to_pylist()]
+
+
+@pytest.mark.slow
+def test_chunks_run_as_submitit_tasks_and_killed_ones_keep_a_consistent_record(tmp_path):
+    """hydra.launcher.executor=submitit_local: each chunk is a task in a process of its own
+    (four at once). The long chunks' tasks get SIGTERM (their time limit) once they have
+    streamed epochs: those jobs end interrupted with every epoch they ran, the short ones
+    complete, and the comparison names the interrupted ones."""
+    import signal
+    import subprocess
+    import sys
+
+    pytest.importorskip("submitit")
+    sweep_dir = tmp_path / "sweep"
+    command = [sys.executable, "-m", "initlab.cli", "run", "-m", "-cn", "smoke", *SIZES,
+               "seed=0,1", "trainer.epochs=4,1000000", "trainer.flush_every_s=0.2",
+               "hydra/launcher=batched", "hydra.launcher.executor=submitit_local",
+               "hydra.launcher.max_members=1", f"hydra.sweep.dir={sweep_dir}"]
+    proc = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    # Jobs 1 and 3 (trainer.epochs=1000000) are group 2, a task each.
+    long_group = sweep_dir / "groups" / "2"
+
+    def streamed(job: int) -> int:
+        return sum(r["job"] == job for r in _rows(long_group, "metrics"))
+
+    try:
+        _wait_for(lambda: streamed(1) >= 3 and streamed(3) >= 3, proc)
+        for row in _rows(long_group, "jobs"):
+            os.kill(json.loads(row["summary"])["process"]["pid"], signal.SIGTERM)
+        out, err = proc.communicate(timeout=300)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert "4 tasks submitted through submitit_local" in out
+    pids = {json.loads(r["summary"])["process"]["pid"] for g in (sweep_dir / "groups").iterdir()
+            for r in _rows(g, "jobs")}
+    assert len(pids) == 4 and proc.pid not in pids  # a process per task, not the launcher's
+    from initlab.report.compare import read_sweep
+
+    jobs, _ = read_sweep(sweep_dir)
+    assert [j.status for j in jobs] == ["completed", "interrupted", "completed", "interrupted"]
+    for job in jobs[1::2]:
+        assert 3 <= job.summary["epochs_run"] == len(job.metrics["epoch"]) < 1000000
+    assert [r["status"] for r in read_comparison(sweep_dir)] == [j.status for j in jobs]

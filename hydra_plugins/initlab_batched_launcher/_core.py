@@ -40,6 +40,7 @@ from hydra_plugins.initlab_batched_launcher._compose import (
     write_hydra_files,
 )
 from initlab.group_record import GROUPS_DIR
+from initlab.record import STATUS_FAILED
 from initlab.view import ConfigView, to_plain
 
 PREFIX = "hydra/launcher=batched"
@@ -83,7 +84,8 @@ def _whole(value: Any, low: int) -> bool:
 
 
 def check_settings(max_members: Any, device: Optional[str], threads: Any = None,
-                   job_folders: Any = "auto", max_job_folders: Any = 0) -> tuple[Optional[str], int]:
+                   job_folders: Any = "auto", max_job_folders: Any = 0,
+                   executor: Any = None) -> tuple[Optional[str], int]:
     """The launcher's own settings, checked before the sweep starts; returns the device
     (cpu, cuda, ... as torch names it, or None: each job's trainer.device) and the CPU
     threads of the stacked model (null: one per core available to this process)."""
@@ -95,6 +97,20 @@ def check_settings(max_members: Any, device: Optional[str], threads: Any = None,
     if not _whole(max_job_folders, 0):
         raise LauncherError("hydra.launcher.max_job_folders must be a whole number >= 0 "
                             f"(got {max_job_folders})")
+    if executor is not None:
+        from hydra_plugins.initlab_batched_launcher._tasks import EXECUTORS
+
+        if executor not in EXECUTORS:
+            raise LauncherError(f"hydra.launcher.executor={executor} is not one of: "
+                                f"{', '.join(EXECUTORS)}, null (null: in this process)")
+        if job_folders == "always":
+            raise LauncherError("hydra.launcher.job_folders=always needs the launcher's own process; "
+                                "a task of hydra.launcher.executor writes its group's record")
+        try:
+            import submitit  # noqa: F401
+        except ImportError:
+            raise LauncherError(f"hydra.launcher.executor={executor} needs submitit: "
+                                "pip install 'initlab[launchers]'") from None
     from initlab.budget import cores
 
     if threads is None:
@@ -189,7 +205,8 @@ class BatchedSweep:
                 by_key.setdefault(("alone", job.idx) if job.alone else job.key, []).append(job)
         groups = list(by_key.values())
         mode = self.launcher.job_folders
-        self.folders = mode == "always" or (mode == "auto" and len(jobs) <= self.launcher.max_job_folders)
+        self.folders = self.launcher.executor is None and (
+            mode == "always" or (mode == "auto" and len(jobs) <= self.launcher.max_job_folders))
         # In a group record, each group is <sweep>/groups/<its number> (chunks share it).
         self.group_numbers = {j.idx: n for n, g in enumerate(groups, 1) for j in g}
         # A stack holds what memory allows (initlab.budget), at most max_members.
@@ -215,6 +232,9 @@ class BatchedSweep:
             self._write_group_files(groups, sweep_dir)
         for job in failed:
             self._fail_job(job)
+        if self.launcher.executor is not None:
+            self._submit(chunks, sweep_dir)
+            return [self.returns[j.idx] for j in jobs]
         try:
             for number, chunk in enumerate(chunks, 1):
                 # A job with no group trains as a stack of one, through the same engine.
@@ -222,6 +242,29 @@ class BatchedSweep:
         except (Interrupted, KeyboardInterrupt) as e:
             self._abort(getattr(e, "signum", signal.SIGINT), sweep_dir)
         return [self.returns[j.idx] for j in jobs]
+
+    def _submit(self, chunks: list[list[PreparedJob]], sweep_dir: Path) -> None:
+        """Every chunk as a submitit task (:mod:`._tasks`); each job returns as its task ended."""
+        from hydra_plugins.initlab_batched_launcher._tasks import ChunkSpec, submit
+        from initlab.run import JobFailed
+
+        specs = []
+        for number, chunk in enumerate(chunks, 1):
+            slots = [self._write(job) for job in chunk]
+            slots = [dataclasses.replace(slot, hydra_files=slot.files()) for slot in slots]
+            specs.append(ChunkSpec(number, [to_plain(j.cfg) for j in chunk], slots,
+                                   [list(j.overrides) for j in chunk], chunk[0].device,
+                                   int(self.launcher.submitit.get("cpus_per_task") or 1)))
+        ends = submit(self.launcher.executor, dict(self.launcher.submitit), sweep_dir / ".submitit",
+                      specs, self.quiet)
+        for (_, summaries, why), chunk in zip(ends, chunks):
+            for k, job in enumerate(chunk):
+                summary = summaries[k] if summaries is not None else None
+                if summary is not None and summary.get("status") != STATUS_FAILED:
+                    self._return(job, JobStatus.COMPLETED, summary)
+                else:
+                    job.error = (summary or {}).get("error") or why
+                    self._return(job, JobStatus.FAILED, JobFailed(job.error))
 
     def _check(self, jobs: list[PreparedJob], sweep_dir: Path) -> int | None:
         """What a single run checks before it trains; system figures read once per sweep
@@ -463,7 +506,7 @@ class _FailureRows:
 
         # The group's parameters: every part of a table has the same columns.
         params = json.loads((slot.group_dir / GROUP_FILE).read_text())["params"]
-        self.writer = GroupRecordWriter(slot.group_dir, slot.job, params, 1, 1, suffix="failed")
+        self.writer = GroupRecordWriter(slot.group_dir, slot.job, params, 1, 1)
 
     def fail(self, job: PreparedJob, message: str) -> None:
         self.writer.job_row(job.idx, {"status": "failed", "error": message, "seed": job.cfg.seed,

@@ -20,9 +20,11 @@ class BatchedLauncher(Launcher):
 
     def __init__(self, max_members: int = 4096, device: Optional[str] = None,
                  threads: Optional[int] = None, job_folders: str = "auto",
-                 max_job_folders: int = 2000) -> None:
+                 max_job_folders: int = 2000, executor: Optional[str] = None,
+                 submitit: Optional[dict] = None) -> None:
         self.max_members = max_members
         self.job_folders, self.max_job_folders = job_folders, max_job_folders
+        self.executor, self.submitit = executor, dict(submitit or {})
         self.device = device
         self.threads = threads
         self.config: Optional[DictConfig] = None
@@ -36,7 +38,8 @@ class BatchedLauncher(Launcher):
 
         # Before any folder is made.
         self.device, self.threads = check_settings(self.max_members, self.device, self.threads,
-                                                   self.job_folders, self.max_job_folders)
+                                                   self.job_folders, self.max_job_folders,
+                                                   self.executor)
         self.config = config
         self.task_function = task_function
         self.hydra_context = hydra_context

@@ -1,7 +1,7 @@
 """The settings of ``hydra/launcher=batched`` and ``hydra/sweeper=initlab``, and their ConfigStore entries."""
 
-from dataclasses import dataclass
-from typing import Optional
+from dataclasses import dataclass, field
+from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
 
@@ -23,6 +23,12 @@ class BatchedLauncherConf:
     # sweep of at most max_job_folders jobs.
     job_folders: str = "auto"
     max_job_folders: int = 2000
+    # null: every chunk trains in this process; submitit_slurm (or submitit_local, on this
+    # machine): each chunk is one submitit task, with `submitit`'s parameters
+    # (timeout_min, slurm_partition, gpus_per_node, cpus_per_task, mem_gb,
+    # slurm_array_parallelism, ...: submitit.AutoExecutor.update_parameters).
+    executor: Optional[str] = None
+    submitit: dict[str, Any] = field(default_factory=lambda: {"timeout_min": 60, "cpus_per_task": 1})
 
 
 ConfigStore.instance().store(group="hydra/launcher", name="batched", node=BatchedLauncherConf,
