@@ -319,3 +319,35 @@ def test_chunks_run_as_submitit_tasks_and_killed_ones_keep_a_consistent_record(t
     for job in jobs[1::2]:
         assert 3 <= job.summary["epochs_run"] == len(job.metrics["epoch"]) < 1000000
     assert [r["status"] for r in read_comparison(sweep_dir)] == [j.status for j in jobs]
+
+
+def test_jobs_that_differ_in_their_seed_share_one_check_but_the_seeds_own(tmp_path):
+    """The launcher checks one config for a seed sweep: a bad seed still fails its job alone,
+    in the words a run alone would use, and the others train."""
+    from initlab.run import run_from_hydra
+    from tests.test_batched_launcher import _multirun
+
+    sweep_dir = tmp_path / "sweep"
+    with pytest.raises(SystemExit):  # a failed job fails the sweep's exit, as Hydra's own
+        _multirun(sweep_dir, "batched", run_from_hydra, ["hydra.launcher.job_folders=never"],
+                  overrides=["seed=3,-1,4", "trainer.epochs=2", *SIZES])
+    failed = json.loads((sweep_dir / "1" / "summary.json").read_text())  # a failed check keeps a folder
+    assert failed["status"] == "failed" and failed["error"].startswith("seed must be an integer in [0, ")
+    jobs = read_groups(sweep_dir)
+    assert sorted(jobs) == [0, 2] and {j.status for j in jobs.values()} == {"completed"}
+
+
+@pytest.mark.slow
+def test_a_paper_presets_claims_read_from_group_records_equal_those_from_folders(tmp_path):
+    """experiment=lu2019 (a claim on each job's init_signal) on 2 x 6 seeds, with and without
+    job folders: the same claim table."""
+    runs = {}
+    for mode in ("always", "never"):
+        sweep_dir = tmp_path / mode
+        result = initlab_cli("run", "-m", "experiment=lu2019", "seed=range(0,6)",
+                             f"hydra.launcher.job_folders={mode}", f"hydra.sweep.dir={sweep_dir}",
+                             "report.quiet=true", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        runs[mode] = (sweep_dir / "paper.csv").read_text()
+    assert (tmp_path / "never" / "groups").is_dir() and not (tmp_path / "never" / "0").exists()
+    assert runs["never"] == runs["always"] and "lu2019" in runs["never"]

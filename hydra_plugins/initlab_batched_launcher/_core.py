@@ -334,7 +334,9 @@ class BatchedSweep:
     def _write(self, job: PreparedJob) -> Any:
         """The job's folder with its .hydra/ files; in a group record, its GroupSlot
         (the files go into its first row). Returns where its record goes."""
-        if self.folders:
+        # A job that failed its checks keeps a folder (its error and .hydra/ files) in any mode.
+        in_folder = self.folders or job.idx not in self.group_numbers
+        if in_folder:
             write_hydra_files(job, self.composer.hydra_files(job), self.output_subdir)
         else:  # rendered where the member's record starts (a shard: in parallel)
             files = functools.partial(self._hydra_files, dataclasses.replace(job))
@@ -345,7 +347,7 @@ class BatchedSweep:
                 job.cfg = job.cfg.updated("trainer.progress", False)
             else:
                 job.cfg.trainer.progress = False
-        if self.folders:
+        if in_folder:
             return job.out_dir
         from initlab.group_record import GroupSlot, group_dir
 
@@ -360,12 +362,15 @@ class BatchedSweep:
                 for name, text in self.composer.hydra_files(job).items()}
 
     def _return(self, job: PreparedJob, status: JobStatus, value: Any) -> JobReturn:
-        ret = JobReturn(overrides=list(job.overrides), cfg=job.cfg, hydra_cfg=None,
-                        working_dir=os.getcwd(), task_name=job.composition.job_name
+        # A job in a group record: its config is there; 100,000 of them are not kept here.
+        ret = JobReturn(overrides=job.overrides, cfg=job.cfg if self.folders else None,
+                        hydra_cfg=None, working_dir=os.getcwd(), task_name=job.composition.job_name
                         if job.composition else None, status=status, _return_value=value)
         self.returns[job.idx] = ret
         if self.job_callbacks and job.composition is not None:
             self.callbacks.on_job_end(config=job.full_config(), job_return=ret)
+        if not self.folders:
+            job.cfg = job.values = None
         return ret
 
     def _fail_job(self, job: PreparedJob, write: bool = True) -> None:
