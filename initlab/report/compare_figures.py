@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from initlab.group_record import LazyJSON
 from initlab.record import layer_number
 from initlab.report import COMPARISON_FIGURES
 from initlab.report.plotting import (
@@ -176,9 +177,10 @@ def claim(series: list[Series], shared: str, path: Path, dpi: int) -> Path | Non
     """A paper preset's sweep only: per layer at init, each group's measurement over its
     seeds (geometric mean, band ± 1 std of log10, over the nets where it is nonzero) and
     mean-field theory's prediction (thin dotted), from init_signal."""
-    signals = [[(j.summary.get("init_signal") or {}) for j in s.finished_jobs] for s in series]
-    if not any((j.summary.get("config") or {}).get("paper") for s in series for j in s.jobs) \
-            or not any(signals):
+    if not any((j.summary.get("config") or {}).get("paper") for s in series for j in s.jobs):
+        return None
+    signals = [[_claim_signal(j) for j in s.finished_jobs] for s in series]
+    if not any(signals):
         return None
     panels = [(k, t) for k, t in CLAIM_PANELS if any(_per_layer(g, k) for g in signals)]
     legend_w = _legend_width(series)
@@ -196,8 +198,7 @@ def claim(series: list[Series], shared: str, path: Path, dpi: int) -> Path | Non
             x = np.arange(first, first + len(rows[0]))
             bands = np.array([_centre_and_band([r[k] for r in rows if k < len(r) and r[k] is not None])
                               for k in range(len(rows[0]))])
-            label = s.label + _nonzero(s.finished_jobs, lambda j: not (j.summary.get("init_signal")
-                                                                        or {}).get("born_dead"))
+            label = s.label + _nonzero(group, lambda g: not g.get("born_dead"))
             ax.plot(x, bands[:, 0], label=label, markevery=markevery(i, len(x), n), **st)
             if len(rows) > 1:
                 ax.fill_between(x, bands[:, 1], bands[:, 2], color=st["color"], alpha=0.18, linewidth=0)
@@ -249,19 +250,24 @@ def phase_grid(series: list[Series]) -> PhaseGrid | None:
     points: dict[tuple[float, float], list] = {}
     experiments = []
     for s in series:
-        jobs = [j for j in s.finished_jobs if ((j.summary.get("init_signal") or {}).get("theory") or {})
-                .get("sigma_w2") is not None]
+        jobs, theory, factors = [], [], []
+        for j in s.finished_jobs:
+            block = init_signal(j)  # parsed once
+            if ((block.get("theory") or {}).get("sigma_w2")) is None:
+                continue
+            jobs.append(j)
+            theory.append(block["theory"])
+            g = block.get("grad_factor")
+            if isinstance(g, (int, float)) and g > 0 and math.isfinite(g):
+                factors.append(g)
         if not jobs:
             continue  # no number for it: its cell, if another group names it, stays blank
-        theory = [j.summary["init_signal"]["theory"] for j in jobs]
         if not all(isinstance(t.get(k), (int, float)) for t in theory for k in ("sigma_w2", "sigma_b2")):
             return None
         key = (round(theory[0]["sigma_w2"], 9), round(theory[0]["sigma_b2"], 9))
         if key in points:
             return None  # two groups on one point: it is not a sweep of sigma_w^2 x sigma_b^2 alone
         experiments.append(_experiment(jobs[0].summary))
-        factors = [g for j in jobs if isinstance(g := j.summary["init_signal"].get("grad_factor"),
-                                                  (int, float)) and g > 0 and math.isfinite(g)]
         critical = theory[0].get("critical") or {}
         log2_factor = statistics.fmean(map(math.log2, factors)) if factors else math.nan  # geometric
         points[key] = [log2_factor, (critical["kind"], critical["sigma_w2"])
@@ -335,6 +341,23 @@ def phase_map(series: list[Series], shared: str, path: Path, dpi: int) -> Path |
              "chaotic (red: they explode)" + (f"; geometric mean of {seeds} seeds" if seeds > 1 else "")
              + (f"\n{subtitle}" if subtitle else ""), fontsize=11)
     return save(fig, path, dpi)
+
+
+def init_signal(job) -> dict:
+    """A job's init_signal as a dict, parsed once (a group record keeps it as text)."""
+    block = job.summary.get("init_signal") or {}
+    return block.value() if isinstance(block, LazyJSON) else block
+
+
+def _claim_signal(job) -> dict:
+    """What the claim figure reads of a job's init_signal: of 100,000 jobs, small lists."""
+    block = init_signal(job)
+    if not block:
+        return {}
+    theory = block.get("theory") or {}
+    return {"q": block.get("q"), "grad_sq": block.get("grad_sq"), "born_dead": block.get("born_dead"),
+            "jacobian": {"layer_sv_mean": (block.get("jacobian") or {}).get("layer_sv_mean")},
+            "theory": {"q": theory.get("q"), "grad_sq": theory.get("grad_sq")}}
 
 
 def _nonzero(jobs, alive) -> str:
