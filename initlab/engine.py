@@ -461,7 +461,7 @@ class StackedGroup:
                           self.steps_per_epoch, end)
             self.streamed_epochs[i] = end
         self.streamed_steps = seen
-        if self.group_writer is not None:
+        if self.group_writer is not None and self.group_writer.flush_due():
             self.group_writer.flush()
 
     @torch.no_grad()
@@ -666,4 +666,4 @@ def _group_writer(members: Sequence[Member]) -> GroupRecordWriter | None:
     batch = n if t.batch_size is None else min(t.batch_size, n)
     return GroupRecordWriter(slots[0].group_dir, slots[0].job,
                              list(parameter_shapes(cfg.model, cfg.data.dim)), t.log_every,
-                             t.epochs, math.ceil(n / batch))
+                             t.epochs, math.ceil(n / batch), t.flush_every_s)

@@ -2,7 +2,7 @@
 job_folders``): one columnar record per group, streamed as the group trains, validated on
 read. Its layout is a contract (pandas, polars and DuckDB read it as it is)::
 
-    <sweep>/groups/<g>/group.json          the group: its number, parameters, format
+    <sweep>/groups/<g>/group.json          the group (<g>: its first job's number), parameters, format
     <sweep>/groups/<g>/jobs/*.parquet      one row per job and state: ``running`` when the
                                            job starts, then its final row; the last wins
     <sweep>/groups/<g>/metrics/*.parquet   one row per job per epoch (metrics.csv's columns)
@@ -29,12 +29,12 @@ kill (at most FLUSH_EVERY_S seconds lost), and a reader never sees half a file.
 import json
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from initlab.record import COLUMNS, FINISHED_STATUSES, STATUS_RUNNING, RecordError
+from initlab.record import COLUMNS, FINISHED_STATUSES, STATUS_RUNNING, LazyJSON, RecordError
 
 GROUPS_DIR = "groups"
 GROUP_FILE = "group.json"
@@ -46,12 +46,14 @@ SPLITS = ("train", "dev", "test")
 # The jobs table's fixed columns (then first_grad_norm:<param> and last_grad_norm:<param>).
 METRIC_KEYS = tuple(f"{s}_{k}" for s in SPLITS for k in ("loss", "acc"))
 # The columns a comparison reads (then the gradient-norm columns).
-FLAT_COLUMNS = ("job", "overrides", "status", "error", "seed", "epochs_run", "best_epoch",
+FLAT_COLUMNS = ("job", "writer", "overrides", "status", "error", "seed", "epochs_run", "best_epoch",
                 "stop_reason", "signal", *METRIC_KEYS, "findings", "severities", "last_step",
                 "paper")
 JSON_COLUMNS = ("config", "init_signal", "summary", "hydra_files")
-METRIC_COLUMNS = ("job", *COLUMNS["metrics.csv"])
-GRAD_NORM_COLUMNS = ("job", *COLUMNS["grad_norms.csv"])
+# `writer`: the writer's part-name prefix. A job trained twice (a task requeued after its
+# time limit) has rows of two writers: a reader keeps those of the writer of its last row.
+METRIC_COLUMNS = ("job", "writer", *COLUMNS["metrics.csv"])
+GRAD_NORM_COLUMNS = ("job", "writer", *COLUMNS["grad_norms.csv"])
 
 
 def _pyarrow():
@@ -66,15 +68,17 @@ def _pyarrow():
 def _schemas(params: list[str]) -> dict[str, Any]:
     pa = _pyarrow()
     text, num, whole, texts = pa.string(), pa.float64(), pa.int64(), pa.list_(pa.string())
-    jobs = [("job", whole), ("overrides", texts), ("status", text), ("error", text),
+    jobs = [("job", whole), ("writer", text), ("overrides", texts), ("status", text), ("error", text),
             ("seed", whole), ("epochs_run", whole), ("best_epoch", whole), ("stop_reason", text),
             ("signal", text), *((k, num) for k in METRIC_KEYS),
             ("findings", texts), ("severities", texts), ("last_step", whole), ("paper", text),
             *((c, text) for c in JSON_COLUMNS),
             *((f"first_grad_norm:{p}", num) for p in params),
             *((f"last_grad_norm:{p}", num) for p in params)]
-    metrics = [("job", whole), ("epoch", whole), *((c, num) for c in COLUMNS["metrics.csv"][1:])]
-    grads = [("job", whole), ("step", whole), ("epoch", whole), ("param", text), ("norm", num)]
+    metrics = [("job", whole), ("writer", text), ("epoch", whole),
+               *((c, num) for c in COLUMNS["metrics.csv"][1:])]
+    grads = [("job", whole), ("writer", text), ("step", whole), ("epoch", whole), ("param", text),
+             ("norm", num)]
     return {"jobs": pa.schema(jobs), "metrics": pa.schema(metrics), "grad_norms": pa.schema(grads)}
 
 
@@ -113,15 +117,16 @@ class GroupSlot:
 
 class GroupRecordWriter:
     """The rows of the members one process trains, buffered and written as part files
-    (``part-<first job>-<start time>-<n>.parquet``: one writer per process and chunk, so parts
-    never clash)."""
+    (``part-<start time>-<first job>-<n>.parquet``: one writer per process and chunk, so parts
+    never clash, and a later writer's parts sort, and win, after an earlier one's)."""
 
     def __init__(self, group_dir: Path, first_job: int, params: list[str],
-                 log_every: int, epochs: int, steps_per_epoch: int = 1):
+                 log_every: int, epochs: int, steps_per_epoch: int = 1,
+                 flush_every_s: float = FLUSH_EVERY_S):
         self.group_dir, self.params = Path(group_dir), list(params)
         # When it started: a later writer of the same jobs (a task trained again after its
         # time limit, the rows that say a failed chunk failed) sorts after, and wins.
-        self.prefix = f"part-{first_job:09d}-{time.time_ns():016x}"
+        self.prefix = f"part-{time.time_ns():016x}-{first_job:09d}"
         self.parts = 0
         self.schemas = _schemas(self.params)
         self.log_every, self.epochs, self.steps_per_epoch = log_every, epochs, steps_per_epoch
@@ -129,17 +134,20 @@ class GroupRecordWriter:
         self.metrics: dict[str, list] = {c: [] for c in METRIC_COLUMNS}
         self.grad_norms: dict[str, list] = {c: [] for c in GRAD_NORM_COLUMNS}
         self.last_flush = time.monotonic()
+        self.flush_every_s = flush_every_s
 
     # ------------------------------------------------------------------ rows
     def job_row(self, job: int, summary: dict[str, Any], overrides: list[str] | None,
                 hydra_files: dict[str, str] | None = None) -> None:
         self.jobs[job] = job_row(job, summary, overrides, self.params, hydra_files)
+        self.jobs[job]["writer"] = self.prefix
 
     def metric_rows(self, job: int, rows: list[tuple]) -> None:
         columns = list(self.metrics.values())
         for row in rows:
             columns[0].append(job)
-            for column, value in zip(columns[1:], row):
+            columns[1].append(self.prefix)
+            for column, value in zip(columns[2:], row):
                 column.append(value)
 
     def grad_norm_rows(self, job: int, steps: list[int], epochs: list[int], norms: list[list[float]]) -> None:
@@ -151,6 +159,7 @@ class GroupRecordWriter:
             if step == 0 or ((step + 1) % spe == 0 and log_epoch_due(epoch, self.log_every, self.epochs)):
                 for param, norm in zip(self.params, row):
                     g["job"].append(job)
+                    g["writer"].append(self.prefix)
                     g["step"].append(step)
                     g["epoch"].append(epoch)
                     g["param"].append(param)
@@ -158,7 +167,7 @@ class GroupRecordWriter:
 
     # ------------------------------------------------------------------ parts
     def flush_due(self) -> bool:
-        return time.monotonic() - self.last_flush >= FLUSH_EVERY_S
+        return time.monotonic() - self.last_flush >= self.flush_every_s
 
     def flush(self) -> None:
         """Every buffered row into new part files; metrics and gradient norms first, so a
@@ -182,7 +191,7 @@ class GroupRecordWriter:
 
         folder = self.group_dir / table_name
         folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{self.prefix}-{self.parts:05d}.parquet"
+        path = folder / f"{self.prefix}-{self.parts:06d}.parquet"
         self.parts += 1
         tmp = path.with_name(path.name + ".tmp")
         try:
@@ -235,41 +244,6 @@ def job_row(job: int, summary: dict[str, Any], overrides: list[str] | None, para
 
 
 # --------------------------------------------------------------------------- reading
-class LazyJSON(Mapping):
-    """A JSON object kept as its text and parsed anew at each look: a comparison of 100,000
-    jobs holds their init_signal blocks in ~150 MB as text, where parsed they took ~3 GB
-    (each look costs ~20 us)."""
-
-    __slots__ = ("text",)
-
-    def __init__(self, text: str):
-        self.text = text
-
-    def value(self) -> dict:
-        """The object, parsed (once per call: keep it while it is read)."""
-        return json.loads(self.text)
-
-    def __getitem__(self, key: str) -> Any:
-        return json.loads(self.text)[key]
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return json.loads(self.text).get(key, default)
-
-    def __iter__(self):
-        return iter(json.loads(self.text))
-
-    def __len__(self) -> int:
-        return len(json.loads(self.text))
-
-    def __bool__(self) -> bool:
-        return self.text not in ("{}", "null")
-
-    def __eq__(self, other: object) -> bool:
-        return json.loads(self.text) == (dict(other) if isinstance(other, Mapping) else other)
-
-    __hash__ = None  # type: ignore[assignment]
-
-
 @dataclass
 class GroupJob:
     """One job as its group's record holds it: ``summary`` has what a comparison shows
@@ -292,7 +266,7 @@ def has_group_records(sweep_dir: Path) -> bool:
 
 
 def _parts(folder: Path) -> list[Path]:
-    # Part names sort by the first job of their writer, then by write: later rows last.
+    # Part names sort by their writer's start, then by write: later rows last.
     return sorted(folder.glob("*.parquet")) if folder.is_dir() else []
 
 
@@ -318,7 +292,11 @@ def _read_table(folder: Path, columns: Iterable[str], prefix: str = "", job: int
         tables.append(table.select(columns + extra))
     if not tables:
         return {c: [] for c in columns}
-    whole = pa.concat_tables(tables, promote_options="default")
+    try:
+        whole = pa.concat_tables(tables, promote_options="default")
+    except pa.ArrowException as e:
+        raise RecordError(f"{folder}: its parts do not share one schema ({str(e).splitlines()[0]}): "
+                          "not all parts of one group record") from None
     return {c: whole.column(c).to_pylist() for c in whole.column_names}
 
 
@@ -347,7 +325,11 @@ def read_group(path: Path, init_signal: bool = True) -> dict[int, GroupJob]:
             text = rows["config"][k]
             if text not in configs:
                 configs[text] = json.loads(text)
+                if not isinstance(configs[text], dict):
+                    raise ValueError("not an object")
             signal = rows["init_signal"][k] if init_signal else None
+            if signal is not None and not signal.startswith("{"):
+                raise ValueError("init_signal not an object")
             summary = {c: rows[c][k] for c in ("status", "error", "seed", "epochs_run",
                                                 "best_epoch", "stop_reason", "signal")}
             summary["config"] = configs[text]
@@ -367,16 +349,22 @@ def read_group(path: Path, init_signal: bool = True) -> dict[int, GroupJob]:
         if summary["status"] == STATUS_RUNNING:
             running.append(job)
         jobs[job] = GroupJob(job, path, list(rows["overrides"][k] or []), summary, {})
-    for job in running:  # who writes it (a reader shows it stopped once that process is gone)
-        if jobs[job].status == STATUS_RUNNING:
-            rows = _read_table(path / "jobs", ["summary"], job=job)
-            jobs[job].summary["process"] = json.loads(rows["summary"][-1]).get("process")
+    writers = {job: rows["writer"][k] for k, job in enumerate(rows["job"])}  # of its last row
+    if any(jobs[job].status == STATUS_RUNNING for job in running):
+        # Who writes it: a reader shows it stopped once that process is gone.
+        more = _read_table(path / "jobs", ["job", "summary"])
+        for job, text in zip(more["job"], more["summary"]):
+            if jobs[job].status == STATUS_RUNNING:
+                try:
+                    jobs[job].summary["process"] = json.loads(text).get("process")
+                except (TypeError, ValueError, AttributeError):
+                    raise RecordError(f"{path / 'jobs'}: job {job}'s summary is not a JSON object") from None
     metrics = _read_table(path / "metrics", METRIC_COLUMNS)
     names = COLUMNS["metrics.csv"]
     for k, job in enumerate(metrics["job"]):
         entry = jobs.get(job)
-        if entry is None:
-            continue  # a job whose first row was lost with a kill: nothing to show it by
+        if entry is None or metrics["writer"][k] != writers[job]:
+            continue  # a job whose first row was lost with a kill, or rows of an earlier try
         if not entry.metrics:
             entry.metrics = {c: [] for c in names}
         for c in names:
@@ -452,5 +440,8 @@ def read_groups(sweep_dir: Path, init_signal: bool = True) -> dict[int, GroupJob
 
 def grad_norm_rows(group_path: Path, job: int) -> list[tuple]:
     """One job's gradient-norm rows at log steps: (step, epoch, param, norm)."""
+    jobs = _read_table(Path(group_path) / "jobs", ["job", "writer"], job=job)
     rows = _read_table(Path(group_path) / "grad_norms", GRAD_NORM_COLUMNS, job=job)
-    return list(zip(*(rows[c] for c in COLUMNS["grad_norms.csv"])))
+    last = jobs["writer"][-1] if jobs["writer"] else None
+    table = zip(*(rows[c] for c in COLUMNS["grad_norms.csv"]))
+    return [row for row, writer in zip(table, rows["writer"]) if writer == last]

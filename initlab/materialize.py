@@ -10,6 +10,8 @@ and any difference is said (another torch, another machine).
 """
 
 import math
+import os
+import shutil
 from pathlib import Path
 
 from initlab.group_record import job_numbers, read_job_summary
@@ -33,7 +35,13 @@ def job_folder(sweep_dir: Path, job: int, quiet: bool = False) -> Path:
         why = summary.get("error") or summary.get("stop_reason") or ""
         raise RecordError(f"job {job} of {sweep_dir} is {status}{': ' + why if why else ''}; "
                           "only a job that ran to its end is trained again for its folder")
-    _train_again(job, group, overrides, summary, out, quiet)
+    # Trained into a folder of its own first: a killed `--job N` leaves no half folder.
+    partial = sweep_dir / f".{job}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    _train_again(job, group, overrides, summary, partial, quiet)
+    if out.exists():  # a folder without a summary: nothing of the record
+        shutil.rmtree(out)
+    os.replace(partial, out)
     return out
 
 
@@ -52,8 +60,8 @@ def _train_again(job: int, group: Path, overrides: list[str], recorded: dict, ou
     if device.startswith("cuda") and not torch.cuda.is_available():
         device = "cpu"
     if not quiet:
-        print(f"job {job}: writing its folder {out} (trained again, alone, from its group "
-              f"record {group})", flush=True)
+        print(f"job {job}: writing its folder {out.parent / str(job)} (trained again, alone, "
+              f"from its group record {group})", flush=True)
     [summary] = train_group([config_view(recorded["config"])], [out], device=device,
                             overrides=[overrides], launcher=recorded.get("launcher"))
     differs = _differences(recorded, summary)

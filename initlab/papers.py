@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from initlab.record import LazyJSON
 from initlab.theory import grad_factor, phase
 
 Z95 = 1.959963984540054
@@ -278,6 +279,10 @@ def bootstrap_interval(pooled: Callable[[list[dict]], float | None], summaries: 
 def measure(quantity: Quantity, summaries: list[dict]) -> dict[str, Any]:
     """n, the value and its 95% interval (a computed value: its range over the jobs)."""
     if quantity.pooled is not None:
+        # Each job's init_signal parsed once (a group record keeps it as text): the
+        # bootstrap reads every job thousands of times.
+        summaries = [{**s, "init_signal": s["init_signal"].value()}
+                     if isinstance(s.get("init_signal"), LazyJSON) else s for s in summaries]
         value = quantity.pooled(summaries) if summaries else None
         if value is None or not math.isfinite(value):
             return {"n": 0}

@@ -180,7 +180,7 @@ def test_a_sweep_without_job_folders_compares_as_one_with_them(tmp_path):
     _sweep(tmp_path / "grouped", "hydra.launcher.max_job_folders=7")
     grouped = tmp_path / "grouped"
     assert not [p for p in grouped.iterdir() if p.name.isdigit()]
-    assert sorted(p.name for p in (grouped / "groups").iterdir()) == ["1", "2"]
+    assert sorted(p.name for p in (grouped / "groups").iterdir()) == ["0", "1"]
     a, _ = read_sweep(tmp_path / "folders")
     b, _ = read_sweep(grouped)
     assert [j.name for j in a] == [j.name for j in b] == [str(k) for k in range(8)]
@@ -294,8 +294,8 @@ def test_chunks_run_as_submitit_tasks_and_killed_ones_keep_a_consistent_record(t
                "hydra.launcher.max_members=1", f"hydra.sweep.dir={sweep_dir}"]
     proc = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
-    # Jobs 1 and 3 (trainer.epochs=1000000) are group 2, a task each.
-    long_group = sweep_dir / "groups" / "2"
+    # Jobs 1 and 3 (trainer.epochs=1000000) are the group of job 1, a task each.
+    long_group = sweep_dir / "groups" / "1"
 
     def streamed(job: int) -> int:
         return sum(r["job"] == job for r in _rows(long_group, "metrics"))
@@ -351,3 +351,53 @@ def test_a_paper_presets_claims_read_from_group_records_equal_those_from_folders
         runs[mode] = (sweep_dir / "paper.csv").read_text()
     assert (tmp_path / "never" / "groups").is_dir() and not (tmp_path / "never" / "0").exists()
     assert runs["never"] == runs["always"] and "lu2019" in runs["never"]
+
+
+def test_a_job_written_again_by_a_later_writer_is_read_from_its_last_writer_alone(tmp_path):
+    """A task requeued after its time limit trains a job again: its new rows win, whatever
+    job its writer starts at, and the earlier try's rows (epochs 1-2) are not mixed in."""
+    cfg = compose_config(config_name="smoke")
+    where = group_dir(tmp_path, 1)
+    write_group_file(where, 1, _params(cfg), 2)
+    first = GroupRecordWriter(where, 5, _params(cfg), log_every=1, epochs=3)
+    first.job_row(5, {"status": "running", "seed": 5, "config": {}, "epochs_run": 0}, ["seed=5"])
+    first.metric_rows(5, [(1, 0.7, 0.5, 0.69, 0.5), (2, 0.6, 0.6, 0.65, 0.55)])
+    first.grad_norm_rows(5, [0], [1], [[0.1] * len(_params(cfg))])
+    first.flush()
+    again = GroupRecordWriter(where, 4, _params(cfg), log_every=1, epochs=3)  # a later try
+    assert again.prefix > first.prefix
+    again.metric_rows(5, [(1, 0.5, 0.7, 0.49, 0.7), (2, 0.4, 0.8, 0.45, 0.75), (3, 0.3, 0.9, 0.4, 0.8)])
+    again.grad_norm_rows(5, [0], [1], [[0.2] * len(_params(cfg))])
+    again.job_row(5, {"status": "completed", "seed": 5, "config": {}, "epochs_run": 3}, ["seed=5"])
+    again.flush()
+    job = read_groups(tmp_path)[5]
+    assert job.status == "completed" and job.metrics["train_loss"] == [0.5, 0.4, 0.3]
+    assert {norm for *_, norm in grad_norm_rows(where, 5)} == {0.2}
+
+
+def test_a_requeued_task_trains_again_only_the_jobs_that_did_not_run_to_their_end(tmp_path):
+    """submitit's requeue runs the same chunk again: a job whose last row is completed is
+    kept as it is, an interrupted one trains again (and then its new rows are its record)."""
+    pytest.importorskip("submitit")
+    from hydra_plugins.initlab_batched_launcher._tasks import ChunkSpec, ChunkTask
+    from initlab.view import to_plain
+
+    cfgs = [compose_config(*SIZES, f"seed={s}", "trainer.epochs=2", config_name="smoke") for s in (0, 1)]
+    where = group_dir(tmp_path, 1)
+    write_group_file(where, 1, _params(cfgs[0]), 2)
+    earlier = GroupRecordWriter(where, 0, _params(cfgs[0]), log_every=1, epochs=2)
+    earlier.job_row(0, {"status": "interrupted", "seed": 0, "config": to_plain(cfgs[0]), "epochs_run": 1},
+                    ["seed=0"])
+    earlier.metric_rows(0, [(1, 0.7, 0.5, 0.69, 0.5)])
+    earlier.job_row(1, {"status": "completed", "seed": 1, "config": to_plain(cfgs[1]), "epochs_run": 2},
+                    ["seed=1"])
+    earlier.metric_rows(1, [(1, 0.7, 0.5, 0.69, 0.5), (2, 0.6, 0.6, 0.65, 0.55)])
+    earlier.flush()
+    spec = ChunkSpec(1, [to_plain(c) for c in cfgs], [GroupSlot(where, 0), GroupSlot(where, 1)],
+                     [["seed=0"], ["seed=1"]], "cpu", 1)
+    ends = ChunkTask()(spec)
+    assert [e["status"] for e in ends] == ["completed", "completed"]
+    jobs = read_groups(tmp_path)
+    assert jobs[0].status == "completed" and jobs[0].metrics["epoch"] == [1, 2]
+    assert jobs[0].metrics["train_loss"][0] != 0.7  # trained again, its own rows
+    assert jobs[1].metrics["train_loss"] == [0.7, 0.6]  # kept as it was

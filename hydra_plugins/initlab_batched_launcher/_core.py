@@ -15,6 +15,7 @@ A sweep it cannot batch at all (another app's task, no engine) says why in one l
 runs as Hydra's basic launcher would.
 """
 
+import copy
 import dataclasses
 import functools
 import json
@@ -22,6 +23,7 @@ import os
 import shutil
 import signal
 import sys
+import tempfile
 import traceback
 from collections import Counter
 from collections.abc import Sequence
@@ -85,7 +87,7 @@ def _whole(value: Any, low: int) -> bool:
 
 def check_settings(max_members: Any, device: Optional[str], threads: Any = None,
                    job_folders: Any = "auto", max_job_folders: Any = 0,
-                   executor: Any = None) -> tuple[Optional[str], int]:
+                   executor: Any = None, submitit_parameters: Any = None) -> tuple[Optional[str], int]:
     """The launcher's own settings, checked before the sweep starts; returns the device
     (cpu, cuda, ... as torch names it, or None: each job's trainer.device) and the CPU
     threads of the stacked model (null: one per core available to this process)."""
@@ -107,10 +109,18 @@ def check_settings(max_members: Any, device: Optional[str], threads: Any = None,
             raise LauncherError("hydra.launcher.job_folders=always needs the launcher's own process; "
                                 "a task of hydra.launcher.executor writes its group's record")
         try:
-            import submitit  # noqa: F401
+            import submitit
         except ImportError:
             raise LauncherError(f"hydra.launcher.executor={executor} needs submitit: "
                                 "pip install 'initlab[launchers]'") from None
+        try:  # its parameters, checked by submitit itself before anything is written
+            with tempfile.TemporaryDirectory(prefix="initlab-submitit-check-") as scratch:
+                submitit.AutoExecutor(folder=scratch, cluster=EXECUTORS[executor]).update_parameters(
+                    **(submitit_parameters or {}))
+        except Exception as e:  # noqa: BLE001 - a name or value submitit refuses, in its words
+            raise LauncherError(f"hydra.launcher.submitit: {one_line(str(e))}") from None
+        if device is not None and str(device) != "cpu":
+            return str(device), 1  # a task's node has the GPU, not necessarily this one
     from initlab.budget import cores
 
     if threads is None:
@@ -207,8 +217,9 @@ class BatchedSweep:
         mode = self.launcher.job_folders
         self.folders = self.launcher.executor is None and (
             mode == "always" or (mode == "auto" and len(jobs) <= self.launcher.max_job_folders))
-        # In a group record, each group is <sweep>/groups/<its number> (chunks share it).
-        self.group_numbers = {j.idx: n for n, g in enumerate(groups, 1) for j in g}
+        # In a group record, each group is <sweep>/groups/<its first job's number> (its chunks
+        # share it; unique across the batches of hydra.sweeper.max_batch_size).
+        self.group_numbers = {j.idx: g[0].idx for g in groups for j in g}
         # A stack holds what memory allows (initlab.budget), at most max_members.
         cap = self.launcher.max_members
         fits = [members_that_fit(g[0].cfg, memory) for g in groups]
@@ -304,10 +315,13 @@ class BatchedSweep:
         from initlab.run import resolve_device
 
         forced = self.launcher.device  # checked in setup (check_settings)
+        remote = self.launcher.executor is not None
         try:
             validate(job.cfg)
-            check_budget(job.cfg, job.out_dir, memory=memory, disk=disk)
-            job.device = forced or str(resolve_device(str(job.cfg.trainer.device)))
+            # A task's node, not this one, has the memory and the device it trains with.
+            check_budget(job.cfg, job.out_dir, memory=None if remote else memory, disk=disk)
+            job.device = forced or (str(job.cfg.trainer.device) if remote else
+                                    str(resolve_device(str(job.cfg.trainer.device))))
         except ConfigError as e:
             job.error = str(e)
             return
@@ -325,8 +339,8 @@ class BatchedSweep:
         from initlab.group_record import group_dir, write_group_file
         from initlab.model import parameter_shapes
 
-        for n, group in enumerate(groups, 1):
-            cfg = group[0].cfg
+        for group in groups:
+            cfg, n = group[0].cfg, self.group_numbers[group[0].idx]
             write_group_file(group_dir(sweep_dir, n), n,
                              list(parameter_shapes(cfg.model, cfg.data.dim)), len(group))
 
@@ -338,8 +352,9 @@ class BatchedSweep:
         in_folder = self.folders or job.idx not in self.group_numbers
         if in_folder:
             write_hydra_files(job, self.composer.hydra_files(job), self.output_subdir)
-        else:  # rendered where the member's record starts (a shard: in parallel)
-            files = functools.partial(self._hydra_files, dataclasses.replace(job))
+        else:  # rendered where the member's record starts (a shard: in parallel), as now
+            files = functools.partial(self._hydra_files, dataclasses.replace(
+                job, cfg=job.cfg if isinstance(job.cfg, ConfigView) else copy.deepcopy(job.cfg)))
         # As run_from_hydra does in a sweep: one line per job, no per-run progress bar; the
         # record's config says so, as it does under the basic launcher.
         if job.cfg.report.tables in ("auto", "line"):
@@ -510,7 +525,10 @@ class _FailureRows:
         from initlab.group_record import GROUP_FILE, GroupRecordWriter
 
         # The group's parameters: every part of a table has the same columns.
-        params = json.loads((slot.group_dir / GROUP_FILE).read_text())["params"]
+        try:
+            params = list(json.loads((slot.group_dir / GROUP_FILE).read_text())["params"])
+        except (OSError, ValueError, KeyError, TypeError):  # the chunk's own error says more
+            params = []
         self.writer = GroupRecordWriter(slot.group_dir, slot.job, params, 1, 1)
 
     def fail(self, job: PreparedJob, message: str) -> None:

@@ -37,17 +37,20 @@ class ChunkTask:
     def __call__(self, spec: ChunkSpec) -> list[dict]:
         from initlab.engine import train_group
         from initlab.group_record import read_group
-        from initlab.record import FINISHED_STATUSES
+        from initlab.record import STATUS_COMPLETED, STATUS_DIVERGED
+        from initlab.run import resolve_device
         from initlab.view import config_view
 
         done = {}
         if spec.slots and (spec.slots[0].group_dir / "jobs").is_dir():
             rows = read_group(spec.slots[0].group_dir, init_signal=False)
-            done = {s.job: rows[s.job].summary for s in spec.slots
-                    if s.job in rows and rows[s.job].status in FINISHED_STATUSES}
+            # Ran to its end in an earlier try; an interrupted one trains again.
+            done = {s.job: rows[s.job].summary for s in spec.slots if s.job in rows
+                    and rows[s.job].status in (STATUS_COMPLETED, STATUS_DIVERGED)}
         todo = [k for k, s in enumerate(spec.slots) if s.job not in done]
+        device = str(resolve_device(spec.device))  # on the node that trains (auto: its GPU)
         trained = iter(train_group([config_view(spec.configs[k]) for k in todo],
-                                   [spec.slots[k] for k in todo], device=spec.device,
+                                   [spec.slots[k] for k in todo], device=device,
                                    threads=spec.threads, overrides=[spec.overrides[k] for k in todo],
                                    launcher="batched")) if todo else iter(())
         return [_slim(done[s.job]) if s.job in done else next(trained) for s in spec.slots]

@@ -24,7 +24,12 @@ class BatchedLauncher(Launcher):
                  submitit: Optional[dict] = None) -> None:
         self.max_members = max_members
         self.job_folders, self.max_job_folders = job_folders, max_job_folders
-        self.executor, self.submitit = executor, dict(submitit or {})
+        from omegaconf import DictConfig, OmegaConf
+
+        # Plain values for submitit (a nested DictConfig is not what it takes).
+        self.executor = executor
+        self.submitit = (OmegaConf.to_container(submitit, resolve=True)
+                         if isinstance(submitit, DictConfig) else dict(submitit or {}))
         self.device = device
         self.threads = threads
         self.config: Optional[DictConfig] = None
@@ -39,7 +44,7 @@ class BatchedLauncher(Launcher):
         # Before any folder is made.
         self.device, self.threads = check_settings(self.max_members, self.device, self.threads,
                                                    self.job_folders, self.max_job_folders,
-                                                   self.executor)
+                                                   self.executor, self.submitit)
         self.config = config
         self.task_function = task_function
         self.hydra_context = hydra_context

@@ -345,6 +345,10 @@ def read_sweep(sweep_dir: Path) -> tuple[list[Job], str]:
     jobs = []
     for number, slot in enumerate(slots):
         entry = grouped.pop(number, None) if slot.job_dir is None and not slot.note else None
+        if entry is not None and not _same_job(entry.overrides, slot.overrides):
+            slot.note = (f"{entry.group_dir} holds a job {number} of another sweep "
+                         f"({' '.join(entry.overrides) or 'defaults'}), not this one's")
+            entry = None
         jobs.append(read_job(slot.job_dir, sweep_dir, slot.overrides) if slot.job_dir else
                     group_record_job(entry, sweep_dir) if entry is not None else
                     Job(slot.name, sweep_dir / slot.name, slot.overrides, STATUS_NOT_STARTED,
@@ -369,7 +373,9 @@ def _reads_init_signal(sweep_dir: Path) -> bool:
                    if "," in value or value.startswith(("range(", "choice(", "interval(", "glob(")))]
     except Exception:  # noqa: BLE001 - no plan to tell by: read it
         return True
-    return bool(cfg.get("paper")) or any(k.lstrip("+~").split(".")[0] == "init" for k in swept)
+    # A swept experiment preset may bring a paper its multirun.yaml does not name.
+    return bool(cfg.get("paper")) or any(k.lstrip("+~").split(".")[0] in ("init", "experiment", "paper")
+                                         for k in swept)
 
 
 def _label(jobs: list[Job]) -> str:

@@ -18,8 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from initlab.group_record import LazyJSON
-from initlab.record import layer_number
+from initlab.record import LazyJSON, layer_number
 from initlab.report import COMPARISON_FIGURES
 from initlab.report.plotting import (
     colorbar_beside,
