@@ -226,6 +226,11 @@ def test_a_jobs_folder_made_on_demand_equals_the_one_the_sweep_would_have_writte
             assert list(x) == list(y) and all(torch.equal(x[k], y[k]) for k in x), rel
         else:
             assert (made / rel).read_bytes() == path.read_bytes(), rel
+    # The sweep's page: a job with its folder made is linked, the others say how to make one.
+    compared = initlab_cli("report", str(tmp_path / "grouped"), cwd=tmp_path)
+    assert compared.returncode == 0, compared.stderr
+    page = (tmp_path / "grouped" / "index.html").read_text()
+    assert 'href="5/' in page and 'href="4/' not in page and "--job 4` writes its folder" in page
     # The path form, a job already made: reported again, not trained again.
     again = initlab_cli("report", str(made), cwd=tmp_path)
     assert again.returncode == 0 and "trained again" not in again.stdout

@@ -15,6 +15,7 @@ from urllib.parse import quote
 
 from markupsafe import escape
 
+from initlab.group_record import GROUPS_DIR
 from initlab.record import PAGE, RunRecord, describe_status, effective_status
 
 FIGURE_SUFFIXES = (".png", ".svg")  # what an <img> shows; a PDF figure is linked instead
@@ -251,8 +252,13 @@ def sweep_page(sweep_dir: Path, jobs: list, shown: list, tables: dict[str, Any],
         comparison.row_classes.append(f"row-{job.status.replace(' ', '-')}")
         if "job" in col:
             target = job_pages.get(job.name)
-            link = href(target, sweep_dir) if target else href(job.job_dir, sweep_dir) + "/"
-            comparison.cell_html[(r, col["job"])] = f'<a href="{escape(link)}">{escape(job.name)}</a>'
+            if target is None and not job.job_dir.is_dir():  # in its group's record (no folder)
+                comparison.cell_html[(r, col["job"])] = (
+                    f'<span title="in its group record; `initlab report {escape(str(sweep_dir))} '
+                    f'--job {escape(job.name)}` writes its folder">{escape(job.name)}</span>')
+            else:
+                link = href(target, sweep_dir) if target else href(job.job_dir, sweep_dir) + "/"
+                comparison.cell_html[(r, col["job"])] = f'<a href="{escape(link)}">{escape(job.name)}</a>'
         if "status" in col:
             comparison.cell_html[(r, col["status"])] = _badge(
                 job.status, f"status-{job.status.replace(' ', '-')}")
@@ -266,7 +272,7 @@ def sweep_page(sweep_dir: Path, jobs: list, shown: list, tables: dict[str, Any],
     # A paper preset's claim table leads the page: it is the sweep's answer.
     claim = table_data("paper", tables["paper"]) if "paper" in tables else None
     others = [table_data(name, t) for name, t in tables.items() if name not in ("comparison", "paper")]
-    files, left = file_links(sweep_dir, skip_dirs={j.name.split("/")[0] for j in jobs})
+    files, left = file_links(sweep_dir, skip_dirs={j.name.split("/")[0] for j in jobs} | {GROUPS_DIR})
     # The comparison already imported it (its figures are drawn meanwhile).
     from initlab.report import COMPARISON_FIGURES
 
