@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from initlab.record import COLUMNS, FINISHED_STATUSES, STATUS_RUNNING, LazyJSON, RecordError
+from initlab.record import COLUMNS, FINISHED_STATUSES, STATUS_RUNNING, FloatRow, LazyJSON, RecordError
 
 GROUPS_DIR = "groups"
 GROUP_FILE = "group.json"
@@ -314,9 +314,11 @@ def read_group(path: Path, init_signal: bool = True) -> dict[int, GroupJob]:
     wanted = [*FLAT_COLUMNS, "config", *(("init_signal",) if init_signal else ())]
     rows = _read_table(path / "jobs", wanted, prefix="first_grad_norm:")
     rows.update(_read_table(path / "jobs", [], prefix="last_grad_norm:"))
-    # (column, parameter): each parameter name one string for all the group's jobs.
-    firsts = [(c, c.partition(":")[2]) for c in rows if c.startswith("first_grad_norm:")]
-    lasts = [(c, c.partition(":")[2]) for c in rows if c.startswith("last_grad_norm:")]
+    # Each parameter's name and position once for all the group's jobs.
+    firsts = [c for c in rows if c.startswith("first_grad_norm:")]
+    lasts = [c for c in rows if c.startswith("last_grad_norm:")]
+    first_index = {c.partition(":")[2]: k for k, c in enumerate(firsts)}
+    last_index = {c.partition(":")[2]: k for k, c in enumerate(lasts)}
     configs: dict[str, Any] = {}  # each distinct config text parsed once
     jobs: dict[int, GroupJob] = {}
     running: list[int] = []
@@ -343,8 +345,8 @@ def read_group(path: Path, init_signal: bool = True) -> dict[int, GroupJob]:
                                 zip(rows["findings"][k] or [], rows["severities"][k] or [])]
         if rows["last_step"][k] is not None:
             summary["grad_norms"] = {
-                "first": {name: rows[c][k] for c, name in firsts},
-                "last": {name: rows[c][k] for c, name in lasts},
+                "first": FloatRow(first_index, [rows[c][k] for c in firsts]),
+                "last": FloatRow(last_index, [rows[c][k] for c in lasts]),
                 "last_step": rows["last_step"][k]}
         if summary["status"] == STATUS_RUNNING:
             running.append(job)

@@ -104,6 +104,29 @@ class LazyJSON(Mapping):
     __hash__ = None  # type: ignore[assignment]
 
 
+class FloatRow(Mapping):
+    """A read-only {name: float} over names shared by many rows (one index per group) and
+    the values in a compact array: a comparison of 100,000 jobs holds each job's gradient
+    norms per parameter in ~0.4 KB instead of a ~2 KB dict. A missing value is NaN."""
+
+    __slots__ = ("index", "values")
+
+    def __init__(self, index: dict[str, int], values: list):
+        from array import array
+
+        self.index = index
+        self.values = array("d", [math.nan if v is None else v for v in values])
+
+    def __getitem__(self, key: str) -> float:
+        return self.values[self.index[key]]
+
+    def __iter__(self):
+        return iter(self.index)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+
 class RecordError(Exception):
     """A path is not a readable run record; the message is one line for the user."""
 
