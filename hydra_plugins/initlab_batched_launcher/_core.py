@@ -207,6 +207,10 @@ class BatchedSweep:
         from initlab.budget import members_that_fit
 
         memory = self._check(jobs, sweep_dir)
+        if self.launcher.executor is not None:
+            # A task holds what its node gives it: submitit's mem_gb, not this machine's memory.
+            mem_gb = self.launcher.submitit.get("mem_gb")
+            memory = int(float(mem_gb) * 2**30) if isinstance(mem_gb, (int, float)) else None
         failed = [j for j in jobs if j.error is not None]
         alone = [j for j in jobs if j.error is None and j.alone]
         by_key: dict[Any, list[PreparedJob]] = {}  # in order of each group's first job
