@@ -661,9 +661,5 @@ def _group_writer(members: Sequence[Member]) -> GroupRecordWriter | None:
     if len(slots) != len(members) or len({s.group_dir for s in slots}) != 1:
         raise ValueError("a stack writes either every member's folder or one group's record")
     cfg = members[0][0]
-    t = cfg.trainer
-    n = cfg.data.n_train
-    batch = n if t.batch_size is None else min(t.batch_size, n)
     return GroupRecordWriter(slots[0].group_dir, slots[0].job,
-                             list(parameter_shapes(cfg.model, cfg.data.dim)), t.log_every,
-                             t.epochs, math.ceil(n / batch), t.flush_every_s)
+                             list(parameter_shapes(cfg.model, cfg.data.dim)), cfg.trainer.flush_every_s)

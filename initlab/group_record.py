@@ -121,7 +121,6 @@ class GroupRecordWriter:
     never clash, and a later writer's parts sort, and win, after an earlier one's)."""
 
     def __init__(self, group_dir: Path, first_job: int, params: list[str],
-                 log_every: int, epochs: int, steps_per_epoch: int = 1,
                  flush_every_s: float = FLUSH_EVERY_S):
         self.group_dir, self.params = Path(group_dir), list(params)
         # When it started: a later writer of the same jobs (a task trained again after its
@@ -129,7 +128,6 @@ class GroupRecordWriter:
         self.prefix = f"part-{time.time_ns():016x}-{first_job:09d}"
         self.parts = 0
         self.schemas = _schemas(self.params)
-        self.log_every, self.epochs, self.steps_per_epoch = log_every, epochs, steps_per_epoch
         self.jobs: dict[int, dict[str, Any]] = {}  # buffered: the last row of each job
         self.metrics: dict[str, list] = {c: [] for c in METRIC_COLUMNS}
         self.grad_norms: dict[str, list] = {c: [] for c in GRAD_NORM_COLUMNS}
@@ -151,19 +149,16 @@ class GroupRecordWriter:
                 column.append(value)
 
     def grad_norm_rows(self, job: int, steps: list[int], epochs: list[int], norms: list[list[float]]) -> None:
-        """The rows of the log steps among ``steps`` (step 0, the last step of a log epoch)."""
-        from initlab.recorders import log_epoch_due
-
-        spe, g = self.steps_per_epoch, self.grad_norms
+        """Every parameter's norm at each of ``steps`` (the caller picks the log steps)."""
+        g = self.grad_norms
         for step, epoch, row in zip(steps, epochs, norms):
-            if step == 0 or ((step + 1) % spe == 0 and log_epoch_due(epoch, self.log_every, self.epochs)):
-                for param, norm in zip(self.params, row):
-                    g["job"].append(job)
-                    g["writer"].append(self.prefix)
-                    g["step"].append(step)
-                    g["epoch"].append(epoch)
-                    g["param"].append(param)
-                    g["norm"].append(norm)
+            for param, norm in zip(self.params, row):
+                g["job"].append(job)
+                g["writer"].append(self.prefix)
+                g["step"].append(step)
+                g["epoch"].append(epoch)
+                g["param"].append(param)
+                g["norm"].append(norm)
 
     # ------------------------------------------------------------------ parts
     def flush_due(self) -> bool:

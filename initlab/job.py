@@ -113,7 +113,13 @@ class MemberRecord:
         if self.group is not None:  # the group's summary row says running until the end
             self.group.metric_rows(self.slot.job, rows)
             if norms is not None:
-                self.group.grad_norm_rows(self.slot.job, list(steps), epochs, norms.tolist())
+                # The log steps: step 0 and the last step of each log epoch.
+                t = self.cfg.trainer
+                keep = [k for k, (step, epoch) in enumerate(zip(steps, epochs))
+                        if step == 0 or ((step + 1) % steps_per_epoch == 0
+                                         and recorders.log_epoch_due(epoch, t.log_every, t.epochs))]
+                self.group.grad_norm_rows(self.slot.job, [steps[k] for k in keep],
+                                          [epochs[k] for k in keep], norms[keep].tolist())
             return
         self._append("metrics.csv", self.writer.number_rows("metrics.csv", rows))
         if norms is not None:

@@ -102,7 +102,7 @@ def test_a_killed_group_keeps_its_parts_and_shows_its_jobs_stopped(tmp_path):
     cfg = compose_config(config_name="smoke")
     where = group_dir(tmp_path, 1)
     write_group_file(where, 1, _params(cfg), 2)
-    writer = GroupRecordWriter(where, 0, _params(cfg), log_every=1, epochs=5)
+    writer = GroupRecordWriter(where, 0, _params(cfg))
     gone = {"pid": 2**22 + 12345, "host": os.uname().nodename, "started": 1.0}
     for job in (0, 1):
         writer.job_row(job, {"status": "running", "seed": job, "config": {"seed": job},
@@ -119,7 +119,7 @@ def test_a_bad_group_record_is_refused_in_one_line(tmp_path):
     cfg = compose_config(config_name="smoke")
     where = group_dir(tmp_path, 1)
     write_group_file(where, 1, _params(cfg), 1)
-    writer = GroupRecordWriter(where, 0, _params(cfg), log_every=1, epochs=3)
+    writer = GroupRecordWriter(where, 0, _params(cfg))
     writer.job_row(0, {"status": "completed", "seed": 0, "config": {}, "epochs_run": 3}, [])
     writer.metric_rows(0, [(1, 0.7, 0.5, 0.69, 0.5), (2, 0.6, 0.6, 0.65, 0.55)])
     writer.flush()
@@ -245,7 +245,7 @@ def test_nan_is_read_back_as_nan(tmp_path):
     cfg = compose_config(config_name="smoke")
     where = group_dir(tmp_path, 1)
     write_group_file(where, 1, _params(cfg), 1)
-    writer = GroupRecordWriter(where, 0, _params(cfg), log_every=1, epochs=1)
+    writer = GroupRecordWriter(where, 0, _params(cfg))
     writer.job_row(0, {"status": "diverged", "seed": 0, "config": {}, "epochs_run": 1,
                        "metrics": {"train": {"loss": math.nan, "acc": 0.5}}}, [])
     writer.metric_rows(0, [(1, math.nan, 0.5, math.inf, 0.5)])
@@ -364,12 +364,12 @@ def test_a_job_written_again_by_a_later_writer_is_read_from_its_last_writer_alon
     cfg = compose_config(config_name="smoke")
     where = group_dir(tmp_path, 1)
     write_group_file(where, 1, _params(cfg), 2)
-    first = GroupRecordWriter(where, 5, _params(cfg), log_every=1, epochs=3)
+    first = GroupRecordWriter(where, 5, _params(cfg))
     first.job_row(5, {"status": "running", "seed": 5, "config": {}, "epochs_run": 0}, ["seed=5"])
     first.metric_rows(5, [(1, 0.7, 0.5, 0.69, 0.5), (2, 0.6, 0.6, 0.65, 0.55)])
     first.grad_norm_rows(5, [0], [1], [[0.1] * len(_params(cfg))])
     first.flush()
-    again = GroupRecordWriter(where, 4, _params(cfg), log_every=1, epochs=3)  # a later try
+    again = GroupRecordWriter(where, 4, _params(cfg))  # a later try
     assert again.prefix > first.prefix
     again.metric_rows(5, [(1, 0.5, 0.7, 0.49, 0.7), (2, 0.4, 0.8, 0.45, 0.75), (3, 0.3, 0.9, 0.4, 0.8)])
     again.grad_norm_rows(5, [0], [1], [[0.2] * len(_params(cfg))])
@@ -390,7 +390,7 @@ def test_a_requeued_task_trains_again_only_the_jobs_that_did_not_run_to_their_en
     cfgs = [compose_config(*SIZES, f"seed={s}", "trainer.epochs=2", config_name="smoke") for s in (0, 1)]
     where = group_dir(tmp_path, 1)
     write_group_file(where, 1, _params(cfgs[0]), 2)
-    earlier = GroupRecordWriter(where, 0, _params(cfgs[0]), log_every=1, epochs=2)
+    earlier = GroupRecordWriter(where, 0, _params(cfgs[0]))
     earlier.job_row(0, {"status": "interrupted", "seed": 0, "config": to_plain(cfgs[0]), "epochs_run": 1},
                     ["seed=0"])
     earlier.metric_rows(0, [(1, 0.7, 0.5, 0.69, 0.5)])

@@ -533,7 +533,7 @@ class _FailureRows:
             params = list(json.loads((slot.group_dir / GROUP_FILE).read_text())["params"])
         except (OSError, ValueError, KeyError, TypeError):  # the chunk's own error says more
             params = []
-        self.writer = GroupRecordWriter(slot.group_dir, slot.job, params, 1, 1)
+        self.writer = GroupRecordWriter(slot.group_dir, slot.job, params)
 
     def fail(self, job: PreparedJob, message: str) -> None:
         self.writer.job_row(job.idx, {"status": "failed", "error": message, "seed": job.cfg.seed,
