@@ -137,8 +137,12 @@ class GroupRecordWriter:
     # ------------------------------------------------------------------ rows
     def job_row(self, job: int, summary: dict[str, Any], overrides: list[str] | None,
                 hydra_files: dict[str, str] | None = None) -> None:
-        self.jobs[job] = job_row(job, summary, overrides, self.params, hydra_files)
-        self.jobs[job]["writer"] = self.prefix
+        row = job_row(job, summary, overrides, self.params, hydra_files)
+        earlier = self.jobs.get(job)
+        if hydra_files is None and earlier is not None:  # its running row, not flushed yet
+            row["hydra_files"] = earlier["hydra_files"]
+        row["writer"] = self.prefix
+        self.jobs[job] = row
 
     def metric_rows(self, job: int, rows: list[tuple]) -> None:
         columns = list(self.metrics.values())

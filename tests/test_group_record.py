@@ -377,6 +377,12 @@ def test_a_job_written_again_by_a_later_writer_is_read_from_its_last_writer_alon
     again.flush()
     job = read_groups(tmp_path)[5]
     assert job.status == "completed" and job.metrics["train_loss"] == [0.5, 0.4, 0.3]
+    # A job's running row and its final row in one flush: its .hydra/ files are kept.
+    last = GroupRecordWriter(where, 6, _params(cfg))
+    last.job_row(6, {"status": "running", "seed": 6, "config": {}}, ["seed=6"], {".hydra/x.yaml": "x"})
+    last.job_row(6, {"status": "completed", "seed": 6, "config": {}, "epochs_run": 0}, ["seed=6"])
+    last.flush()
+    assert read_job_summary(tmp_path, 6)[2]["hydra_files"] == {".hydra/x.yaml": "x"}
     assert {norm for *_, norm in grad_norm_rows(where, 5)} == {0.2}
 
 
